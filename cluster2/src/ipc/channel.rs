@@ -1,0 +1,217 @@
+//! A typed, framed channel over a Unix socketpair.
+//!
+//! Frame: a 4-byte big-endian length, then one byte of protocol version, then the message in
+//! postcard (a maintained serde format with a documented, stable wire format; bincode is
+//! unmaintained). Frames above [`MAX_FRAME`] are refused on both sides. Sending goes through a
+//! bounded queue drained by one writer task, so that many tasks can send concurrently, a slow
+//! peer exerts back-pressure instead of growing memory, and writes are batched under load.
+
+use std::io::{self, Read};
+use std::marker::PhantomData;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use super::message::{MAX_FRAME, PROTOCOL_VERSION};
+
+/// How many messages may wait for the writer before `send` waits.
+const QUEUE: usize = 4096;
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    Io(io::Error),
+    Version(u8),
+    Malformed(postcard::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "channel read failed: {e}"),
+            Self::Version(v) => write!(
+                f,
+                "frame of protocol version {v}, expected {PROTOCOL_VERSION}: master and worker \
+                 come from different builds"
+            ),
+            Self::Malformed(e) => write!(f, "malformed frame: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+pub(crate) fn encode<T: Serialize>(msg: &T) -> Bytes {
+    let mut buf = Vec::with_capacity(64);
+    buf.push(PROTOCOL_VERSION);
+    Bytes::from(postcard::to_extend(msg, buf).expect("messages always serialize"))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, FrameError> {
+    match frame.split_first() {
+        Some((&PROTOCOL_VERSION, body)) => postcard::from_bytes(body).map_err(FrameError::Malformed),
+        Some((&other, _)) => Err(FrameError::Version(other)),
+        None => Err(FrameError::Malformed(postcard::Error::DeserializeUnexpectedEnd)),
+    }
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+/// Reads one frame from a blocking stream: a worker reads its `Hello` before it has a runtime.
+pub(crate) fn read_frame_blocking<T: DeserializeOwned>(
+    stream: &mut std::os::unix::net::UnixStream,
+) -> Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).map_err(FrameError::Io)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::Io(io::Error::other(format!(
+            "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
+        ))));
+    }
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body).map_err(FrameError::Io)?;
+    decode(&body)
+}
+
+/// The sending half; cheap to clone.
+pub(crate) struct Sender<T> {
+    queue: mpsc::Sender<Bytes>,
+    _msg: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            _msg: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+/// The peer is gone.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+impl<T: Serialize> Sender<T> {
+    /// Queues a message; waits while the queue is full. Fails once the peer is gone.
+    pub(crate) async fn send(&self, msg: &T) -> Result<(), Closed> {
+        self.queue.send(encode(msg)).await.map_err(|_| Closed)
+    }
+}
+
+/// The receiving half.
+pub(crate) struct Receiver<T> {
+    frames: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    _msg: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
+}
+
+impl<T: DeserializeOwned> Receiver<T> {
+    /// The next message; `Ok(None)` when the peer closed the channel.
+    pub(crate) async fn recv(&mut self) -> Result<Option<T>, FrameError> {
+        match self.frames.next().await {
+            None => Ok(None),
+            Some(Err(e)) => Err(FrameError::Io(e)),
+            Some(Ok(frame)) => decode(&frame).map(Some),
+        }
+    }
+}
+
+/// Splits a connected stream into a typed sender (`Tx` messages) and receiver (`Rx`). The writer
+/// task ends when every sender is dropped, after flushing what was queued.
+pub(crate) fn channel<Tx, Rx>(stream: UnixStream) -> (Sender<Tx>, Receiver<Rx>) {
+    let (read, write) = stream.into_split();
+    let (queue, pending) = mpsc::channel(QUEUE);
+    tokio::spawn(write_frames(write, pending));
+    (
+        Sender {
+            queue,
+            _msg: PhantomData,
+        },
+        Receiver {
+            frames: FramedRead::new(read, codec()),
+            _msg: PhantomData,
+        },
+    )
+}
+
+async fn write_frames(write: OwnedWriteHalf, mut pending: mpsc::Receiver<Bytes>) {
+    let mut frames = FramedWrite::new(write, codec());
+    let mut batch = Vec::with_capacity(64);
+    // `recv_many` hands over everything already queued, so one flush covers a whole burst.
+    while pending.recv_many(&mut batch, 256).await > 0 {
+        for frame in batch.drain(..) {
+            if frames.feed(frame).await.is_err() {
+                return;
+            }
+        }
+        if SinkExt::<Bytes>::flush(&mut frames).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::message::{ToMaster, ToWorker};
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn messages_cross_a_real_socketpair_in_order() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (tx, _rx_a) = channel::<ToMaster, ToWorker>(a);
+        let (_tx_b, mut rx) = channel::<ToWorker, ToMaster>(b);
+        for _ in 0..3 {
+            tx.send(&ToMaster::Listening).await.unwrap();
+        }
+        tx.send(&ToMaster::Warming {
+            addr: "127.0.0.1:9".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            assert!(matches!(rx.recv().await.unwrap(), Some(ToMaster::Listening)));
+        }
+        assert!(matches!(rx.recv().await.unwrap(), Some(ToMaster::Warming { .. })));
+        drop(tx);
+        assert!(rx.recv().await.unwrap().is_none(), "EOF once the sender is gone");
+    }
+
+    #[tokio::test]
+    async fn bad_frames_are_errors_not_panics() {
+        let (mut raw, b) = UnixStream::pair().unwrap();
+        let (_tx, mut rx) = channel::<ToWorker, ToMaster>(b);
+        // Wrong protocol version.
+        raw.write_all(&[0, 0, 0, 2, 99, 0]).await.unwrap();
+        assert!(matches!(rx.recv().await, Err(FrameError::Version(99))));
+        // Right version, garbage body (an enum tag that does not exist).
+        raw.write_all(&[0, 0, 0, 2, PROTOCOL_VERSION, 200]).await.unwrap();
+        assert!(matches!(rx.recv().await, Err(FrameError::Malformed(_))));
+        // A length above the limit.
+        raw.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        assert!(matches!(rx.recv().await, Err(FrameError::Io(_))));
+    }
+}

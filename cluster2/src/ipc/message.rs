@@ -1,0 +1,60 @@
+//! One message enum per direction. Every frame starts with [`PROTOCOL_VERSION`], so a worker
+//! built from another version of cluster2 is refused instead of misread.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::options::Options;
+
+/// Bumped whenever a message changes shape.
+pub(crate) const PROTOCOL_VERSION: u8 = 1;
+
+/// The largest frame either side accepts (and sends).
+pub(crate) const MAX_FRAME: usize = 32 * 1024 * 1024;
+
+/// From the master to one worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// Always the first frame: everything a worker needs to start.
+    Hello(Box<Hello>),
+    /// Stop accepting, finish in-flight requests within `stop_timeout`, exit.
+    Stop,
+}
+
+/// What the master tells a new worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub(crate) worker_id: usize,
+    pub(crate) options: Options,
+    pub(crate) app_args: Vec<String>,
+}
+
+/// From a worker to the master.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToMaster {
+    /// The warm-up listener is up on this address.
+    Warming { addr: SocketAddr },
+    /// Start-up failed; the worker exits next.
+    StartFailed { stage: StartStage, error: String },
+    /// The worker is accepting on the shared application port.
+    Listening,
+}
+
+/// The step of a worker's start-up that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StartStage {
+    ConfigureApp,
+    WarmUpListener,
+    WarmUp,
+}
+
+impl std::fmt::Display for StartStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ConfigureApp => "configure_app",
+            Self::WarmUpListener => "warm-up listener",
+            Self::WarmUp => "warm-up",
+        })
+    }
+}

@@ -1,0 +1,6 @@
+//! Master ↔ worker plumbing: inherited file descriptors, framed typed channels, and the
+//! messages that travel on them.
+
+pub(crate) mod channel;
+pub(crate) mod fd;
+pub(crate) mod message;

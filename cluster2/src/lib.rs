@@ -1,0 +1,65 @@
+//! cluster2 runs an HTTP application on a supervised cluster of worker processes that share
+//! one port.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//!
+//! #[cluster2::configure_app]
+//! async fn app() -> Router {
+//!     Router::new().route("/", get(|| async { "hello world" }))
+//! }
+//!
+//! #[cluster2::warm_up]
+//! async fn warm(w: cluster2::WarmUp) -> Result<(), cluster2::BoxError> {
+//!     w.get("/").await?;
+//!     Ok(())
+//! }
+//!
+//! #[cluster2::main(port = 9090, workers = 4)]
+//! async fn main(started: cluster2::Started) {
+//!     tracing::info!(role = ?started.role(), addr = %started.addr(), "up");
+//! }
+//! ```
+//!
+//! The master binds the port once and re-executes the same binary as each worker, handing
+//! it the listening socket; a worker configures the app, warms up on a private listener, then
+//! accepts on the shared socket. The master restarts crashed workers with back-off and stops
+//! the cluster gracefully on SIGTERM or SIGINT. Every option can be set in the macro, a config
+//! file, the environment or on the command line; run any cluster2 binary with `--help`.
+#![doc(html_root_url = "https://docs.rs/cluster2/0.1.0")]
+
+mod app; // the App type served by workers, and what configure_app may return
+mod cluster; // Cluster::builder(): role dispatch and the public entry point
+mod error; // Error, ErrorKind, Result, Context
+mod ipc; // master <-> worker channel, messages and inherited fds
+mod log; // one-line-per-event logging labelled with the process
+mod master; // the supervising process
+mod monitor; // the master's monitor app on mon_port
+pub mod options; // every option, its default and its layering
+mod registry; // link-time registration of configure_app / warm_up
+mod role; // master or worker, from the environment marker
+mod started; // Started, Role and WarmUp, handed to user code
+mod worker; // the serving process
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+#[doc(inline)]
+pub use app::{App, ConnInfo, IntoApp};
+#[doc(inline)]
+pub use cluster::{Builder, Cluster, MainResult};
+#[doc(inline)]
+pub use error::{BoxError, Context, Error, ErrorKind, Result};
+#[doc(inline)]
+pub use options::{Options, ServerProtocol};
+#[doc(inline)]
+pub use started::{Role, Started, WarmUp};
+
+#[doc(inline)]
+pub use cluster2_macros::{configure_app, main, warm_up};
+
+/// The names most applications need.
+pub mod prelude {
+    pub use crate::{App, BoxError, Role, Started, WarmUp};
+}

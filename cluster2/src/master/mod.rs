@@ -1,0 +1,82 @@
+//! The supervising process: binds the ports, spawns the workers, waits until every one is
+//! listening, restarts crashed ones with back-off, and shuts the cluster down on a signal.
+//! See `LIFECYCLE.md` beside this file for the sequence.
+
+mod spawn;
+pub(crate) mod supervisor;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::cluster::{MainBody, Parts};
+use crate::options::Options;
+
+/// Exit code when a port cannot be bound or start-up fails.
+const EXIT_START_FAILED: u8 = 1;
+
+pub(crate) fn run(
+    parts: Parts,
+    options: Options,
+    app_args: Vec<String>,
+    main: MainBody,
+) -> ExitCode {
+    crate::log::init(format!("master[{}]", std::process::id()), &options.log.level);
+    // Bind before anything else exists: a busy port must fail with no child left behind.
+    let app = match bind(options.host, options.port, options.backlog as i32) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(
+                "cannot bind the application port: --port {} on {}: {e}",
+                options.port,
+                options.host
+            );
+            return ExitCode::from(EXIT_START_FAILED);
+        }
+    };
+    let monitor = match bind(options.mon_host, options.mon_port, 128) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(
+                "cannot bind the monitor port: --mon-port {} on {}: {e}",
+                options.mon_port,
+                options.mon_host
+            );
+            return ExitCode::from(EXIT_START_FAILED);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cluster2-master")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_START_FAILED);
+        }
+    };
+    let code = runtime.block_on(supervisor::supervise(
+        parts,
+        Arc::new(options),
+        app_args.into(),
+        app,
+        monitor,
+        main,
+    ));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
+}
+
+fn bind(host: std::net::IpAddr, port: u16, backlog: i32) -> std::io::Result<TcpListener> {
+    let addr = SocketAddr::new(host, port);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Restarting the master must not wait for TIME_WAIT connections of the previous one.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}

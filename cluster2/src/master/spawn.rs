@@ -1,0 +1,117 @@
+//! Re-executes this binary as a worker, handing it the shared listener and its end of a fresh
+//! socketpair at fixed fd numbers.
+//!
+//! Every spawn happens on one dedicated, long-lived thread. The parent-death signal that makes
+//! a worker stop when the master dies is tied by Linux to the *thread* that forked the child,
+//! not to the process: spawning from a runtime thread that later exits would kill the worker
+//! by accident. This is one of the two places where cluster2 needs `unsafe`.
+#![allow(unsafe_code)]
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::mpsc as std_mpsc;
+
+use command_fds::{CommandFdExt, FdMapping};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use crate::ipc::fd::{CHANNEL_FD, LISTENER_FD};
+use crate::role::{MASTER_PID_ENV, WORKER_ENV};
+
+/// A started worker process and the master's end of its channel.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) child: Child,
+    pub(crate) channel: UnixStream,
+}
+
+struct Request {
+    worker_id: usize,
+    reply: oneshot::Sender<io::Result<Spawned>>,
+}
+
+/// Handle to the spawner thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Spawner {
+    requests: std_mpsc::Sender<Request>,
+}
+
+impl Spawner {
+    /// Starts the spawner thread. `exe` is the path this binary was started from: successors
+    /// run whatever is at that path now, so replacing the file deploys new code.
+    pub(crate) fn start(listener: OwnedFd, exe: PathBuf) -> io::Result<Self> {
+        let handle = tokio::runtime::Handle::current();
+        let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+        let (requests, incoming) = std_mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("cluster2-spawner".to_owned())
+            .spawn(move || {
+                // Children spawned here are reaped by the runtime's process driver.
+                let _runtime = handle.enter();
+                for request in incoming {
+                    let result = spawn_worker(&exe, &args, &listener, request.worker_id);
+                    let _ = request.reply.send(result);
+                }
+            })?;
+        Ok(Self { requests })
+    }
+
+    pub(crate) async fn spawn(&self, worker_id: usize) -> io::Result<Spawned> {
+        let (reply, result) = oneshot::channel();
+        self.requests
+            .send(Request { worker_id, reply })
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        result
+            .await
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
+}
+
+fn spawn_worker(
+    exe: &PathBuf,
+    args: &[OsString],
+    listener: &OwnedFd,
+    worker_id: usize,
+) -> io::Result<Spawned> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut command = Command::new(exe);
+    command
+        .args(args)
+        .env(WORKER_ENV, worker_id.to_string())
+        .env(MASTER_PID_ENV, std::process::id().to_string())
+        .stdin(Stdio::null())
+        .kill_on_drop(false);
+    command
+        .fd_mappings(vec![
+            FdMapping {
+                parent_fd: listener.try_clone()?,
+                child_fd: LISTENER_FD,
+            },
+            FdMapping {
+                parent_fd: theirs.into(),
+                child_fd: CHANNEL_FD,
+            },
+        ])
+        .map_err(|_| io::Error::other("colliding fd mappings"))?;
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed. It makes one prctl(2) system call and builds an io::Error from an
+    // errno value on failure, neither of which allocates or takes a lock.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(io::Error::from)
+        });
+    }
+    let child = command.spawn()?;
+    // `command` owns the child's ends of the fds; dropping it closes them here, so that the
+    // master sees EOF on the channel when the worker exits.
+    drop(command);
+    Ok(Spawned {
+        child,
+        channel: ours,
+    })
+}

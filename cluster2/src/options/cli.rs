@@ -1,0 +1,278 @@
+//! The command line: one `--flag` per option (kebab case, dotted for nested options), plus
+//! `--config`, `--check`, `--help`, `--version`, and application arguments after `--`.
+//!
+//! clap does the syntax (`--port 8080`, `--port=8080`, bare booleans, suggestions, help); values
+//! stay text here and are typed in [`super::resolve`], so every layer reports errors alike.
+
+use std::ffi::OsString;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, ArgAction};
+
+use super::resolve::CommandLine;
+use super::{DOCS, Options};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Run the cluster (or, with `check`, print the resolved options and exit).
+    Run {
+        command_line: CommandLine,
+        app_args: Vec<String>,
+        check: bool,
+    },
+    /// Print `output` and exit with `code` (help, version, or a usage error).
+    Exit { code: i32, output: String },
+}
+
+/// `cache.enable` → `--cache.enable`; `mon_port` → `--mon-port`.
+pub(crate) fn flag_name(key: &str) -> String {
+    format!("--{}", key.replace('_', "-"))
+}
+
+pub(crate) fn parse_command_line(
+    name: &str,
+    version: &str,
+    args: impl IntoIterator<Item = OsString>,
+) -> Command {
+    let matches = match build(name, version).try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(err) => return from_clap_error(&err),
+    };
+    let mut command_line = CommandLine {
+        config: matches.get_one::<String>("config").map(Into::into),
+        ..CommandLine::default()
+    };
+    for doc in DOCS {
+        if let Some(value) = matches.get_one::<String>(doc.key) {
+            command_line
+                .values
+                .push((doc.key.to_owned(), value.clone(), flag_name(doc.key)));
+        }
+    }
+    // Flags apply in the order given, so that a later `--port` overrides an earlier alias.
+    command_line.values.sort_by_key(|(key, _, _)| {
+        matches
+            .index_of(key.as_str())
+            .unwrap_or(usize::MAX)
+    });
+    let app_args = matches
+        .get_many::<String>("app_args")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    Command::Run {
+        command_line,
+        app_args,
+        check: matches.get_flag("check"),
+    }
+}
+
+fn build(name: &str, version: &str) -> clap::Command {
+    let defaults = serde_json::to_value(Options::default()).expect("options serialize to JSON");
+    let mut cmd = clap::Command::new(name.to_owned())
+        .version(format!("{version} (cluster2 {})", env!("CARGO_PKG_VERSION")))
+        .about("A web application served by a supervised cluster of worker processes (cluster2).")
+        .after_help(
+            "Every option can also be set in the config file (--config), as an environment \
+             variable (CLUSTER2_PORT, CLUSTER2_RESTART__DELAY) or in #[cluster2::main(...)]; \
+             the command line wins over the environment, which wins over the file.",
+        )
+        .args_override_self(true)
+        .disable_help_subcommand(true)
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("FILE.toml")
+                .help("read options from a TOML file"),
+        )
+        .arg(
+            Arg::new("check")
+                .long("check")
+                .action(ArgAction::SetTrue)
+                .help("resolve and check the options, print them as JSON, and exit"),
+        )
+        .arg(
+            Arg::new("app_args")
+                .num_args(0..)
+                .last(true)
+                .value_name("APP ARGS")
+                .help("arguments for the application, after --"),
+        );
+    for doc in DOCS {
+        let long = flag_name(doc.key).trim_start_matches('-').to_owned();
+        let default = defaults
+            .pointer(&format!("/{}", doc.key.replace('.', "/")))
+            .expect("documented options exist");
+        let shown = match default {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "unset".to_owned(),
+            other => other.to_string(),
+        };
+        let mut arg = Arg::new(doc.key)
+            .long(long.clone())
+            .value_name(value_name(doc.expected))
+            .help(format!("{} [default: {shown}]", doc.help))
+            .action(ArgAction::Set);
+        if long != doc.key {
+            arg = arg.alias(doc.key);
+        }
+        if default.is_boolean() {
+            // `--cache.enable` alone means true; `--cache.enable=false` turns it off.
+            arg = arg.num_args(0..=1).default_missing_value("true");
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+fn value_name(expected: &str) -> &'static str {
+    if expected.starts_with("a port") {
+        "PORT"
+    } else if expected.starts_with("a duration") {
+        "DURATION"
+    } else if expected.starts_with("a whole number") {
+        "N"
+    } else if expected.starts_with("true") {
+        "BOOL"
+    } else if expected.starts_with("an IP") {
+        "IP"
+    } else {
+        "VALUE"
+    }
+}
+
+fn context(err: &clap::Error, kind: ContextKind) -> Option<String> {
+    match err.get(kind)? {
+        ContextValue::String(s) => Some(s.clone()),
+        ContextValue::Strings(v) => v.first().cloned(),
+        _ => None,
+    }
+}
+
+fn from_clap_error(err: &clap::Error) -> Command {
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Command::Exit {
+            code: 0,
+            output: err.render().to_string(),
+        },
+        kind => {
+            let arg = context(err, ContextKind::InvalidArg).unwrap_or_default();
+            let message = match kind {
+                ErrorKind::UnknownArgument if arg.starts_with('-') => {
+                    let hint = context(err, ContextKind::SuggestedArg)
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default();
+                    format!("unknown flag {arg}{hint}; --help lists every option")
+                }
+                ErrorKind::UnknownArgument => format!(
+                    "unexpected argument `{arg}`: options are --flags, and arguments for the \
+                     application go after --"
+                ),
+                ErrorKind::InvalidValue | ErrorKind::NoEquals => {
+                    let flag = arg.split_whitespace().next().unwrap_or(&arg).to_owned();
+                    let key = flag.trim_start_matches('-').replace('-', "_");
+                    let expected = super::doc(&key).map_or("a value", |d| d.expected);
+                    format!("missing value for {flag}: expected {expected}")
+                }
+                _ => {
+                    let text = err.render().to_string();
+                    let first = text.lines().next().unwrap_or("invalid command line");
+                    first.trim_start_matches("error: ").to_owned()
+                }
+            };
+            Command::Exit {
+                code: 2,
+                output: format!("error: {message}\n"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        let argv = std::iter::once("app").chain(args.iter().copied()).map(OsString::from);
+        parse_command_line("app", "1.0.0", argv)
+    }
+
+    fn values(cmd: Command) -> Vec<(String, String)> {
+        match cmd {
+            Command::Run { command_line, .. } => command_line
+                .values
+                .into_iter()
+                .map(|(k, v, _)| (k, v))
+                .collect(),
+            Command::Exit { output, .. } => panic!("unexpected exit: {output}"),
+        }
+    }
+
+    fn error(cmd: Command) -> String {
+        match cmd {
+            Command::Exit { code: 2, output } => output,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn both_value_forms_and_kebab_and_snake_case() {
+        assert_eq!(
+            values(parse(&["--port=1", "--mon-port", "2", "--warm_up_port=3"])),
+            [("port", "1"), ("mon_port", "2"), ("warm_up_port", "3")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+    }
+
+    #[test]
+    fn nested_flags() {
+        assert_eq!(
+            values(parse(&["--restart.max-delay=1m", "--log.level", "debug"])),
+            [("restart.max_delay", "1m"), ("log.level", "debug")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_last_occurrence_wins() {
+        assert_eq!(
+            values(parse(&["--port=1", "--port=2"])),
+            [("port".to_owned(), "2".to_owned())]
+        );
+    }
+
+    #[test]
+    fn unknown_flags_suggest_the_right_one() {
+        assert_eq!(
+            error(parse(&["--mon-prot=1"])),
+            "error: unknown flag --mon-prot (did you mean --mon-port?); --help lists every option\n"
+        );
+    }
+
+    #[test]
+    fn missing_values_say_what_is_valid() {
+        assert_eq!(
+            error(parse(&["--port"])),
+            "error: missing value for --port: expected a port number (0-65535)\n"
+        );
+    }
+
+    #[test]
+    fn application_arguments_follow_the_double_dash() {
+        match parse(&["--port=1", "--", "--not-ours", "x"]) {
+            Command::Run { app_args, .. } => assert_eq!(app_args, ["--not-ours", "x"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_lists_every_option_with_its_default() {
+        let Command::Exit { code: 0, output } = parse(&["--help"]) else {
+            panic!("--help should exit 0")
+        };
+        for doc in DOCS {
+            assert!(output.contains(&flag_name(doc.key)), "{} missing from help", doc.key);
+        }
+        assert!(output.contains("[default: 8080]"));
+    }
+}

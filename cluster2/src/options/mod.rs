@@ -1,0 +1,371 @@
+//! What the user asked for: every option, its default, its documentation, and its checks.
+//!
+//! Options come from five layers, each overriding the one before:
+//! built-in defaults < `#[cluster2::main(...)]` (or [`Builder::option`](crate::Builder::option))
+//! < config file (`--config FILE.toml`) < environment (`CLUSTER2_PORT`, `CLUSTER2_CACHE__ENABLE`)
+//! < command line (`--port=8080`, `--cache.enable=false`). The master resolves them once and
+//! sends the result to every worker, so master and workers can never disagree.
+
+mod cli;
+mod duration;
+mod resolve;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use cli::{Command, parse_command_line};
+pub use resolve::OptionValue;
+pub(crate) use resolve::resolve;
+
+/// The resolved options of a cluster.
+///
+/// Every field has a documented default; see `--help` of any cluster2 binary for the full list
+/// with the defaults in force on this machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Options {
+    /// TCP port of the application, shared by every worker. `0` picks any free port.
+    pub port: u16,
+    /// Address the application port binds to.
+    pub host: IpAddr,
+    /// TCP port of the monitor app served by the master. `0` picks any free port.
+    pub mon_port: u16,
+    /// Address the monitor app binds to. Loopback by default: its control endpoints are not
+    /// meant for the network.
+    pub mon_host: IpAddr,
+    /// Number of worker processes.
+    pub workers: usize,
+    /// Runtime threads per worker; `0` divides the CPUs among the workers (at least one each).
+    pub threads: usize,
+    /// First port tried for the per-worker warm-up listeners on 127.0.0.1; unset: any free port.
+    pub warm_up_port: Option<u16>,
+    /// How often workers report to the master.
+    #[serde(with = "duration")]
+    pub heartbeat_interval: Duration,
+    /// How long the master waits for every initial worker to be listening.
+    #[serde(with = "duration")]
+    pub startup_timeout: Duration,
+    /// How long in-flight requests may take to finish when a worker stops gracefully.
+    #[serde(with = "duration")]
+    pub stop_timeout: Duration,
+    /// HTTP protocols the application port speaks.
+    pub server: ServerProtocol,
+    /// Length of the accept queue of the application port.
+    pub backlog: u32,
+    /// Restarting workers that crash.
+    pub restart: RestartOptions,
+    /// Logging.
+    pub log: LogOptions,
+}
+
+/// HTTP protocols spoken on the application port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ServerProtocol {
+    /// HTTP/1.1 and HTTP/2 over cleartext (h2c), chosen per connection.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only (prior knowledge).
+    Http2,
+}
+
+/// How crashed workers are restarted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RestartOptions {
+    /// Delay before restarting a worker that crashed after a crash; doubles on each crash in a
+    /// row.
+    #[serde(with = "duration")]
+    pub delay: Duration,
+    /// The longest delay between restarts of a worker that keeps crashing. A worker that has
+    /// been listening this long ends its crash streak.
+    #[serde(with = "duration")]
+    pub max_delay: Duration,
+}
+
+/// Logging of every process of the cluster (to standard error).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct LogOptions {
+    /// Filter directives, as for `RUST_LOG`: `info`, `warn,my_app=debug`.
+    pub level: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            mon_port: 8081,
+            mon_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            workers: cpus(),
+            threads: 0,
+            warm_up_port: None,
+            heartbeat_interval: Duration::from_secs(5),
+            startup_timeout: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(30),
+            server: ServerProtocol::Auto,
+            backlog: 1024,
+            restart: RestartOptions::default(),
+            log: LogOptions::default(),
+        }
+    }
+}
+
+impl Default for RestartOptions {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Options {
+    /// Runtime threads each worker should run.
+    pub(crate) fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => (cpus() / self.workers.max(1)).max(1),
+            n => n,
+        }
+    }
+
+    /// Checks that go beyond one value's type.
+    fn validate(&self) -> Result<(), Problem> {
+        if self.workers == 0 {
+            return Err(Problem::value("workers", "expected at least 1 worker"));
+        }
+        if self.port != 0 && self.port == self.mon_port {
+            return Err(Problem::conflict(
+                "port",
+                "mon_port",
+                format!(
+                    "are both {}: the application and the monitor need different ports",
+                    self.port
+                ),
+            ));
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(Problem::value("heartbeat_interval", "expected more than 0s"));
+        }
+        if self.startup_timeout.is_zero() {
+            return Err(Problem::value("startup_timeout", "expected more than 0s"));
+        }
+        if self.restart.delay > self.restart.max_delay {
+            return Err(Problem::conflict(
+                "restart.delay",
+                "restart.max_delay",
+                "conflict: the first delay is longer than the longest".to_owned(),
+            ));
+        }
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            return Err(Problem::value("log.level", format!("not a log filter ({e})")));
+        }
+        Ok(())
+    }
+}
+
+/// A semantic problem with one option or a pair of options.
+#[derive(Debug)]
+struct Problem {
+    key: &'static str,
+    other: Option<&'static str>,
+    message: String,
+}
+
+impl Problem {
+    fn value(key: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            key,
+            other: None,
+            message: message.into(),
+        }
+    }
+
+    fn conflict(key: &'static str, other: &'static str, message: String) -> Self {
+        Self {
+            key,
+            other: Some(other),
+            message,
+        }
+    }
+}
+
+/// Documentation of one option, shown by `--help`.
+#[derive(Debug)]
+pub(crate) struct OptionDoc {
+    /// Dotted path in snake case: `cache.enable`.
+    pub(crate) key: &'static str,
+    /// What a valid value looks like, for error messages.
+    pub(crate) expected: &'static str,
+    /// One line of help.
+    pub(crate) help: &'static str,
+}
+
+/// Every option, in `--help` order. A unit test checks that this covers every field.
+pub(crate) const DOCS: &[OptionDoc] = &[
+    OptionDoc {
+        key: "port",
+        expected: "a port number (0-65535)",
+        help: "TCP port of the application, shared by every worker (0: any free port)",
+    },
+    OptionDoc {
+        key: "host",
+        expected: "an IP address",
+        help: "address the application port binds to",
+    },
+    OptionDoc {
+        key: "mon_port",
+        expected: "a port number (0-65535)",
+        help: "TCP port of the monitor app in the master (0: any free port)",
+    },
+    OptionDoc {
+        key: "mon_host",
+        expected: "an IP address",
+        help: "address the monitor app binds to",
+    },
+    OptionDoc {
+        key: "workers",
+        expected: "a whole number of at least 1",
+        help: "number of worker processes (default: the number of CPUs)",
+    },
+    OptionDoc {
+        key: "threads",
+        expected: "a whole number (0: automatic)",
+        help: "runtime threads per worker (0: the CPUs divided among the workers)",
+    },
+    OptionDoc {
+        key: "warm_up_port",
+        expected: "a port number (1-65535), or none",
+        help: "first port tried for the per-worker warm-up listeners on 127.0.0.1 (unset: any free port)",
+    },
+    OptionDoc {
+        key: "heartbeat_interval",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "how often workers report to the master",
+    },
+    OptionDoc {
+        key: "startup_timeout",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "how long the master waits for every initial worker to be listening",
+    },
+    OptionDoc {
+        key: "stop_timeout",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "how long in-flight requests may take to finish on a graceful stop",
+    },
+    OptionDoc {
+        key: "server",
+        expected: "auto, http1 or http2",
+        help: "protocols of the application port: auto (HTTP/1.1 and h2c), http1 or http2",
+    },
+    OptionDoc {
+        key: "backlog",
+        expected: "a whole number",
+        help: "length of the accept queue of the application port",
+    },
+    OptionDoc {
+        key: "restart.delay",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "delay before restarting a crashed worker; doubles with each crash in a row",
+    },
+    OptionDoc {
+        key: "restart.max_delay",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "longest delay between restarts; a worker up this long ends its crash streak",
+    },
+    OptionDoc {
+        key: "log.level",
+        expected: "a log filter like info or warn,my_app=debug",
+        help: "log filter for every process (RUST_LOG syntax)",
+    },
+];
+
+pub(crate) fn doc(key: &str) -> Option<&'static OptionDoc> {
+    DOCS.iter().find(|d| d.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaf_paths(v, &path, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+
+    #[test]
+    fn every_option_is_documented_and_every_doc_is_an_option() {
+        let mut paths = Vec::new();
+        leaf_paths(
+            &serde_json::to_value(Options::default()).unwrap(),
+            "",
+            &mut paths,
+        );
+        paths.sort();
+        let mut documented: Vec<String> = DOCS.iter().map(|d| d.key.to_owned()).collect();
+        documented.sort();
+        assert_eq!(paths, documented);
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Options::default().validate().unwrap();
+    }
+
+    #[test]
+    fn defaults_round_trip_through_the_wire_format() {
+        let options = Options::default();
+        let bytes = postcard::to_stdvec(&options).unwrap();
+        let back: Options = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, options);
+    }
+
+    #[test]
+    fn conflicting_ports_are_a_problem() {
+        let options = Options {
+            port: 9000,
+            mon_port: 9000,
+            ..Options::default()
+        };
+        let problem = options.validate().unwrap_err();
+        assert_eq!((problem.key, problem.other), ("port", Some("mon_port")));
+        // Port 0 means "any free port" for both, which cannot collide.
+        let options = Options {
+            port: 0,
+            mon_port: 0,
+            ..Options::default()
+        };
+        options.validate().unwrap();
+    }
+}

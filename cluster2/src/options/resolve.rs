@@ -1,0 +1,428 @@
+//! Merging the five layers of options into one [`Options`], remembering where each value came
+//! from so that an error can name the flag, variable or file line the user has to fix.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::{Options, doc};
+use crate::error::{Error, Result};
+
+/// A value given to [`Builder::option`](crate::Builder::option) or `#[cluster2::main(...)]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum OptionValue {
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// Text, read as the command line would read it (`"5s"`, `"http1"`, `"8080"`).
+    Str(String),
+}
+
+impl From<bool> for OptionValue {
+    fn from(v: bool) -> Self {
+        Self::Bool(v)
+    }
+}
+
+macro_rules! int_option_value {
+    ($($t:ty),*) => {$(
+        impl From<$t> for OptionValue {
+            fn from(v: $t) -> Self {
+                Self::Int(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+int_option_value!(u8, u16, u32, u64, usize, i8, i16, i32, i64);
+
+impl From<&str> for OptionValue {
+    fn from(v: &str) -> Self {
+        Self::Str(v.to_owned())
+    }
+}
+
+impl From<String> for OptionValue {
+    fn from(v: String) -> Self {
+        Self::Str(v)
+    }
+}
+
+impl From<std::time::Duration> for OptionValue {
+    fn from(v: std::time::Duration) -> Self {
+        Self::Str(humantime::format_duration(v).to_string())
+    }
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug)]
+enum Source {
+    Default,
+    Code,
+    File(String),
+    Env(String),
+    Flag(String),
+}
+
+/// One value set by one layer.
+#[derive(Debug)]
+pub(crate) struct Assignment {
+    key: String,
+    value: Raw,
+    source: Source,
+}
+
+#[derive(Debug)]
+enum Raw {
+    /// Already typed (code, config file).
+    Typed(Value),
+    /// Text to read according to the option's type (environment, command line).
+    Text(String),
+}
+
+/// The command line, already split by [`super::cli`].
+#[derive(Debug, Default)]
+pub(crate) struct CommandLine {
+    /// `(dotted key, value, the flag as written)`.
+    pub(crate) values: Vec<(String, String, String)>,
+    pub(crate) config: Option<std::path::PathBuf>,
+}
+
+/// Resolves every layer into validated options.
+pub(crate) fn resolve(
+    code: &[(String, OptionValue)],
+    command_line: &CommandLine,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Options> {
+    let mut assignments = Vec::new();
+    for (key, value) in code {
+        let value = match value {
+            OptionValue::Bool(b) => Raw::Typed(Value::Bool(*b)),
+            OptionValue::Int(i) => Raw::Typed(Value::from(*i)),
+            OptionValue::Str(s) => Raw::Text(s.clone()),
+        };
+        assignments.push(Assignment {
+            key: key.clone(),
+            value,
+            source: Source::Code,
+        });
+    }
+    if let Some(path) = &command_line.config {
+        assignments.extend(file_layer(path)?);
+    }
+    assignments.extend(env_layer(env)?);
+    for (key, value, flag) in &command_line.values {
+        assignments.push(Assignment {
+            key: key.clone(),
+            value: Raw::Text(value.clone()),
+            source: Source::Flag(flag.clone()),
+        });
+    }
+    merge(assignments)
+}
+
+fn merge(assignments: Vec<Assignment>) -> Result<Options> {
+    let defaults = serde_json::to_value(Options::default()).expect("options serialize to JSON");
+    let mut tree = defaults.clone();
+    let mut provenance: BTreeMap<String, (Source, String)> = BTreeMap::new();
+
+    for Assignment { key, value, source } in assignments {
+        let Some(default) = lookup(&defaults, &key) else {
+            return Err(unknown(&key, &source));
+        };
+        if let Value::Object(children) = default {
+            let first = children.keys().next().map_or(String::new(), |k| format!("{key}.{k}"));
+            return Err(Error::config(format!(
+                "{} is a group of options, not a value: set one of its options, like {}",
+                describe(&key, &source),
+                spell(&first, &source)
+            )));
+        }
+        let (value, text) = match value {
+            Raw::Typed(v) => {
+                let text = match &v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (v, text)
+            }
+            Raw::Text(t) => (coerce(&t, default), t),
+        };
+        *lookup_mut(&mut tree, &key).expect("key exists in the defaults") = value;
+        provenance.insert(key, (source, text));
+    }
+
+    let label = |key: &str| match provenance.get(key) {
+        Some((source, _)) => describe(key, source),
+        None => describe(key, &Source::Default),
+    };
+
+    let options: Options = serde_path_to_error::deserialize(tree).map_err(|err| {
+        let key = err.path().to_string();
+        let expected = doc(&key).map_or("a valid value", |d| d.expected);
+        let given = provenance.get(&key).map_or(String::new(), |(_, t)| format!(" `{t}`"));
+        Error::config(format!(
+            "invalid value{given} for {}: expected {expected}",
+            label(&key)
+        ))
+    })?;
+
+    options.validate().map_err(|problem| {
+        let message = match problem.other {
+            None => {
+                let given = provenance
+                    .get(problem.key)
+                    .map_or(String::new(), |(_, t)| format!(" `{t}`"));
+                format!("invalid value{given} for {}: {}", label(problem.key), problem.message)
+            }
+            Some(other) => format!(
+                "{} and {} {}",
+                label(problem.key),
+                label(other),
+                problem.message
+            ),
+        };
+        Error::config(message)
+    })?;
+    Ok(options)
+}
+
+/// Reads text the way its option's type wants it; anything unreadable stays text, so that the
+/// typed pass reports it with the option's name and what is valid.
+fn coerce(text: &str, default: &Value) -> Value {
+    let trimmed = text.trim();
+    match default {
+        Value::Bool(_) => match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Value::Bool(true),
+            "false" | "no" | "off" | "0" => Value::Bool(false),
+            _ => Value::String(text.to_owned()),
+        },
+        Value::Number(_) | Value::Null => {
+            if default.is_null() && (trimmed.is_empty() || trimmed.eq_ignore_ascii_case("none")) {
+                Value::Null
+            } else if let Ok(n) = trimmed.parse::<u64>() {
+                Value::from(n)
+            } else if let Ok(n) = trimmed.parse::<i64>() {
+                Value::from(n)
+            } else {
+                Value::String(text.to_owned())
+            }
+        }
+        _ => Value::String(text.to_owned()),
+    }
+}
+
+fn lookup<'a>(tree: &'a Value, key: &str) -> Option<&'a Value> {
+    key.split('.').try_fold(tree, |node, part| node.as_object()?.get(part))
+}
+
+fn lookup_mut<'a>(tree: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    key.split('.')
+        .try_fold(tree, |node, part| node.as_object_mut()?.get_mut(part))
+}
+
+/// Every option key, dotted and in snake case.
+pub(crate) fn all_keys() -> Vec<String> {
+    fn walk(map: &Map<String, Value>, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in map {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                Value::Object(children) => walk(children, &key, out),
+                _ => out.push(key),
+            }
+        }
+    }
+    let defaults = serde_json::to_value(Options::default()).expect("options serialize to JSON");
+    let mut out = Vec::new();
+    walk(defaults.as_object().expect("options are a struct"), "", &mut out);
+    out
+}
+
+fn unknown(key: &str, source: &Source) -> Error {
+    let best = all_keys()
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(key, &k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let hint = match best {
+        Some((_, k)) => format!(" (did you mean {}?)", spell(&k, source)),
+        None => String::new(),
+    };
+    let what = match source {
+        Source::Flag(flag) => format!("unknown flag {flag}"),
+        Source::Env(var) => format!("unknown environment variable {var}"),
+        Source::File(path) => format!("unknown option `{key}` in config file {path}"),
+        Source::Code | Source::Default => format!("unknown option `{key}` in #[cluster2::main]"),
+    };
+    Error::config(format!("{what}{hint}; --help lists every option"))
+}
+
+/// How the user would write `key` in the same layer as `source`.
+fn spell(key: &str, source: &Source) -> String {
+    match source {
+        Source::Env(_) => env_name(key),
+        Source::File(_) | Source::Code => format!("`{key}`"),
+        Source::Flag(_) | Source::Default => super::cli::flag_name(key),
+    }
+}
+
+fn describe(key: &str, source: &Source) -> String {
+    match source {
+        Source::Default => format!("{} (default)", super::cli::flag_name(key)),
+        Source::Code => format!("`{key}` in #[cluster2::main]"),
+        Source::File(path) => format!("`{key}` in config file {path}"),
+        Source::Env(var) => var.clone(),
+        Source::Flag(flag) => flag.clone(),
+    }
+}
+
+const ENV_PREFIX: &str = "CLUSTER2_";
+
+pub(crate) fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+fn env_layer(env: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Vec<Assignment>> {
+    let mut out = Vec::new();
+    for (name, value) in env {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let value = value.into_string().map_err(|_| {
+            Error::config(format!("environment variable {name} is not valid UTF-8"))
+        })?;
+        out.push(Assignment {
+            key: rest.to_ascii_lowercase().replace("__", "."),
+            value: Raw::Text(value),
+            source: Source::Env(name.to_owned()),
+        });
+    }
+    // The environment has no order of its own; sort so that errors are reproducible.
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+fn file_layer(path: &Path) -> Result<Vec<Assignment>> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::config(format!("cannot read config file {shown}")).with_source(e))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        // toml's message spans several lines with a caret; keep the first, it names the spot.
+        let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+        Error::config(format!("config file {shown} is not valid TOML: {first}"))
+    })?;
+    let mut out = Vec::new();
+    flatten(&table, "", &shown, &mut out);
+    Ok(out)
+}
+
+fn flatten(table: &toml::Table, prefix: &str, file: &str, out: &mut Vec<Assignment>) {
+    for (k, v) in table {
+        // Files may use kebab case like the flags do.
+        let k = k.replace('-', "_");
+        let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(child) => flatten(child, &key, file, out),
+            other => out.push(Assignment {
+                key,
+                value: Raw::Typed(toml_to_json(other)),
+                source: Source::File(file.to_owned()),
+            }),
+        }
+    }
+}
+
+fn toml_to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => Value::from(*f),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn flags(pairs: &[(&str, &str)]) -> CommandLine {
+        CommandLine {
+            values: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string(), super::super::cli::flag_name(k)))
+                .collect(),
+            config: None,
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let code = vec![("port".to_owned(), OptionValue::Int(1000))];
+        let o = resolve(&code, &flags(&[]), env(&[])).unwrap();
+        assert_eq!(o.port, 1000);
+        let o = resolve(&code, &flags(&[]), env(&[("CLUSTER2_PORT", "2000")])).unwrap();
+        assert_eq!(o.port, 2000);
+        let o = resolve(&code, &flags(&[("port", "3000")]), env(&[("CLUSTER2_PORT", "2000")]))
+            .unwrap();
+        assert_eq!(o.port, 3000);
+    }
+
+    #[test]
+    fn nested_keys_and_text_values() {
+        let o = resolve(
+            &[],
+            &flags(&[("restart.delay", "250ms"), ("server", "http2")]),
+            env(&[("CLUSTER2_LOG__LEVEL", "debug")]),
+        )
+        .unwrap();
+        assert_eq!(o.restart.delay, Duration::from_millis(250));
+        assert_eq!(o.server, super::super::ServerProtocol::Http2);
+        assert_eq!(o.log.level, "debug");
+    }
+
+    #[test]
+    fn errors_name_the_flag_and_what_is_valid() {
+        let err = resolve(&[], &flags(&[("port", "eighty")]), env(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value `eighty` for --port: expected a port number (0-65535)"
+        );
+        let err = resolve(&[], &flags(&[]), env(&[("CLUSTER2_MON_PROT", "1")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown environment variable CLUSTER2_MON_PROT (did you mean CLUSTER2_MON_PORT?); \
+             --help lists every option"
+        );
+        let err = resolve(&[], &flags(&[("restart", "1")]), env(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("--restart is a group of options"), "{err}");
+    }
+
+    #[test]
+    fn none_clears_an_optional_value() {
+        let o = resolve(&[], &flags(&[("warm_up_port", "9000")]), env(&[])).unwrap();
+        assert_eq!(o.warm_up_port, Some(9000));
+        let o = resolve(
+            &[("warm_up_port".to_owned(), OptionValue::Int(9000))],
+            &flags(&[("warm_up_port", "none")]),
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(o.warm_up_port, None);
+    }
+}

@@ -1,0 +1,68 @@
+//! Functions registered by `#[configure_app]` and `#[warm_up]`, gathered at link time.
+//!
+//! linkme collects each registration into one slice with no code before `main`. A binary may
+//! register at most one of each; that cannot be checked at compile time, so it is checked at
+//! start-up, before any worker is spawned, with an error that names every registration.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use linkme::distributed_slice;
+
+use crate::app::App;
+use crate::error::{Error, ErrorKind, Result};
+use crate::started::WarmUp;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What `#[configure_app]` registers.
+pub type ConfigureAppFn = fn() -> BoxFuture<Result<App, String>>;
+/// What `#[warm_up]` registers.
+pub type WarmUpFn = fn(WarmUp) -> BoxFuture<Result<(), String>>;
+
+/// One registered function and where the user wrote it.
+#[derive(Debug)]
+pub struct Registration<F> {
+    /// The function's name.
+    pub name: &'static str,
+    /// `file!()` and `line!()` of the function.
+    pub file: &'static str,
+    /// See `file`.
+    pub line: u32,
+    /// The generated adapter.
+    pub func: F,
+}
+
+/// Every `#[configure_app]` function of the binary.
+#[distributed_slice]
+pub static CONFIGURE_APP: [Registration<ConfigureAppFn>];
+
+/// Every `#[warm_up]` function of the binary.
+#[distributed_slice]
+pub static WARM_UP: [Registration<WarmUpFn>];
+
+/// The one registration of a kind, or a start-up error naming all of them.
+pub(crate) fn single<F: Copy>(
+    slice: &'static [Registration<F>],
+    attribute: &str,
+) -> Result<Option<F>> {
+    match slice {
+        [] => Ok(None),
+        [one] => Ok(Some(one.func)),
+        many => {
+            let places: Vec<String> = many
+                .iter()
+                .map(|r| format!("{} ({}:{})", r.name, r.file, r.line))
+                .collect();
+            Err(Error::new(
+                ErrorKind::App,
+                format!(
+                    "found {} #[cluster2::{attribute}] functions, expected at most one: {}",
+                    many.len(),
+                    places.join(", ")
+                ),
+            ))
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The serving process: configure the app → serve it on a private warm-up listener → warm up →
+//! close the warm-up listener → accept on the shared port → tell the master → run `main`.
+//!
+//! A worker stops gracefully when the master says so or on SIGTERM, and quickly when the master
+//! is gone (channel EOF or parent-death signal): then it must free the shared port at once.
+
+mod serve;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::app::App;
+use crate::cluster::{MainBody, Parts};
+use crate::ipc::channel::{self, Sender};
+use crate::ipc::fd::{CHANNEL_FD, LISTENER_FD, take_inherited_socket};
+use crate::ipc::message::{Hello, StartStage, ToMaster, ToWorker};
+use crate::options::Options;
+use crate::role::MASTER_PID_ENV;
+use crate::started::{Role, Started, WarmUp};
+
+use serve::{ConnStats, Server};
+
+/// Exit code of a worker whose start-up failed (configure_app, warm-up).
+pub(crate) const EXIT_START_FAILED: u8 = 3;
+/// Exit code of a worker whose `main` body failed.
+pub(crate) const EXIT_MAIN_FAILED: u8 = 4;
+
+/// How long a worker whose master is gone lets in-flight requests run: short, because the
+/// shared port stays bound until every worker has exited.
+const ORPHAN_DEADLINE: Duration = Duration::from_millis(1000);
+
+pub(crate) fn run(parts: Parts, id: usize, main: MainBody) -> ExitCode {
+    match start(parts, id, main) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: worker {id}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
+    // Claim the inherited sockets before anything else can open a file descriptor.
+    let listener = take_inherited_socket(LISTENER_FD).map_err(|e| e.to_string())?;
+    let channel = take_inherited_socket(CHANNEL_FD).map_err(|e| e.to_string())?;
+    let master_pid: i32 = std::env::var(MASTER_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .ok_or("started without a master")?;
+    // The parent-death signal was armed before exec; if the master died even earlier, it will
+    // never fire, so check once by hand.
+    if nix::unistd::getppid().as_raw() != master_pid {
+        return Err("the master exited before this worker started".to_owned());
+    }
+
+    let mut channel = std::os::unix::net::UnixStream::from(channel);
+    let hello: Hello = match channel::read_frame_blocking(&mut channel) {
+        Ok(ToWorker::Hello(hello)) => *hello,
+        Ok(other) => return Err(format!("expected a hello from the master, got {other:?}")),
+        Err(e) => return Err(format!("no hello from the master: {e}")),
+    };
+    let options = Arc::new(hello.options);
+    crate::log::init(
+        format!("worker {id}[{}]", std::process::id()),
+        &options.log.level,
+    );
+
+    let threads = options.worker_threads();
+    let mut runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let runtime = runtime
+        .enable_all()
+        .thread_name("cluster2-worker")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+
+    let listener = std::net::TcpListener::from(listener);
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("shared listener: {e}"))?;
+    channel
+        .set_nonblocking(true)
+        .map_err(|e| format!("channel: {e}"))?;
+    let worker = Worker {
+        id,
+        options,
+        app_args: hello.app_args.into(),
+    };
+    let code = runtime.block_on(worker.run(parts, main, listener, channel));
+    // Connections still open past the deadline are dropped here, with the runtime.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(code)
+}
+
+struct Worker {
+    id: usize,
+    options: Arc<Options>,
+    app_args: Arc<[String]>,
+}
+
+/// Why a worker stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The master asked, or SIGTERM: in-flight requests get `stop_timeout`.
+    Graceful,
+    /// The master is gone: free the port quickly.
+    Orphaned,
+    /// A second SIGTERM: leave now.
+    Now,
+}
+
+impl Worker {
+    async fn run(
+        self,
+        parts: Parts,
+        main: MainBody,
+        listener: std::net::TcpListener,
+        channel: std::os::unix::net::UnixStream,
+    ) -> ExitCode {
+        let channel = match tokio::net::UnixStream::from_std(channel) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("cannot use the channel to the master: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (to_master, mut from_master) = channel::channel::<ToMaster, ToWorker>(channel);
+        let (stop_tx, mut stop_rx) = mpsc::unbounded_channel::<Stop>();
+
+        // Messages from the master; EOF means it is gone.
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match from_master.recv().await {
+                    Ok(Some(ToWorker::Stop)) => {
+                        let _ = tx.send(Stop::Graceful);
+                    }
+                    Ok(Some(ToWorker::Hello(_))) => {
+                        tracing::warn!("ignoring a second hello from the master");
+                    }
+                    Ok(None) => {
+                        let _ = tx.send(Stop::Orphaned);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!("closing the channel to the master: {e}");
+                        let _ = tx.send(Stop::Orphaned);
+                        return;
+                    }
+                }
+            }
+        });
+        // SIGTERM: graceful, then immediate. SIGINT is the master's to handle (a terminal sends
+        // it to the whole process group); the master then tells each worker to stop.
+        let tx = stop_tx.clone();
+        let master_pid = std::os::unix::process::parent_id();
+        tokio::spawn(async move {
+            let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+            let Ok(mut int) = signal(SignalKind::interrupt()) else { return };
+            let mut first = true;
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => continue,
+                }
+                // The parent-death signal is SIGTERM too; a changed parent means orphaned.
+                let stop = if std::os::unix::process::parent_id() != master_pid {
+                    Stop::Orphaned
+                } else if first {
+                    Stop::Graceful
+                } else {
+                    Stop::Now
+                };
+                first = false;
+                let _ = tx.send(stop);
+            }
+        });
+
+        let started = tokio::select! {
+            started = self.start(&parts, &to_master, listener) => started,
+            stop = stop_rx.recv() => {
+                tracing::info!(reason = ?stop, "stopping during start-up");
+                return ExitCode::SUCCESS;
+            }
+        };
+        let (server, started) = match started {
+            Ok(pair) => pair,
+            Err((stage, error)) => {
+                tracing::error!("{stage} failed: {error}");
+                let _ = to_master
+                    .send(&ToMaster::StartFailed { stage, error })
+                    .await;
+                // Let the writer flush the report before the process goes.
+                drop(to_master);
+                tokio::task::yield_now().await;
+                return ExitCode::from(EXIT_START_FAILED);
+            }
+        };
+
+        let (main_done_tx, mut main_done) = mpsc::channel::<Result<(), String>>(1);
+        tokio::spawn(async move {
+            let outcome = match tokio::spawn(main(started)).await {
+                Ok(outcome) => outcome,
+                Err(e) => Err(format!("main panicked: {e}")),
+            };
+            let _ = main_done_tx.send(outcome).await;
+        });
+
+        let mut exit = ExitCode::SUCCESS;
+        let stop = loop {
+            tokio::select! {
+                stop = stop_rx.recv() => break stop.unwrap_or(Stop::Orphaned),
+                Some(outcome) = main_done.recv() => {
+                    if let Err(e) = outcome {
+                        tracing::error!("main failed: {e}");
+                        exit = ExitCode::from(EXIT_MAIN_FAILED);
+                        break Stop::Graceful;
+                    }
+                }
+            }
+        };
+        let deadline = match stop {
+            Stop::Graceful => self.options.stop_timeout,
+            Stop::Orphaned => {
+                tracing::warn!("the master is gone; stopping");
+                ORPHAN_DEADLINE
+            }
+            Stop::Now => Duration::ZERO,
+        };
+        // A second SIGTERM during the drain cuts it short.
+        let shutdown = server.shutdown(deadline);
+        tokio::pin!(shutdown);
+        let dropped = loop {
+            tokio::select! {
+                dropped = &mut shutdown => break dropped,
+                Some(Stop::Now) = stop_rx.recv() => break 0,
+            }
+        };
+        if dropped > 0 {
+            tracing::warn!(connections = dropped, "stop deadline passed; closing connections");
+        }
+        tracing::debug!("stopped");
+        exit
+    }
+
+    async fn start(
+        &self,
+        parts: &Parts,
+        to_master: &Sender<ToMaster>,
+        listener: std::net::TcpListener,
+    ) -> Result<(Server, Started), (StartStage, String)> {
+        let configure = parts
+            .configure_app()
+            .map_err(|e| (StartStage::ConfigureApp, e.to_string()))?;
+        let app: App = configure()
+            .await
+            .map_err(|e| (StartStage::ConfigureApp, e))?;
+
+        // Warm up on a private listener, so warm-up requests reach this worker and no other.
+        let warm_listener = self
+            .bind_warm_up()
+            .await
+            .map_err(|e| (StartStage::WarmUpListener, e))?;
+        let warm_addr = warm_listener
+            .local_addr()
+            .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
+        let warm_server = Server::start(
+            warm_listener,
+            app.clone(),
+            self.options.server,
+            Arc::default(),
+        );
+        let _ = to_master.send(&ToMaster::Warming { addr: warm_addr }).await;
+        let warm_up = parts
+            .warm_up()
+            .map_err(|e| (StartStage::WarmUp, e.to_string()))?;
+        let outcome = match warm_up {
+            Some(warm_up) => {
+                tracing::debug!(addr = %warm_addr, "warming up");
+                warm_up(WarmUp {
+                    addr: warm_addr,
+                    protocol: self.options.server,
+                })
+                .await
+            }
+            None => Ok(()),
+        };
+        // Warm-up connections are the warm-up's own; they get a moment, not `stop_timeout`.
+        warm_server.shutdown(Duration::from_millis(500)).await;
+        outcome.map_err(|e| (StartStage::WarmUp, e))?;
+
+        let listener = TcpListener::from_std(listener)
+            .map_err(|e| (StartStage::WarmUpListener, format!("shared listener: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
+        let server = Server::start(
+            listener,
+            app,
+            self.options.server,
+            Arc::new(ConnStats::default()),
+        );
+        let _ = to_master.send(&ToMaster::Listening).await;
+        tracing::debug!(%addr, "listening");
+        let started = Started {
+            role: Role::Worker(self.id),
+            addr,
+            monitor_addr: None,
+            worker_pids: Vec::new(),
+            options: self.options.clone(),
+            args: self.app_args.clone(),
+        };
+        Ok((server, started))
+    }
+
+    /// Binds this worker's warm-up listener: `warm_up_port + id` first, then upward, so that
+    /// workers get distinct ports; any free port when `warm_up_port` is unset.
+    async fn bind_warm_up(&self) -> Result<TcpListener, String> {
+        let Some(base) = self.options.warm_up_port else {
+            return TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(|e| format!("cannot bind a warm-up port: {e}"));
+        };
+        let first = u32::from(base) + self.id as u32;
+        let span = 3 * self.options.workers.max(1) as u32;
+        for port in (first..first + span).chain(u32::from(base)..first) {
+            let Ok(port) = u16::try_from(port) else { break };
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            match TcpListener::bind(addr).await {
+                Ok(listener) => return Ok(listener),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(format!("cannot bind warm-up port {port}: {e}")),
+            }
+        }
+        Err(format!(
+            "no free warm-up port in {base}..{} (--warm-up-port)",
+            u32::from(base) + span
+        ))
+    }
+}

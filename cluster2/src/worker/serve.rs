@@ -1,0 +1,149 @@
+//! The accept loop: serves the app on a listener until told to stop, then lets in-flight
+//! requests finish within a deadline.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, ConnInfo};
+use crate::options::ServerProtocol;
+
+/// Connection counts of one listener.
+#[derive(Debug, Default)]
+pub(crate) struct ConnStats {
+    pub(crate) open: AtomicU64,
+    pub(crate) total: AtomicU64,
+}
+
+/// A running server; [`Server::shutdown`] stops it.
+#[derive(Debug)]
+pub(crate) struct Server {
+    stop_accepting: CancellationToken,
+    task: JoinHandle<GracefulShutdown>,
+}
+
+impl Server {
+    pub(crate) fn start(
+        listener: TcpListener,
+        app: App,
+        protocol: ServerProtocol,
+        stats: Arc<ConnStats>,
+    ) -> Self {
+        let stop_accepting = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(
+            listener,
+            app,
+            protocol,
+            stats,
+            stop_accepting.clone(),
+        ));
+        Self {
+            stop_accepting,
+            task,
+        }
+    }
+
+    /// Stops accepting (the listener closes), then waits up to `deadline` for open connections
+    /// to finish their in-flight requests. Returns how many connections were still open when
+    /// the deadline passed; those are dropped.
+    pub(crate) async fn shutdown(self, deadline: Duration) -> usize {
+        self.stop_accepting.cancel();
+        let Ok(graceful) = self.task.await else {
+            return 0;
+        };
+        let open = graceful.count();
+        match tokio::time::timeout(deadline, graceful.shutdown()).await {
+            Ok(()) => 0,
+            Err(_) => open,
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: App,
+    protocol: ServerProtocol,
+    stats: Arc<ConnStats>,
+    stop_accepting: CancellationToken,
+) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Slow-loris guard: a client gets this long to send its request head.
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    let builder = match protocol {
+        ServerProtocol::Auto => builder,
+        ServerProtocol::Http1 => builder.http1_only(),
+        ServerProtocol::Http2 => builder.http2_only(),
+    };
+    let local = listener.local_addr().ok();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stop_accepting.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(err) if is_per_connection(&err) => continue,
+            Err(err) => {
+                // Out of file descriptors or memory: back off instead of spinning; the
+                // connection stays queued in the kernel meanwhile.
+                tracing::warn!(error = %err, "accept failed; retrying in 50ms");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo {
+            local: local.unwrap_or(remote),
+            remote,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            let app = app.clone();
+            async move {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(info);
+                Ok::<_, std::convert::Infallible>(app.call(request).await)
+            }
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            // Errors here are the client's (reset, bad request, timeout); hyper has already
+            // answered what could be answered.
+            let _ = connection.await;
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    graceful
+}
+
+/// Accept errors that concern one connection only, which the next accept is unaffected by.
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
