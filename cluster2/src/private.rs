@@ -26,3 +26,6 @@ pub fn warm_up_arg(w: WarmUp) -> WarmUp {
 }
 
 pub use crate::cluster::MainResult;
+
+/// The option keys `#[cluster2::main]` accepts, for the test that compares them with [`Options`](crate::Options).
+pub use cluster2_macros::__option_keys as option_keys;

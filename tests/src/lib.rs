@@ -1,1 +1,289 @@
-//! x
+//! Helpers for tests that launch real cluster binaries and talk to them over real sockets.
+//!
+//! Every wait here waits for something to happen (a log line, an exit, a process to vanish)
+//! and gives up after a generous bound with the whole log in the panic message; nothing
+//! sleeps to let time pass.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Generous bound for anything that should happen "soon" on a loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(20);
+
+/// A running cluster binary (its master) with its standard error captured line by line.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every line read so far.
+    pub log: Vec<String>,
+    /// Lines before this index were matched or passed over by a wait.
+    cursor: usize,
+    exited: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `bin` with `args` and extra environment variables.
+    pub fn spawn(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(bin);
+        command
+            .args(args)
+            .envs(envs.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let (tx, lines) = channel();
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            log: Vec::new(),
+            cursor: 0,
+            exited: None,
+        }
+    }
+
+    /// The master's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the next line after the last one a wait matched that satisfies `pred`
+    /// (lines already read count), so successive waits observe events in order.
+    pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(i) = (self.cursor..self.log.len()).find(|&i| pred(&self.log[i])) {
+            self.cursor = i + 1;
+            return self.log[i].clone();
+        }
+        self.cursor = self.log.len();
+        let deadline = Instant::now() + SOON;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    self.cursor = self.log.len();
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no line {what} within {SOON:?}; log:\n{}", self.log.join("\n"))
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "the process closed stderr before a line {what}; log:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Makes the next wait consider every line from the start.
+    pub fn rewind(&mut self) {
+        self.cursor = 0;
+    }
+
+    /// Waits for a line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        self.wait_line(&format!("containing {needle:?}"), |l| l.contains(needle))
+    }
+
+    /// Every line already seen or arriving until the process closes stderr.
+    pub fn drain(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.recv_timeout(SOON) {
+            self.log.push(line);
+        }
+        &self.log
+    }
+
+    /// Sends a signal to the master.
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal the master");
+    }
+
+    /// Waits for the master to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        let deadline = Instant::now() + SOON;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the master") {
+                self.exited = Some(status);
+                // Collect what it wrote on the way out.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+                    self.log.push(line);
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("the master did not exit within {SOON:?}; log:\n{}", self.log.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Standard output, once the process has exited.
+    pub fn stdout(&mut self) -> String {
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            stdout.read_to_string(&mut out).expect("read stdout");
+        }
+        out
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            // Workers follow their master (parent-death signal and channel EOF).
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A cluster that reported ready.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The master process.
+    pub proc: Proc,
+    /// The shared application address (on 127.0.0.1).
+    pub app: SocketAddr,
+    /// The monitor address.
+    pub monitor: SocketAddr,
+    /// Worker pids from the ready line.
+    pub workers: Vec<u32>,
+}
+
+impl Cluster {
+    /// Starts `bin` on free ports (unless `args` name ports) and waits until it is ready.
+    pub fn start(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut all: Vec<&str> = Vec::new();
+        if !args.iter().any(|a| a.starts_with("--port")) {
+            all.push("--port=0");
+        }
+        if !args.iter().any(|a| a.starts_with("--mon-port")) {
+            all.push("--mon-port=0");
+        }
+        all.extend_from_slice(args);
+        let mut proc = Proc::spawn(bin, &all, envs);
+        let ready = proc.wait_line("with the ready message", is_ready);
+        Self::from_ready(proc, &ready)
+    }
+
+    /// Builds from a process whose ready line was `line`.
+    pub fn from_ready(proc: Proc, line: &str) -> Self {
+        let app: SocketAddr = field(line, "app").expect("app=").parse().expect("app address");
+        let monitor: SocketAddr = field(line, "monitor")
+            .expect("monitor=")
+            .parse()
+            .expect("monitor address");
+        let workers = field(line, "workers")
+            .expect("workers=")
+            .split(',')
+            .map(|p| p.parse().expect("worker pid"))
+            .collect();
+        Self {
+            proc,
+            app: SocketAddr::from(([127, 0, 0, 1], app.port())),
+            monitor,
+            workers,
+        }
+    }
+}
+
+/// Whether `line` is the master's ready message.
+pub fn is_ready(line: &str) -> bool {
+    line.contains("master[") && line.contains(": ready ")
+}
+
+/// The value of `key=value` in a log line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(needle.as_str()))
+}
+
+/// An HTTP/1.1 response, read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The body.
+    pub body: String,
+}
+
+/// `GET path` on a fresh connection that the client closes after the response.
+pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))
+}
+
+/// Sends raw bytes and reads the response until the server closes the connection.
+pub fn request(addr: SocketAddr, raw: &str) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, SOON)?;
+    stream.set_read_timeout(Some(SOON))?;
+    stream.write_all(raw.as_bytes())?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no response head: {text:?}"))
+    })?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, head.to_owned()))?;
+    Ok(Response {
+        status,
+        body: body.to_owned(),
+    })
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Polls `cond` until it holds or `within` passes; returns whether it held. For observing
+/// other processes (exits, freed ports), where there is nothing to wait on.
+pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `port` can be bound on all interfaces right now.
+pub fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+}

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::message::{MAX_FRAME, PROTOCOL_VERSION};
@@ -140,11 +141,12 @@ impl<T: DeserializeOwned> Receiver<T> {
 }
 
 /// Splits a connected stream into a typed sender (`Tx` messages) and receiver (`Rx`). The writer
-/// task ends when every sender is dropped, after flushing what was queued.
-pub(crate) fn channel<Tx, Rx>(stream: UnixStream) -> (Sender<Tx>, Receiver<Rx>) {
+/// task ends when every sender is dropped, after flushing what was queued; await the returned
+/// handle to know that everything sent has been written.
+pub(crate) fn channel<Tx, Rx>(stream: UnixStream) -> (Sender<Tx>, Receiver<Rx>, JoinHandle<()>) {
     let (read, write) = stream.into_split();
     let (queue, pending) = mpsc::channel(QUEUE);
-    tokio::spawn(write_frames(write, pending));
+    let writer = tokio::spawn(write_frames(write, pending));
     (
         Sender {
             queue,
@@ -154,6 +156,7 @@ pub(crate) fn channel<Tx, Rx>(stream: UnixStream) -> (Sender<Tx>, Receiver<Rx>) 
             frames: FramedRead::new(read, codec()),
             _msg: PhantomData,
         },
+        writer,
     )
 }
 
@@ -182,8 +185,8 @@ mod tests {
     #[tokio::test]
     async fn messages_cross_a_real_socketpair_in_order() {
         let (a, b) = UnixStream::pair().unwrap();
-        let (tx, _rx_a) = channel::<ToMaster, ToWorker>(a);
-        let (_tx_b, mut rx) = channel::<ToWorker, ToMaster>(b);
+        let (tx, _rx_a, _) = channel::<ToMaster, ToWorker>(a);
+        let (_tx_b, mut rx, _) = channel::<ToWorker, ToMaster>(b);
         for _ in 0..3 {
             tx.send(&ToMaster::Listening).await.unwrap();
         }
@@ -203,7 +206,7 @@ mod tests {
     #[tokio::test]
     async fn bad_frames_are_errors_not_panics() {
         let (mut raw, b) = UnixStream::pair().unwrap();
-        let (_tx, mut rx) = channel::<ToWorker, ToMaster>(b);
+        let (_tx, mut rx, _) = channel::<ToWorker, ToMaster>(b);
         // Wrong protocol version.
         raw.write_all(&[0, 0, 0, 2, 99, 0]).await.unwrap();
         assert!(matches!(rx.recv().await, Err(FrameError::Version(99))));

@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::stat::{SFlag, fstat};
 
 /// The shared application listener.
@@ -40,5 +41,10 @@ pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the fd is open (fstat succeeded), is a socket, and nothing else in this process
     // owns it: std opens every fd with O_CLOEXEC, so only the master's explicit mapping put an
     // fd at this number, and the flag above guarantees a single owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The mapping cleared close-on-exec so the fd survived our exec; restore it, or programs
+    // the application starts would keep the shared port and the channel open after we exit.
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|e| io::Error::other(format!("inherited fd {fd}: {e}")))?;
+    Ok(owned)
 }

@@ -151,6 +151,12 @@ pub(super) async fn supervise(
         }
     };
 
+    tracing::info!(
+        app = %app_addr,
+        monitor = %mon_addr,
+        workers = options.workers,
+        "starting"
+    );
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut sup = Supervisor {
         slots: (0..options.workers).map(|_| Slot::default()).collect(),
@@ -279,11 +285,11 @@ impl Supervisor {
                 // The worker sees EOF on its channel and exits on its own.
                 tracing::error!("cannot talk to worker {id} (pid {pid}): {e}");
                 self.slots[id].last_failure = Some(e.to_string());
-                self.watch_exit(id, pid, child);
+                self.watch_exit(id, pid, child, None);
                 return;
             }
         };
-        let (tx, mut rx) = channel::channel::<ToWorker, ToMaster>(channel);
+        let (tx, mut rx, _writer) = channel::channel::<ToWorker, ToMaster>(channel);
         let hello = Hello {
             worker_id: id,
             options: (*self.options).clone(),
@@ -292,7 +298,7 @@ impl Supervisor {
         let _ = tx.send(&ToWorker::Hello(Box::new(hello))).await;
 
         let events = self.events_tx.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             loop {
                 match rx.recv().await {
                     Ok(Some(msg)) => {
@@ -312,7 +318,7 @@ impl Supervisor {
                 }
             }
         });
-        let signals = self.watch_exit(id, pid, child);
+        let signals = self.watch_exit(id, pid, child, Some(reader));
         tracing::debug!("spawned worker {id} (pid {pid})");
         self.slots[id].current = Some(Proc {
             pid,
@@ -333,6 +339,7 @@ impl Supervisor {
         id: usize,
         pid: u32,
         mut child: tokio::process::Child,
+        reader: Option<JoinHandle<()>>,
     ) -> mpsc::UnboundedSender<Signal> {
         let (signals, mut incoming) = mpsc::unbounded_channel::<Signal>();
         let events = self.events_tx.clone();
@@ -350,6 +357,11 @@ impl Supervisor {
                     }
                 }
             };
+            // Whatever the worker said before it exited is handled before its exit: the reader
+            // ends at the channel's EOF, which the exit causes.
+            if let Some(reader) = reader {
+                let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+            }
             let _ = events.send(Event::Exited { id, pid, status });
         });
         signals

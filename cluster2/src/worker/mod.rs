@@ -135,7 +135,7 @@ impl Worker {
                 return ExitCode::FAILURE;
             }
         };
-        let (to_master, mut from_master) = channel::channel::<ToMaster, ToWorker>(channel);
+        let (to_master, mut from_master, writer) = channel::channel::<ToMaster, ToWorker>(channel);
         let (stop_tx, mut stop_rx) = mpsc::unbounded_channel::<Stop>();
 
         // Messages from the master; EOF means it is gone.
@@ -197,13 +197,14 @@ impl Worker {
         let (server, started) = match started {
             Ok(pair) => pair,
             Err((stage, error)) => {
-                tracing::error!("{stage} failed: {error}");
+                // The master logs it with this worker's id and pid.
+                tracing::debug!("{stage} failed: {error}");
                 let _ = to_master
                     .send(&ToMaster::StartFailed { stage, error })
                     .await;
-                // Let the writer flush the report before the process goes.
+                // The report must reach the master before this process goes.
                 drop(to_master);
-                tokio::task::yield_now().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
                 return ExitCode::from(EXIT_START_FAILED);
             }
         };

@@ -1,0 +1,236 @@
+//! Options from every layer, in order of precedence, and every kind of command-line error.
+//! `--check` resolves the options, prints them as JSON and exits, so no cluster starts here.
+
+use std::process::{Command, Output};
+
+const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(APP)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run the fixture")
+}
+
+fn check(args: &[&str], envs: &[(&str, &str)]) -> serde_json::Value {
+    let mut all = vec!["--check"];
+    all.extend_from_slice(args);
+    let out = run(&all, envs);
+    assert!(
+        out.status.success(),
+        "--check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--check prints JSON")
+}
+
+/// Runs, expects exit status 2 and exactly one line on stderr, and returns it.
+fn usage_error(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = run(args, envs);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "args {args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
+    assert!(out.stdout.is_empty());
+    stderr.trim_end().to_owned()
+}
+
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("cluster2-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        Self(path)
+    }
+
+    fn arg(&self) -> String {
+        format!("--config={}", self.0.display())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn precedence_is_defaults_then_macro_then_file_then_environment_then_command_line() {
+    // Built-in default (not set by the fixture's macro).
+    assert_eq!(check(&[], &[])["mon_port"], 8081);
+    // #[cluster2::main(port = 7001, stop_timeout = "10s")] beats the defaults.
+    let o = check(&[], &[]);
+    assert_eq!(o["port"], 7001);
+    assert_eq!(o["stop_timeout"], "10s");
+    // A config file beats the macro.
+    let file = TempFile::new("layers.toml", "port = 7002\n[restart]\ndelay = \"1s\"\n");
+    let o = check(&[&file.arg()], &[]);
+    assert_eq!(o["port"], 7002);
+    assert_eq!(o["restart"]["delay"], "1s");
+    // The environment beats the file, nested keys included.
+    let env = [("CLUSTER2_PORT", "7003"), ("CLUSTER2_RESTART__DELAY", "2s")];
+    let o = check(&[&file.arg()], &env);
+    assert_eq!(o["port"], 7003);
+    assert_eq!(o["restart"]["delay"], "2s");
+    // The command line beats everything.
+    let o = check(&[&file.arg(), "--port=7004", "--restart.delay", "3s"], &env);
+    assert_eq!(o["port"], 7004);
+    assert_eq!(o["restart"]["delay"], "3s");
+}
+
+#[test]
+fn flags_take_both_forms_kebab_and_snake_case_and_durations() {
+    let o = check(
+        &[
+            "--mon-port",
+            "7100",
+            "--warm_up_port=9000",
+            "--stop-timeout=3d",
+            "--heartbeat-interval=500ms",
+            "--server=http1",
+            "--log.level=debug",
+        ],
+        &[],
+    );
+    assert_eq!(o["mon_port"], 7100);
+    assert_eq!(o["warm_up_port"], 9000);
+    assert_eq!(o["stop_timeout"], "3days");
+    assert_eq!(o["heartbeat_interval"], "500ms");
+    assert_eq!(o["server"], "http1");
+    assert_eq!(o["log"]["level"], "debug");
+    // A repeated flag: the last one wins.
+    assert_eq!(check(&["--port=1", "--port=2"], &[])["port"], 2);
+}
+
+#[test]
+fn unknown_flags_suggest_the_closest() {
+    let line = usage_error(&["--mon-prot=8000"], &[]);
+    assert!(line.contains("unknown flag --mon-prot"), "{line}");
+    assert!(line.contains("did you mean --mon-port?"), "{line}");
+}
+
+#[test]
+fn bad_values_name_the_flag_and_what_is_valid() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--port=eighty"], "invalid value `eighty` for --port: expected a port number (0-65535)"),
+        (&["--port=70000"], "invalid value `70000` for --port: expected a port number (0-65535)"),
+        (&["--workers=0"], "invalid value `0` for --workers: expected at least 1 worker"),
+        (&["--server=http3"], "invalid value `http3` for --server: expected auto, http1 or http2"),
+        (
+            &["--stop-timeout=5"],
+            "invalid value `5` for --stop-timeout: expected a duration like 500ms, 5s or 3d",
+        ),
+        (&["--port"], "missing value for --port: expected a port number (0-65535)"),
+        (&["--log.level=[nope"], "invalid value `[nope` for --log.level"),
+    ];
+    for (args, expected) in cases {
+        let line = usage_error(args, &[]);
+        assert!(line.starts_with(&format!("error: {expected}")), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn conflicting_ports_are_refused_naming_both_sources() {
+    let line = usage_error(&["--port=7100"], &[("CLUSTER2_MON_PORT", "7100")]);
+    assert_eq!(
+        line,
+        "error: --port and CLUSTER2_MON_PORT are both 7100: the application and the monitor \
+         need different ports"
+    );
+}
+
+#[test]
+fn environment_and_file_errors_name_their_source() {
+    let line = usage_error(&[], &[("CLUSTER2_PORTT", "1")]);
+    assert!(line.contains("unknown environment variable CLUSTER2_PORTT"), "{line}");
+    assert!(line.contains("did you mean CLUSTER2_PORT?"), "{line}");
+
+    let line = usage_error(&[], &[("CLUSTER2_PORT", "x")]);
+    assert!(line.contains("invalid value `x` for CLUSTER2_PORT"), "{line}");
+
+    let file = TempFile::new("unknown.toml", "prot = 1\n");
+    let line = usage_error(&[&file.arg()], &[]);
+    assert!(line.contains("unknown option `prot` in config file"), "{line}");
+    assert!(line.contains("did you mean `port`?"), "{line}");
+
+    let file = TempFile::new("typed.toml", "port = \"high\"\n");
+    let line = usage_error(&[&file.arg()], &[]);
+    assert!(line.contains("invalid value `high` for `port` in config file"), "{line}");
+
+    let file = TempFile::new("broken.toml", "port = \n");
+    let line = usage_error(&[&file.arg()], &[]);
+    assert!(line.contains("is not valid TOML"), "{line}");
+
+    let line = usage_error(&["--config=/nonexistent/cluster2.toml"], &[]);
+    assert!(line.contains("cannot read config file /nonexistent/cluster2.toml"), "{line}");
+}
+
+#[test]
+fn stray_arguments_are_refused() {
+    let line = usage_error(&["serve"], &[]);
+    assert!(line.contains("unexpected argument `serve`"), "{line}");
+    assert!(line.contains("after --"), "{line}");
+}
+
+#[test]
+fn help_lists_every_option_with_its_default_and_version_names_the_app() {
+    let out = run(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--port",
+        "--host",
+        "--mon-port",
+        "--mon-host",
+        "--workers",
+        "--threads",
+        "--warm-up-port",
+        "--heartbeat-interval",
+        "--startup-timeout",
+        "--stop-timeout",
+        "--server",
+        "--backlog",
+        "--restart.delay",
+        "--restart.max-delay",
+        "--log.level",
+        "--config",
+        "--check",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+    assert!(help.contains("[default: 8081]"), "{help}");
+
+    let out = run(&["--version"], &[]);
+    assert!(out.status.success());
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(version.starts_with("cluster2-tests 0.0.0"), "{version}");
+}
+
+#[test]
+fn the_macro_options_match_the_runtime_options() {
+    let mut from_macro: Vec<&str> = cluster2_macros_keys().to_vec();
+    from_macro.sort_unstable();
+    let o = check(&[], &[]);
+    let mut from_runtime = Vec::new();
+    leaves(&o, "", &mut from_runtime);
+    from_runtime.sort();
+    assert_eq!(from_macro, from_runtime);
+}
+
+fn cluster2_macros_keys() -> &'static [&'static str] {
+    &cluster2::__private::option_keys!()
+}
+
+fn leaves(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            if v.is_object() {
+                leaves(v, &key, out);
+            } else {
+                out.push(key);
+            }
+        }
+    }
+}
