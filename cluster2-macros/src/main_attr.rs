@@ -96,8 +96,8 @@ fn expand_main(func: &ItemFn, args: &Args) -> TokenStream {
     let options = args.options.iter().map(|opt| {
         let key = &opt.key;
         let value = match &opt.value {
-            // Integers go through i64 so that the literal's own suffix-free type is irrelevant.
-            Lit::Int(i) => quote_spanned!(i.span()=> #i as i64),
+            // Unsuffixed integer literals infer their type from `Into<OptionValue>` (i32).
+            Lit::Int(i) => quote!(#i),
             other => quote!(#other),
         };
         quote! { .option(#key, #value) }

@@ -150,7 +150,10 @@ impl Builder {
     }
 
     fn run_master(self, main: MainBody) -> ExitCode {
-        let args = self.args.clone().unwrap_or_else(|| std::env::args_os().collect());
+        let args = self
+            .args
+            .clone()
+            .unwrap_or_else(|| std::env::args_os().collect());
         let (command_line, app_args, check) =
             match options::parse_command_line(&self.name, &self.version, args) {
                 Command::Exit { code, output } => {

@@ -2,10 +2,10 @@
 
 pub use linkme;
 
+pub use crate::options::OptionValue;
 pub use crate::registry::{
     BoxFuture, CONFIGURE_APP, ConfigureAppFn, Registration, WARM_UP, WarmUpFn,
 };
-pub use crate::options::OptionValue;
 
 use crate::app::{App, IntoApp};
 use crate::started::WarmUp;

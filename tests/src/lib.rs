@@ -39,7 +39,9 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let (tx, lines) = channel();
         let stderr = child.stderr.take().expect("piped");
         std::thread::spawn(move || {
@@ -84,7 +86,10 @@ impl Proc {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no line {what} within {SOON:?}; log:\n{}", self.log.join("\n"))
+                    panic!(
+                        "no line {what} within {SOON:?}; log:\n{}",
+                        self.log.join("\n")
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => panic!(
                     "the process closed stderr before a line {what}; log:\n{}",
@@ -133,7 +138,10 @@ impl Proc {
                 return status;
             }
             if Instant::now() > deadline {
-                panic!("the master did not exit within {SOON:?}; log:\n{}", self.log.join("\n"));
+                panic!(
+                    "the master did not exit within {SOON:?}; log:\n{}",
+                    self.log.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -190,7 +198,10 @@ impl Cluster {
 
     /// Builds from a process whose ready line was `line`.
     pub fn from_ready(proc: Proc, line: &str) -> Self {
-        let app: SocketAddr = field(line, "app").expect("app=").parse().expect("app address");
+        let app: SocketAddr = field(line, "app")
+            .expect("app=")
+            .parse()
+            .expect("app address");
         let monitor: SocketAddr = field(line, "monitor")
             .expect("monitor=")
             .parse()
@@ -232,7 +243,10 @@ pub struct Response {
 
 /// `GET path` on a fresh connection that the client closes after the response.
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
-    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 /// Sends raw bytes and reads the response until the server closes the connection.
@@ -244,7 +258,10 @@ pub fn request(addr: SocketAddr, raw: &str) -> std::io::Result<Response> {
     stream.read_to_end(&mut bytes)?;
     let text = String::from_utf8_lossy(&bytes);
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no response head: {text:?}"))
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no response head: {text:?}"),
+        )
     })?;
     let status = head
         .split_whitespace()

@@ -113,20 +113,41 @@ fn unknown_flags_suggest_the_closest() {
 #[test]
 fn bad_values_name_the_flag_and_what_is_valid() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--port=eighty"], "invalid value `eighty` for --port: expected a port number (0-65535)"),
-        (&["--port=70000"], "invalid value `70000` for --port: expected a port number (0-65535)"),
-        (&["--workers=0"], "invalid value `0` for --workers: expected at least 1 worker"),
-        (&["--server=http3"], "invalid value `http3` for --server: expected auto, http1 or http2"),
+        (
+            &["--port=eighty"],
+            "invalid value `eighty` for --port: expected a port number (0-65535)",
+        ),
+        (
+            &["--port=70000"],
+            "invalid value `70000` for --port: expected a port number (0-65535)",
+        ),
+        (
+            &["--workers=0"],
+            "invalid value `0` for --workers: expected at least 1 worker",
+        ),
+        (
+            &["--server=http3"],
+            "invalid value `http3` for --server: expected auto, http1 or http2",
+        ),
         (
             &["--stop-timeout=5"],
             "invalid value `5` for --stop-timeout: expected a duration like 500ms, 5s or 3d",
         ),
-        (&["--port"], "missing value for --port: expected a port number (0-65535)"),
-        (&["--log.level=[nope"], "invalid value `[nope` for --log.level"),
+        (
+            &["--port"],
+            "missing value for --port: expected a port number (0-65535)",
+        ),
+        (
+            &["--log.level=[nope"],
+            "invalid value `[nope` for --log.level",
+        ),
     ];
     for (args, expected) in cases {
         let line = usage_error(args, &[]);
-        assert!(line.starts_with(&format!("error: {expected}")), "{args:?}: {line}");
+        assert!(
+            line.starts_with(&format!("error: {expected}")),
+            "{args:?}: {line}"
+        );
     }
 }
 
@@ -143,27 +164,42 @@ fn conflicting_ports_are_refused_naming_both_sources() {
 #[test]
 fn environment_and_file_errors_name_their_source() {
     let line = usage_error(&[], &[("CLUSTER2_PORTT", "1")]);
-    assert!(line.contains("unknown environment variable CLUSTER2_PORTT"), "{line}");
+    assert!(
+        line.contains("unknown environment variable CLUSTER2_PORTT"),
+        "{line}"
+    );
     assert!(line.contains("did you mean CLUSTER2_PORT?"), "{line}");
 
     let line = usage_error(&[], &[("CLUSTER2_PORT", "x")]);
-    assert!(line.contains("invalid value `x` for CLUSTER2_PORT"), "{line}");
+    assert!(
+        line.contains("invalid value `x` for CLUSTER2_PORT"),
+        "{line}"
+    );
 
     let file = TempFile::new("unknown.toml", "prot = 1\n");
     let line = usage_error(&[&file.arg()], &[]);
-    assert!(line.contains("unknown option `prot` in config file"), "{line}");
+    assert!(
+        line.contains("unknown option `prot` in config file"),
+        "{line}"
+    );
     assert!(line.contains("did you mean `port`?"), "{line}");
 
     let file = TempFile::new("typed.toml", "port = \"high\"\n");
     let line = usage_error(&[&file.arg()], &[]);
-    assert!(line.contains("invalid value `high` for `port` in config file"), "{line}");
+    assert!(
+        line.contains("invalid value `high` for `port` in config file"),
+        "{line}"
+    );
 
     let file = TempFile::new("broken.toml", "port = \n");
     let line = usage_error(&[&file.arg()], &[]);
     assert!(line.contains("is not valid TOML"), "{line}");
 
     let line = usage_error(&["--config=/nonexistent/cluster2.toml"], &[]);
-    assert!(line.contains("cannot read config file /nonexistent/cluster2.toml"), "{line}");
+    assert!(
+        line.contains("cannot read config file /nonexistent/cluster2.toml"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -225,7 +261,11 @@ fn cluster2_macros_keys() -> &'static [&'static str] {
 fn leaves(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
     if let serde_json::Value::Object(map) = value {
         for (k, v) in map {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             if v.is_object() {
                 leaves(v, &key, out);
             } else {

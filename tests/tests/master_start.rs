@@ -19,7 +19,10 @@ fn two_workers_share_the_port_and_both_answer() {
         let response = get(cluster.app, "/pid").expect("GET /pid");
         assert_eq!(response.status, 200);
         let pid: u32 = response.body.parse().expect("a pid");
-        assert!(expected.contains(&pid), "pid {pid} is not one of the workers {expected:?}");
+        assert!(
+            expected.contains(&pid),
+            "pid {pid} is not one of the workers {expected:?}"
+        );
         seen.insert(pid);
         if seen.len() == 2 {
             break;
@@ -40,18 +43,29 @@ fn warm_up_runs_on_its_own_port_before_the_shared_port_takes_traffic() {
     );
     // The master binds the shared port before it spawns anything, and says where.
     let starting = proc.wait_for("starting");
-    let app_port: u16 = field(&starting, "app").unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    let app_port: u16 = field(&starting, "app")
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     proc.wait_for("warm-up started");
     // A request sent now is queued by the kernel: no worker accepts on the shared port yet.
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], app_port));
     let early = std::thread::spawn(move || get(addr, "/seq"));
     // Wait until the connection is really queued before opening the gate.
-    assert!(cluster2_tests::eventually(cluster2_tests::SOON, || queued(app_port) >= 1));
+    assert!(cluster2_tests::eventually(cluster2_tests::SOON, || queued(
+        app_port
+    ) >= 1));
     std::fs::write(&gate, b"open").unwrap();
 
     let warm = proc.wait_for("warm-up request answered");
     let ready = proc.wait_line("with the ready message", is_ready);
-    let early = early.join().unwrap().expect("the early request is answered");
+    let early = early
+        .join()
+        .unwrap()
+        .expect("the early request is answered");
     let _ = std::fs::remove_file(&gate);
 
     // The warm-up's request was the worker's first, on a loopback port other than the
@@ -61,7 +75,10 @@ fn warm_up_runs_on_its_own_port_before_the_shared_port_takes_traffic() {
     assert!(warm_local.ip().is_loopback());
     assert_ne!(warm_local.port(), app_port);
     let (seq, local) = early.body.split_once(' ').unwrap();
-    assert_eq!(seq, "2", "the early request came after the warm-up: {early:?}");
+    assert_eq!(
+        seq, "2",
+        "the early request came after the warm-up: {early:?}"
+    );
     assert!(local.ends_with(&format!(":{app_port}")), "{local}");
 
     // The order of the logged steps.
@@ -91,7 +108,9 @@ fn main_runs_in_every_process_with_the_application_arguments() {
 fn queued(port: u16) -> u32 {
     let mut total = 0;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
         for row in text.lines().skip(1) {
             let cols: Vec<&str> = row.split_whitespace().collect();
             if cols.len() > 4 && cols[3] == "0A" && cols[1].ends_with(&format!(":{port:04X}")) {

@@ -21,12 +21,20 @@ fn sigterm_lets_every_in_flight_request_finish_and_exits_zero() {
     }
     cluster.proc.signal(Signal::SIGTERM);
     for client in clients {
-        let response = client.join().unwrap().expect("an in-flight request was lost");
+        let response = client
+            .join()
+            .unwrap()
+            .expect("an in-flight request was lost");
         assert_eq!(response.status, 200);
         assert_eq!(response.body, "done");
     }
     let status = cluster.proc.wait_exit();
-    assert_eq!(status.code(), Some(0), "log:\n{}", cluster.proc.log.join("\n"));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "log:\n{}",
+        cluster.proc.log.join("\n")
+    );
     assert!(cluster.workers.iter().all(|&pid| !alive(pid)));
     assert!(cluster2_tests::port_is_free(cluster.app.port()));
 }
@@ -43,7 +51,10 @@ fn a_second_signal_stops_at_once() {
     let status = cluster.proc.wait_exit();
     assert_eq!(status.code(), Some(1));
     assert!(cluster.proc.log.iter().any(|l| l.contains("second signal")));
-    assert!(eventually(Duration::from_secs(5), || cluster.workers.iter().all(|&p| !alive(p))));
+    assert!(eventually(Duration::from_secs(5), || cluster
+        .workers
+        .iter()
+        .all(|&p| !alive(p))));
     // The forced stop cut the 60 s request off.
     assert!(client.join().unwrap().is_err());
 }

@@ -7,7 +7,10 @@ use cluster2_tests::Proc;
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
 
 fn errors(proc: &Proc) -> Vec<&String> {
-    proc.log.iter().filter(|l| l.contains("ERROR") || l.starts_with("error:")).collect()
+    proc.log
+        .iter()
+        .filter(|l| l.contains("ERROR") || l.starts_with("error:"))
+        .collect()
 }
 
 #[test]
@@ -18,9 +21,16 @@ fn a_busy_application_port_is_one_line_and_no_worker_starts() {
     assert_eq!(proc.wait_exit().code(), Some(1));
     let errors = errors(&proc);
     assert_eq!(errors.len(), 1, "{:#?}", proc.log);
-    assert!(errors[0].contains(&format!("--port {port}")), "{}", errors[0]);
+    assert!(
+        errors[0].contains(&format!("--port {port}")),
+        "{}",
+        errors[0]
+    );
     assert!(errors[0].contains("in use"), "{}", errors[0]);
-    assert!(!proc.log.iter().any(|l| l.contains("worker")), "no worker was spawned");
+    assert!(
+        !proc.log.iter().any(|l| l.contains("worker")),
+        "no worker was spawned"
+    );
 }
 
 #[test]
@@ -31,7 +41,11 @@ fn a_busy_monitor_port_is_one_line_too() {
     assert_eq!(proc.wait_exit().code(), Some(1));
     let errors = errors(&proc);
     assert_eq!(errors.len(), 1, "{:#?}", proc.log);
-    assert!(errors[0].contains(&format!("--mon-port {port}")), "{}", errors[0]);
+    assert!(
+        errors[0].contains(&format!("--mon-port {port}")),
+        "{}",
+        errors[0]
+    );
 }
 
 #[test]
@@ -39,9 +53,15 @@ fn two_configure_app_functions_are_refused_by_name() {
     let mut proc = Proc::spawn(env!("CARGO_BIN_EXE_fixture-two-apps"), &[], &[]);
     assert_eq!(proc.wait_exit().code(), Some(2));
     let log = proc.log.join("\n");
-    assert!(log.contains("found 2 #[cluster2::configure_app] functions"), "{log}");
+    assert!(
+        log.contains("found 2 #[cluster2::configure_app] functions"),
+        "{log}"
+    );
     assert!(log.contains("first (") && log.contains("second ("), "{log}");
-    assert!(log.contains("fixture-two-apps.rs:"), "names the file: {log}");
+    assert!(
+        log.contains("fixture-two-apps.rs:"),
+        "names the file: {log}"
+    );
 }
 
 #[test]
@@ -67,6 +87,10 @@ fn an_error_from_main_in_the_master_stops_the_cluster_non_zero() {
         .map(|p| p.parse().unwrap())
         .collect();
     assert_eq!(proc.wait_exit().code(), Some(1));
-    assert!(proc.log.iter().any(|l| l.contains("main failed: the master's main gave up")));
+    assert!(
+        proc.log
+            .iter()
+            .any(|l| l.contains("main failed: the master's main gave up"))
+    );
     assert!(pids.iter().all(|&p| !cluster2_tests::alive(p)));
 }

@@ -15,7 +15,10 @@ fn a_crashed_worker_is_replaced_and_the_port_keeps_serving() {
     let line = cluster.proc.wait_for("exited with status 42");
     let crashed_pid = pid_in(&line);
     assert!(cluster.workers.contains(&crashed_pid), "{line}");
-    assert!(line.contains("restarting in 0s"), "the first crash restarts at once: {line}");
+    assert!(
+        line.contains("restarting in 0s"),
+        "the first crash restarts at once: {line}"
+    );
     let new_pid = pid_in(&cluster.proc.wait_for("listening"));
     assert!(!cluster.workers.contains(&new_pid));
     assert!(alive(new_pid));
@@ -69,7 +72,10 @@ fn a_crash_loop_backs_off_exponentially_and_start_up_gives_up_cleanly() {
         .find(|l| l.contains("start-up timed out after 3s"))
         .unwrap_or_else(|| panic!("no timeout message: {:#?}", proc.log));
     assert!(timeout.contains("--startup-timeout"), "{timeout}");
-    assert!(timeout.contains("exited with status 9"), "names the last failure: {timeout}");
+    assert!(
+        timeout.contains("exited with status 9"),
+        "names the last failure: {timeout}"
+    );
     assert!(!proc.log.iter().any(|l| is_ready(l)));
 }
 
@@ -91,9 +97,17 @@ fn a_failed_warm_up_is_reported_with_its_error_and_retried() {
     assert!(failed.contains("cache not primed"), "{failed}");
     // Retried: a second attempt warms up again.
     let second = proc.wait_line("about a second warm-up", from_master);
-    assert_ne!(pid_in(&failed), pid_in(&second), "a new process tried again");
+    assert_ne!(
+        pid_in(&failed),
+        pid_in(&second),
+        "a new process tried again"
+    );
     assert_eq!(proc.wait_exit().code(), Some(1));
-    let timeout = proc.log.iter().find(|l| l.contains("start-up timed out")).unwrap();
+    let timeout = proc
+        .log
+        .iter()
+        .find(|l| l.contains("start-up timed out"))
+        .unwrap();
     assert!(timeout.contains("cache not primed"), "{timeout}");
 }
 
@@ -101,7 +115,12 @@ fn a_failed_warm_up_is_reported_with_its_error_and_retried() {
 fn a_failing_configure_app_is_reported_naming_the_step() {
     let mut proc = Proc::spawn(
         APP,
-        &["--port=0", "--mon-port=0", "--workers=1", "--startup-timeout=1s"],
+        &[
+            "--port=0",
+            "--mon-port=0",
+            "--workers=1",
+            "--startup-timeout=1s",
+        ],
         &[("FIXTURE_CONFIGURE_FAIL", "1")],
     );
     let line = proc.wait_for("configure_app failed");
@@ -118,12 +137,20 @@ fn workers_exit_when_the_master_is_killed_and_the_port_is_freed() {
     cluster.proc.wait_exit();
     let start = std::time::Instant::now();
     assert!(
-        eventually(Duration::from_secs(10), || cluster.workers.iter().all(|&p| !alive(p))),
+        eventually(Duration::from_secs(10), || cluster
+            .workers
+            .iter()
+            .all(|&p| !alive(p))),
         "workers outlived their master"
     );
     let took = start.elapsed();
-    assert!(eventually(Duration::from_secs(10), || cluster2_tests::port_is_free(port)));
+    assert!(eventually(Duration::from_secs(10), || {
+        cluster2_tests::port_is_free(port)
+    }));
     // The requirement is 2 s; the bound above is loose for loaded machines, so report it.
     eprintln!("workers gone {took:?} after the master was killed");
-    assert!(took < Duration::from_secs(2), "workers took {took:?} to exit");
+    assert!(
+        took < Duration::from_secs(2),
+        "workers took {took:?} to exit"
+    );
 }

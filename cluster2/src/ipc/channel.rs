@@ -56,9 +56,13 @@ pub(crate) fn encode<T: Serialize>(msg: &T) -> Bytes {
 
 pub(crate) fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, FrameError> {
     match frame.split_first() {
-        Some((&PROTOCOL_VERSION, body)) => postcard::from_bytes(body).map_err(FrameError::Malformed),
+        Some((&PROTOCOL_VERSION, body)) => {
+            postcard::from_bytes(body).map_err(FrameError::Malformed)
+        }
         Some((&other, _)) => Err(FrameError::Version(other)),
-        None => Err(FrameError::Malformed(postcard::Error::DeserializeUnexpectedEnd)),
+        None => Err(FrameError::Malformed(
+            postcard::Error::DeserializeUnexpectedEnd,
+        )),
     }
 }
 
@@ -196,11 +200,20 @@ mod tests {
         .await
         .unwrap();
         for _ in 0..3 {
-            assert!(matches!(rx.recv().await.unwrap(), Some(ToMaster::Listening)));
+            assert!(matches!(
+                rx.recv().await.unwrap(),
+                Some(ToMaster::Listening)
+            ));
         }
-        assert!(matches!(rx.recv().await.unwrap(), Some(ToMaster::Warming { .. })));
+        assert!(matches!(
+            rx.recv().await.unwrap(),
+            Some(ToMaster::Warming { .. })
+        ));
         drop(tx);
-        assert!(rx.recv().await.unwrap().is_none(), "EOF once the sender is gone");
+        assert!(
+            rx.recv().await.unwrap().is_none(),
+            "EOF once the sender is gone"
+        );
     }
 
     #[tokio::test]
@@ -211,7 +224,9 @@ mod tests {
         raw.write_all(&[0, 0, 0, 2, 99, 0]).await.unwrap();
         assert!(matches!(rx.recv().await, Err(FrameError::Version(99))));
         // Right version, garbage body (an enum tag that does not exist).
-        raw.write_all(&[0, 0, 0, 2, PROTOCOL_VERSION, 200]).await.unwrap();
+        raw.write_all(&[0, 0, 0, 2, PROTOCOL_VERSION, 200])
+            .await
+            .unwrap();
         assert!(matches!(rx.recv().await, Err(FrameError::Malformed(_))));
         // A length above the limit.
         raw.write_all(&u32::MAX.to_be_bytes()).await.unwrap();

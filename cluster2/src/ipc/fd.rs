@@ -28,7 +28,9 @@ pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
         _ => return Err(io::Error::other(format!("fd {fd} is not inherited"))),
     };
     if taken.swap(true, Ordering::SeqCst) {
-        return Err(io::Error::other(format!("inherited fd {fd} was claimed twice")));
+        return Err(io::Error::other(format!(
+            "inherited fd {fd} was claimed twice"
+        )));
     }
     // SAFETY: `fd` is one of the two numbers the master maps into every worker before exec,
     // and the flag above makes this the only place that ever borrows or owns it. The borrow only
@@ -36,7 +38,9 @@ pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
     let stat = fstat(unsafe { BorrowedFd::borrow_raw(fd) })
         .map_err(|e| io::Error::other(format!("inherited fd {fd} is not open: {e}")))?;
     if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
-        return Err(io::Error::other(format!("inherited fd {fd} is not a socket")));
+        return Err(io::Error::other(format!(
+            "inherited fd {fd} is not a socket"
+        )));
     }
     // SAFETY: the fd is open (fstat succeeded), is a socket, and nothing else in this process
     // owns it: std opens every fd with O_CLOEXEC, so only the master's explicit mapping put an

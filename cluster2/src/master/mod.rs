@@ -23,7 +23,10 @@ pub(crate) fn run(
     app_args: Vec<String>,
     main: MainBody,
 ) -> ExitCode {
-    crate::log::init(format!("master[{}]", std::process::id()), &options.log.level);
+    crate::log::init(
+        format!("master[{}]", std::process::id()),
+        &options.log.level,
+    );
     // Bind before anything else exists: a busy port must fail with no child left behind.
     let app = match bind(options.host, options.port, options.backlog as i32) {
         Ok(l) => l,

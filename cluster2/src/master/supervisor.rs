@@ -58,10 +58,24 @@ pub(crate) struct Board {
 }
 
 enum Event {
-    Message { id: usize, pid: u32, msg: ToMaster },
-    ChannelBroken { id: usize, pid: u32, error: String },
-    Exited { id: usize, pid: u32, status: std::io::Result<ExitStatus> },
-    RestartDue { id: usize },
+    Message {
+        id: usize,
+        pid: u32,
+        msg: ToMaster,
+    },
+    ChannelBroken {
+        id: usize,
+        pid: u32,
+        error: String,
+    },
+    Exited {
+        id: usize,
+        pid: u32,
+        status: std::io::Result<ExitStatus>,
+    },
+    RestartDue {
+        id: usize,
+    },
 }
 
 /// One live worker process.
@@ -116,7 +130,9 @@ pub(super) async fn supervise(
     drop(parts);
 
     let app_addr = app.local_addr().expect("a bound listener has an address");
-    let mon_addr = monitor.local_addr().expect("a bound listener has an address");
+    let mon_addr = monitor
+        .local_addr()
+        .expect("a bound listener has an address");
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {

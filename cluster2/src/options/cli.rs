@@ -51,11 +51,9 @@ pub(crate) fn parse_command_line(
         }
     }
     // Flags apply in the order given, so that a later `--port` overrides an earlier alias.
-    command_line.values.sort_by_key(|(key, _, _)| {
-        matches
-            .index_of(key.as_str())
-            .unwrap_or(usize::MAX)
-    });
+    command_line
+        .values
+        .sort_by_key(|(key, _, _)| matches.index_of(key.as_str()).unwrap_or(usize::MAX));
     let app_args = matches
         .get_many::<String>("app_args")
         .map(|v| v.cloned().collect())
@@ -70,7 +68,10 @@ pub(crate) fn parse_command_line(
 fn build(name: &str, version: &str) -> clap::Command {
     let defaults = serde_json::to_value(Options::default()).expect("options serialize to JSON");
     let mut cmd = clap::Command::new(name.to_owned())
-        .version(format!("{version} (cluster2 {})", env!("CARGO_PKG_VERSION")))
+        .version(format!(
+            "{version} (cluster2 {})",
+            env!("CARGO_PKG_VERSION")
+        ))
         .about("A web application served by a supervised cluster of worker processes (cluster2).")
         .after_help(
             "Every option can also be set in the config file (--config), as an environment \
@@ -193,7 +194,9 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Command {
-        let argv = std::iter::once("app").chain(args.iter().copied()).map(OsString::from);
+        let argv = std::iter::once("app")
+            .chain(args.iter().copied())
+            .map(OsString::from);
         parse_command_line("app", "1.0.0", argv)
     }
 
@@ -271,7 +274,11 @@ mod tests {
             panic!("--help should exit 0")
         };
         for doc in DOCS {
-            assert!(output.contains(&flag_name(doc.key)), "{} missing from help", doc.key);
+            assert!(
+                output.contains(&flag_name(doc.key)),
+                "{} missing from help",
+                doc.key
+            );
         }
         assert!(output.contains("[default: 8080]"));
     }

@@ -68,7 +68,7 @@ pub struct Options {
 pub enum ServerProtocol {
     /// HTTP/1.1 and HTTP/2 over cleartext (h2c), chosen per connection.
     Auto,
-    /// HTTP/1.1 only.
+    /// HTTP/1.1 only, without protocol upgrades (use `Auto` for WebSocket).
     Http1,
     /// HTTP/2 only (prior knowledge).
     Http2,
@@ -165,7 +165,10 @@ impl Options {
             ));
         }
         if self.heartbeat_interval.is_zero() {
-            return Err(Problem::value("heartbeat_interval", "expected more than 0s"));
+            return Err(Problem::value(
+                "heartbeat_interval",
+                "expected more than 0s",
+            ));
         }
         if self.startup_timeout.is_zero() {
             return Err(Problem::value("startup_timeout", "expected more than 0s"));
@@ -178,7 +181,10 @@ impl Options {
             ));
         }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
-            return Err(Problem::value("log.level", format!("not a log filter ({e})")));
+            return Err(Problem::value(
+                "log.level",
+                format!("not a log filter ({e})"),
+            ));
         }
         Ok(())
     }

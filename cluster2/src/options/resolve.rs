@@ -134,7 +134,10 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
             return Err(unknown(&key, &source));
         };
         if let Value::Object(children) = default {
-            let first = children.keys().next().map_or(String::new(), |k| format!("{key}.{k}"));
+            let first = children
+                .keys()
+                .next()
+                .map_or(String::new(), |k| format!("{key}.{k}"));
             return Err(Error::config(format!(
                 "{} is a group of options, not a value: set one of its options, like {}",
                 describe(&key, &source),
@@ -163,7 +166,9 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
     let options: Options = serde_path_to_error::deserialize(tree).map_err(|err| {
         let key = err.path().to_string();
         let expected = doc(&key).map_or("a valid value", |d| d.expected);
-        let given = provenance.get(&key).map_or(String::new(), |(_, t)| format!(" `{t}`"));
+        let given = provenance
+            .get(&key)
+            .map_or(String::new(), |(_, t)| format!(" `{t}`"));
         Error::config(format!(
             "invalid value{given} for {}: expected {expected}",
             label(&key)
@@ -176,7 +181,11 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
                 let given = provenance
                     .get(problem.key)
                     .map_or(String::new(), |(_, t)| format!(" `{t}`"));
-                format!("invalid value{given} for {}: {}", label(problem.key), problem.message)
+                format!(
+                    "invalid value{given} for {}: {}",
+                    label(problem.key),
+                    problem.message
+                )
             }
             Some(other) => format!(
                 "{} and {} {}",
@@ -216,7 +225,8 @@ fn coerce(text: &str, default: &Value) -> Value {
 }
 
 fn lookup<'a>(tree: &'a Value, key: &str) -> Option<&'a Value> {
-    key.split('.').try_fold(tree, |node, part| node.as_object()?.get(part))
+    key.split('.')
+        .try_fold(tree, |node, part| node.as_object()?.get(part))
 }
 
 fn lookup_mut<'a>(tree: &'a mut Value, key: &str) -> Option<&'a mut Value> {
@@ -228,7 +238,11 @@ fn lookup_mut<'a>(tree: &'a mut Value, key: &str) -> Option<&'a mut Value> {
 pub(crate) fn all_keys() -> Vec<String> {
     fn walk(map: &Map<String, Value>, prefix: &str, out: &mut Vec<String>) {
         for (k, v) in map {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             match v {
                 Value::Object(children) => walk(children, &key, out),
                 _ => out.push(key),
@@ -237,7 +251,11 @@ pub(crate) fn all_keys() -> Vec<String> {
     }
     let defaults = serde_json::to_value(Options::default()).expect("options serialize to JSON");
     let mut out = Vec::new();
-    walk(defaults.as_object().expect("options are a struct"), "", &mut out);
+    walk(
+        defaults.as_object().expect("options are a struct"),
+        "",
+        &mut out,
+    );
     out
 }
 
@@ -282,7 +300,10 @@ fn describe(key: &str, source: &Source) -> String {
 const ENV_PREFIX: &str = "CLUSTER2_";
 
 pub(crate) fn env_name(key: &str) -> String {
-    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase())
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
 }
 
 fn env_layer(env: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Vec<Assignment>> {
@@ -324,7 +345,11 @@ fn flatten(table: &toml::Table, prefix: &str, file: &str, out: &mut Vec<Assignme
     for (k, v) in table {
         // Files may use kebab case like the flags do.
         let k = k.replace('-', "_");
-        let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(child) => flatten(child, &key, file, out),
             other => out.push(Assignment {
@@ -361,7 +386,13 @@ mod tests {
         CommandLine {
             values: pairs
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string(), super::super::cli::flag_name(k)))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        v.to_string(),
+                        super::super::cli::flag_name(k),
+                    )
+                })
                 .collect(),
             config: None,
         }
@@ -378,8 +409,12 @@ mod tests {
         assert_eq!(o.port, 1000);
         let o = resolve(&code, &flags(&[]), env(&[("CLUSTER2_PORT", "2000")])).unwrap();
         assert_eq!(o.port, 2000);
-        let o = resolve(&code, &flags(&[("port", "3000")]), env(&[("CLUSTER2_PORT", "2000")]))
-            .unwrap();
+        let o = resolve(
+            &code,
+            &flags(&[("port", "3000")]),
+            env(&[("CLUSTER2_PORT", "2000")]),
+        )
+        .unwrap();
         assert_eq!(o.port, 3000);
     }
 
@@ -410,7 +445,11 @@ mod tests {
              --help lists every option"
         );
         let err = resolve(&[], &flags(&[("restart", "1")]), env(&[])).unwrap_err();
-        assert!(err.to_string().starts_with("--restart is a group of options"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("--restart is a group of options"),
+            "{err}"
+        );
     }
 
     #[test]

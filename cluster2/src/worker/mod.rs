@@ -166,8 +166,12 @@ impl Worker {
         let tx = stop_tx.clone();
         let master_pid = std::os::unix::process::parent_id();
         tokio::spawn(async move {
-            let Ok(mut term) = signal(SignalKind::terminate()) else { return };
-            let Ok(mut int) = signal(SignalKind::interrupt()) else { return };
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            let Ok(mut int) = signal(SignalKind::interrupt()) else {
+                return;
+            };
             let mut first = true;
             loop {
                 tokio::select! {
@@ -245,11 +249,19 @@ impl Worker {
         let dropped = loop {
             tokio::select! {
                 dropped = &mut shutdown => break dropped,
-                Some(Stop::Now) = stop_rx.recv() => break 0,
+                stop = stop_rx.recv() => match stop {
+                    Some(Stop::Now) => break 0,
+                    Some(_) => continue,
+                    // Nobody can ask any more; just finish.
+                    None => break (&mut shutdown).await,
+                },
             }
         };
         if dropped > 0 {
-            tracing::warn!(connections = dropped, "stop deadline passed; closing connections");
+            tracing::warn!(
+                connections = dropped,
+                "stop deadline passed; closing connections"
+            );
         }
         tracing::debug!("stopped");
         exit

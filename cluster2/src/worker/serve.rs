@@ -10,7 +10,7 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -84,6 +84,8 @@ async fn accept_loop(
         // Slow-loris guard: a client gets this long to send its request head.
         .header_read_timeout(Duration::from_secs(30));
     builder.http2().timer(TokioTimer::new());
+    // The auto builder ignores a version restriction on connections served with upgrades, so
+    // a restricted port serves without them (HTTP/1 upgrades such as WebSocket need `auto`).
     let builder = match protocol {
         ServerProtocol::Auto => builder,
         ServerProtocol::Http1 => builder.http1_only(),
@@ -121,21 +123,40 @@ async fn accept_loop(
                 Ok::<_, std::convert::Infallible>(app.call(request).await)
             }
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        stats.open.fetch_add(1, Ordering::Relaxed);
-        stats.total.fetch_add(1, Ordering::Relaxed);
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            // Errors here are the client's (reset, bad request, timeout); hyper has already
-            // answered what could be answered.
-            let _ = connection.await;
-            stats.open.fetch_sub(1, Ordering::Relaxed);
-        });
+        let io = TokioIo::new(stream);
+        match protocol {
+            ServerProtocol::Auto => spawn_connection(
+                &graceful,
+                &stats,
+                builder
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned(),
+            ),
+            ServerProtocol::Http1 | ServerProtocol::Http2 => spawn_connection(
+                &graceful,
+                &stats,
+                builder.serve_connection(io, service).into_owned(),
+            ),
+        }
     }
     graceful
+}
+
+fn spawn_connection<C>(graceful: &GracefulShutdown, stats: &Arc<ConnStats>, connection: C)
+where
+    C: GracefulConnection + Send + 'static,
+    C::Error: Send,
+{
+    let connection = graceful.watch(connection);
+    stats.open.fetch_add(1, Ordering::Relaxed);
+    stats.total.fetch_add(1, Ordering::Relaxed);
+    let stats = stats.clone();
+    tokio::spawn(async move {
+        // Errors here are the client's (reset, bad request, timeout); hyper has already
+        // answered what could be answered.
+        let _ = connection.await;
+        stats.open.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// Accept errors that concern one connection only, which the next accept is unaffected by.

@@ -39,10 +39,12 @@ async fn app() -> Result<Router, String> {
         .route("/pid", get(|| async { std::process::id().to_string() }))
         .route(
             "/seq",
-            get(|Extension(conn): Extension<cluster2::ConnInfo>| async move {
-                let n = SEQUENCE.fetch_add(1, Ordering::SeqCst) + 1;
-                format!("{n} {}", conn.local)
-            }),
+            get(
+                |Extension(conn): Extension<cluster2::ConnInfo>| async move {
+                    let n = SEQUENCE.fetch_add(1, Ordering::SeqCst) + 1;
+                    format!("{n} {}", conn.local)
+                },
+            ),
         )
         .route(
             "/slow",
