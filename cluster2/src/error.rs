@@ -26,6 +26,14 @@ pub enum ErrorKind {
     Timeout,
     /// Any other I/O failure.
     Io,
+    /// A value could not be encoded for another process.
+    Encode,
+    /// A value from another process does not have the expected shape.
+    Decode,
+    /// A bounded queue to another process is full; the message was dropped.
+    Overflow,
+    /// No such name is registered (a status, for example).
+    NotFound,
 }
 
 /// The error type of cluster2: a kind, a message that names the offending value, and the

@@ -30,7 +30,9 @@
 
 mod app; // the App type served by workers, and what configure_app may return
 mod cluster; // Cluster::builder(): role dispatch and the public entry point
+pub mod emitter; // cross-process events: on / emit / to(targets)
 mod error; // Error, ErrorKind, Result, Context
+mod heartbeat; // what workers report to the master, and how it is measured
 mod ipc; // master <-> worker channel, messages and inherited fds
 mod log; // one-line-per-event logging labelled with the process
 mod master; // the supervising process
@@ -39,6 +41,7 @@ pub mod options; // every option, its default and its layering
 mod registry; // link-time registration of configure_app / warm_up
 mod role; // master or worker, from the environment marker
 mod started; // Started, Role and WarmUp, handed to user code
+pub mod status; // named status views, aggregated by the master
 mod worker; // the serving process
 
 #[doc(hidden)]
@@ -51,6 +54,8 @@ pub use app::{App, ConnInfo, IntoApp};
 pub use cluster::{Builder, Cluster, MainResult};
 #[doc(inline)]
 pub use error::{BoxError, Context, Error, ErrorKind, Result};
+#[doc(inline)]
+pub use heartbeat::Heartbeat;
 #[doc(inline)]
 pub use options::{Options, ServerProtocol};
 #[doc(inline)]

@@ -29,3 +29,22 @@ pub use crate::cluster::MainResult;
 
 /// The option keys `#[cluster2::main]` accepts, for the test that compares them with [`Options`](crate::Options).
 pub use cluster2_macros::__option_keys as option_keys;
+
+pub use crate::registry::{STATUS, StatusRegistration};
+pub use serde_json::Value;
+
+/// Adapts what a `#[status]` view returned.
+pub fn status_view<T: serde::Serialize>(value: T) -> Result<Value, String> {
+    serde_json::to_value(value).map_err(|e| format!("the view cannot be encoded: {e}"))
+}
+
+/// Calls a `#[status(update = f)]` function with a value decoded from JSON.
+pub fn status_update<F, U, R>(update: F, value: Value) -> Result<Value, String>
+where
+    F: FnOnce(U) -> R,
+    U: serde::de::DeserializeOwned,
+    R: serde::Serialize,
+{
+    let value: U = serde_json::from_value(value).map_err(|e| format!("not a valid value: {e}"))?;
+    status_view(update(value))
+}

@@ -66,3 +66,22 @@ pub(crate) fn single<F: Copy>(
         }
     }
 }
+
+/// What `#[status("name")]` registers: the view and, with `update = f`, the update.
+#[derive(Debug)]
+pub struct StatusRegistration {
+    /// The status's name.
+    pub name: &'static str,
+    /// `file!()` of the function.
+    pub file: &'static str,
+    /// `line!()` of the function.
+    pub line: u32,
+    /// The generated view adapter.
+    pub view: fn() -> std::result::Result<serde_json::Value, String>,
+    /// The generated update adapter.
+    pub update: Option<fn(serde_json::Value) -> std::result::Result<serde_json::Value, String>>,
+}
+
+/// Every `#[status]` function of the binary.
+#[distributed_slice]
+pub static STATUS: [StatusRegistration];

@@ -21,8 +21,8 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::message::{MAX_FRAME, PROTOCOL_VERSION};
 
-/// How many messages may wait for the writer before `send` waits.
-const QUEUE: usize = 4096;
+/// How many messages may wait for the writer before `send` waits and `try_send` fails.
+pub(crate) const QUEUE: usize = 4096;
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -114,10 +114,27 @@ impl<T> std::fmt::Debug for Sender<T> {
 #[derive(Debug)]
 pub(crate) struct Closed;
 
+/// Why a message could not be queued without waiting.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TrySendError {
+    /// [`QUEUE`] messages are already waiting for the peer.
+    Full,
+    /// The peer is gone.
+    Closed,
+}
+
 impl<T: Serialize> Sender<T> {
     /// Queues a message; waits while the queue is full. Fails once the peer is gone.
     pub(crate) async fn send(&self, msg: &T) -> Result<(), Closed> {
         self.queue.send(encode(msg)).await.map_err(|_| Closed)
+    }
+
+    /// Queues a message if there is room, without waiting.
+    pub(crate) fn try_send(&self, msg: &T) -> Result<(), TrySendError> {
+        self.queue.try_send(encode(msg)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => TrySendError::Full,
+            mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
+        })
     }
 }
 

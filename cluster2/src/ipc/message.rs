@@ -20,6 +20,33 @@ pub(crate) enum ToWorker {
     Hello(Box<Hello>),
     /// Stop accepting, finish in-flight requests within `stop_timeout`, exit.
     Stop,
+    /// A user event for this worker.
+    Event(WireEvent),
+    /// Read (or, with `set`, update) a status registered in this worker.
+    StatusQuery {
+        id: u64,
+        name: String,
+        /// The new value, as JSON.
+        set: Option<Vec<u8>>,
+    },
+}
+
+/// A user event in transit. Its payload is JSON, self-describing, so that a listener decoding
+/// into the wrong type gets an error rather than a plausible wrong value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireEvent {
+    pub(crate) name: String,
+    /// Pid of the process that emitted it.
+    pub(crate) from: u32,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Where a worker asks the master to deliver an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum WireTarget {
+    Master,
+    Pid(u32),
+    AllWorkers,
 }
 
 /// What the master tells a new worker.
@@ -39,6 +66,20 @@ pub(crate) enum ToMaster {
     StartFailed { stage: StartStage, error: String },
     /// The worker is accepting on the shared application port.
     Listening,
+    /// A user event to deliver to `targets`.
+    Emit {
+        event: WireEvent,
+        targets: Vec<WireTarget>,
+    },
+    /// Every status name registered in the worker (sent whenever the set changes).
+    StatusNames(Vec<String>),
+    /// The answer to a `StatusQuery`: the view as JSON, or why there is none.
+    StatusReply {
+        id: u64,
+        result: Result<Vec<u8>, String>,
+    },
+    /// The worker's periodic report.
+    Heartbeat(Box<crate::heartbeat::Heartbeat>),
 }
 
 /// The step of a worker's start-up that failed.

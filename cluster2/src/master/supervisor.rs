@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::EXIT_START_FAILED;
 use super::spawn::{Spawned, Spawner};
 use crate::cluster::{MainBody, Parts};
+use crate::heartbeat::Heartbeat;
 use crate::ipc::channel::{self, Sender};
 use crate::ipc::message::{Hello, ToMaster, ToWorker};
 use crate::options::Options;
@@ -39,16 +40,17 @@ pub(crate) enum WorkerState {
     Stopping,
 }
 
-/// What the monitor shows about one worker.
-#[derive(Clone, Debug, Serialize)]
+/// What the monitor shows about one worker; ages are computed when it is read.
+#[derive(Clone, Debug)]
 pub(crate) struct WorkerInfo {
     pub(crate) id: usize,
     pub(crate) pid: u32,
     pub(crate) state: WorkerState,
-    pub(crate) uptime_secs: f64,
+    pub(crate) spawned_at: Instant,
     pub(crate) warm_up_addr: Option<SocketAddr>,
     pub(crate) restarts: u64,
     pub(crate) crash_streak: u32,
+    pub(crate) heartbeat: Option<(Heartbeat, Instant)>,
 }
 
 /// The master's state as the monitor reads it.
@@ -87,6 +89,8 @@ struct Proc {
     spawned_at: Instant,
     listening_since: Option<Instant>,
     warm_up_addr: Option<SocketAddr>,
+    /// The latest heartbeat and when it arrived.
+    heartbeat: Option<(Heartbeat, Instant)>,
 }
 
 /// One worker id: the process currently holding it, and its restart history.
@@ -317,6 +321,16 @@ impl Supervisor {
         let reader = tokio::spawn(async move {
             loop {
                 match rx.recv().await {
+                    // Events and status traffic are routed here, off the supervisor's loop.
+                    Ok(Some(ToMaster::Emit { event, targets })) => {
+                        crate::emitter::relay(event, &targets);
+                    }
+                    Ok(Some(ToMaster::StatusNames(names))) => {
+                        crate::status::worker_names(pid, names);
+                    }
+                    Ok(Some(ToMaster::StatusReply { id, result })) => {
+                        crate::status::complete(id, result);
+                    }
                     Ok(Some(msg)) => {
                         if events.send(Event::Message { id, pid, msg }).is_err() {
                             return;
@@ -334,6 +348,7 @@ impl Supervisor {
                 }
             }
         });
+        crate::ipc::peers::add_worker(pid, id, tx.clone());
         let signals = self.watch_exit(id, pid, child, Some(reader));
         tracing::debug!("spawned worker {id} (pid {pid})");
         self.slots[id].current = Some(Proc {
@@ -344,6 +359,7 @@ impl Supervisor {
             spawned_at: Instant::now(),
             listening_since: None,
             warm_up_addr: None,
+            heartbeat: None,
         });
         self.publish();
     }
@@ -419,6 +435,29 @@ impl Supervisor {
                 tracing::error!("worker {id} (pid {pid}) {stage} failed: {error}");
                 self.slots[id].last_failure = Some(format!("{stage} failed: {error}"));
             }
+            ToMaster::Heartbeat(beat) => {
+                tracing::debug!(
+                    target: "cluster2::heartbeat",
+                    worker = id,
+                    pid,
+                    transactions = beat.transactions,
+                    total_transactions = beat.total_transactions,
+                    tps = format_args!("{:.1}", beat.tps),
+                    cpu = format_args!("{:.1}", beat.cpu),
+                    memory = beat.memory,
+                    lag_ms = format_args!("{:.1}", beat.event_loop_lag.as_secs_f64() * 1000.0),
+                    open = beat.open_connections,
+                    errors = beat.errors,
+                    panics = beat.panics,
+                    "heartbeat"
+                );
+                if let Some(proc) = self.proc(id, pid) {
+                    proc.heartbeat = Some((*beat, Instant::now()));
+                }
+            }
+            ToMaster::Emit { .. } | ToMaster::StatusNames(_) | ToMaster::StatusReply { .. } => {
+                // Routed by the reader task.
+            }
             ToMaster::Listening => {
                 if let Some(proc) = self.proc(id, pid) {
                     if proc.state != WorkerState::Stopping {
@@ -436,6 +475,8 @@ impl Supervisor {
         let Some(proc) = slot.current.take_if(|p| p.pid == pid) else {
             return;
         };
+        crate::ipc::peers::remove_worker(pid);
+        crate::status::forget_worker(pid);
         let how = describe_exit(&status);
         if self.stopping || proc.state == WorkerState::Stopping {
             tracing::info!("worker {id} (pid {pid}) {how}");
@@ -555,10 +596,11 @@ impl Supervisor {
                     id,
                     pid: p.pid,
                     state: p.state,
-                    uptime_secs: p.spawned_at.elapsed().as_secs_f64(),
+                    spawned_at: p.spawned_at,
                     warm_up_addr: p.warm_up_addr,
                     restarts: slot.restarts,
                     crash_streak: slot.crash_streak,
+                    heartbeat: p.heartbeat.clone(),
                 })
             })
             .collect();

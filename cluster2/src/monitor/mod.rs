@@ -3,21 +3,81 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use axum::extract::{Path, rejection::JsonRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::master::supervisor::Board;
 
 pub(crate) fn router(board: Arc<Board>) -> Router {
-    Router::new().route(
-        "/workers",
-        get(move || {
-            let board = board.clone();
-            async move { Json(board.workers.read().expect("board lock").clone()) }
-        }),
-    )
+    Router::new()
+        .route("/workers", get(move || workers(board.clone())))
+        .route("/statuses", get(all_statuses))
+        .route("/statuses/{name}", get(get_status).post(set_status))
+}
+
+async fn workers(board: Arc<Board>) -> Json<Value> {
+    let workers = board.workers.read().expect("board lock").clone();
+    Json(Value::Array(
+        workers
+            .into_iter()
+            .map(|w| {
+                json!({
+                    "id": w.id,
+                    "pid": w.pid,
+                    "state": w.state,
+                    "uptime_secs": w.spawned_at.elapsed().as_secs_f64(),
+                    "warm_up_addr": w.warm_up_addr,
+                    "restarts": w.restarts,
+                    "crash_streak": w.crash_streak,
+                    "heartbeat": w.heartbeat.as_ref().map(|(hb, _)| hb),
+                    "heartbeat_age_secs": w.heartbeat.as_ref().map(|(_, at)| at.elapsed().as_secs_f64()),
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn all_statuses() -> Json<Value> {
+    let mut all = serde_json::Map::new();
+    for name in crate::status::statuses() {
+        let entries = match crate::status::get_status(&name).await {
+            Ok(entries) => json!(entries),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        all.insert(name, entries);
+    }
+    Json(Value::Object(all))
+}
+
+async fn get_status(Path(name): Path<String>) -> Response {
+    match crate::status::get_status(&name).await {
+        Ok(entries) => Json(entries).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+async fn set_status(
+    Path(name): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    let Json(value) = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    match crate::status::set_status(&name, value).await {
+        Ok(entries) => Json(entries).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
 }
 
 pub(crate) fn serve(

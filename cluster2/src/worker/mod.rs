@@ -24,7 +24,9 @@ use crate::options::Options;
 use crate::role::MASTER_PID_ENV;
 use crate::started::{Role, Started, WarmUp};
 
-use serve::{ConnStats, Server};
+use serve::Server;
+
+use crate::heartbeat::{AppStats, ConnStats};
 
 /// Exit code of a worker whose start-up failed (configure_app, warm-up).
 pub(crate) const EXIT_START_FAILED: u8 = 3;
@@ -136,6 +138,10 @@ impl Worker {
             }
         };
         let (to_master, mut from_master, writer) = channel::channel::<ToMaster, ToWorker>(channel);
+        crate::ipc::peers::set_master(to_master.clone());
+        // Statuses registered so far (by #[status] or in configure_app) are announced now;
+        // later registrations announce themselves.
+        crate::status::announce();
         let (stop_tx, mut stop_rx) = mpsc::unbounded_channel::<Stop>();
 
         // Messages from the master; EOF means it is gone.
@@ -148,6 +154,10 @@ impl Worker {
                     }
                     Ok(Some(ToWorker::Hello(_))) => {
                         tracing::warn!("ignoring a second hello from the master");
+                    }
+                    Ok(Some(ToWorker::Event(event))) => crate::emitter::deliver(event),
+                    Ok(Some(ToWorker::StatusQuery { id, name, set })) => {
+                        crate::status::answer(id, name, set);
                     }
                     Ok(None) => {
                         let _ = tx.send(Stop::Orphaned);
@@ -288,10 +298,12 @@ impl Worker {
         let warm_addr = warm_listener
             .local_addr()
             .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
+        // Warm-up traffic is not the application's: it is counted apart and thrown away.
         let warm_server = Server::start(
             warm_listener,
             app.clone(),
             self.options.server,
+            Arc::default(),
             Arc::default(),
         );
         let _ = to_master.send(&ToMaster::Warming { addr: warm_addr }).await;
@@ -318,13 +330,22 @@ impl Worker {
         let addr = listener
             .local_addr()
             .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
+        let conns = Arc::new(ConnStats::default());
+        let app_stats = Arc::new(AppStats::default());
         let server = Server::start(
             listener,
             app,
             self.options.server,
-            Arc::new(ConnStats::default()),
+            conns.clone(),
+            app_stats.clone(),
         );
         let _ = to_master.send(&ToMaster::Listening).await;
+        crate::heartbeat::spawn_reporter(
+            self.id,
+            self.options.heartbeat_interval,
+            app_stats,
+            conns,
+        );
         tracing::debug!(%addr, "listening");
         let started = Started {
             role: Role::Worker(self.id),

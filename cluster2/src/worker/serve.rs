@@ -3,8 +3,9 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+use std::time::Instant;
 
 use axum::body::Body;
 use hyper::body::Incoming;
@@ -15,15 +16,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, ConnInfo};
-use crate::options::ServerProtocol;
+use futures_util::FutureExt;
 
-/// Connection counts of one listener.
-#[derive(Debug, Default)]
-pub(crate) struct ConnStats {
-    pub(crate) open: AtomicU64,
-    pub(crate) total: AtomicU64,
-}
+use crate::app::{App, ConnInfo};
+use crate::heartbeat::{AppStats, ConnStats};
+use crate::options::ServerProtocol;
 
 /// A running server; [`Server::shutdown`] stops it.
 #[derive(Debug)]
@@ -38,6 +35,7 @@ impl Server {
         app: App,
         protocol: ServerProtocol,
         stats: Arc<ConnStats>,
+        app_stats: Arc<AppStats>,
     ) -> Self {
         let stop_accepting = CancellationToken::new();
         let task = tokio::spawn(accept_loop(
@@ -45,6 +43,7 @@ impl Server {
             app,
             protocol,
             stats,
+            app_stats,
             stop_accepting.clone(),
         ));
         Self {
@@ -74,6 +73,7 @@ async fn accept_loop(
     app: App,
     protocol: ServerProtocol,
     stats: Arc<ConnStats>,
+    app_stats: Arc<AppStats>,
     stop_accepting: CancellationToken,
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
@@ -115,12 +115,29 @@ async fn accept_loop(
             remote,
         };
         let app = app.clone();
+        let app_stats = app_stats.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
             let app = app.clone();
+            let app_stats = app_stats.clone();
             async move {
+                let started = Instant::now();
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(info);
-                Ok::<_, std::convert::Infallible>(app.call(request).await)
+                // A panicking handler costs its request a 500, not its connection or worker.
+                let response = match std::panic::AssertUnwindSafe(app.call(request))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(response) => response,
+                    Err(_) => {
+                        app_stats.panicked();
+                        let mut response = http::Response::new(Body::from("internal error"));
+                        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        response
+                    }
+                };
+                app_stats.record(started.elapsed(), response.status().is_server_error());
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
         let io = TokioIo::new(stream);

@@ -6,13 +6,18 @@
 //! - `FIXTURE_WARM_UP_FAIL=1`: the warm-up returns an error.
 //! - `FIXTURE_WARM_UP_GATE=path`: the warm-up waits until `path` exists.
 //! - `FIXTURE_MAIN_FAIL=1`: `main` returns an error in the master.
+//! - `FIXTURE_EMITTER=1`: the master emits `ping` once ready; every process echoes it back.
+//! - `FIXTURE_SLOW_STATUS=1`: workers register a status `slow` whose view takes 3 s.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Extension, Query};
 use axum::{Router, routing::get};
+use cluster2::emitter::{self, Target};
+use cluster2::status;
 use serde::Deserialize;
+use std::sync::Mutex;
 
 /// Requests this worker has answered, across all routes: orders warm-up against real traffic.
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -26,6 +31,52 @@ struct Slow {
     ms: u64,
 }
 
+#[derive(Deserialize)]
+struct EmitTo {
+    pid: u32,
+}
+
+/// The value of the mutable status `worker`: this process's pid until someone sets it.
+static WORKER_STATUS: Mutex<String> = Mutex::new(String::new());
+
+async fn panicking_handler() -> &'static str {
+    panic!("handler bug")
+}
+
+fn listen_for_events() {
+    // Every process answers a ping with its pid, to the master.
+    emitter::on("ping", |_| {
+        emitter::to([Target::Master]).emit("echo", std::process::id())?;
+        Ok(())
+    });
+    emitter::on("direct", |ev| {
+        let text: String = ev.args()?;
+        tracing::info!(from = ev.from(), text = %text, "direct event received");
+        Ok(())
+    });
+}
+
+fn register_statuses() {
+    *WORKER_STATUS.lock().unwrap() = std::process::id().to_string();
+    status::register_with_update(
+        "worker",
+        || WORKER_STATUS.lock().unwrap().clone(),
+        |value: String| {
+            *WORKER_STATUS.lock().unwrap() = value.clone();
+            value
+        },
+    )
+    .expect("register `worker`");
+    status::register("pid", std::process::id).expect("register `pid`");
+    if flag("FIXTURE_SLOW_STATUS") {
+        status::register("slow", || {
+            std::thread::sleep(Duration::from_secs(3));
+            "finally"
+        })
+        .expect("register `slow`");
+    }
+}
+
 #[cluster2::configure_app]
 async fn app() -> Result<Router, String> {
     if flag("FIXTURE_CRASH_AT_START") {
@@ -34,6 +85,9 @@ async fn app() -> Result<Router, String> {
     if flag("FIXTURE_CONFIGURE_FAIL") {
         return Err("database unreachable".to_owned());
     }
+    // Listeners and statuses are registered before the worker serves, so nothing is missed.
+    listen_for_events();
+    register_statuses();
     Ok(Router::new()
         .route("/", get(|| async { "hello world" }))
         .route("/pid", get(|| async { std::process::id().to_string() }))
@@ -53,6 +107,38 @@ async fn app() -> Result<Router, String> {
                 tokio::time::sleep(Duration::from_millis(slow.ms)).await;
                 "done"
             }),
+        )
+        .route(
+            "/emit-to",
+            get(|Query(to): Query<EmitTo>| async move {
+                emitter::to([Target::Pid(to.pid)])
+                    .emit("direct", format!("hello from {}", std::process::id()))
+                    .map_or_else(|e| e.to_string(), |()| "sent".to_owned())
+            }),
+        )
+        .route(
+            "/busy",
+            get(|Query(slow): Query<Slow>| async move {
+                let until = std::time::Instant::now() + Duration::from_millis(slow.ms);
+                let mut spins = 0u64;
+                while std::time::Instant::now() < until {
+                    spins = std::hint::black_box(spins + 1);
+                }
+                spins.to_string()
+            }),
+        )
+        .route(
+            "/block",
+            get(|Query(slow): Query<Slow>| async move {
+                // Blocks the runtime thread on purpose: what a badly written handler does.
+                std::thread::sleep(Duration::from_millis(slow.ms));
+                "blocked"
+            }),
+        )
+        .route("/panic", get(panicking_handler))
+        .route(
+            "/fail",
+            get(|| async { (axum::http::StatusCode::BAD_GATEWAY, "upstream down") }),
         )
         .route(
             "/crash",
@@ -93,5 +179,29 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
     if started.role() == cluster2::Role::Master && flag("FIXTURE_MAIN_FAIL") {
         return Err("the master's main gave up".to_owned());
     }
+    if started.role() == cluster2::Role::Master {
+        register_statuses();
+        if flag("FIXTURE_EMITTER") {
+            ping_everyone(started.worker_pids().len() + 1);
+        }
+    }
     Ok(())
+}
+
+/// The master pings every process, itself included, and logs once all have echoed.
+fn ping_everyone(expected: usize) {
+    let echoes = std::sync::Arc::new(Mutex::new(Vec::<u32>::new()));
+    let seen = echoes.clone();
+    emitter::on("echo", move |ev| {
+        let pid: u32 = ev.args()?;
+        let mut seen = seen.lock().unwrap();
+        seen.push(pid);
+        if seen.len() == expected {
+            let list: Vec<String> = seen.iter().map(u32::to_string).collect();
+            tracing::info!(pids = %list.join(","), "echoes complete");
+        }
+        Ok(())
+    });
+    listen_for_events();
+    emitter::emit("ping", ()).expect("emit ping");
 }

@@ -1,0 +1,71 @@
+//! Who this process can talk to: nobody (a plain process), the master (a worker), or every
+//! worker (the master). The emitter and the status registry route through here.
+
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+
+use super::channel::{Sender, TrySendError};
+use super::message::{ToMaster, ToWorker};
+
+#[derive(Default)]
+struct Peers {
+    master: Option<Sender<ToMaster>>,
+    /// In the master: pid → (worker id, channel).
+    workers: HashMap<u32, (usize, Sender<ToWorker>)>,
+}
+
+fn peers() -> &'static RwLock<Peers> {
+    static PEERS: OnceLock<RwLock<Peers>> = OnceLock::new();
+    PEERS.get_or_init(Default::default)
+}
+
+/// In a worker: the channel to the master.
+pub(crate) fn set_master(sender: Sender<ToMaster>) {
+    peers().write().expect("peers lock").master = Some(sender);
+}
+
+/// In the master: a worker joined.
+pub(crate) fn add_worker(pid: u32, id: usize, sender: Sender<ToWorker>) {
+    peers()
+        .write()
+        .expect("peers lock")
+        .workers
+        .insert(pid, (id, sender));
+}
+
+/// In the master: a worker is gone.
+pub(crate) fn remove_worker(pid: u32) {
+    peers().write().expect("peers lock").workers.remove(&pid);
+}
+
+/// Sends to the master, if this is a worker. `Ok(false)` outside a cluster.
+pub(crate) fn to_master(msg: &ToMaster) -> Result<bool, TrySendError> {
+    match &peers().read().expect("peers lock").master {
+        Some(sender) => sender.try_send(msg).map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// A clone of the channel to the master, for callers that must wait for room.
+pub(crate) fn master() -> Option<Sender<ToMaster>> {
+    peers().read().expect("peers lock").master.clone()
+}
+
+/// Sends to one worker. `None` if there is no such worker.
+pub(crate) fn to_worker(pid: u32, msg: &ToWorker) -> Option<Result<(), TrySendError>> {
+    let peers = peers().read().expect("peers lock");
+    peers.workers.get(&pid).map(|(_, s)| s.try_send(msg))
+}
+
+/// Pids of the live workers, in the master.
+pub(crate) fn worker_pids() -> Vec<u32> {
+    let mut pids: Vec<u32> = peers()
+        .read()
+        .expect("peers lock")
+        .workers
+        .keys()
+        .copied()
+        .collect();
+    pids.sort_unstable();
+    pids
+}

@@ -1,0 +1,89 @@
+//! Heartbeats: what the master learns about each worker, observed from its debug log.
+
+use cluster2_tests::{Cluster, field, get};
+
+const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
+
+const ARGS: &[&str] = &[
+    "--workers=1",
+    "--heartbeat-interval=200ms",
+    "--log.level=info,cluster2::heartbeat=debug",
+];
+
+fn number(line: &str, key: &str) -> f64 {
+    field(line, key)
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn transactions_over_the_heartbeats_add_up_to_the_requests_sent() {
+    let mut cluster = Cluster::start(APP, ARGS, &[]);
+    const K: u64 = 25;
+    for _ in 0..K {
+        assert_eq!(get(cluster.app, "/").unwrap().status, 200);
+    }
+    let mut sum = 0;
+    let mut last_total = 0;
+    while sum < K {
+        let beat = cluster.proc.wait_for("heartbeat");
+        sum += number(&beat, "transactions") as u64;
+        last_total = number(&beat, "total_transactions") as u64;
+    }
+    assert_eq!(
+        sum, K,
+        "warm-up requests are not counted, and nothing twice"
+    );
+    assert_eq!(last_total, K);
+    // Later heartbeats add nothing.
+    for _ in 0..2 {
+        let beat = cluster.proc.wait_for("heartbeat");
+        assert_eq!(number(&beat, "transactions"), 0.0, "{beat}");
+    }
+}
+
+#[test]
+fn cpu_rises_under_a_busy_handler() {
+    let mut cluster = Cluster::start(APP, ARGS, &[]);
+    let idle = number(&cluster.proc.wait_for("heartbeat"), "cpu");
+    let app = cluster.app;
+    let busy = std::thread::spawn(move || get(app, "/busy?ms=1500").unwrap());
+    let mut peak: f64 = 0.0;
+    while !busy.is_finished() {
+        peak = peak.max(number(&cluster.proc.wait_for("heartbeat"), "cpu"));
+    }
+    busy.join().unwrap();
+    assert!(peak > idle + 30.0, "cpu idle {idle}%, busy peak {peak}%");
+}
+
+#[test]
+fn event_loop_lag_rises_when_a_handler_blocks_and_errors_are_counted() {
+    let mut cluster = Cluster::start(APP, &[ARGS, &["--threads=1"]].concat(), &[]);
+    let idle = number(&cluster.proc.wait_for("heartbeat"), "lag_ms");
+    assert_eq!(get(cluster.app, "/block?ms=800").unwrap().body, "blocked");
+    let mut peak: f64 = 0.0;
+    for _ in 0..3 {
+        peak = peak.max(number(&cluster.proc.wait_for("heartbeat"), "lag_ms"));
+    }
+    assert!(
+        peak > idle.max(1.0) * 10.0 && peak >= 400.0,
+        "lag idle {idle}ms, peak {peak}ms"
+    );
+
+    // A 502 and a panic: both counted, and the panic answered with a 500.
+    assert_eq!(get(cluster.app, "/fail").unwrap().status, 502);
+    assert_eq!(get(cluster.app, "/panic").unwrap().status, 500);
+    let (mut errors, mut panics) = (0.0, 0.0);
+    while errors < 2.0 || panics < 1.0 {
+        let beat = cluster.proc.wait_for("heartbeat");
+        errors += number(&beat, "errors");
+        panics += number(&beat, "panics");
+    }
+    assert_eq!((errors, panics), (2.0, 1.0));
+    assert_eq!(
+        get(cluster.app, "/").unwrap().body,
+        "hello world",
+        "the worker lives on"
+    );
+}
