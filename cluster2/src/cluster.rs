@@ -15,6 +15,8 @@ use crate::started::{Started, WarmUp};
 pub(crate) type ConfigureApp = Arc<dyn Fn() -> BoxFuture<Result<App, String>> + Send + Sync>;
 pub(crate) type WarmUpHook = Arc<dyn Fn(WarmUp) -> BoxFuture<Result<(), String>> + Send + Sync>;
 pub(crate) type MainBody = Box<dyn FnOnce(Started) -> BoxFuture<Result<(), String>> + Send>;
+pub(crate) type ConfigureMonitor =
+    Arc<dyn Fn(axum::Router) -> BoxFuture<axum::Router> + Send + Sync>;
 
 /// Entry point of a cluster.
 ///
@@ -44,6 +46,9 @@ impl Cluster {
             options: Vec::new(),
             configure_app: None,
             warm_up: None,
+            configure_monitor: None,
+            ecv_validator: None,
+            dependencies: None,
             args: None,
         }
     }
@@ -60,6 +65,9 @@ pub struct Builder {
     options: Vec<(String, OptionValue)>,
     configure_app: Option<ConfigureApp>,
     warm_up: Option<WarmUpHook>,
+    configure_monitor: Option<ConfigureMonitor>,
+    ecv_validator: Option<crate::ecv::Validator>,
+    dependencies: Option<&'static str>,
     args: Option<Vec<OsString>>,
 }
 
@@ -114,6 +122,29 @@ impl Builder {
             let fut = f(w);
             Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
         }));
+        self
+    }
+
+    /// The function that adds routes to the monitor app (in the master).
+    pub fn configure_monitor<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(axum::Router) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = axum::Router> + Send + 'static,
+    {
+        self.configure_monitor = Some(Arc::new(move |router| Box::pin(f(router))));
+        self
+    }
+
+    /// The validator of monitor-mode ECV probes: `true` means up.
+    pub fn ecv_validator(mut self, validator: crate::ecv::Validator) -> Self {
+        self.ecv_validator = Some(validator);
+        self
+    }
+
+    /// The application's `Cargo.lock`, served as a dependency tree on the monitor's `/deps`.
+    /// `#[cluster2::main]` embeds it at compile time.
+    pub fn dependencies(mut self, cargo_lock: &'static str) -> Self {
+        self.dependencies = Some(cargo_lock);
         self
     }
 
@@ -195,23 +226,62 @@ impl Builder {
 
     fn into_parts(self) -> Parts {
         Parts {
+            name: self.name,
+            version: self.version,
             configure_app: self.configure_app,
             warm_up: self.warm_up,
+            configure_monitor: self.configure_monitor,
+            ecv_validator: self.ecv_validator,
+            dependencies: self.dependencies,
         }
     }
 }
 
 /// The user's functions, as the master and workers need them.
 pub(crate) struct Parts {
+    name: String,
+    version: String,
     configure_app: Option<ConfigureApp>,
     warm_up: Option<WarmUpHook>,
+    configure_monitor: Option<ConfigureMonitor>,
+    ecv_validator: Option<crate::ecv::Validator>,
+    dependencies: Option<&'static str>,
 }
 
 impl Parts {
     pub(crate) fn check_registrations(&self) -> Result<()> {
         self.configure_app()?;
         self.warm_up()?;
+        registry::single(&registry::CONFIGURE_MONITOR, "configure_monitor")?;
+        registry::single(&registry::ECV_VALIDATOR, "ecv_validator")?;
         Ok(())
+    }
+
+    pub(crate) fn configure_monitor(&self) -> Option<ConfigureMonitor> {
+        if let Some(f) = &self.configure_monitor {
+            return Some(f.clone());
+        }
+        registry::single(&registry::CONFIGURE_MONITOR, "configure_monitor")
+            .ok()
+            .flatten()
+            .map(|f| Arc::new(f) as ConfigureMonitor)
+    }
+
+    pub(crate) fn ecv_validator(&self) -> Option<crate::ecv::Validator> {
+        self.ecv_validator.or_else(|| {
+            registry::single(&registry::ECV_VALIDATOR, "ecv_validator")
+                .ok()
+                .flatten()
+        })
+    }
+
+    /// The application's name, version and `Cargo.lock`, for `/deps`.
+    pub(crate) fn dependencies(&self) -> crate::monitor::deps::Dependencies {
+        crate::monitor::deps::Dependencies {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            cargo_lock: self.dependencies,
+        }
     }
 
     pub(crate) fn configure_app(&self) -> Result<ConfigureApp> {

@@ -86,13 +86,30 @@ pub(crate) struct ConnStats {
 /// How often the lag probe wakes up.
 const LAG_PROBE: Duration = Duration::from_millis(50);
 
-/// Sends a heartbeat right away, then every `interval`, until the channel to the master closes.
+/// Asks the reporter for one last heartbeat, covering everything up to now.
+#[derive(Debug)]
+pub(crate) struct FinalBeat(tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>);
+
+impl FinalBeat {
+    /// Sends the last heartbeat and waits (briefly) until it is on its way to the master.
+    pub(crate) async fn send(self) {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        if self.0.send(done).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
+        }
+    }
+}
+
+/// Sends a heartbeat right away, then every `interval`, until the channel to the master closes
+/// or the final beat is asked for.
 pub(crate) fn spawn_reporter(
     worker: usize,
     interval: Duration,
     app: Arc<AppStats>,
     conns: Arc<ConnStats>,
-) {
+) -> FinalBeat {
+    let (final_tx, mut final_rx) =
+        tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(1);
     let lag = Arc::new(AtomicU64::new(0));
     let probe = lag.clone();
     tokio::spawn(async move {
@@ -115,7 +132,10 @@ pub(crate) fn spawn_reporter(
         loop {
             // The first tick completes at once: the master hears from a worker as soon as it
             // serves.
-            ticker.tick().await;
+            let last_one = tokio::select! {
+                _ = ticker.tick() => None,
+                done = final_rx.recv() => Some(done),
+            };
             let now = Instant::now();
             let cycle = now - last;
             let cpu_now = cpu_time();
@@ -151,15 +171,19 @@ pub(crate) fn spawn_reporter(
             };
             last = now;
             last_cpu = cpu_now;
-            if master
-                .send(&ToMaster::Heartbeat(Box::new(beat)))
-                .await
-                .is_err()
-            {
+            let sent = master.send(&ToMaster::Heartbeat(Box::new(beat))).await;
+            if let Some(done) = last_one {
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
+            if sent.is_err() {
                 return;
             }
         }
     });
+    FinalBeat(final_tx)
 }
 
 /// When this process started, as an `Instant` (from its age in /proc).

@@ -30,6 +30,7 @@
 
 mod app; // the App type served by workers, and what configure_app may return
 mod cluster; // Cluster::builder(): role dispatch and the public entry point
+pub mod ecv; // the health endpoint load balancers poll
 pub mod emitter; // cross-process events: on / emit / to(targets)
 mod error; // Error, ErrorKind, Result, Context
 mod heartbeat; // what workers report to the master, and how it is measured

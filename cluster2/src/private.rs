@@ -4,7 +4,8 @@ pub use linkme;
 
 pub use crate::options::OptionValue;
 pub use crate::registry::{
-    BoxFuture, CONFIGURE_APP, ConfigureAppFn, Registration, WARM_UP, WarmUpFn,
+    BoxFuture, CONFIGURE_APP, CONFIGURE_MONITOR, ConfigureAppFn, ConfigureMonitorFn, ECV_VALIDATOR,
+    EcvValidatorFn, Registration, WARM_UP, WarmUpFn,
 };
 
 use crate::app::{App, IntoApp};

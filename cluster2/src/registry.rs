@@ -85,3 +85,17 @@ pub struct StatusRegistration {
 /// Every `#[status]` function of the binary.
 #[distributed_slice]
 pub static STATUS: [StatusRegistration];
+
+/// What `#[configure_monitor]` registers.
+pub type ConfigureMonitorFn = fn(axum::Router) -> BoxFuture<axum::Router>;
+
+/// Every `#[configure_monitor]` function of the binary.
+#[distributed_slice]
+pub static CONFIGURE_MONITOR: [Registration<ConfigureMonitorFn>];
+
+/// What `#[ecv_validator]` registers.
+pub type EcvValidatorFn = fn(u16, &[u8]) -> bool;
+
+/// Every `#[ecv_validator]` function of the binary.
+#[distributed_slice]
+pub static ECV_VALIDATOR: [Registration<EcvValidatorFn>];

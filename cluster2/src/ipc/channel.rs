@@ -89,9 +89,16 @@ pub(crate) fn read_frame_blocking<T: DeserializeOwned>(
     decode(&body)
 }
 
+/// What the writer task is handed.
+enum Outgoing {
+    Frame(Bytes),
+    /// Reply once everything queued before has been written to the socket.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The sending half; cheap to clone.
 pub(crate) struct Sender<T> {
-    queue: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<Outgoing>,
     _msg: PhantomData<fn(T)>,
 }
 
@@ -126,15 +133,30 @@ pub(crate) enum TrySendError {
 impl<T: Serialize> Sender<T> {
     /// Queues a message; waits while the queue is full. Fails once the peer is gone.
     pub(crate) async fn send(&self, msg: &T) -> Result<(), Closed> {
-        self.queue.send(encode(msg)).await.map_err(|_| Closed)
+        self.queue
+            .send(Outgoing::Frame(encode(msg)))
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Waits until every message queued so far has been written to the socket.
+    pub(crate) async fn flushed(&self) -> Result<(), Closed> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Outgoing::Flush(done))
+            .await
+            .map_err(|_| Closed)?;
+        written.await.map_err(|_| Closed)
     }
 
     /// Queues a message if there is room, without waiting.
     pub(crate) fn try_send(&self, msg: &T) -> Result<(), TrySendError> {
-        self.queue.try_send(encode(msg)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => TrySendError::Full,
-            mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
-        })
+        self.queue
+            .try_send(Outgoing::Frame(encode(msg)))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => TrySendError::Full,
+                mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
+            })
     }
 }
 
@@ -162,8 +184,7 @@ impl<T: DeserializeOwned> Receiver<T> {
 }
 
 /// Splits a connected stream into a typed sender (`Tx` messages) and receiver (`Rx`). The writer
-/// task ends when every sender is dropped, after flushing what was queued; await the returned
-/// handle to know that everything sent has been written.
+/// task ends when every sender is dropped, after writing what was queued.
 pub(crate) fn channel<Tx, Rx>(stream: UnixStream) -> (Sender<Tx>, Receiver<Rx>, JoinHandle<()>) {
     let (read, write) = stream.into_split();
     let (queue, pending) = mpsc::channel(QUEUE);
@@ -181,18 +202,27 @@ pub(crate) fn channel<Tx, Rx>(stream: UnixStream) -> (Sender<Tx>, Receiver<Rx>, 
     )
 }
 
-async fn write_frames(write: OwnedWriteHalf, mut pending: mpsc::Receiver<Bytes>) {
+async fn write_frames(write: OwnedWriteHalf, mut pending: mpsc::Receiver<Outgoing>) {
     let mut frames = FramedWrite::new(write, codec());
     let mut batch = Vec::with_capacity(64);
+    let mut waiting = Vec::new();
     // `recv_many` hands over everything already queued, so one flush covers a whole burst.
     while pending.recv_many(&mut batch, 256).await > 0 {
-        for frame in batch.drain(..) {
-            if frames.feed(frame).await.is_err() {
-                return;
+        for item in batch.drain(..) {
+            match item {
+                Outgoing::Frame(frame) => {
+                    if frames.feed(frame).await.is_err() {
+                        return;
+                    }
+                }
+                Outgoing::Flush(done) => waiting.push(done),
             }
         }
         if SinkExt::<Bytes>::flush(&mut frames).await.is_err() {
             return;
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
         }
     }
 }

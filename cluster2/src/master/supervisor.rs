@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::EXIT_START_FAILED;
 use super::spawn::{Spawned, Spawner};
 use crate::cluster::{MainBody, Parts};
+use crate::ecv::Ecv;
 use crate::heartbeat::Heartbeat;
 use crate::ipc::channel::{self, Sender};
 use crate::ipc::message::{Hello, ToMaster, ToWorker};
@@ -51,12 +52,64 @@ pub(crate) struct WorkerInfo {
     pub(crate) restarts: u64,
     pub(crate) crash_streak: u32,
     pub(crate) heartbeat: Option<(Heartbeat, Instant)>,
+    pub(crate) errors: u64,
+    pub(crate) panics: u64,
+}
+
+/// Where the cluster as a whole is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for the initial workers.
+    #[default]
+    Starting,
+    /// Every initial worker was listening once.
+    Running,
+    /// Stopping.
+    ShuttingDown,
+}
+
+/// Counters of workers that are gone, so that cluster totals never go backwards.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) requests: u64,
+    pub(crate) request_seconds: f64,
+    pub(crate) errors: u64,
+    pub(crate) panics: u64,
 }
 
 /// The master's state as the monitor reads it.
 #[derive(Debug, Default)]
 pub(crate) struct Board {
     pub(crate) workers: RwLock<Vec<WorkerInfo>>,
+    pub(crate) phase: RwLock<Phase>,
+    /// An initial worker failed its warm-up.
+    pub(crate) warm_up_failed: std::sync::atomic::AtomicBool,
+    pub(crate) retired: std::sync::Mutex<Totals>,
+    pub(crate) restarts: std::sync::atomic::AtomicU64,
+}
+
+impl Board {
+    /// Why the cluster should not take traffic, whatever the ECV mode says.
+    pub(crate) fn gate(&self) -> Option<String> {
+        use std::sync::atomic::Ordering;
+        let phase = *self.phase.read().expect("board lock");
+        let listening = self
+            .workers
+            .read()
+            .expect("board lock")
+            .iter()
+            .filter(|w| w.state == WorkerState::Listening)
+            .count();
+        match phase {
+            Phase::ShuttingDown => Some("shutting down".to_owned()),
+            Phase::Starting if self.warm_up_failed.load(Ordering::Relaxed) => {
+                Some("warm-up failed".to_owned())
+            }
+            Phase::Starting => Some("starting".to_owned()),
+            Phase::Running if listening == 0 => Some("no worker alive".to_owned()),
+            Phase::Running => None,
+        }
+    }
 }
 
 enum Event {
@@ -91,6 +144,9 @@ struct Proc {
     warm_up_addr: Option<SocketAddr>,
     /// The latest heartbeat and when it arrived.
     heartbeat: Option<(Heartbeat, Instant)>,
+    /// 5xx answers and panics summed over this worker's heartbeats.
+    errors: u64,
+    panics: u64,
 }
 
 /// One worker id: the process currently holding it, and its restart history.
@@ -130,8 +186,6 @@ pub(super) async fn supervise(
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(EXIT_START_FAILED);
     };
-    // Checked before start; the workers each build their own copy of the app.
-    drop(parts);
 
     let app_addr = app.local_addr().expect("a bound listener has an address");
     let mon_addr = monitor
@@ -162,8 +216,27 @@ pub(super) async fn supervise(
     };
 
     let board = Arc::new(Board::default());
+    let gate_board = board.clone();
+    let ecv = Ecv::build(
+        options.ecv.clone(),
+        Some(Box::new(move || gate_board.gate())),
+        parts.ecv_validator(),
+        Some(app_addr),
+    );
     let monitor_stop = CancellationToken::new();
-    let monitor_task = match crate::monitor::serve(monitor, board.clone(), monitor_stop.clone()) {
+    let monitor_app = crate::monitor::Monitor {
+        board: board.clone(),
+        ecv: ecv.clone(),
+        dependencies: parts.dependencies(),
+    };
+    let monitor_task = match crate::monitor::serve(
+        monitor,
+        monitor_app,
+        parts.configure_monitor(),
+        monitor_stop.clone(),
+    )
+    .await
+    {
         Ok(task) => task,
         Err(e) => {
             tracing::error!("cannot serve the monitor: {e}");
@@ -224,6 +297,20 @@ pub(super) async fn supervise(
             }
         }
         if main.is_some() && sup.all_listening() {
+            // The ECV reflects readiness before anyone can read the ready line.
+            *sup.board.phase.write().expect("board lock") = Phase::Running;
+            if sup
+                .board
+                .warm_up_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    "a worker failed its warm-up during start-up: the ECV stays down until marked up"
+                );
+                ecv.hold_down("warm-up failed");
+            } else {
+                ecv.mark_up();
+            }
             let pids = sup.pids();
             let list: Vec<String> = pids.iter().map(u32::to_string).collect();
             tracing::info!(
@@ -245,6 +332,27 @@ pub(super) async fn supervise(
         }
     }
 
+    // The ECV goes down first, so that balancers stop sending before anything closes.
+    *sup.board.phase.write().expect("board lock") = Phase::ShuttingDown;
+    let drain = sup.options.ecv.drain_delay;
+    let mut forced = false;
+    if !drain.is_zero() && exit == ExitCode::SUCCESS {
+        tracing::info!(
+            "ECV down; waiting {} (--ecv.drain-delay) before stopping the workers",
+            humantime::format_duration(drain)
+        );
+        let until = tokio::time::Instant::now() + drain;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => break,
+                Some(event) = events.recv() => sup.handle(event).await,
+                _ = term.recv() => { forced = true; break }
+                _ = int.recv() => { forced = true; break }
+                _ = hup.recv() => {}
+            }
+        }
+    }
+
     // Graceful shutdown: every worker stops accepting and finishes what it has.
     sup.stopping = true;
     for slot in &mut sup.slots {
@@ -258,6 +366,11 @@ pub(super) async fn supervise(
     // stops waiting and kills.
     let deadline = tokio::time::Instant::now() + sup.options.stop_timeout + Duration::from_secs(2);
     let mut killed = false;
+    if forced {
+        tracing::warn!("second signal: stopping now");
+        sup.signal_all(Signal::SIGKILL);
+        killed = true;
+    }
     while sup.live() > 0 {
         tokio::select! {
             Some(event) = events.recv() => sup.handle(event).await,
@@ -360,6 +473,8 @@ impl Supervisor {
             listening_since: None,
             warm_up_addr: None,
             heartbeat: None,
+            errors: 0,
+            panics: 0,
         });
         self.publish();
     }
@@ -433,6 +548,11 @@ impl Supervisor {
             }
             ToMaster::StartFailed { stage, error } => {
                 tracing::error!("worker {id} (pid {pid}) {stage} failed: {error}");
+                if *self.board.phase.read().expect("board lock") == Phase::Starting {
+                    self.board
+                        .warm_up_failed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.slots[id].last_failure = Some(format!("{stage} failed: {error}"));
             }
             ToMaster::Heartbeat(beat) => {
@@ -452,6 +572,8 @@ impl Supervisor {
                     "heartbeat"
                 );
                 if let Some(proc) = self.proc(id, pid) {
+                    proc.errors += beat.errors;
+                    proc.panics += beat.panics;
                     proc.heartbeat = Some((*beat, Instant::now()));
                 }
             }
@@ -477,6 +599,15 @@ impl Supervisor {
         };
         crate::ipc::peers::remove_worker(pid);
         crate::status::forget_worker(pid);
+        {
+            let mut retired = self.board.retired.lock().expect("board lock");
+            if let Some((beat, _)) = &proc.heartbeat {
+                retired.requests += beat.total_transactions;
+                retired.request_seconds += beat.total_durations.as_secs_f64();
+            }
+            retired.errors += proc.errors;
+            retired.panics += proc.panics;
+        }
         let how = describe_exit(&status);
         if self.stopping || proc.state == WorkerState::Stopping {
             tracing::info!("worker {id} (pid {pid}) {how}");
@@ -491,6 +622,9 @@ impl Supervisor {
         }
         slot.crash_streak += 1;
         slot.restarts += 1;
+        self.board
+            .restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let delay = restart_delay(
             slot.crash_streak,
             self.options.restart.delay,
@@ -601,6 +735,8 @@ impl Supervisor {
                     restarts: slot.restarts,
                     crash_streak: slot.crash_streak,
                     heartbeat: p.heartbeat.clone(),
+                    errors: p.errors,
+                    panics: p.panics,
                 })
             })
             .collect();

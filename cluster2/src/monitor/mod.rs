@@ -1,10 +1,14 @@
-//! The monitor app, served by the master on `mon_host:mon_port`.
+//! The monitor app, served by the master on `mon_host:mon_port`: the ECV, `/workers`,
+//! `/statuses`, `/deps`, `/metrics`, plus whatever `#[configure_monitor]` adds.
+
+pub(crate) mod deps;
+mod metrics;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use axum::extract::{Path, rejection::JsonRejection};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path, rejection::JsonRejection};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,13 +16,58 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::ConfigureMonitor;
+use crate::ecv::Ecv;
 use crate::master::supervisor::Board;
 
-pub(crate) fn router(board: Arc<Board>) -> Router {
+/// The largest request body the monitor accepts: its inputs are small JSON values.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the monitor's routes read.
+#[derive(Clone)]
+pub(crate) struct Monitor {
+    pub(crate) board: Arc<Board>,
+    pub(crate) ecv: Ecv,
+    pub(crate) dependencies: deps::Dependencies,
+}
+
+pub(crate) fn router(monitor: Monitor) -> Router {
+    let Monitor {
+        board,
+        ecv,
+        dependencies,
+    } = monitor;
+    let workers_board = board.clone();
+    let metrics_board = board.clone();
+    let metrics_ecv = ecv.clone();
+    let index_deps = dependencies.clone();
     Router::new()
-        .route("/workers", get(move || workers(board.clone())))
+        .route("/", get(move || index(index_deps.clone())))
+        .route("/workers", get(move || workers(workers_board.clone())))
         .route("/statuses", get(all_statuses))
         .route("/statuses/{name}", get(get_status).post(set_status))
+        .route("/deps", get(move || deps::serve(dependencies.clone())))
+        .route(
+            "/metrics",
+            get(move || metrics::render(metrics_board.clone(), metrics_ecv.clone())),
+        )
+        .merge(ecv.routes())
+}
+
+async fn index(deps: deps::Dependencies) -> Json<Value> {
+    Json(json!({
+        "name": deps.name,
+        "version": deps.version,
+        "pid": std::process::id(),
+        "routes": ["/workers", "/statuses", "/statuses/{name}", "/deps", "/metrics", "ECV (see --ecv.root)"],
+    }))
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", uri.path()),
+    )
 }
 
 async fn workers(board: Arc<Board>) -> Json<Value> {
@@ -80,14 +129,22 @@ async fn set_status(
     }
 }
 
-pub(crate) fn serve(
+/// Serves the monitor until `stop`; the user's `configure_monitor` runs first.
+pub(crate) async fn serve(
     listener: TcpListener,
-    board: Arc<Board>,
+    monitor: Monitor,
+    configure: Option<ConfigureMonitor>,
     stop: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let app = router(board);
+    let mut app = router(monitor);
+    if let Some(configure) = configure {
+        app = configure(app).await;
+    }
+    let app = app
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -59,6 +59,68 @@ pub struct Options {
     pub restart: RestartOptions,
     /// Logging.
     pub log: LogOptions,
+    /// The health endpoint load balancers poll.
+    pub ecv: EcvOptions,
+}
+
+/// How the ECV decides whether the cluster takes traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum EcvMode {
+    /// Up once every initial worker is ready; then switched by `markUp`/`markDown`.
+    Control,
+    /// Each ECV request probes an application URL and validates the answer.
+    Monitor,
+}
+
+/// The ECV endpoint of the monitor app.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct EcvOptions {
+    /// `control` or `monitor`.
+    pub mode: EcvMode,
+    /// Path of the ECV.
+    pub root: String,
+    /// Path that marks the cluster up (POST), in control mode.
+    pub mark_up: String,
+    /// Path that marks the cluster down (POST), in control mode.
+    pub mark_down: String,
+    /// What monitor mode probes: a path on the application port, or an absolute `http://` URL.
+    pub monitor: String,
+    /// How long a monitor-mode probe may take.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// The status a probe must answer with; unset: any 2xx.
+    pub expect_status: Option<u16>,
+    /// Text the probe's body must contain; unset: anything.
+    pub expect_body: Option<String>,
+    /// Body of the ECV's 200 answer.
+    pub up_body: String,
+    /// Start of the body of the ECV's 503 answer; the reason follows.
+    pub down_body: String,
+    /// On shutdown, how long the ECV is down before workers stop, so balancers stop sending.
+    #[serde(with = "duration")]
+    pub drain_delay: Duration,
+}
+
+impl Default for EcvOptions {
+    fn default() -> Self {
+        Self {
+            mode: EcvMode::Control,
+            root: "/ecv".to_owned(),
+            mark_up: "/ecv/markUp".to_owned(),
+            mark_down: "/ecv/markDown".to_owned(),
+            monitor: "/".to_owned(),
+            timeout: Duration::from_secs(2),
+            expect_status: None,
+            expect_body: None,
+            up_body: "OK".to_owned(),
+            down_body: "unavailable".to_owned(),
+            drain_delay: Duration::ZERO,
+        }
+    }
 }
 
 /// HTTP protocols spoken on the application port.
@@ -115,6 +177,7 @@ impl Default for Options {
             backlog: 1024,
             restart: RestartOptions::default(),
             log: LogOptions::default(),
+            ecv: EcvOptions::default(),
         }
     }
 }
@@ -179,6 +242,36 @@ impl Options {
                 "restart.max_delay",
                 "conflict: the first delay is longer than the longest".to_owned(),
             ));
+        }
+        for (key, path) in [
+            ("ecv.root", &self.ecv.root),
+            ("ecv.mark_up", &self.ecv.mark_up),
+            ("ecv.mark_down", &self.ecv.mark_down),
+        ] {
+            if !path.starts_with('/') {
+                return Err(Problem::value(key, "expected a path starting with /"));
+            }
+        }
+        if self.ecv.root == self.ecv.mark_up || self.ecv.root == self.ecv.mark_down {
+            return Err(Problem::conflict(
+                "ecv.root",
+                "ecv.mark_up",
+                "conflict: the ECV and its controls need different paths".to_owned(),
+            ));
+        }
+        if !self.ecv.monitor.starts_with('/') && !self.ecv.monitor.starts_with("http://") {
+            return Err(Problem::value(
+                "ecv.monitor",
+                "expected a path starting with / or an http:// URL",
+            ));
+        }
+        if let Some(status) = self.ecv.expect_status {
+            if !(100..=599).contains(&status) {
+                return Err(Problem::value(
+                    "ecv.expect_status",
+                    "expected an HTTP status (100-599)",
+                ));
+            }
         }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(Problem::value(
@@ -298,6 +391,61 @@ pub(crate) const DOCS: &[OptionDoc] = &[
         key: "restart.max_delay",
         expected: "a duration like 500ms, 5s or 3d",
         help: "longest delay between restarts; a worker up this long ends its crash streak",
+    },
+    OptionDoc {
+        key: "ecv.mode",
+        expected: "control or monitor",
+        help: "control: up once ready, then switched by markUp/markDown; monitor: probe the app",
+    },
+    OptionDoc {
+        key: "ecv.root",
+        expected: "a path starting with /",
+        help: "path of the ECV on the monitor app",
+    },
+    OptionDoc {
+        key: "ecv.mark_up",
+        expected: "a path starting with /",
+        help: "path that marks the cluster up (POST, control mode)",
+    },
+    OptionDoc {
+        key: "ecv.mark_down",
+        expected: "a path starting with /",
+        help: "path that marks the cluster down (POST, control mode)",
+    },
+    OptionDoc {
+        key: "ecv.monitor",
+        expected: "a path starting with / or an http:// URL",
+        help: "what monitor mode probes: a path on the application port, or a URL",
+    },
+    OptionDoc {
+        key: "ecv.timeout",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "how long a monitor-mode probe may take (a timeout means down)",
+    },
+    OptionDoc {
+        key: "ecv.expect_status",
+        expected: "an HTTP status (100-599), or none",
+        help: "status the probe must answer with (unset: any 2xx)",
+    },
+    OptionDoc {
+        key: "ecv.expect_body",
+        expected: "text, or none",
+        help: "text the probe's body must contain (unset: anything)",
+    },
+    OptionDoc {
+        key: "ecv.up_body",
+        expected: "text",
+        help: "body of the ECV's 200 answer",
+    },
+    OptionDoc {
+        key: "ecv.down_body",
+        expected: "text",
+        help: "start of the body of the ECV's 503 answer; the reason follows",
+    },
+    OptionDoc {
+        key: "ecv.drain_delay",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "on shutdown, how long the ECV is down before the workers stop",
     },
     OptionDoc {
         key: "log.level",

@@ -105,6 +105,12 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
     Ok(code)
 }
 
+/// A worker serving on the shared port.
+struct Serving {
+    server: Server,
+    final_beat: crate::heartbeat::FinalBeat,
+}
+
 struct Worker {
     id: usize,
     options: Arc<Options>,
@@ -137,7 +143,7 @@ impl Worker {
                 return ExitCode::FAILURE;
             }
         };
-        let (to_master, mut from_master, writer) = channel::channel::<ToMaster, ToWorker>(channel);
+        let (to_master, mut from_master, _writer) = channel::channel::<ToMaster, ToWorker>(channel);
         crate::ipc::peers::set_master(to_master.clone());
         // Statuses registered so far (by #[status] or in configure_app) are announced now;
         // later registrations announce themselves.
@@ -208,7 +214,7 @@ impl Worker {
                 return ExitCode::SUCCESS;
             }
         };
-        let (server, started) = match started {
+        let (Serving { server, final_beat }, started) = match started {
             Ok(pair) => pair,
             Err((stage, error)) => {
                 // The master logs it with this worker's id and pid.
@@ -217,8 +223,7 @@ impl Worker {
                     .send(&ToMaster::StartFailed { stage, error })
                     .await;
                 // The report must reach the master before this process goes.
-                drop(to_master);
-                let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), to_master.flushed()).await;
                 return ExitCode::from(EXIT_START_FAILED);
             }
         };
@@ -273,6 +278,11 @@ impl Worker {
                 "stop deadline passed; closing connections"
             );
         }
+        // The master's totals then include every request this worker answered.
+        if stop != Stop::Orphaned {
+            final_beat.send().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), to_master.flushed()).await;
+        }
         tracing::debug!("stopped");
         exit
     }
@@ -282,7 +292,7 @@ impl Worker {
         parts: &Parts,
         to_master: &Sender<ToMaster>,
         listener: std::net::TcpListener,
-    ) -> Result<(Server, Started), (StartStage, String)> {
+    ) -> Result<(Serving, Started), (StartStage, String)> {
         let configure = parts
             .configure_app()
             .map_err(|e| (StartStage::ConfigureApp, e.to_string()))?;
@@ -340,7 +350,7 @@ impl Worker {
             app_stats.clone(),
         );
         let _ = to_master.send(&ToMaster::Listening).await;
-        crate::heartbeat::spawn_reporter(
+        let final_beat = crate::heartbeat::spawn_reporter(
             self.id,
             self.options.heartbeat_interval,
             app_stats,
@@ -355,7 +365,7 @@ impl Worker {
             options: self.options.clone(),
             args: self.app_args.clone(),
         };
-        Ok((server, started))
+        Ok((Serving { server, final_beat }, started))
     }
 
     /// Binds this worker's warm-up listener: `warm_up_port + id` first, then upward, so that

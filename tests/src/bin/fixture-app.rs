@@ -8,6 +8,7 @@
 //! - `FIXTURE_MAIN_FAIL=1`: `main` returns an error in the master.
 //! - `FIXTURE_EMITTER=1`: the master emits `ping` once ready; every process echoes it back.
 //! - `FIXTURE_SLOW_STATUS=1`: workers register a status `slow` whose view takes 3 s.
+//! - `FIXTURE_WARM_UP_FAIL_ONCE=path`: the warm-up fails unless `path` exists, and creates it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,6 +30,14 @@ fn flag(name: &str) -> bool {
 #[derive(Deserialize)]
 struct Slow {
     ms: u64,
+}
+
+/// What `/health` answers; monitor-mode ECV tests flip it.
+static HEALTH: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(200);
+
+#[derive(Deserialize)]
+struct SetHealth {
+    code: u16,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +146,23 @@ async fn app() -> Result<Router, String> {
         )
         .route("/panic", get(panicking_handler))
         .route(
+            "/health",
+            get(|| async {
+                let code = HEALTH.load(Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::from_u16(code).unwrap(),
+                    format!("health {code}"),
+                )
+            }),
+        )
+        .route(
+            "/health/set",
+            get(|Query(set): Query<SetHealth>| async move {
+                HEALTH.store(set.code, Ordering::SeqCst);
+                "set"
+            }),
+        )
+        .route(
             "/fail",
             get(|| async { (axum::http::StatusCode::BAD_GATEWAY, "upstream down") }),
         )
@@ -165,6 +191,12 @@ async fn warm(w: cluster2::WarmUp) -> Result<(), cluster2::BoxError> {
     tracing::info!(seq = %seq, local = %local, "warm-up request answered");
     if flag("FIXTURE_WARM_UP_FAIL") {
         return Err("cache not primed".into());
+    }
+    if let Some(marker) = std::env::var_os("FIXTURE_WARM_UP_FAIL_ONCE") {
+        if !std::path::Path::new(&marker).exists() {
+            std::fs::write(&marker, b"failed once")?;
+            return Err("first warm-up fails".into());
+        }
     }
     Ok(())
 }

@@ -1,0 +1,214 @@
+//! `/metrics`: Prometheus (OpenMetrics) text built from the latest heartbeats. Cluster totals
+//! add what exited workers had reported, so they never go backwards when a worker is replaced.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::ecv::Ecv;
+use crate::master::supervisor::{Board, WorkerState};
+
+type Labels = Vec<(String, String)>;
+type GaugeF = Gauge<f64, AtomicU64>;
+type CounterF = Counter<f64, AtomicU64>;
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
+    let workers = board.workers.read().expect("board lock").clone();
+    let retired = *board.retired.lock().expect("board lock");
+    let mut registry = Registry::with_prefix("cluster2");
+
+    let per_worker_gauge = |registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>| {
+        let family = Family::<Labels, GaugeF>::default();
+        match unit {
+            Some(unit) => registry.register_with_unit(name, help, unit, family.clone()),
+            None => registry.register(name, help, family.clone()),
+        }
+        family
+    };
+    let tps = per_worker_gauge(
+        &mut registry,
+        "worker_requests_per_second",
+        "Requests per second over the last heartbeat interval",
+        None,
+    );
+    let cpu = per_worker_gauge(
+        &mut registry,
+        "worker_cpu",
+        "CPU used over the last heartbeat interval, percent of one core",
+        Some(Unit::Other("percent".into())),
+    );
+    let memory = per_worker_gauge(
+        &mut registry,
+        "worker_memory",
+        "Resident memory",
+        Some(Unit::Bytes),
+    );
+    let open = per_worker_gauge(
+        &mut registry,
+        "worker_open_connections",
+        "Connections open on the shared port",
+        None,
+    );
+    let lag = per_worker_gauge(
+        &mut registry,
+        "worker_event_loop_lag",
+        "Worst timer lateness over the last heartbeat interval",
+        Some(Unit::Seconds),
+    );
+    let uptime = per_worker_gauge(
+        &mut registry,
+        "worker_uptime",
+        "Time since the worker started",
+        Some(Unit::Seconds),
+    );
+    let age = per_worker_gauge(
+        &mut registry,
+        "worker_heartbeat_age",
+        "Time since the worker's last heartbeat",
+        Some(Unit::Seconds),
+    );
+
+    let per_worker_counter = |registry: &mut Registry, name: &str, help: &str| {
+        let family = Family::<Labels, CounterF>::default();
+        registry.register(name, help, family.clone());
+        family
+    };
+    let requests = per_worker_counter(
+        &mut registry,
+        "worker_requests",
+        "Requests answered by this worker",
+    );
+    let connections = per_worker_counter(
+        &mut registry,
+        "worker_connections",
+        "Connections accepted by this worker",
+    );
+    let errors = per_worker_counter(&mut registry, "worker_errors", "5xx answers of this worker");
+    let panics = per_worker_counter(
+        &mut registry,
+        "worker_panics",
+        "Handler panics in this worker",
+    );
+    let restarts = per_worker_counter(
+        &mut registry,
+        "worker_restarts",
+        "Restarts of this worker id after a crash",
+    );
+
+    let state = Family::<Labels, Gauge>::default();
+    registry.register("workers", "Worker processes by state", state.clone());
+
+    let mut live = crate::master::supervisor::Totals::default();
+    for w in &workers {
+        let labels = vec![
+            ("worker".to_owned(), w.id.to_string()),
+            ("pid".to_owned(), w.pid.to_string()),
+        ];
+        uptime
+            .get_or_create(&labels)
+            .set(w.spawned_at.elapsed().as_secs_f64());
+        restarts.get_or_create(&labels).inc_by(w.restarts as f64);
+        errors.get_or_create(&labels).inc_by(w.errors as f64);
+        panics.get_or_create(&labels).inc_by(w.panics as f64);
+        live.errors += w.errors;
+        live.panics += w.panics;
+        if let Some((hb, at)) = &w.heartbeat {
+            tps.get_or_create(&labels).set(hb.tps);
+            cpu.get_or_create(&labels).set(hb.cpu);
+            memory.get_or_create(&labels).set(hb.memory as f64);
+            open.get_or_create(&labels).set(hb.open_connections as f64);
+            lag.get_or_create(&labels)
+                .set(hb.event_loop_lag.as_secs_f64());
+            age.get_or_create(&labels).set(at.elapsed().as_secs_f64());
+            requests
+                .get_or_create(&labels)
+                .inc_by(hb.total_transactions as f64);
+            connections
+                .get_or_create(&labels)
+                .inc_by(hb.total_connections as f64);
+            live.requests += hb.total_transactions;
+            live.request_seconds += hb.total_durations.as_secs_f64();
+        }
+    }
+    for s in [
+        WorkerState::Starting,
+        WorkerState::Warming,
+        WorkerState::Listening,
+        WorkerState::Stopping,
+    ] {
+        let count = workers.iter().filter(|w| w.state == s).count();
+        let name = serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        state
+            .get_or_create(&vec![("state".to_owned(), name)])
+            .set(count as i64);
+    }
+
+    let total = |registry: &mut Registry, name: &str, help: &str, value: f64| {
+        let counter = CounterF::default();
+        counter.inc_by(value);
+        registry.register(name, help, counter);
+    };
+    total(
+        &mut registry,
+        "requests",
+        "Requests answered by the cluster, including by workers since replaced",
+        (retired.requests + live.requests) as f64,
+    );
+    total(
+        &mut registry,
+        "request_duration_seconds",
+        "Summed time to the response head of those requests",
+        retired.request_seconds + live.request_seconds,
+    );
+    total(
+        &mut registry,
+        "errors",
+        "5xx answers of the cluster",
+        (retired.errors + live.errors) as f64,
+    );
+    total(
+        &mut registry,
+        "panics",
+        "Handler panics in the cluster",
+        (retired.panics + live.panics) as f64,
+    );
+    total(
+        &mut registry,
+        "restarts",
+        "Workers restarted after a crash",
+        board.restarts.load(Ordering::Relaxed) as f64,
+    );
+
+    // A scrape must not probe the application: in monitor mode this reports the cluster's own
+    // conditions (starting, shutting down, no worker alive) only.
+    let up = Gauge::<i64>::default();
+    let marked = ecv.is_marked_up() || ecv.mode_is_monitor();
+    up.set(i64::from(board.gate().is_none() && marked));
+    registry.register(
+        "ecv_up",
+        "Whether the ECV lets traffic in (1) or not (0)",
+        up,
+    );
+
+    let mut text = String::new();
+    if let Err(e) = encode(&mut text, &registry) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}"),
+        )
+            .into_response();
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}

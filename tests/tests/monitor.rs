@@ -1,0 +1,352 @@
+//! The monitor app: the ECV life cycle in both modes, /deps, /metrics, and bad requests.
+
+use std::net::SocketAddr;
+
+use cluster2_tests::{Cluster, Proc, Response, eventually, field, get, is_ready, request};
+use nix::sys::signal::Signal;
+
+const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
+const BUILDER: &str = env!("CARGO_BIN_EXE_fixture-builder");
+
+fn post(addr: SocketAddr, path: &str) -> Response {
+    request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        ),
+    )
+    .unwrap()
+}
+
+fn ecv(addr: SocketAddr) -> Response {
+    get(addr, "/ecv").unwrap()
+}
+
+/// The monitor's address from the master's `starting` line.
+fn monitor_of(proc: &mut Proc) -> SocketAddr {
+    let starting = proc.wait_for("starting");
+    field(&starting, "monitor").unwrap().parse().unwrap()
+}
+
+struct Gate(std::path::PathBuf);
+
+impl Gate {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("cluster2-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Self(path)
+    }
+
+    fn open(&self) {
+        std::fs::write(&self.0, b"open").unwrap();
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn ecv_control_mode_life_cycle() {
+    let gate = Gate::new("ecv-gate");
+    let mut proc = Proc::spawn(
+        APP,
+        &[
+            "--port=0",
+            "--mon-port=0",
+            "--workers=1",
+            "--ecv.drain-delay=3s",
+        ],
+        &[("FIXTURE_WARM_UP_GATE", gate.path())],
+    );
+    let monitor = monitor_of(&mut proc);
+    proc.wait_for("warm-up started");
+    // Starting: down, saying why.
+    let r = ecv(monitor);
+    assert_eq!((r.status, r.body.as_str()), (503, "unavailable: starting"));
+    gate.open();
+    proc.wait_line("ready", is_ready);
+    let r = ecv(monitor);
+    assert_eq!((r.status, r.body.as_str()), (200, "OK"));
+
+    let r = post(monitor, "/ecv/markDown");
+    assert_eq!(r.status, 503);
+    let r = ecv(monitor);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "unavailable: marked down")
+    );
+    assert_eq!(post(monitor, "/ecv/markUp").status, 200);
+    assert_eq!(ecv(monitor).status, 200);
+    // Only POST switches it.
+    assert_eq!(get(monitor, "/ecv/markDown").unwrap().status, 405);
+    assert_eq!(ecv(monitor).status, 200);
+    assert_eq!(post(monitor, "/ecv").status, 405);
+
+    // Shutting down: the ECV goes down first, for the drain delay, before workers stop.
+    proc.signal(Signal::SIGTERM);
+    proc.wait_for("ECV down; waiting 3s");
+    let r = ecv(monitor);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "unavailable: shutting down")
+    );
+    assert_eq!(proc.wait_exit().code(), Some(0));
+    let drain = proc
+        .log
+        .iter()
+        .position(|l| l.contains("ECV down; waiting"))
+        .unwrap();
+    let exited = proc
+        .log
+        .iter()
+        .position(|l| l.contains("exited with status 0"))
+        .unwrap();
+    assert!(drain < exited, "workers stop after the drain delay");
+}
+
+#[test]
+fn ecv_stays_down_after_a_failed_warm_up_until_marked_up() {
+    let marker = Gate::new("fail-once");
+    let mut proc = Proc::spawn(
+        APP,
+        &[
+            "--port=0",
+            "--mon-port=0",
+            "--workers=1",
+            "--restart.delay=1s",
+        ],
+        &[("FIXTURE_WARM_UP_FAIL_ONCE", marker.path())],
+    );
+    let monitor = monitor_of(&mut proc);
+    proc.wait_for("warm-up failed");
+    let r = ecv(monitor);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "unavailable: warm-up failed")
+    );
+    // The retry succeeds and the cluster serves, but the failure keeps the ECV down.
+    let ready = proc.wait_line("ready", is_ready);
+    let cluster = Cluster::from_ready(proc, &ready);
+    assert_eq!(get(cluster.app, "/").unwrap().body, "hello world");
+    let r = ecv(monitor);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "unavailable: warm-up failed")
+    );
+    assert_eq!(post(monitor, "/ecv/markUp").status, 200);
+    assert_eq!(ecv(monitor).status, 200);
+}
+
+#[test]
+fn ecv_monitor_mode_follows_the_probed_route() {
+    let cluster = Cluster::start(
+        APP,
+        &[
+            "--workers=1",
+            "--ecv.mode=monitor",
+            "--ecv.monitor=/health",
+            "--ecv.expect-body=health",
+        ],
+        &[],
+    );
+    let monitor = cluster.monitor;
+    assert_eq!(ecv(monitor).status, 200);
+    get(cluster.app, "/health/set?code=500").unwrap();
+    let r = ecv(monitor);
+    assert_eq!(r.status, 503);
+    assert!(
+        r.body.contains("probe of /health answered 500"),
+        "{}",
+        r.body
+    );
+    get(cluster.app, "/health/set?code=200").unwrap();
+    assert_eq!(ecv(monitor).status, 200);
+    // No control routes in monitor mode.
+    assert_eq!(post(monitor, "/ecv/markDown").status, 404);
+}
+
+#[test]
+fn ecv_monitor_mode_with_a_user_validator_and_unreachable_urls() {
+    let cluster = Cluster::start(BUILDER, &["--ecv.mode=monitor", "--ecv.monitor=/"], &[]);
+    assert_eq!(
+        ecv(cluster.monitor).status,
+        200,
+        "the validator accepts `built`"
+    );
+    drop(cluster);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "--ecv.monitor=http://{}/health",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let cluster = Cluster::start(
+        BUILDER,
+        &["--ecv.mode=monitor", &url, "--ecv.timeout=500ms"],
+        &[],
+    );
+    let r = ecv(cluster.monitor);
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("failed"), "{}", r.body);
+}
+
+#[test]
+fn deps_lists_tokio_with_its_version_and_custom_routes_are_served() {
+    let cluster = Cluster::start(BUILDER, &[], &[]);
+    let r = get(cluster.monitor, "/deps").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deps: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(deps["name"], "cluster2-tests");
+    let tokio = &deps["dependencies"]["tokio"];
+    let version = tokio["version"].as_str().unwrap();
+    assert!(version.starts_with("1."), "{tokio}");
+    assert!(tokio["source"].as_str().unwrap().starts_with("registry+"));
+    assert_eq!(deps["dependencies"]["cluster2"]["source"], "local");
+    assert_eq!(
+        get(cluster.monitor, "/custom").unwrap().body,
+        "custom route"
+    );
+}
+
+#[test]
+fn bad_methods_paths_and_bodies() {
+    let cluster = Cluster::start(APP, &["--workers=1"], &[]);
+    let m = cluster.monitor;
+    let r = get(m, "/nope").unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no route for /nope"));
+    assert_eq!(
+        request(
+            m,
+            "DELETE /workers HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap()
+        .status,
+        405
+    );
+    let big = "x".repeat(200 * 1024);
+    let raw = format!(
+        "POST /statuses/worker HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n\"{big}\"",
+        big.len() + 2
+    );
+    assert_eq!(request(m, &raw).unwrap().status, 413);
+    assert_eq!(request(m, "GARBAGE\r\n\r\n").unwrap().status, 400);
+    // Still serving.
+    assert_eq!(get(m, "/workers").unwrap().status, 200);
+}
+
+/// Structural check of the OpenMetrics text: every line is a comment of a known kind, a
+/// sample `name{labels} value`, or the final `# EOF`.
+fn check_exposition(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "ends with # EOF");
+    for line in &lines[..lines.len() - 1] {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let kind = comment.split_whitespace().next().unwrap();
+            assert!(
+                ["HELP", "TYPE", "UNIT"].contains(&kind),
+                "bad comment: {line}"
+            );
+            continue;
+        }
+        let (name_labels, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample: {line}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let name = name_labels.split('{').next().unwrap();
+        assert!(name.starts_with("cluster2_"), "{line}");
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        if let Some(labels) = name_labels.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line}"
+            );
+        }
+    }
+    // An independent parser, where the CI installed it.
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\nlist(p(sys.stdin.read()))"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    if let Ok(mut child) = python {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No module named")
+            && std::env::var_os("CLUSTER2_REQUIRE_PROMETHEUS_PARSER").is_none()
+        {
+            eprintln!("prometheus_client is not installed; skipping the independent parse");
+        } else {
+            assert!(
+                out.status.success(),
+                "prometheus_client refused the exposition: {stderr}"
+            );
+        }
+    }
+}
+
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .rsplit_once(' ')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_count_every_request_even_across_a_replaced_worker() {
+    let mut cluster = Cluster::start(APP, &["--workers=2", "--heartbeat-interval=100ms"], &[]);
+    const K: u64 = 30;
+    for _ in 0..K {
+        assert_eq!(get(cluster.app, "/").unwrap().status, 200);
+    }
+    let metrics = || {
+        let r = get(cluster.monitor, "/metrics").unwrap();
+        assert_eq!(r.status, 200);
+        r.body
+    };
+    assert!(eventually(cluster2_tests::SOON, || sample(
+        &metrics(),
+        "cluster2_requests_total"
+    ) == K as f64));
+    let text = metrics();
+    check_exposition(&text);
+    assert_eq!(sample(&text, "cluster2_ecv_up"), 1.0);
+    for pid in &cluster.workers {
+        assert!(
+            text.contains(&format!("pid=\"{pid}\"")),
+            "per-worker series for {pid}"
+        );
+    }
+
+    // A worker crashes and is replaced: the cluster total does not go backwards.
+    assert!(get(cluster.app, "/crash").is_err());
+    cluster.proc.wait_for("exited with status 42");
+    cluster.proc.wait_for("listening");
+    let after = sample(&metrics(), "cluster2_requests_total");
+    assert!(after >= K as f64, "total went from {K} to {after}");
+    assert_eq!(sample(&metrics(), "cluster2_restarts_total"), 1.0);
+}
