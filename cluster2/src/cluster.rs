@@ -15,6 +15,8 @@ use crate::started::{Started, WarmUp};
 pub(crate) type ConfigureApp = Arc<dyn Fn() -> BoxFuture<Result<App, String>> + Send + Sync>;
 pub(crate) type WarmUpHook = Arc<dyn Fn(WarmUp) -> BoxFuture<Result<(), String>> + Send + Sync>;
 pub(crate) type MainBody = Box<dyn FnOnce(Started) -> BoxFuture<Result<(), String>> + Send>;
+pub(crate) use crate::robustness::ShouldKill;
+type ShouldKillHook = Arc<dyn Fn(&crate::Heartbeat) -> bool + Send + Sync>;
 pub(crate) type ConfigureMonitor =
     Arc<dyn Fn(axum::Router) -> BoxFuture<axum::Router> + Send + Sync>;
 
@@ -48,6 +50,7 @@ impl Cluster {
             warm_up: None,
             configure_monitor: None,
             ecv_validator: None,
+            should_kill: None,
             dependencies: None,
             args: None,
         }
@@ -67,6 +70,7 @@ pub struct Builder {
     warm_up: Option<WarmUpHook>,
     configure_monitor: Option<ConfigureMonitor>,
     ecv_validator: Option<crate::ecv::Validator>,
+    should_kill: Option<ShouldKillHook>,
     dependencies: Option<&'static str>,
     args: Option<Vec<OsString>>,
 }
@@ -141,6 +145,16 @@ impl Builder {
         self
     }
 
+    /// Decides from each heartbeat whether a worker should be replaced, instead of the default
+    /// (`assert_old(max_age)` or `AssertDegraded`); see [`crate::robustness`].
+    pub fn should_kill<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&crate::Heartbeat) -> bool + Send + Sync + 'static,
+    {
+        self.should_kill = Some(Arc::new(f));
+        self
+    }
+
     /// The application's `Cargo.lock`, served as a dependency tree on the monitor's `/deps`.
     /// `#[cluster2::main]` embeds it at compile time.
     pub fn dependencies(mut self, cargo_lock: &'static str) -> Self {
@@ -185,7 +199,7 @@ impl Builder {
             .args
             .clone()
             .unwrap_or_else(|| std::env::args_os().collect());
-        let (command_line, app_args, check) =
+        let (command_line, app_args, check, stop) =
             match options::parse_command_line(&self.name, &self.version, args) {
                 Command::Exit { code, output } => {
                     if code == 0 {
@@ -199,7 +213,8 @@ impl Builder {
                     command_line,
                     app_args,
                     check,
-                } => (command_line, app_args, check),
+                    stop,
+                } => (command_line, app_args, check, stop),
             };
         let options = match options::resolve(&self.options, &command_line, std::env::vars_os()) {
             Ok(options) => options,
@@ -208,6 +223,9 @@ impl Builder {
                 return ExitCode::from(2);
             }
         };
+        if stop {
+            return crate::master::stop::run(&options);
+        }
         if check {
             println!(
                 "{}",
@@ -232,6 +250,7 @@ impl Builder {
             warm_up: self.warm_up,
             configure_monitor: self.configure_monitor,
             ecv_validator: self.ecv_validator,
+            should_kill: self.should_kill,
             dependencies: self.dependencies,
         }
     }
@@ -245,6 +264,7 @@ pub(crate) struct Parts {
     warm_up: Option<WarmUpHook>,
     configure_monitor: Option<ConfigureMonitor>,
     ecv_validator: Option<crate::ecv::Validator>,
+    should_kill: Option<ShouldKillHook>,
     dependencies: Option<&'static str>,
 }
 
@@ -254,7 +274,21 @@ impl Parts {
         self.warm_up()?;
         registry::single(&registry::CONFIGURE_MONITOR, "configure_monitor")?;
         registry::single(&registry::ECV_VALIDATOR, "ecv_validator")?;
+        registry::single(&registry::SHOULD_KILL, "should_kill")?;
         Ok(())
+    }
+
+    pub(crate) fn should_kill(&self, options: &crate::options::Options) -> ShouldKill {
+        if let Some(f) = &self.should_kill {
+            return ShouldKill::custom(f.clone());
+        }
+        match registry::single(&registry::SHOULD_KILL, "should_kill")
+            .ok()
+            .flatten()
+        {
+            Some(f) => ShouldKill::custom(Arc::new(f)),
+            None => ShouldKill::default_for(options.max_age),
+        }
     }
 
     pub(crate) fn configure_monitor(&self) -> Option<ConfigureMonitor> {

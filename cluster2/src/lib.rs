@@ -36,10 +36,11 @@ mod error; // Error, ErrorKind, Result, Context
 mod heartbeat; // what workers report to the master, and how it is measured
 mod ipc; // master <-> worker channel, messages and inherited fds
 mod log; // one-line-per-event logging labelled with the process
-mod master; // the supervising process
+pub mod master; // the supervising process; public: operator controls
 mod monitor; // the master's monitor app on mon_port
 pub mod options; // every option, its default and its layering
-mod registry; // link-time registration of configure_app / warm_up
+mod registry; // link-time registration of the attribute macros' functions
+pub mod robustness; // recycle decisions: assert_old, AssertDegraded
 mod role; // master or worker, from the environment marker
 mod started; // Started, Role and WarmUp, handed to user code
 pub mod status; // named status views, aggregated by the master

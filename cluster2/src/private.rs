@@ -7,6 +7,7 @@ pub use crate::registry::{
     BoxFuture, CONFIGURE_APP, CONFIGURE_MONITOR, ConfigureAppFn, ConfigureMonitorFn, ECV_VALIDATOR,
     EcvValidatorFn, Registration, WARM_UP, WarmUpFn,
 };
+pub use crate::registry::{SHOULD_KILL, ShouldKillFn};
 
 use crate::app::{App, IntoApp};
 use crate::started::WarmUp;

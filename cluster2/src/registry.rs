@@ -99,3 +99,10 @@ pub type EcvValidatorFn = fn(u16, &[u8]) -> bool;
 /// Every `#[ecv_validator]` function of the binary.
 #[distributed_slice]
 pub static ECV_VALIDATOR: [Registration<EcvValidatorFn>];
+
+/// What `#[should_kill]` registers.
+pub type ShouldKillFn = fn(&crate::heartbeat::Heartbeat) -> bool;
+
+/// Every `#[should_kill]` function of the binary.
+#[distributed_slice]
+pub static SHOULD_KILL: [Registration<ShouldKillFn>];

@@ -110,7 +110,12 @@ fn a_killed_workers_entry_disappears() {
 #[test]
 fn a_silent_worker_becomes_an_entry_with_an_error() {
     let cluster = Cluster::start(APP, &["--workers=2"], &[("FIXTURE_SLOW_STATUS", "1")]);
-    let entries = json(cluster.monitor, "/statuses/slow");
+    // The master registers its own `slow` in main, just after the ready line.
+    let mut entries = Value::Null;
+    assert!(eventually(cluster2_tests::SOON, || {
+        entries = json(cluster.monitor, "/statuses/slow");
+        entries.as_array().unwrap().len() == 3
+    }));
     let entries = entries.as_array().unwrap();
     assert_eq!(entries.len(), 3, "two workers and the master: {entries:?}");
     for entry in entries {

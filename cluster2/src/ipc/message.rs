@@ -20,6 +20,10 @@ pub(crate) enum ToWorker {
     Hello(Box<Hello>),
     /// Stop accepting, finish in-flight requests within `stop_timeout`, exit.
     Stop,
+    /// Stop accepting new connections; keep serving the open ones and keep all state.
+    Pause,
+    /// Accept again after a pause.
+    Resume,
     /// A user event for this worker.
     Event(WireEvent),
     /// Read (or, with `set`, update) a status registered in this worker.
@@ -80,6 +84,10 @@ pub(crate) enum ToMaster {
     },
     /// The worker's periodic report.
     Heartbeat(Box<crate::heartbeat::Heartbeat>),
+    /// The worker stopped accepting (answer to `Pause`).
+    Paused,
+    /// The worker accepts again (answer to `Resume`).
+    Resumed,
 }
 
 /// The step of a worker's start-up that failed.

@@ -1,9 +1,16 @@
 //! The supervising process: binds the ports, spawns the workers, waits until every one is
-//! listening, restarts crashed ones with back-off, and shuts the cluster down on a signal.
-//! See `LIFECYCLE.md` beside this file for the sequence.
+//! listening, restarts crashed ones with back-off, replaces old, degraded and stuck ones one at
+//! a time, and shuts the cluster down on a signal. See `LIFECYCLE.md` beside this file.
+//!
+//! The public part is the operator controls, for code running in the master.
 
+mod control;
+mod pidfile;
 mod spawn;
+pub(crate) mod stop;
 pub(crate) mod supervisor;
+
+pub use control::{pause, replace, resume, rolling_restart};
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Path, rejection::JsonRejection};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -44,6 +44,8 @@ pub(crate) fn router(monitor: Monitor) -> Router {
     Router::new()
         .route("/", get(move || index(index_deps.clone())))
         .route("/workers", get(move || workers(workers_board.clone())))
+        .route("/workers/restart", post(rolling_restart))
+        .route("/workers/{pid}/{action}", post(worker_action))
         .route("/statuses", get(all_statuses))
         .route("/statuses/{name}", get(get_status).post(set_status))
         .route("/deps", get(move || deps::serve(dependencies.clone())))
@@ -72,24 +74,57 @@ async fn not_found(uri: Uri) -> Response {
 
 async fn workers(board: Arc<Board>) -> Json<Value> {
     let workers = board.workers.read().expect("board lock").clone();
-    Json(Value::Array(
-        workers
-            .into_iter()
-            .map(|w| {
-                json!({
-                    "id": w.id,
-                    "pid": w.pid,
-                    "state": w.state,
-                    "uptime_secs": w.spawned_at.elapsed().as_secs_f64(),
-                    "warm_up_addr": w.warm_up_addr,
-                    "restarts": w.restarts,
-                    "crash_streak": w.crash_streak,
-                    "heartbeat": w.heartbeat.as_ref().map(|(hb, _)| hb),
-                    "heartbeat_age_secs": w.heartbeat.as_ref().map(|(_, at)| at.elapsed().as_secs_f64()),
-                })
+    let queue = board.death_queue.read().expect("board lock").clone();
+    let workers: Vec<Value> = workers
+        .into_iter()
+        .map(|w| {
+            json!({
+                "id": w.id,
+                "pid": w.pid,
+                "state": w.state,
+                "uptime_secs": w.spawned_at.elapsed().as_secs_f64(),
+                "warm_up_addr": w.warm_up_addr,
+                "restarts": w.restarts,
+                "crash_streak": w.crash_streak,
+                "next_restart_in_secs": w.next_restart_in.map(|d| d.as_secs_f64()),
+                "successor_of": w.successor_of,
+                "heartbeat": w.heartbeat.as_ref().map(|(hb, _)| hb),
+                "heartbeat_age_secs": w.heartbeat.as_ref().map(|(_, at)| at.elapsed().as_secs_f64()),
             })
-            .collect(),
-    ))
+        })
+        .collect();
+    Json(json!({ "workers": workers, "death_queue": queue }))
+}
+
+async fn worker_action(Path((pid, action)): Path<(String, String)>) -> Response {
+    let Ok(pid) = pid.parse::<u32>() else {
+        return error(StatusCode::BAD_REQUEST, format!("`{pid}` is not a pid"));
+    };
+    let result = match action.as_str() {
+        "pause" => crate::master::pause(pid).await,
+        "resume" => crate::master::resume(pid).await,
+        "replace" => crate::master::replace(pid).await,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no action `{other}`: use pause, resume or replace"),
+            );
+        }
+    };
+    match result {
+        Ok(()) => Json(json!({ "pid": pid, "done": action })).into_response(),
+        Err(e) if e.kind() == crate::ErrorKind::Timeout => {
+            error(StatusCode::GATEWAY_TIMEOUT, e.to_string())
+        }
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+async fn rolling_restart() -> Response {
+    match crate::master::rolling_restart().await {
+        Ok(n) => Json(json!({ "queued": n })).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
 }
 
 fn error(status: StatusCode, message: String) -> Response {

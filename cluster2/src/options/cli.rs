@@ -20,6 +20,8 @@ pub(crate) enum Command {
         command_line: CommandLine,
         app_args: Vec<String>,
         check: bool,
+        /// Stop the running cluster instead of starting one.
+        stop: bool,
     },
     /// Print `output` and exit with `code` (help, version, or a usage error).
     Exit { code: i32, output: String },
@@ -35,6 +37,11 @@ pub(crate) fn parse_command_line(
     version: &str,
     args: impl IntoIterator<Item = OsString>,
 ) -> Command {
+    // `app stop` is `app --stop`.
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "stop") {
+        args[1] = OsString::from("--stop");
+    }
     let matches = match build(name, version).try_get_matches_from(args) {
         Ok(m) => m,
         Err(err) => return from_clap_error(&err),
@@ -62,6 +69,7 @@ pub(crate) fn parse_command_line(
         command_line,
         app_args,
         check: matches.get_flag("check"),
+        stop: matches.get_flag("stop"),
     }
 }
 
@@ -91,6 +99,15 @@ fn build(name: &str, version: &str) -> clap::Command {
                 .long("check")
                 .action(ArgAction::SetTrue)
                 .help("resolve and check the options, print them as JSON, and exit"),
+        )
+        .arg(
+            Arg::new("stop")
+                .long("stop")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "stop the cluster running from --pids (also: `stop` as the first argument): \
+                     SIGTERM, wait --stop-timeout, kill what is left; exit 1 if anything was",
+                ),
         )
         .arg(
             Arg::new("app_args")

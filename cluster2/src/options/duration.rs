@@ -44,3 +44,30 @@ mod tests {
         assert!(parse("fast").is_err());
     }
 }
+
+/// `Option<Duration>` where `None` is written `never`.
+pub(crate) mod or_never {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => serializer.collect_str(&humantime::format_duration(*d)),
+            None => serializer.serialize_str("never"),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.trim().eq_ignore_ascii_case("never") {
+            return Ok(None);
+        }
+        super::parse(&text).map(Some).map_err(de::Error::custom)
+    }
+}

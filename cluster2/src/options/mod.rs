@@ -61,6 +61,57 @@ pub struct Options {
     pub log: LogOptions,
     /// The health endpoint load balancers poll.
     pub ecv: EcvOptions,
+    /// Replace a worker once it has been up this long; `None` (written `never`): never.
+    #[serde(with = "duration::or_never")]
+    pub max_age: Option<Duration>,
+    /// Watching for workers that stopped sending heartbeats.
+    pub nanny: NannyOptions,
+    /// Replacing workers one at a time.
+    pub death_queue: DeathQueueOptions,
+    /// Directory for the pid files that `stop` reads; unset: none are written.
+    pub pids: Option<String>,
+}
+
+/// The nanny: workers whose heartbeats stopped are replaced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct NannyOptions {
+    /// Whether the nanny runs.
+    pub enable: bool,
+    /// A worker silent for this long is a runaway and is replaced.
+    #[serde(with = "duration")]
+    pub tolerance: Duration,
+}
+
+impl Default for NannyOptions {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            tolerance: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The queue of workers to replace, one at a time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct DeathQueueOptions {
+    /// How long a successor may take to be ready, and an old worker to exit once told to.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// How many successors are tried before a replacement is given up.
+    pub retries: u32,
+}
+
+impl Default for DeathQueueOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            retries: 3,
+        }
+    }
 }
 
 /// How the ECV decides whether the cluster takes traffic.
@@ -178,6 +229,10 @@ impl Default for Options {
             restart: RestartOptions::default(),
             log: LogOptions::default(),
             ecv: EcvOptions::default(),
+            max_age: Some(Duration::from_secs(3 * 86_400)),
+            nanny: NannyOptions::default(),
+            death_queue: DeathQueueOptions::default(),
+            pids: None,
         }
     }
 }
@@ -272,6 +327,24 @@ impl Options {
                     "expected an HTTP status (100-599)",
                 ));
             }
+        }
+        if self.nanny.tolerance.is_zero() {
+            return Err(Problem::value("nanny.tolerance", "expected more than 0s"));
+        }
+        if self.death_queue.timeout.is_zero() {
+            return Err(Problem::value(
+                "death_queue.timeout",
+                "expected more than 0s",
+            ));
+        }
+        if self.death_queue.retries == 0 {
+            return Err(Problem::value(
+                "death_queue.retries",
+                "expected at least 1 try",
+            ));
+        }
+        if self.pids.as_deref() == Some("") {
+            return Err(Problem::value("pids", "expected a directory"));
         }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(Problem::value(
@@ -446,6 +519,36 @@ pub(crate) const DOCS: &[OptionDoc] = &[
         key: "ecv.drain_delay",
         expected: "a duration like 500ms, 5s or 3d",
         help: "on shutdown, how long the ECV is down before the workers stop",
+    },
+    OptionDoc {
+        key: "max_age",
+        expected: "a duration like 500ms, 5s or 3d, or never",
+        help: "replace a worker once it has been up this long (never: keep it)",
+    },
+    OptionDoc {
+        key: "nanny.enable",
+        expected: "true or false",
+        help: "replace workers whose heartbeats stop",
+    },
+    OptionDoc {
+        key: "nanny.tolerance",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "a worker silent this long is a runaway and is replaced",
+    },
+    OptionDoc {
+        key: "death_queue.timeout",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "how long a successor may take to be ready, and an old worker to exit",
+    },
+    OptionDoc {
+        key: "death_queue.retries",
+        expected: "a whole number of at least 1",
+        help: "successors tried before a replacement is given up",
+    },
+    OptionDoc {
+        key: "pids",
+        expected: "a directory",
+        help: "directory for the pid files that `stop` reads (unset: none written)",
     },
     OptionDoc {
         key: "log.level",

@@ -149,6 +149,7 @@ impl Worker {
         // later registrations announce themselves.
         crate::status::announce();
         let (stop_tx, mut stop_rx) = mpsc::unbounded_channel::<Stop>();
+        let (accepting, accepting_rx) = tokio::sync::watch::channel(true);
 
         // Messages from the master; EOF means it is gone.
         let tx = stop_tx.clone();
@@ -160,6 +161,16 @@ impl Worker {
                     }
                     Ok(Some(ToWorker::Hello(_))) => {
                         tracing::warn!("ignoring a second hello from the master");
+                    }
+                    Ok(Some(ToWorker::Pause)) => {
+                        accepting.send_replace(false);
+                        tracing::info!("paused: not accepting new connections");
+                        let _ = crate::ipc::peers::to_master(&ToMaster::Paused);
+                    }
+                    Ok(Some(ToWorker::Resume)) => {
+                        accepting.send_replace(true);
+                        tracing::info!("resumed");
+                        let _ = crate::ipc::peers::to_master(&ToMaster::Resumed);
                     }
                     Ok(Some(ToWorker::Event(event))) => crate::emitter::deliver(event),
                     Ok(Some(ToWorker::StatusQuery { id, name, set })) => {
@@ -208,7 +219,7 @@ impl Worker {
         });
 
         let started = tokio::select! {
-            started = self.start(&parts, &to_master, listener) => started,
+            started = self.start(&parts, &to_master, listener, accepting_rx) => started,
             stop = stop_rx.recv() => {
                 tracing::info!(reason = ?stop, "stopping during start-up");
                 return ExitCode::SUCCESS;
@@ -292,6 +303,7 @@ impl Worker {
         parts: &Parts,
         to_master: &Sender<ToMaster>,
         listener: std::net::TcpListener,
+        accepting: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(Serving, Started), (StartStage, String)> {
         let configure = parts
             .configure_app()
@@ -315,6 +327,7 @@ impl Worker {
             self.options.server,
             Arc::default(),
             Arc::default(),
+            tokio::sync::watch::channel(true).1,
         );
         let _ = to_master.send(&ToMaster::Warming { addr: warm_addr }).await;
         let warm_up = parts
@@ -348,6 +361,7 @@ impl Worker {
             self.options.server,
             conns.clone(),
             app_stats.clone(),
+            accepting,
         );
         let _ = to_master.send(&ToMaster::Listening).await;
         let final_beat = crate::heartbeat::spawn_reporter(

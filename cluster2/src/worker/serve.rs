@@ -36,6 +36,7 @@ impl Server {
         protocol: ServerProtocol,
         stats: Arc<ConnStats>,
         app_stats: Arc<AppStats>,
+        accepting: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let stop_accepting = CancellationToken::new();
         let task = tokio::spawn(accept_loop(
@@ -44,6 +45,7 @@ impl Server {
             protocol,
             stats,
             app_stats,
+            accepting,
             stop_accepting.clone(),
         ));
         Self {
@@ -74,6 +76,7 @@ async fn accept_loop(
     protocol: ServerProtocol,
     stats: Arc<ConnStats>,
     app_stats: Arc<AppStats>,
+    mut accepting: tokio::sync::watch::Receiver<bool>,
     stop_accepting: CancellationToken,
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
@@ -92,10 +95,26 @@ async fn accept_loop(
         ServerProtocol::Http2 => builder.http2_only(),
     };
     let local = listener.local_addr().ok();
+    // Whether anyone can still pause this server (the switch's sender is alive).
+    let mut pausable = true;
     loop {
+        // Paused: the listener stays open (the kernel keeps queueing), this worker just does
+        // not take connections; the other workers do.
+        if pausable && !*accepting.borrow_and_update() {
+            tokio::select! {
+                biased;
+                () = stop_accepting.cancelled() => break,
+                changed = accepting.changed() => pausable = changed.is_ok(),
+            }
+            continue;
+        }
         let accepted = tokio::select! {
             biased;
             () = stop_accepting.cancelled() => break,
+            changed = accepting.changed(), if pausable => {
+                pausable = changed.is_ok();
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, remote) = match accepted {

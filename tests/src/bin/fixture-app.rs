@@ -9,6 +9,7 @@
 //! - `FIXTURE_EMITTER=1`: the master emits `ping` once ready; every process echoes it back.
 //! - `FIXTURE_SLOW_STATUS=1`: workers register a status `slow` whose view takes 3 s.
 //! - `FIXTURE_WARM_UP_FAIL_ONCE=path`: the warm-up fails unless `path` exists, and creates it.
+//! - `FIXTURE_WARM_UP_FAIL_AFTER=path`: the warm-up fails once `path` exists.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -191,6 +192,11 @@ async fn warm(w: cluster2::WarmUp) -> Result<(), cluster2::BoxError> {
     tracing::info!(seq = %seq, local = %local, "warm-up request answered");
     if flag("FIXTURE_WARM_UP_FAIL") {
         return Err("cache not primed".into());
+    }
+    if let Some(marker) = std::env::var_os("FIXTURE_WARM_UP_FAIL_AFTER") {
+        if std::path::Path::new(&marker).exists() {
+            return Err("warm-up broken by the test".into());
+        }
     }
     if let Some(marker) = std::env::var_os("FIXTURE_WARM_UP_FAIL_ONCE") {
         if !std::path::Path::new(&marker).exists() {

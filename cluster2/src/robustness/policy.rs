@@ -1,0 +1,162 @@
+//! Recycle decisions, as building blocks users can combine in their own `should_kill`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::heartbeat::Heartbeat;
+
+/// `true` once a worker has been up for `max_age`; never with `None` (`max_age = "never"`).
+pub fn assert_old(max_age: Option<Duration>) -> impl Fn(&Heartbeat) -> bool + Send + Sync {
+    move |hb| max_age.is_some_and(|max| hb.uptime >= max)
+}
+
+/// The best figures a worker showed while its throughput was rising.
+#[derive(Clone, Copy, Debug)]
+struct Peak {
+    tps: f64,
+    cpu: f64,
+    memory: u64,
+    lag: Duration,
+}
+
+/// Fires when a worker got slower while working harder: its requests per second fell more than
+/// 10 % below its peak while CPU, memory and event-loop lag are all above their peaks.
+///
+/// Per worker it remembers the peak of each figure, raised while throughput rises. Samples
+/// with 2 requests per second or fewer are ignored (too little load to judge).
+#[derive(Debug, Default)]
+pub struct AssertDegraded {
+    peaks: Mutex<HashMap<u32, Peak>>,
+}
+
+/// How far below its peak a worker's throughput may fall before it counts as degraded.
+const TOLERANCE: f64 = 0.9;
+
+/// Samples at or below this many requests per second say nothing about degradation.
+const MIN_TPS: f64 = 2.0;
+
+impl AssertDegraded {
+    /// A fresh tracker with no peaks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Judges one heartbeat and updates the worker's peaks.
+    pub fn check(&self, hb: &Heartbeat) -> bool {
+        let tps = if hb.tps > 0.0 {
+            hb.tps
+        } else if !hb.cycle.is_zero() {
+            hb.transactions as f64 / hb.cycle.as_secs_f64()
+        } else {
+            0.0
+        };
+        if tps <= MIN_TPS {
+            return false;
+        }
+        let mut peaks = self.peaks.lock().expect("peaks lock");
+        let peak = peaks.entry(hb.pid).or_insert(Peak {
+            tps,
+            cpu: hb.cpu,
+            memory: hb.memory,
+            lag: hb.event_loop_lag,
+        });
+        if tps >= peak.tps {
+            peak.tps = tps;
+            peak.cpu = peak.cpu.max(hb.cpu);
+            peak.memory = peak.memory.max(hb.memory);
+            peak.lag = peak.lag.max(hb.event_loop_lag);
+            return false;
+        }
+        tps < peak.tps * TOLERANCE
+            && hb.cpu > peak.cpu
+            && hb.memory > peak.memory
+            && hb.event_loop_lag > peak.lag
+    }
+
+    /// Forgets a worker that is gone.
+    pub fn forget(&self, pid: u32) {
+        self.peaks.lock().expect("peaks lock").remove(&pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(tps: f64, cpu: f64, memory: f64, lag_ms: u64) -> Heartbeat {
+        Heartbeat {
+            pid: 42,
+            worker: 0,
+            uptime: Duration::from_secs(10),
+            cpu,
+            memory: memory as u64,
+            open_connections: 0,
+            total_connections: 0,
+            transactions: 0,
+            durations: Duration::ZERO,
+            tps,
+            total_transactions: 0,
+            total_durations: Duration::ZERO,
+            errors: 0,
+            panics: 0,
+            event_loop_lag: Duration::from_millis(lag_ms),
+            cycle: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn steadily_rising_samples_never_fire() {
+        let degraded = AssertDegraded::new();
+        for i in 0..1000 {
+            let f = f64::from(i);
+            assert!(!degraded.check(&beat(
+                10.0 + f,
+                10.0 + f / 10.0,
+                1e8 + f * 1e5,
+                10 + i as u64
+            )));
+        }
+    }
+
+    #[test]
+    fn a_fall_of_more_than_ten_percent_with_everything_else_up_fires() {
+        let degraded = AssertDegraded::new();
+        assert!(!degraded.check(&beat(50.0, 50.0, 1e9, 100)));
+        assert!(degraded.check(&beat(40.0, 55.0, 1.1e9, 110)));
+    }
+
+    #[test]
+    fn a_fall_within_ten_percent_does_not_fire() {
+        let degraded = AssertDegraded::new();
+        assert!(!degraded.check(&beat(50.0, 50.0, 1e9, 100)));
+        assert!(!degraded.check(&beat(48.0, 55.0, 1.1e9, 110)));
+    }
+
+    #[test]
+    fn low_load_is_ignored_and_forgetting_resets_the_peak() {
+        let degraded = AssertDegraded::new();
+        assert!(!degraded.check(&beat(50.0, 50.0, 1e9, 100)));
+        assert!(
+            !degraded.check(&beat(2.0, 99.0, 2e9, 500)),
+            "tps ≤ 2 says nothing"
+        );
+        degraded.forget(42);
+        assert!(
+            !degraded.check(&beat(40.0, 55.0, 1.1e9, 110)),
+            "a new peak after forgetting"
+        );
+    }
+
+    #[test]
+    fn old_age() {
+        let old = assert_old(Some(Duration::from_secs(10)));
+        assert!(old(&beat(1.0, 1.0, 1.0, 1)));
+        let young = assert_old(Some(Duration::from_secs(11)));
+        assert!(!young(&beat(1.0, 1.0, 1.0, 1)));
+        let never = assert_old(None);
+        let mut hb = beat(1.0, 1.0, 1.0, 1);
+        hb.uptime = Duration::from_secs(u64::MAX / 4);
+        assert!(!never(&hb));
+    }
+}

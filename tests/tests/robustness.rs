@@ -1,0 +1,281 @@
+//! Replacing workers one at a time: age, runaways, failed successors, operator controls.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use cluster2_tests::{Cluster, Response, alive, eventually, get, request};
+use serde_json::Value;
+
+const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
+
+fn post(addr: SocketAddr, path: &str) -> Response {
+    request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        ),
+    )
+    .unwrap()
+}
+
+fn workers(monitor: SocketAddr) -> Value {
+    serde_json::from_str(&get(monitor, "/workers").unwrap().body).unwrap()
+}
+
+fn pid_in(line: &str) -> u32 {
+    line.split("(pid ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line}"))
+}
+
+/// Clients that send requests on new connections until stopped, counting outcomes.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(app: SocketAddr, clients: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    let mut errors = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        match get(app, "/") {
+                            Ok(r) if r.status == 200 && r.body == "hello world" => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                errors.push(format!("{other:?}"));
+                            }
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            ok,
+            failed,
+            threads,
+        }
+    }
+
+    /// Stops the clients; returns (succeeded, failures).
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let errors: Vec<String> = self
+            .threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(self.failed.load(Ordering::Relaxed) as usize, errors.len());
+        (self.ok.load(Ordering::Relaxed), errors)
+    }
+}
+
+#[test]
+fn a_rolling_restart_under_load_fails_no_request() {
+    let mut cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let load = Load::start(cluster.app, 4);
+    // Some traffic before, during and after.
+    assert!(eventually(cluster2_tests::SOON, || load
+        .ok
+        .load(Ordering::Relaxed)
+        > 200));
+    cluster.proc.signal(nix::sys::signal::Signal::SIGHUP);
+    let first = cluster.proc.wait_for("replaced worker");
+    let second = cluster.proc.wait_for("replaced worker");
+    let before = load.ok.load(Ordering::Relaxed);
+    assert!(eventually(cluster2_tests::SOON, || load
+        .ok
+        .load(Ordering::Relaxed)
+        > before + 200));
+    let (ok, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests failed: {:?}",
+        errors.len(),
+        ok,
+        &errors[..errors.len().min(5)]
+    );
+    // Both workers were replaced, strictly one after the other.
+    let old: HashSet<u32> = cluster.workers.iter().copied().collect();
+    let replaced: HashSet<u32> = [pid_in(&first), pid_in(&second)].into();
+    assert_eq!(replaced, old);
+    assert!(cluster.workers.iter().all(|&p| !alive(p)));
+    assert_one_at_a_time(&cluster.proc.log);
+}
+
+/// From the log: a replacement starts only once the previous one finished.
+fn assert_one_at_a_time(log: &[String]) {
+    let mut in_progress = false;
+    for line in log {
+        if line.contains("replacing worker") {
+            assert!(!in_progress, "two replacements overlap at: {line}");
+            in_progress = true;
+        } else if line.contains("replaced worker") || line.contains("gave up replacing") {
+            assert!(
+                in_progress,
+                "a replacement ended that never started: {line}"
+            );
+            in_progress = false;
+        }
+    }
+}
+
+#[test]
+fn max_age_recycles_workers_one_at_a_time_within_bounds() {
+    let mut cluster = Cluster::start(
+        APP,
+        &["--workers=2", "--max-age=2s", "--heartbeat-interval=100ms"],
+        &[],
+    );
+    let (mut min_serving, mut max_serving) = (usize::MAX, 0);
+    let mut replaced = 0;
+    while replaced < 4 {
+        let listening = workers(cluster.monitor)["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["state"] == "listening")
+            .count();
+        min_serving = min_serving.min(listening);
+        max_serving = max_serving.max(listening);
+        let before = cluster.proc.log.len();
+        // Drain what arrived, without waiting for anything in particular.
+        cluster.proc.wait_line("any", |_| true);
+        replaced += cluster.proc.log[before..]
+            .iter()
+            .filter(|l| l.contains("replaced worker"))
+            .count();
+    }
+    assert!(
+        cluster.proc.log.iter().any(|l| l.contains("old: up")),
+        "the reason is age"
+    );
+    assert_one_at_a_time(&cluster.proc.log);
+    assert!(
+        min_serving >= 2 && max_serving <= 3,
+        "serving workers ranged {min_serving}..={max_serving}"
+    );
+    // Still serving.
+    assert_eq!(get(cluster.app, "/").unwrap().body, "hello world");
+}
+
+#[test]
+fn a_worker_blocking_every_runtime_thread_is_replaced_by_the_nanny() {
+    let mut cluster = Cluster::start(
+        APP,
+        &[
+            "--workers=2",
+            "--threads=1",
+            "--heartbeat-interval=200ms",
+            "--nanny.tolerance=1s",
+        ],
+        &[],
+    );
+    let app = cluster.app;
+    // Blocks whichever worker takes it, for longer than the test.
+    let _blocked = std::thread::spawn(move || get(app, "/block?ms=60000"));
+    let runaway = cluster.proc.wait_for("runaway");
+    let stuck = pid_in(&runaway);
+    assert!(cluster.workers.contains(&stuck));
+    let replaced = cluster.proc.wait_for("replaced worker");
+    assert_eq!(pid_in(&replaced), stuck);
+    assert!(!alive(stuck), "the stuck worker was killed");
+    assert_one_at_a_time(&cluster.proc.log);
+    // Two workers serve again, neither of them the stuck one.
+    let pids: HashSet<u32> = (0..200)
+        .map(|_| get(cluster.app, "/pid").unwrap().body.parse().unwrap())
+        .collect();
+    assert!(!pids.contains(&stuck), "{pids:?}");
+}
+
+#[test]
+fn a_successor_that_fails_warm_up_is_retried_while_the_old_worker_keeps_serving() {
+    let marker =
+        std::env::temp_dir().join(format!("cluster2-{}-break-warm-up", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let mut cluster = Cluster::start(
+        APP,
+        &["--workers=1", "--death-queue.retries=2"],
+        &[("FIXTURE_WARM_UP_FAIL_AFTER", marker.to_str().unwrap())],
+    );
+    let old = cluster.workers[0];
+    std::fs::write(&marker, b"broken").unwrap();
+    assert_eq!(
+        post(cluster.monitor, &format!("/workers/{old}/replace")).status,
+        200
+    );
+    let first = cluster.proc.wait_for("warm-up failed");
+    let retry = cluster.proc.wait_for("try 2 of 2");
+    assert!(retry.contains(&format!("(pid {old})")), "{retry}");
+    let second = cluster.proc.wait_for("warm-up failed");
+    assert_ne!(pid_in(&first), pid_in(&second), "a new successor each try");
+    let gave_up = cluster.proc.wait_for("gave up replacing");
+    assert!(gave_up.contains("after 2 tries"), "{gave_up}");
+    // The old worker served throughout and still does.
+    assert!(alive(old));
+    assert_eq!(get(cluster.app, "/pid").unwrap().body, old.to_string());
+    let _ = std::fs::remove_file(&marker);
+}
+
+#[test]
+fn pause_and_resume_steer_new_connections() {
+    let cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let (a, b) = (cluster.workers[0], cluster.workers[1]);
+    let r = post(cluster.monitor, &format!("/workers/{a}/pause"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let state = |pid: u32| {
+        workers(cluster.monitor)["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["pid"] == pid)
+            .map(|w| w["state"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(state(a).as_deref(), Some("paused"));
+    for _ in 0..300 {
+        assert_eq!(
+            get(cluster.app, "/pid").unwrap().body,
+            b.to_string(),
+            "a paused worker took a connection"
+        );
+    }
+    assert_eq!(
+        post(cluster.monitor, &format!("/workers/{a}/resume")).status,
+        200
+    );
+    assert_eq!(state(a).as_deref(), Some("listening"));
+    assert!(
+        (0..5000).any(|_| get(cluster.app, "/pid").unwrap().body == a.to_string()),
+        "the resumed worker never answered"
+    );
+    // Mistakes are clear.
+    let r = post(cluster.monitor, "/workers/1/pause");
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("no worker with pid 1"), "{}", r.body);
+    assert_eq!(
+        post(cluster.monitor, &format!("/workers/{a}/explode")).status,
+        404
+    );
+    assert_eq!(post(cluster.monitor, "/workers/abc/pause").status, 400);
+    // The death queue is visible, as a status and on /workers.
+    assert!(workers(cluster.monitor)["death_queue"].is_array());
+    let status: Value =
+        serde_json::from_str(&get(cluster.monitor, "/statuses/death_queue").unwrap().body).unwrap();
+    assert_eq!(status[0]["status"], serde_json::json!([]));
+}
