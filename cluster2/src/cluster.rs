@@ -190,6 +190,7 @@ impl Builder {
         });
         match role::current() {
             ProcessRole::Worker(id) => crate::worker::run(self.into_parts(), id, main),
+            ProcessRole::CacheManager => crate::cache::process::run(),
             ProcessRole::Master => self.run_master(main),
         }
     }

@@ -34,6 +34,12 @@ pub enum ErrorKind {
     Overflow,
     /// No such name is registered (a status, for example).
     NotFound,
+    /// Something this operation needs is not running or not reachable.
+    Unavailable,
+    /// The cache manager refused or could not do what was asked.
+    Cache,
+    /// A cache loader failed (here, or in the process this one waited for).
+    Load,
 }
 
 /// The error type of cluster2: a kind, a message that names the offending value, and the

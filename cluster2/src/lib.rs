@@ -29,6 +29,7 @@
 #![doc(html_root_url = "https://docs.rs/cluster2/0.1.0")]
 
 mod app; // the App type served by workers, and what configure_app may return
+pub mod cache; // the cache shared by all processes, with single-flight loads
 mod cluster; // Cluster::builder(): role dispatch and the public entry point
 pub mod ecv; // the health endpoint load balancers poll
 pub mod emitter; // cross-process events: on / emit / to(targets)

@@ -59,6 +59,8 @@ pub(crate) struct Hello {
     pub(crate) worker_id: usize,
     pub(crate) options: Options,
     pub(crate) app_args: Vec<String>,
+    /// Where the cache manager listens, when the cache is enabled.
+    pub(crate) cache_socket: Option<std::path::PathBuf>,
 }
 
 /// From a worker to the master.

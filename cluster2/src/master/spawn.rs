@@ -20,7 +20,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
 use crate::ipc::fd::{CHANNEL_FD, LISTENER_FD};
-use crate::role::{MASTER_PID_ENV, WORKER_ENV};
+use crate::role::{CACHE_ENV, MASTER_PID_ENV, WORKER_ENV};
 
 /// A started worker process and the master's end of its channel.
 #[derive(Debug)]
@@ -29,8 +29,17 @@ pub(crate) struct Spawned {
     pub(crate) channel: UnixStream,
 }
 
+/// What to start.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    /// A worker with this id: gets the shared listener.
+    Worker(usize),
+    /// The standalone cache manager: no listener.
+    CacheManager,
+}
+
 struct Request {
-    worker_id: usize,
+    kind: Kind,
     reply: oneshot::Sender<io::Result<Spawned>>,
 }
 
@@ -53,17 +62,17 @@ impl Spawner {
                 // Children spawned here are reaped by the runtime's process driver.
                 let _runtime = handle.enter();
                 for request in incoming {
-                    let result = spawn_worker(&exe, &args, &listener, request.worker_id);
+                    let result = spawn_process(&exe, &args, &listener, request.kind);
                     let _ = request.reply.send(result);
                 }
             })?;
         Ok(Self { requests })
     }
 
-    pub(crate) async fn spawn(&self, worker_id: usize) -> io::Result<Spawned> {
+    pub(crate) async fn spawn(&self, kind: Kind) -> io::Result<Spawned> {
         let (reply, result) = oneshot::channel();
         self.requests
-            .send(Request { worker_id, reply })
+            .send(Request { kind, reply })
             .map_err(|_| io::Error::other("the spawner thread is gone"))?;
         result
             .await
@@ -71,31 +80,37 @@ impl Spawner {
     }
 }
 
-fn spawn_worker(
+fn spawn_process(
     exe: &PathBuf,
     args: &[OsString],
     listener: &OwnedFd,
-    worker_id: usize,
+    kind: Kind,
 ) -> io::Result<Spawned> {
     let (ours, theirs) = UnixStream::pair()?;
     let mut command = Command::new(exe);
     command
         .args(args)
-        .env(WORKER_ENV, worker_id.to_string())
         .env(MASTER_PID_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
         .kill_on_drop(false);
-    command
-        .fd_mappings(vec![
-            FdMapping {
+    let mut fds = vec![FdMapping {
+        parent_fd: theirs.into(),
+        child_fd: CHANNEL_FD,
+    }];
+    match kind {
+        Kind::Worker(id) => {
+            command.env(WORKER_ENV, id.to_string());
+            fds.push(FdMapping {
                 parent_fd: listener.try_clone()?,
                 child_fd: LISTENER_FD,
-            },
-            FdMapping {
-                parent_fd: theirs.into(),
-                child_fd: CHANNEL_FD,
-            },
-        ])
+            });
+        }
+        Kind::CacheManager => {
+            command.env(CACHE_ENV, "1");
+        }
+    }
+    command
+        .fd_mappings(fds)
         .map_err(|_| io::Error::other("colliding fd mappings"))?;
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
     // calls are allowed. It makes one prctl(2) system call and builds an io::Error from an

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::EXIT_START_FAILED;
 use super::control::{self, Control};
 use super::pidfile::PidFiles;
-use super::spawn::{Spawned, Spawner};
+use super::spawn::{Kind, Spawned, Spawner};
 use crate::cluster::{MainBody, Parts, ShouldKill};
 use crate::ecv::Ecv;
 use crate::heartbeat::Heartbeat;
@@ -154,6 +154,15 @@ enum Event {
     RestartDue {
         slot: usize,
     },
+    CacheRestartDue,
+}
+
+/// The standalone cache manager process.
+struct CacheProc {
+    pid: u32,
+    tx: Sender<ToWorker>,
+    signals: mpsc::UnboundedSender<Signal>,
+    started: Instant,
 }
 
 /// One live worker process.
@@ -238,6 +247,10 @@ struct Supervisor {
     queue: VecDeque<Entry>,
     replacing: Option<Replacing>,
     stopping: bool,
+    /// Where the cache manager listens, when the cache is enabled.
+    cache_socket: Option<std::path::PathBuf>,
+    cache_proc: Option<CacheProc>,
+    cache_streak: u32,
 }
 
 struct Signals {
@@ -353,6 +366,20 @@ pub(super) async fn supervise(
         queue: VecDeque::new(),
         replacing: None,
         stopping: false,
+        cache_socket: None,
+        cache_proc: None,
+        cache_streak: 0,
+    };
+    let runtime_dir = if sup.options.cache.enable {
+        match sup.start_cache().await {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(EXIT_START_FAILED);
+            }
+        }
+    } else {
+        None
     };
     for slot in 0..sup.slots.len() {
         sup.spawn(slot, None).await;
@@ -450,6 +477,9 @@ pub(super) async fn supervise(
         exit = ExitCode::FAILURE;
     }
     sup.pid_files.remove_master();
+    if let Some(dir) = runtime_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     tracing::info!("stopped");
     exit
 }
@@ -469,12 +499,113 @@ fn register_death_queue_status(board: Arc<Board>) {
 }
 
 impl Supervisor {
+    /// Starts the cache manager (in this process or its own) and connects this process to it;
+    /// returns the private directory of its socket.
+    async fn start_cache(&mut self) -> crate::Result<std::path::PathBuf> {
+        let settings = self.options.cache.clone();
+        let dir = crate::cache::runtime_dir()?;
+        let socket = dir.join("cache.sock");
+        self.cache_socket = Some(socket.clone());
+        match settings.mode {
+            crate::options::CacheMode::Master => {
+                crate::cache::start_manager(
+                    &socket,
+                    std::path::Path::new(&settings.persist_path),
+                    settings.max_value as usize,
+                )?;
+                tracing::info!(
+                    "cache manager listening on {} (in the master)",
+                    socket.display()
+                );
+            }
+            _ => self.spawn_cache().await,
+        }
+        crate::cache::connect(socket, settings.max_value as usize, settings.timeout);
+        Ok(dir)
+    }
+
+    async fn spawn_cache(&mut self) {
+        let Spawned { child, channel } = match self.spawner.spawn(Kind::CacheManager).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot start the cache manager: {e}");
+                self.schedule_cache_restart();
+                return;
+            }
+        };
+        let pid = child.id().unwrap_or_default();
+        let channel = channel
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(channel));
+        let Ok(channel) = channel else {
+            self.watch_exit(pid, child, None);
+            return;
+        };
+        let (tx, mut rx, _writer) = channel::channel::<ToWorker, ToMaster>(channel);
+        let hello = Hello {
+            worker_id: usize::MAX,
+            options: (*self.options).clone(),
+            app_args: self.app_args.to_vec(),
+            cache_socket: self.cache_socket.clone(),
+        };
+        let _ = tx.send(&ToWorker::Hello(Box::new(hello))).await;
+        let events = self.events_tx.clone();
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(msg)) = rx.recv().await {
+                if events.send(Event::Message { pid, msg }).is_err() {
+                    return;
+                }
+            }
+        });
+        let signals = self.watch_exit(pid, child, Some(reader));
+        self.cache_proc = Some(CacheProc {
+            pid,
+            tx,
+            signals,
+            started: Instant::now(),
+        });
+    }
+
+    fn schedule_cache_restart(&mut self) {
+        self.cache_streak += 1;
+        let delay = restart_delay(
+            self.cache_streak,
+            self.options.restart.delay,
+            self.options.restart.max_delay,
+        );
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::CacheRestartDue);
+        });
+    }
+
+    /// The cache manager process exited: restart it unless the cluster is stopping.
+    fn cache_exited(&mut self, how: &str) {
+        let Some(cache) = self.cache_proc.take() else {
+            return;
+        };
+        if self.stopping {
+            tracing::info!("cache manager (pid {}) {how}", cache.pid);
+            return;
+        }
+        if cache.started.elapsed() >= self.options.restart.max_delay {
+            self.cache_streak = 0;
+        }
+        self.board.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            "cache manager (pid {}) {how}; restarting it (clients reconnect by themselves)",
+            cache.pid
+        );
+        self.schedule_cache_restart();
+    }
+
     /// Starts a process for `slot`; as the successor of `replacing` if given.
     async fn spawn(&mut self, slot: usize, replacing: Option<u32>) -> Option<u32> {
         if replacing.is_none() {
             self.slots[slot].restart_at = None;
         }
-        let Spawned { child, channel } = match self.spawner.spawn(slot).await {
+        let Spawned { child, channel } = match self.spawner.spawn(Kind::Worker(slot)).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot start worker {slot}: {e}");
@@ -502,6 +633,7 @@ impl Supervisor {
             worker_id: slot,
             options: (*self.options).clone(),
             app_args: self.app_args.to_vec(),
+            cache_socket: self.cache_socket.clone(),
         };
         let _ = tx.send(&ToWorker::Hello(Box::new(hello))).await;
 
@@ -612,6 +744,11 @@ impl Supervisor {
                 }
             }
             Event::Exited { pid, status } => self.on_exit(pid, status).await,
+            Event::CacheRestartDue => {
+                if !self.stopping && self.cache_proc.is_none() {
+                    self.spawn_cache().await;
+                }
+            }
             Event::RestartDue { slot } => {
                 if !self.stopping
                     && self.slots[slot].active.is_none()
@@ -625,6 +762,19 @@ impl Supervisor {
     }
 
     async fn on_message(&mut self, pid: u32, msg: ToMaster) {
+        if self.cache_proc.as_ref().is_some_and(|c| c.pid == pid) {
+            if matches!(msg, ToMaster::Listening) {
+                let socket = self
+                    .cache_socket
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("?"));
+                tracing::info!(
+                    "cache manager (pid {pid}) listening on {}",
+                    socket.display()
+                );
+            }
+            return;
+        }
         let Some(proc) = self.procs.get_mut(&pid) else {
             return;
         };
@@ -715,6 +865,10 @@ impl Supervisor {
     }
 
     async fn on_exit(&mut self, pid: u32, status: std::io::Result<ExitStatus>) {
+        if self.cache_proc.as_ref().is_some_and(|c| c.pid == pid) {
+            self.cache_exited(&describe_exit(&status));
+            return;
+        }
         let Some(proc) = self.procs.remove(&pid) else {
             return;
         };
@@ -1201,6 +1355,24 @@ impl Supervisor {
                 _ = signals.term.recv() => { tracing::warn!("second signal: stopping now"); self.signal_all(Signal::SIGKILL); killed = true; }
                 _ = signals.int.recv() => { tracing::warn!("second signal: stopping now"); self.signal_all(Signal::SIGKILL); killed = true; }
                 _ = signals.hup.recv() => {}
+            }
+        }
+        // The cache outlives the workers, which may use it while they drain.
+        crate::cache::stopping();
+        if let Some(cache) = &self.cache_proc {
+            let _ = cache.tx.send(&ToWorker::Stop).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while self.cache_proc.is_some() {
+                tokio::select! {
+                    Some(event) = events.recv() => self.handle(event).await,
+                    () = tokio::time::sleep_until(deadline) => {
+                        if let Some(cache) = &self.cache_proc {
+                            tracing::warn!("the cache manager did not stop in time; killing it");
+                            let _ = cache.signals.send(Signal::SIGKILL);
+                        }
+                        break;
+                    }
+                }
             }
         }
         killed

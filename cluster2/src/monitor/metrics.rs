@@ -191,6 +191,66 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         board.restarts.load(Ordering::Relaxed) as f64,
     );
 
+    // The cache manager's figures, when it answers quickly.
+    if let Ok(Ok(all)) = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        crate::cache::manager_stats(),
+    )
+    .await
+    {
+        let gauges = [
+            ("cache_entries", "Entries with a value, per cache namespace"),
+            (
+                "cache_bytes",
+                "Bytes of keys and values, per cache namespace",
+            ),
+        ];
+        let counters = [
+            ("cache_hits", "Cache reads that found a value"),
+            ("cache_misses", "Cache reads that found none"),
+            ("cache_loads", "Values stored by a loader"),
+            (
+                "cache_lock_waits",
+                "Reads that waited for another process's loader",
+            ),
+            ("cache_errors", "Cache loads that failed"),
+        ];
+        let gauge_families: Vec<Family<Labels, GaugeF>> = gauges
+            .iter()
+            .map(|(name, help)| {
+                let f = Family::<Labels, GaugeF>::default();
+                registry.register(*name, *help, f.clone());
+                f
+            })
+            .collect();
+        let counter_families: Vec<Family<Labels, CounterF>> = counters
+            .iter()
+            .map(|(name, help)| {
+                let f = Family::<Labels, CounterF>::default();
+                registry.register(*name, *help, f.clone());
+                f
+            })
+            .collect();
+        for ns in all {
+            let labels = vec![("namespace".to_owned(), ns.namespace.clone())];
+            gauge_families[0]
+                .get_or_create(&labels)
+                .set(ns.entries as f64);
+            gauge_families[1]
+                .get_or_create(&labels)
+                .set(ns.bytes as f64);
+            for (family, value) in counter_families.iter().zip([
+                ns.hits,
+                ns.misses,
+                ns.loads,
+                ns.lock_waits,
+                ns.errors,
+            ]) {
+                family.get_or_create(&labels).inc_by(value as f64);
+            }
+        }
+    }
+
     // A scrape must not probe the application: in monitor mode this reports the cluster's own
     // conditions (starting, shutting down, no worker alive) only.
     let up = Gauge::<i64>::default();

@@ -49,6 +49,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         .route("/statuses", get(all_statuses))
         .route("/statuses/{name}", get(get_status).post(set_status))
         .route("/deps", get(move || deps::serve(dependencies.clone())))
+        .route("/caches", get(caches))
         .route(
             "/metrics",
             get(move || metrics::render(metrics_board.clone(), metrics_ecv.clone())),
@@ -61,7 +62,7 @@ async fn index(deps: deps::Dependencies) -> Json<Value> {
         "name": deps.name,
         "version": deps.version,
         "pid": std::process::id(),
-        "routes": ["/workers", "/statuses", "/statuses/{name}", "/deps", "/metrics", "ECV (see --ecv.root)"],
+        "routes": ["/workers", "/statuses", "/statuses/{name}", "/caches", "/deps", "/metrics", "ECV (see --ecv.root)"],
     }))
 }
 
@@ -141,6 +142,16 @@ async fn all_statuses() -> Json<Value> {
         all.insert(name, entries);
     }
     Json(Value::Object(all))
+}
+
+async fn caches() -> Response {
+    match crate::cache::manager_stats().await {
+        Ok(all) => Json(all).into_response(),
+        Err(e) if e.kind() == crate::ErrorKind::Unavailable => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn get_status(Path(name): Path<String>) -> Response {

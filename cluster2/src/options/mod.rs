@@ -70,6 +70,49 @@ pub struct Options {
     pub death_queue: DeathQueueOptions,
     /// Directory for the pid files that `stop` reads; unset: none are written.
     pub pids: Option<String>,
+    /// The shared cache.
+    pub cache: CacheSettings,
+}
+
+/// Where the cache manager runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CacheMode {
+    /// Its own process, spawned, supervised and restarted by the master.
+    Standalone,
+    /// Inside the master process.
+    Master,
+}
+
+/// The shared cache of the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct CacheSettings {
+    /// Whether the cluster runs a cache manager.
+    pub enable: bool,
+    /// `standalone` or `master`.
+    pub mode: CacheMode,
+    /// Directory of the persistent namespaces.
+    pub persist_path: String,
+    /// The largest value, in bytes.
+    pub max_value: u64,
+    /// Default timeout of every cache operation (and lease of a loader).
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            mode: CacheMode::Standalone,
+            persist_path: "cluster2-cache".to_owned(),
+            max_value: 16 * 1024 * 1024,
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The nanny: workers whose heartbeats stopped are replaced.
@@ -233,6 +276,7 @@ impl Default for Options {
             nanny: NannyOptions::default(),
             death_queue: DeathQueueOptions::default(),
             pids: None,
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -345,6 +389,15 @@ impl Options {
         }
         if self.pids.as_deref() == Some("") {
             return Err(Problem::value("pids", "expected a directory"));
+        }
+        if self.cache.max_value == 0 || self.cache.max_value > 1 << 30 {
+            return Err(Problem::value(
+                "cache.max_value",
+                "expected 1 byte to 1 GiB",
+            ));
+        }
+        if self.cache.timeout.is_zero() {
+            return Err(Problem::value("cache.timeout", "expected more than 0s"));
         }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(Problem::value(
@@ -549,6 +602,31 @@ pub(crate) const DOCS: &[OptionDoc] = &[
         key: "pids",
         expected: "a directory",
         help: "directory for the pid files that `stop` reads (unset: none written)",
+    },
+    OptionDoc {
+        key: "cache.enable",
+        expected: "true or false",
+        help: "run the shared cache",
+    },
+    OptionDoc {
+        key: "cache.mode",
+        expected: "standalone or master",
+        help: "where the cache manager runs: its own supervised process, or the master",
+    },
+    OptionDoc {
+        key: "cache.persist_path",
+        expected: "a directory",
+        help: "directory of the persistent cache namespaces",
+    },
+    OptionDoc {
+        key: "cache.max_value",
+        expected: "a number of bytes (1 to 1073741824)",
+        help: "the largest cache value, in bytes",
+    },
+    OptionDoc {
+        key: "cache.timeout",
+        expected: "a duration like 500ms, 5s or 3d",
+        help: "default timeout of every cache operation, and a loader's lease",
     },
     OptionDoc {
         key: "log.level",

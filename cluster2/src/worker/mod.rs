@@ -94,12 +94,22 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
     channel
         .set_nonblocking(true)
         .map_err(|e| format!("channel: {e}"))?;
+    let cache_socket = hello.cache_socket;
     let worker = Worker {
         id,
         options,
         app_args: hello.app_args.into(),
     };
-    let code = runtime.block_on(worker.run(parts, main, listener, channel));
+    let code = runtime.block_on(async {
+        if let Some(socket) = cache_socket {
+            crate::cache::connect(
+                socket,
+                worker.options.cache.max_value as usize,
+                worker.options.cache.timeout,
+            );
+        }
+        worker.run(parts, main, listener, channel).await
+    });
     // Connections still open past the deadline are dropped here, with the runtime.
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(code)
@@ -261,6 +271,7 @@ impl Worker {
                 }
             }
         };
+        crate::cache::stopping();
         let deadline = match stop {
             Stop::Graceful => self.options.stop_timeout,
             Stop::Orphaned => {

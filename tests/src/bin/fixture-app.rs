@@ -10,12 +10,14 @@
 //! - `FIXTURE_SLOW_STATUS=1`: workers register a status `slow` whose view takes 3 s.
 //! - `FIXTURE_WARM_UP_FAIL_ONCE=path`: the warm-up fails unless `path` exists, and creates it.
 //! - `FIXTURE_WARM_UP_FAIL_AFTER=path`: the warm-up fails once `path` exists.
+//! - `FIXTURE_CACHE_WATCH=1`: workers watch the cache namespace `watched` and log each change.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Extension, Query};
 use axum::{Router, routing::get};
+use cluster2::cache::{self, CacheOptions, SetOptions};
 use cluster2::emitter::{self, Target};
 use cluster2::status;
 use serde::Deserialize;
@@ -48,6 +50,113 @@ struct EmitTo {
 
 /// The value of the mutable status `worker`: this process's pid until someone sets it.
 static WORKER_STATUS: Mutex<String> = Mutex::new(String::new());
+
+#[derive(Deserialize)]
+struct CacheQuery {
+    #[serde(default = "default_ns")]
+    ns: String,
+    key: String,
+    value: Option<String>,
+    #[serde(default)]
+    persist: bool,
+    /// For `/cache/load`: the loader blocks for a minute unless this file exists (it creates
+    /// it), so that the first loader can be killed mid-load.
+    marker: Option<String>,
+}
+
+fn default_ns() -> String {
+    "cache-test".to_owned()
+}
+
+async fn namespace(q: &CacheQuery) -> Result<cache::Cache, String> {
+    let options = CacheOptions {
+        persist: q.persist,
+        ..CacheOptions::default()
+    };
+    cache::use_cache(&q.ns, options)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+type Answer = (axum::http::StatusCode, String);
+
+fn failed(e: impl std::fmt::Display) -> Answer {
+    (axum::http::StatusCode::NOT_FOUND, e.to_string())
+}
+
+/// The original's `/set`: answers the value if it was stored, `fail` otherwise.
+async fn cache_set(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    let value = q.value.clone().unwrap_or_default();
+    match ns.set(&q.key, &value, SetOptions::default()).await {
+        Ok(true) => (axum::http::StatusCode::OK, value),
+        Ok(false) => (axum::http::StatusCode::OK, "fail".to_owned()),
+        Err(e) => failed(e),
+    }
+}
+
+/// The original's `/get`: a get whose loader answers `cache-test`.
+async fn cache_get(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    match ns
+        .get(&q.key, || async {
+            Ok::<_, String>("cache-test".to_owned())
+        })
+        .await
+    {
+        Ok(v) => (axum::http::StatusCode::OK, v),
+        Err(e) => failed(e),
+    }
+}
+
+async fn cache_peek(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    match ns.peek::<String>(&q.key).await {
+        Ok(Some(v)) => (axum::http::StatusCode::OK, v),
+        Ok(None) => failed("missing"),
+        Err(e) => failed(e),
+    }
+}
+
+/// A get whose loader logs, takes 300 ms (or blocks, see `marker`), and names its process.
+async fn cache_load(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns.wait(Duration::from_secs(15)),
+        Err(e) => return failed(e),
+    };
+    let marker = q.marker.clone();
+    let loaded = ns
+        .get(&q.key, || async move {
+            let pid = std::process::id();
+            tracing::info!(pid, "loader ran");
+            match marker {
+                Some(m) if !std::path::Path::new(&m).exists() => {
+                    let _ = std::fs::write(&m, b"first");
+                    tracing::info!(pid, "slow loader started");
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+            Ok::<_, String>(format!("loaded by {pid}"))
+        })
+        .await;
+    match loaded {
+        Ok(v) => (
+            axum::http::StatusCode::OK,
+            format!("{v} for {}", std::process::id()),
+        ),
+        Err(e) => failed(e),
+    }
+}
 
 async fn panicking_handler() -> &'static str {
     panic!("handler bug")
@@ -98,6 +207,14 @@ async fn app() -> Result<Router, String> {
     // Listeners and statuses are registered before the worker serves, so nothing is missed.
     listen_for_events();
     register_statuses();
+    if flag("FIXTURE_CACHE_WATCH") {
+        let watched = cache::use_cache("watched", CacheOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        watched.watch(None, |key: &str, value: Option<String>| {
+            tracing::info!(key = %key, value = ?value, "watch fired");
+        });
+    }
     Ok(Router::new()
         .route("/", get(|| async { "hello world" }))
         .route("/pid", get(|| async { std::process::id().to_string() }))
@@ -146,6 +263,10 @@ async fn app() -> Result<Router, String> {
             }),
         )
         .route("/panic", get(panicking_handler))
+        .route("/cache/set", get(cache_set))
+        .route("/cache/get", get(cache_get))
+        .route("/cache/peek", get(cache_peek))
+        .route("/cache/load", get(cache_load))
         .route(
             "/health",
             get(|| async {

@@ -1,0 +1,639 @@
+//! A cache shared by every process of the cluster, which loads each missing value once.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use cluster2::cache::{self, CacheOptions, SetOptions};
+//!
+//! # #[derive(serde::Serialize, serde::Deserialize, Clone)] struct User { name: String }
+//! # async fn load_user(id: u64) -> Result<User, std::io::Error> { unimplemented!() }
+//! # async fn demo() -> cluster2::Result<()> {
+//! let users = cache::use_cache(
+//!     "users",
+//!     CacheOptions { persist: true, expire: Some(Duration::from_secs(60)) },
+//! )
+//! .await?;
+//! // Loaded once across the whole cluster, however many workers ask at the same time.
+//! let u: User = users.get("u:42", || load_user(42)).await?;
+//! let maybe: Option<User> = users.peek("u:42").await?;
+//! let accepted = users.set("u:42", &u, SetOptions { leave_if_not_null: true }).await?;
+//! let old: Option<User> = users.del("u:42").await?;
+//! let w = users.watch(Some("u:42"), |key: &str, value: Option<User>| { /* every change */ });
+//! users.unwatch(w);
+//! # Ok(()) }
+//! ```
+//!
+//! The cache lives in a manager process (`cache.mode = "standalone"`, the default, supervised
+//! and restarted by the master) or inside the master (`cache.mode = "master"`), and is reached
+//! over a Unix socket in a private directory (mode 0700). [`enable`] runs a manager inside a
+//! plain process, for using the cache without a cluster (tests, tools).
+//!
+//! - Values are any serde type, stored as JSON: `null`, `false`, `0` and `""` come back as
+//!   they went in, and a missing key (`None` from [`Cache::peek`]) is distinct from a stored
+//!   `null` (`Some(None)` when reading an `Option`).
+//! - [`Cache::get`] with a loader is single-flight across the cluster: one caller loads, the
+//!   others wait at the manager and receive the value. If the loader returns an error or
+//!   panics, its caller and every waiter get the error and the key stays unset. If the loading
+//!   process dies, or its load outlives its lease (the call's timeout), a waiter loads instead.
+//! - Every operation has a timeout: `cache.timeout` by default, or [`Cache::wait`] per call;
+//!   when the manager is unreachable the call fails with a clear error, it never hangs.
+//! - A namespace's options are decided by the first `use_cache` of it; a later one with other
+//!   options gets the existing ones, with a warning.
+//! - Expiry: an expired entry is never returned; a background sweep removes expired entries
+//!   and notifies watchers.
+//! - Persistence: a persistent namespace survives manager restarts, crashes and SIGKILL (see
+//!   the log format in `persist.rs`). Other namespaces start empty after a restart.
+
+mod client;
+pub(crate) mod manager;
+mod persist;
+pub(crate) mod process;
+mod protocol;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_bytes::ByteBuf;
+
+use crate::error::{Error, ErrorKind, Result};
+use client::Client;
+use protocol::{NsOptions, Op, Reply};
+
+pub use protocol::NsFigures;
+
+/// Options of a namespace, decided by its first [`use_cache`]. Build it with a struct literal
+/// ending in `..Default::default()`, so that fields added later keep their defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// Keep the namespace across manager restarts and crashes.
+    pub persist: bool,
+    /// Entries expire this long after they were written; `None`: never.
+    pub expire: Option<Duration>,
+}
+
+/// Options of [`Cache::set`]; build it like [`CacheOptions`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    /// Leave an existing value alone (and answer `false`).
+    pub leave_if_not_null: bool,
+}
+
+/// This process's counters for one namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Reads that found a value.
+    pub hits: u64,
+    /// Reads that found none.
+    pub misses: u64,
+    /// Values this process loaded.
+    pub loads: u64,
+    /// Loads that failed, here or in the process this one waited for.
+    pub errors: u64,
+}
+
+/// Running a cache manager inside this process; see [`enable`]. Build it like
+/// [`CacheOptions`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the manager listens; `None`: a fresh private directory.
+    pub socket: Option<PathBuf>,
+    /// Where persistent namespaces are kept.
+    pub persist_path: PathBuf,
+    /// The largest value, in bytes.
+    pub max_value: usize,
+    /// Default timeout of every operation.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            persist_path: PathBuf::from("cluster2-cache"),
+            max_value: 16 * 1024 * 1024,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+static CLIENT: OnceLock<Client> = OnceLock::new();
+
+/// Set when this process is stopping: losing the manager is then expected, not news.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn stopping() {
+    STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn is_stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Connects this process to the cluster's manager (workers and the master).
+pub(crate) fn connect(socket: PathBuf, max_value: usize, timeout: Duration) {
+    let _ = CLIENT.set(Client::new(socket, max_value, timeout));
+}
+
+fn client() -> Result<&'static Client> {
+    CLIENT.get().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unavailable,
+            "the cache is not enabled in this process: run in a cluster with cache.enable = \
+             true, or call cluster2::cache::enable first",
+        )
+    })
+}
+
+/// Runs a cache manager inside this process and connects this process to it: the cache
+/// without a cluster. Needs a tokio runtime; fails if this process already has a cache.
+pub async fn enable(config: Config) -> Result<()> {
+    if CLIENT.get().is_some() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "the cache is already enabled in this process",
+        ));
+    }
+    let socket = match config.socket {
+        Some(s) => s,
+        None => runtime_dir()?.join("cache.sock"),
+    };
+    start_manager(&socket, &config.persist_path, config.max_value)?;
+    connect(socket, config.max_value, config.timeout);
+    Ok(())
+}
+
+/// Starts a manager task in this process on `socket`.
+pub(crate) fn start_manager(socket: &Path, persist_path: &Path, max_value: usize) -> Result<()> {
+    let manager = manager::Manager::load(manager::ManagerConfig {
+        persist_path: persist_path.to_owned(),
+        max_value,
+    })
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Cache,
+            format!("cannot reload the cache from {}", persist_path.display()),
+        )
+        .with_source(e)
+    })?;
+    let listener = manager::bind(socket).map_err(|e| {
+        Error::new(
+            ErrorKind::Bind,
+            format!("cannot listen on the cache socket {}", socket.display()),
+        )
+        .with_source(e)
+    })?;
+    tokio::spawn(manager.serve(listener, tokio_util::sync::CancellationToken::new()));
+    Ok(())
+}
+
+/// Creates `dir` with mode 0700, or checks that an existing one has it.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(std::io::Error::other(format!(
+                    "{} is readable by others (mode {mode:o}); the cache socket needs a private \
+                     directory",
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A fresh private directory for this process's sockets.
+pub(crate) fn runtime_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!("cluster2-{}", std::process::id()));
+    private_dir(&dir).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot create the private directory {}", dir.display()),
+        )
+        .with_source(e)
+    })?;
+    Ok(dir)
+}
+
+/// Namespace names become file names: keep them to a safe alphabet.
+pub(crate) fn valid_namespace(ns: &str) -> std::result::Result<(), String> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 128
+        && !ns.starts_with('.')
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid cache namespace `{ns}`: use 1 to 128 letters, digits, `-`, `_` or `.`, \
+             not starting with `.`"
+        ))
+    }
+}
+
+/// A namespace of the shared cache.
+pub async fn use_cache(namespace: &str, options: CacheOptions) -> Result<Cache> {
+    valid_namespace(namespace).map_err(|e| Error::new(ErrorKind::Config, e))?;
+    let client = client()?;
+    let wanted = NsOptions {
+        persist: options.persist,
+        expire_ms: options
+            .expire
+            .map(|d| d.as_millis().clamp(1, u128::from(u64::MAX)) as u64),
+    };
+    let op = Op::Use {
+        ns: namespace.to_owned(),
+        options: wanted,
+    };
+    let what = format!("use_cache(\"{namespace}\")");
+    let reply = client.call(op, client.timeout(), &what).await?;
+    let Reply::Used { options, existed } = reply else {
+        return Err(unexpected(&what, &reply));
+    };
+    if existed && options != wanted {
+        tracing::warn!(
+            namespace,
+            "cache namespace already in use with other options (persist {}, expire {:?}); \
+             keeping those",
+            options.persist,
+            options.expire_ms.map(Duration::from_millis)
+        );
+    }
+    client.remember(namespace, options);
+    Ok(Cache {
+        client: client.clone(),
+        namespace: namespace.into(),
+        options,
+        timeout: client.timeout(),
+        stats: stats_of(namespace),
+    })
+}
+
+/// The manager's figures for every namespace.
+pub async fn manager_stats() -> Result<Vec<NsFigures>> {
+    let client = client()?;
+    let timeout = client.timeout().min(Duration::from_secs(2));
+    match client.call(Op::Stats, timeout, "cache stats").await? {
+        Reply::Stats(all) => Ok(all),
+        other => Err(unexpected("cache stats", &other)),
+    }
+}
+
+fn stats_of(ns: &str) -> Arc<Mutex<Stats>> {
+    static STATS: OnceLock<Mutex<HashMap<String, Arc<Mutex<Stats>>>>> = OnceLock::new();
+    STATS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("stats lock")
+        .entry(ns.to_owned())
+        .or_default()
+        .clone()
+}
+
+fn unexpected(what: &str, reply: &Reply) -> Error {
+    Error::new(
+        ErrorKind::Cache,
+        format!("{what}: unexpected answer from the cache manager: {reply:?}"),
+    )
+}
+
+/// Identifies a watch, for [`Cache::unwatch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WatchId(u64);
+
+/// A handle on one namespace; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    client: Client,
+    namespace: Arc<str>,
+    options: NsOptions,
+    timeout: Duration,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl Cache {
+    /// The namespace's name.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The namespace's options (those of its first `use_cache`).
+    pub fn options(&self) -> CacheOptions {
+        CacheOptions {
+            persist: self.options.persist,
+            expire: self.options.expire_ms.map(Duration::from_millis),
+        }
+    }
+
+    /// A handle whose operations time out after `timeout` instead of `cache.timeout`.
+    pub fn wait(&self, timeout: Duration) -> Cache {
+        Cache {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// This process's counters for the namespace.
+    pub fn stats(&self) -> Stats {
+        *self.stats.lock().expect("stats lock")
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self.stats.lock().expect("stats lock"));
+    }
+
+    fn what(&self, op: &str, key: &str) -> String {
+        format!("{op} `{key}` in cache `{}`", self.namespace)
+    }
+
+    fn encode<T: Serialize>(&self, what: &str, value: &T) -> Result<ByteBuf> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| Error::new(ErrorKind::Encode, format!("{what}: {e}")))?;
+        if bytes.len() > self.client.max_value() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{what}: the value is {} bytes, more than cache.max_value ({} bytes)",
+                    bytes.len(),
+                    self.client.max_value()
+                ),
+            ));
+        }
+        Ok(ByteBuf::from(bytes))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "{what}: the stored value is not a {}: {e}",
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+    }
+
+    /// The value of `key`, loaded by `loader` if it is missing, once across the cluster.
+    pub async fn get<T, F, Fut, E>(&self, key: &str, loader: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let what = self.what("get", key);
+        let lease = self.timeout.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        let op = Op::Get {
+            ns: self.namespace.to_string(),
+            key: key.to_owned(),
+            lease_ms: Some(lease),
+        };
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match self.client.call(op, self.timeout, &what).await? {
+            Reply::Value(bytes) => {
+                self.count(|s| s.hits += 1);
+                self.decode(&what, &bytes)
+            }
+            Reply::LoadFailed(error) => {
+                self.count(|s| s.errors += 1);
+                Err(Error::new(
+                    ErrorKind::Load,
+                    format!("{what}: the loader (in another process) failed: {error}"),
+                ))
+            }
+            Reply::Load { token } => {
+                self.count(|s| s.misses += 1);
+                self.load(key, token, loader, deadline).await
+            }
+            other => Err(unexpected(&what, &other)),
+        }
+    }
+
+    /// Runs the loader while holding the key's lock, then stores (or abandons) the value.
+    async fn load<T, F, Fut, E>(
+        &self,
+        key: &str,
+        token: u64,
+        loader: F,
+        deadline: tokio::time::Instant,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        use futures_util::FutureExt;
+        let what = self.what("get", key);
+        // If this future is dropped mid-load (the caller timed out or was cancelled), the lock
+        // passes to a waiter instead of being held for the whole lease.
+        let mut guard = LockGuard {
+            cache: self,
+            key,
+            token,
+            armed: true,
+        };
+        let loaded = std::panic::AssertUnwindSafe(loader()).catch_unwind();
+        let loaded = match tokio::time::timeout_at(deadline, loaded).await {
+            Ok(Ok(Ok(value))) => value,
+            Ok(Ok(Err(e))) => {
+                guard.armed = false;
+                return Err(self
+                    .abandon(key, token, format!("{what}: the loader failed: {e}"))
+                    .await);
+            }
+            Ok(Err(_)) => {
+                guard.armed = false;
+                return Err(self
+                    .abandon(key, token, format!("{what}: the loader panicked"))
+                    .await);
+            }
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what}: the loader took longer than {}; another process may load it",
+                        humantime::format_duration(self.timeout)
+                    ),
+                ));
+            }
+        };
+        guard.armed = false;
+        let value = match self.encode(&what, &loaded) {
+            Ok(v) => v,
+            Err(e) => return Err(self.abandon(key, token, e.to_string()).await),
+        };
+        self.count(|s| s.loads += 1);
+        let op = Op::Fill {
+            ns: self.namespace.to_string(),
+            key: key.to_owned(),
+            token,
+            value,
+        };
+        if let Err(e) = self.client.call(op, self.timeout, &what).await {
+            // The value is good; only sharing it failed. Whoever waited will load again.
+            tracing::warn!("{what}: the loaded value could not be stored: {e}");
+        }
+        Ok(loaded)
+    }
+
+    async fn abandon(&self, key: &str, token: u64, error: String) -> Error {
+        self.count(|s| s.errors += 1);
+        let op = Op::Abandon {
+            ns: self.namespace.to_string(),
+            key: key.to_owned(),
+            token,
+            error: error.clone(),
+        };
+        let _ = self.client.call(op, self.timeout, &error).await;
+        Error::new(ErrorKind::Load, error)
+    }
+
+    /// The value of `key`, if any; never loads.
+    pub async fn peek<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let what = self.what("peek", key);
+        let op = Op::Get {
+            ns: self.namespace.to_string(),
+            key: key.to_owned(),
+            lease_ms: None,
+        };
+        match self.client.call(op, self.timeout, &what).await? {
+            Reply::Value(bytes) => {
+                self.count(|s| s.hits += 1);
+                self.decode(&what, &bytes).map(Some)
+            }
+            Reply::Miss => {
+                self.count(|s| s.misses += 1);
+                Ok(None)
+            }
+            other => Err(unexpected(&what, &other)),
+        }
+    }
+
+    /// Stores `value` under `key`; `false` if `leave_if_not_null` kept an existing value.
+    pub async fn set<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        options: SetOptions,
+    ) -> Result<bool> {
+        let what = self.what("set", key);
+        let op = Op::Set {
+            ns: self.namespace.to_string(),
+            key: key.to_owned(),
+            value: self.encode(&what, value)?,
+            leave_if_not_null: options.leave_if_not_null,
+        };
+        match self.client.call(op, self.timeout, &what).await? {
+            Reply::Done(accepted) => Ok(accepted),
+            other => Err(unexpected(&what, &other)),
+        }
+    }
+
+    /// Deletes `key`; returns the value it had.
+    pub async fn del<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let what = self.what("del", key);
+        let op = Op::Del {
+            ns: self.namespace.to_string(),
+            key: key.to_owned(),
+        };
+        match self.client.call(op, self.timeout, &what).await? {
+            Reply::Old(None) => Ok(None),
+            Reply::Old(Some(bytes)) => self.decode(&what, &bytes).map(Some),
+            other => Err(unexpected(&what, &other)),
+        }
+    }
+
+    /// The keys that have a value.
+    pub async fn keys(&self) -> Result<Vec<String>> {
+        let what = format!("keys of cache `{}`", self.namespace);
+        let op = Op::Keys {
+            ns: self.namespace.to_string(),
+        };
+        match self.client.call(op, self.timeout, &what).await? {
+            Reply::Keys(mut keys) => {
+                keys.sort();
+                Ok(keys)
+            }
+            other => Err(unexpected(&what, &other)),
+        }
+    }
+
+    /// Calls `f` on every change of `key` (or of every key, with `None`) made by any process:
+    /// sets, deletes and expiries (`None`). A value that does not decode into `T` is logged
+    /// and skipped. Runs on the connection's task: keep it short.
+    pub fn watch<T, F>(&self, key: Option<&str>, f: F) -> WatchId
+    where
+        T: DeserializeOwned + 'static,
+        F: Fn(&str, Option<T>) + Send + Sync + 'static,
+    {
+        let namespace = self.namespace.clone();
+        let _type = PhantomData::<fn() -> T>;
+        let callback = move |key: &str, value: Option<&[u8]>| match value {
+            None => f(key, None),
+            Some(bytes) => match serde_json::from_slice::<T>(bytes) {
+                Ok(v) => f(key, Some(v)),
+                Err(e) => tracing::warn!(
+                    namespace = %namespace,
+                    key,
+                    "a watched value is not a {}: {e}",
+                    std::any::type_name::<T>()
+                ),
+            },
+        };
+        WatchId(
+            self.client
+                .watch(&self.namespace, key.map(str::to_owned), Arc::new(callback)),
+        )
+    }
+
+    /// Removes a watch; `false` if it was not registered on this namespace.
+    pub fn unwatch(&self, id: WatchId) -> bool {
+        self.client.unwatch(&self.namespace, id.0)
+    }
+}
+
+/// Passes a held lock on when a load is cancelled.
+struct LockGuard<'a> {
+    cache: &'a Cache,
+    key: &'a str,
+    token: u64,
+    armed: bool,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let client = self.cache.client.clone();
+        let op = Op::Release {
+            ns: self.cache.namespace.to_string(),
+            key: self.key.to_owned(),
+            token: self.token,
+        };
+        let timeout = self.cache.timeout;
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = client.call(op, timeout, "release a cache lock").await;
+            });
+        }
+    }
+}

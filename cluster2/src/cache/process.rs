@@ -1,0 +1,81 @@
+//! The standalone cache manager process: this binary re-executed by the master with the cache
+//! role marker. It serves the cache until the master tells it to stop or goes away.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use super::manager::{Manager, ManagerConfig, bind};
+use crate::ipc::channel::{self, read_frame_blocking};
+use crate::ipc::fd::{CHANNEL_FD, take_inherited_socket};
+use crate::ipc::message::{Hello, ToMaster, ToWorker};
+
+pub(crate) fn run() -> ExitCode {
+    match serve() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: cache manager: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve() -> Result<ExitCode, String> {
+    let channel = take_inherited_socket(CHANNEL_FD).map_err(|e| e.to_string())?;
+    let mut channel = std::os::unix::net::UnixStream::from(channel);
+    let hello: Hello = match read_frame_blocking(&mut channel) {
+        Ok(ToWorker::Hello(hello)) => *hello,
+        Ok(other) => return Err(format!("expected a hello from the master, got {other:?}")),
+        Err(e) => return Err(format!("no hello from the master: {e}")),
+    };
+    crate::log::init(
+        format!("cache[{}]", std::process::id()),
+        &hello.options.log.level,
+    );
+    let socket = hello
+        .cache_socket
+        .ok_or("the master sent no cache socket path")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    channel.set_nonblocking(true).map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let config = ManagerConfig {
+            persist_path: hello.options.cache.persist_path.clone().into(),
+            max_value: hello.options.cache.max_value as usize,
+        };
+        let manager = Manager::load(config).map_err(|e| {
+            format!(
+                "cannot reload the cache from {}: {e}",
+                hello.options.cache.persist_path
+            )
+        })?;
+        let listener =
+            bind(&socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(manager.serve(listener, stop.clone()));
+        let channel = tokio::net::UnixStream::from_std(channel).map_err(|e| e.to_string())?;
+        let (to_master, mut from_master, _writer) = channel::channel::<ToMaster, ToWorker>(channel);
+        let _ = to_master.send(&ToMaster::Listening).await;
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        loop {
+            tokio::select! {
+                msg = from_master.recv() => match msg {
+                    Ok(Some(ToWorker::Stop)) | Ok(None) | Err(_) => break,
+                    Ok(Some(_)) => {}
+                },
+                _ = term.recv() => break,
+                // A terminal's Ctrl-C reaches the whole group; the master decides.
+                _ = int.recv() => {}
+            }
+        }
+        stop.cancel();
+        // The manager syncs its logs as it stops.
+        let _ = tokio::time::timeout(Duration::from_secs(2), served).await;
+        Ok::<_, String>(ExitCode::SUCCESS)
+    })
+}
