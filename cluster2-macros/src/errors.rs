@@ -15,10 +15,6 @@ impl Errors {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.combined.is_none()
-    }
-
     /// `compile_error!` invocations for everything collected (nothing if there was nothing).
     pub(crate) fn into_compile_errors(self) -> TokenStream {
         self.combined

@@ -27,16 +27,24 @@ use proc_macro::TokenStream;
 /// for this binary: a config file, the environment and the command line override them. Add
 /// `crate = "path::to::cluster2"` when cluster2 is re-exported under another name.
 ///
+/// Options are checked when the binary is compiled: unknown or misspelled keys, duplicates,
+/// values of the wrong type, ports out of range, `workers = 0`, durations without a unit and
+/// hosts that are not IP addresses are all reported together, each on its own token. Values
+/// are literals; a value known only at run time belongs in the config file, the environment or
+/// on the command line, or in [`Builder::option`] when building the cluster without the macro.
+///
+/// [`Builder::option`]: https://docs.rs/cluster2/latest/cluster2/struct.Builder.html#method.option
+///
 /// # Equivalent code without the macro
 ///
 /// ```ignore
 /// fn main() -> std::process::ExitCode {
-///     async fn __cluster2_main(started: cluster2::Started) { /* body */ }
+///     async fn main(started: cluster2::Started) { /* body */ }
 ///     cluster2::Cluster::builder()
 ///         .name(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-///         .option("port", 9090)
-///         .option("workers", 4)
-///         .run(|started| __cluster2_main(started))
+///         .option("port", 9090i64)
+///         .option("workers", 4i64)
+///         .run(|started| main(started))
 /// }
 /// ```
 #[proc_macro_attribute]

@@ -1,0 +1,1 @@
+//! trybuild cases for the cluster2 macros live under `tests/`.

@@ -1,0 +1,2 @@
+#[cluster2::main(crate = "not a path")]
+async fn main() {}

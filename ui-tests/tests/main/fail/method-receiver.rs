@@ -1,0 +1,8 @@
+struct Server;
+
+impl Server {
+    #[cluster2::main]
+    async fn main(&self) {}
+}
+
+fn main() {}

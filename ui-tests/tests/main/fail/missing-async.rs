@@ -1,0 +1,4 @@
+#[cluster2::main(port = 9090)]
+fn main(started: cluster2::Started) {
+    let _ = started;
+}

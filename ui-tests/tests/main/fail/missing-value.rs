@@ -1,0 +1,2 @@
+#[cluster2::main(workers, port = 70000)]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[cluster2::main(port = 9090)]
+struct Server;
+
+fn main() {}

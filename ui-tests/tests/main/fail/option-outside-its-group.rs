@@ -1,0 +1,2 @@
+#[cluster2::main(delay = "200ms")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[cluster2::main(port(9090))]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[cluster2::main(server = "http3")]
+async fn main() {}

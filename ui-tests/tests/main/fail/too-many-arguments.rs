@@ -1,0 +1,4 @@
+#[cluster2::main]
+async fn main(started: cluster2::Started, name: String) {
+    let _ = (started, name);
+}

@@ -1,0 +1,2 @@
+#[cluster2::main(restrat(delay = "1s"), workers = 0)]
+async fn main() {}

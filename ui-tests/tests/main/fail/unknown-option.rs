@@ -1,0 +1,2 @@
+#[cluster2::main(prot = 9090)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[cluster2::main(workers = 0)]
+async fn main() {}

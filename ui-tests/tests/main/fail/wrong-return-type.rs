@@ -1,0 +1,4 @@
+#[cluster2::main]
+async fn main() -> i32 {
+    0
+}

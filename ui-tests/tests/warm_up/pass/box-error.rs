@@ -1,0 +1,8 @@
+#[cluster2::warm_up]
+async fn warm(w: cluster2::WarmUp) -> Result<(), cluster2::BoxError> {
+    w.get("/").await?;
+    w.get("/health").await?;
+    Ok(())
+}
+
+fn main() {}
