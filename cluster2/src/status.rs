@@ -50,6 +50,8 @@ pub struct StatusEntry {
     pub error: Option<String>,
 }
 
+/// A worker's answer to a query: the view as JSON, or why there is none.
+type Answer = std::result::Result<Vec<u8>, String>;
 type View = Arc<dyn Fn() -> std::result::Result<Value, String> + Send + Sync>;
 type Update = Arc<dyn Fn(Value) -> std::result::Result<Value, String> + Send + Sync>;
 
@@ -65,7 +67,7 @@ struct Registry {
     /// In the master: the names each worker registered.
     workers: Mutex<HashMap<u32, BTreeSet<String>>>,
     /// In the master: queries waiting for a worker's reply.
-    pending: Mutex<HashMap<u64, oneshot::Sender<std::result::Result<Vec<u8>, String>>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     next_query: AtomicU64,
 }
 

@@ -22,10 +22,12 @@ async fn until(mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_in_a_plain_process() {
     let persist = std::env::temp_dir().join(format!("cluster2-cache-plain-{}", std::process::id()));
-    let mut config = cache::Config::default();
-    config.persist_path = persist.clone();
-    config.max_value = 64 * 1024;
-    config.timeout = Duration::from_secs(3);
+    let config = cache::Config {
+        persist_path: persist.clone(),
+        max_value: 64 * 1024,
+        timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
     cache::enable(config.clone()).await.unwrap();
     assert_eq!(
         cache::enable(config).await.unwrap_err().kind(),

@@ -15,8 +15,11 @@ use crate::heartbeat::Heartbeat;
 
 /// The cluster's decision, from each heartbeat, that a worker should be replaced, with a
 /// reason for the log.
+/// From a heartbeat, why its worker should go, if it should.
+type Verdict = Box<dyn Fn(&Heartbeat) -> Option<String> + Send + Sync>;
+
 pub(crate) struct ShouldKill {
-    decide: Box<dyn Fn(&Heartbeat) -> Option<String> + Send + Sync>,
+    decide: Verdict,
     degraded: Option<Arc<AssertDegraded>>,
 }
 

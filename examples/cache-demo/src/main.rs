@@ -46,7 +46,9 @@ async fn users() -> Result<Cache, String> {
         persist: true,
         expire: Some(Duration::from_secs(300)),
     };
-    cache::use_cache("users", options).await.map_err(|e| e.to_string())
+    cache::use_cache("users", options)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Deserialize)]
@@ -72,18 +74,20 @@ async fn app() -> Result<Router, String> {
                     .map(Json)
                     .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))
             })
-            .put(move |Path(id): Path<u64>, Query(rename): Query<Rename>| async move {
-                let user = User {
-                    id,
-                    name: rename.name,
-                    loaded_by: std::process::id(),
-                };
-                put_users
-                    .set(&format!("u:{id}"), &user, SetOptions::default())
-                    .await
-                    .map(|_| Json(user))
-                    .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))
-            }),
+            .put(
+                move |Path(id): Path<u64>, Query(rename): Query<Rename>| async move {
+                    let user = User {
+                        id,
+                        name: rename.name,
+                        loaded_by: std::process::id(),
+                    };
+                    put_users
+                        .set(&format!("u:{id}"), &user, SetOptions::default())
+                        .await
+                        .map(|_| Json(user))
+                        .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))
+                },
+            ),
         )
         .route(
             "/loads",
