@@ -83,8 +83,13 @@ fn warm_up_runs_on_its_own_port_before_the_shared_port_takes_traffic() {
 
     // The order of the logged steps.
     let position = |needle: &str| proc.log.iter().position(|l| l.contains(needle)).unwrap();
-    assert!(position("warm-up request answered") < position("listening"));
-    assert!(position("listening") < position(": ready "));
+    let worker_listening = proc
+        .log
+        .iter()
+        .position(|l| l.contains("worker 0 (pid") && l.ends_with("listening"))
+        .unwrap();
+    assert!(position("warm-up request answered") < worker_listening);
+    assert!(worker_listening < position(": ready "));
     let cluster = Cluster::from_ready(proc, &ready);
     assert_eq!(cluster.app.port(), app_port);
 }

@@ -77,7 +77,8 @@ fn stop_kills_what_does_not_stop_in_time_and_says_so() {
         stderr.contains("killed what did not stop in time"),
         "{stderr}"
     );
-    assert!(!alive(cluster.proc.pid()));
+    let master = cluster.proc.pid();
+    assert!(cluster2_tests::eventually(cluster2_tests::SOON, || !alive(master)));
     assert!(cluster2_tests::eventually(cluster2_tests::SOON, || cluster
         .workers
         .iter()
