@@ -53,6 +53,25 @@ impl App {
     }
 }
 
+impl Service<Request<Body>> for App {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = <BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> as Service<
+        Request<Body>,
+    >>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        self.service.call(req)
+    }
+}
+
 impl From<axum::Router> for App {
     fn from(router: axum::Router) -> Self {
         Self::from_service(router)

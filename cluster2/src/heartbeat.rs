@@ -76,6 +76,84 @@ impl AppStats {
     }
 }
 
+/// The tower layer cluster2 puts in front of the application on the shared port: counts each
+/// request and its time to the response head, counts 5xx answers, and turns a handler panic
+/// into a 500 (the connection and the worker live on). Its figures feed the heartbeats.
+#[derive(Clone, Debug, Default)]
+pub struct CountLayer {
+    stats: Arc<AppStats>,
+}
+
+impl CountLayer {
+    /// A layer with fresh counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn with_stats(stats: Arc<AppStats>) -> Self {
+        Self { stats }
+    }
+}
+
+impl<S> tower::Layer<S> for CountLayer {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// The service made by [`CountLayer`].
+#[derive(Clone, Debug)]
+pub struct Counted<S> {
+    inner: S,
+    stats: Arc<AppStats>,
+}
+
+type Req = http::Request<axum::body::Body>;
+type Resp = http::Response<axum::body::Body>;
+
+impl<S> tower::Service<Req> for Counted<S>
+where
+    S: tower::Service<Req, Response = Resp, Error = std::convert::Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Resp;
+    type Error = std::convert::Infallible;
+    type Future = crate::registry::BoxFuture<Result<Resp, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        use futures_util::FutureExt;
+        let started = Instant::now();
+        let stats = self.stats.clone();
+        let response = std::panic::AssertUnwindSafe(self.inner.call(request)).catch_unwind();
+        Box::pin(async move {
+            let response = match response.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => {
+                    stats.panicked();
+                    let mut response = Resp::new(axum::body::Body::from("internal error"));
+                    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                    response
+                }
+            };
+            stats.record(started.elapsed(), response.status().is_server_error());
+            Ok(response)
+        })
+    }
+}
+
 /// Connection counts of the shared port.
 #[derive(Debug, Default)]
 pub(crate) struct ConnStats {
@@ -139,10 +217,17 @@ pub(crate) fn spawn_reporter(
             let now = Instant::now();
             let cycle = now - last;
             let cpu_now = cpu_time();
-            let cpu = if cycle.is_zero() {
+            // The first beat comes right after start: its interval is too short to measure,
+            // so it reports the average since the process started.
+            let (cpu_span, cpu_used) = if cycle < Duration::from_millis(10) {
+                (started.map_or(cycle, |t| t.elapsed()), cpu_now)
+            } else {
+                (cycle, cpu_now.saturating_sub(last_cpu))
+            };
+            let cpu = if cpu_span.is_zero() {
                 0.0
             } else {
-                (cpu_now.saturating_sub(last_cpu)).as_secs_f64() / cycle.as_secs_f64() * 100.0
+                cpu_used.as_secs_f64() / cpu_span.as_secs_f64() * 100.0
             };
             let transactions = app.transactions.swap(0, Ordering::Relaxed);
             let beat = Heartbeat {

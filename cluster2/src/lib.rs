@@ -65,7 +65,15 @@ pub use options::{Options, ServerProtocol};
 pub use started::{Role, Started, WarmUp};
 
 #[doc(inline)]
-pub use cluster2_macros::{configure_app, main, warm_up};
+pub use cluster2_macros::{
+    configure_app, configure_monitor, ecv_validator, main, should_kill, status, warm_up,
+};
+
+/// Not public API: what the benchmarks measure in isolation.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::heartbeat::{CountLayer, Counted};
+}
 
 /// The names most applications need.
 pub mod prelude {

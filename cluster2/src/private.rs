@@ -9,22 +9,74 @@ pub use crate::registry::{
 };
 pub use crate::registry::{SHOULD_KILL, ShouldKillFn};
 
-use crate::app::{App, IntoApp};
-use crate::started::WarmUp;
+/// The type `#[configure_monitor]` functions take and return.
+pub use axum::Router;
 
-/// Adapts what a `#[configure_app]` function returned.
-pub fn into_app<T: IntoApp>(value: T) -> Result<App, String> {
-    value.into_app()
+/// What a `#[warm_up]` function may return. The expansion names the function's return type in
+/// `<T as WarmUpResult>`, so that a wrong one is reported there, with this message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a result a #[cluster2::warm_up] function can return",
+    label = "return `Result<(), E>` where `E: Display`",
+    note = "an `Err` keeps the worker from taking traffic; `cluster2::BoxError` takes any error"
+)]
+pub trait WarmUpResult {
+    /// Converts into the error text reported to the master, if any.
+    fn into_warm_up_result(self) -> Result<(), String>;
 }
 
-/// Adapts what a `#[warm_up]` function returned.
-pub fn warm_up_result<E: std::fmt::Display>(value: Result<(), E>) -> Result<(), String> {
-    value.map_err(|e| e.to_string())
+impl<E: std::fmt::Display> WarmUpResult for Result<(), E> {
+    fn into_warm_up_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
 }
 
-/// Forces the argument of a `#[warm_up]` function to be [`WarmUp`].
-pub fn warm_up_arg(w: WarmUp) -> WarmUp {
-    w
+/// What a `#[configure_monitor]` function may return: the router it was given, with routes
+/// added. Used like [`WarmUpResult`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not what a #[cluster2::configure_monitor] function can return",
+    label = "return the `axum::Router` the function is given, with routes added"
+)]
+pub trait MonitorRouter {
+    /// The router the monitor serves.
+    fn into_router(self) -> Router;
+}
+
+impl MonitorRouter for Router {
+    fn into_router(self) -> Router {
+        self
+    }
+}
+
+/// What an `#[ecv_validator]` function may return. Used like [`WarmUpResult`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not what an #[cluster2::ecv_validator] function can return",
+    label = "return `bool`: `true` if the probe's answer means the cluster is up"
+)]
+pub trait EcvVerdict {
+    /// Whether the cluster is up.
+    fn into_verdict(self) -> bool;
+}
+
+impl EcvVerdict for bool {
+    fn into_verdict(self) -> bool {
+        self
+    }
+}
+
+/// What a `#[should_kill]` function may return. Used like [`WarmUpResult`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not what a #[cluster2::should_kill] function can return",
+    label = "return `bool`: `true` to replace the worker"
+)]
+pub trait KillVerdict {
+    /// Whether to replace the worker.
+    fn into_verdict(self) -> bool;
+}
+
+impl KillVerdict for bool {
+    fn into_verdict(self) -> bool {
+        self
+    }
 }
 
 pub use crate::cluster::MainResult;

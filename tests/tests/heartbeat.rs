@@ -10,6 +10,13 @@ const ARGS: &[&str] = &[
     "--log.level=info,cluster2::heartbeat=debug",
 ];
 
+/// The next heartbeat the master logged.
+fn beat(cluster: &mut Cluster) -> String {
+    cluster.proc.wait_line("with a heartbeat", |l| {
+        l.contains("master[") && l.contains(": heartbeat worker=")
+    })
+}
+
 fn number(line: &str, key: &str) -> f64 {
     field(line, key)
         .unwrap_or_else(|| panic!("no {key} in {line}"))
@@ -27,7 +34,7 @@ fn transactions_over_the_heartbeats_add_up_to_the_requests_sent() {
     let mut sum = 0;
     let mut last_total = 0;
     while sum < K {
-        let beat = cluster.proc.wait_for("heartbeat");
+        let beat = beat(&mut cluster);
         sum += number(&beat, "transactions") as u64;
         last_total = number(&beat, "total_transactions") as u64;
     }
@@ -38,7 +45,7 @@ fn transactions_over_the_heartbeats_add_up_to_the_requests_sent() {
     assert_eq!(last_total, K);
     // Later heartbeats add nothing.
     for _ in 0..2 {
-        let beat = cluster.proc.wait_for("heartbeat");
+        let beat = beat(&mut cluster);
         assert_eq!(number(&beat, "transactions"), 0.0, "{beat}");
     }
 }
@@ -46,25 +53,27 @@ fn transactions_over_the_heartbeats_add_up_to_the_requests_sent() {
 #[test]
 fn cpu_rises_under_a_busy_handler() {
     let mut cluster = Cluster::start(APP, ARGS, &[]);
-    let idle = number(&cluster.proc.wait_for("heartbeat"), "cpu");
+    let idle = (0..3)
+        .map(|_| number(&beat(&mut cluster), "cpu"))
+        .fold(f64::MAX, f64::min);
     let app = cluster.app;
     let busy = std::thread::spawn(move || get(app, "/busy?ms=1500").unwrap());
     let mut peak: f64 = 0.0;
     while !busy.is_finished() {
-        peak = peak.max(number(&cluster.proc.wait_for("heartbeat"), "cpu"));
+        peak = peak.max(number(&beat(&mut cluster), "cpu"));
     }
     busy.join().unwrap();
-    assert!(peak > idle + 30.0, "cpu idle {idle}%, busy peak {peak}%");
+    assert!(peak > idle + 20.0, "cpu idle {idle}%, busy peak {peak}%");
 }
 
 #[test]
 fn event_loop_lag_rises_when_a_handler_blocks_and_errors_are_counted() {
     let mut cluster = Cluster::start(APP, &[ARGS, &["--threads=1"]].concat(), &[]);
-    let idle = number(&cluster.proc.wait_for("heartbeat"), "lag_ms");
+    let idle = number(&beat(&mut cluster), "lag_ms");
     assert_eq!(get(cluster.app, "/block?ms=800").unwrap().body, "blocked");
     let mut peak: f64 = 0.0;
     for _ in 0..3 {
-        peak = peak.max(number(&cluster.proc.wait_for("heartbeat"), "lag_ms"));
+        peak = peak.max(number(&beat(&mut cluster), "lag_ms"));
     }
     assert!(
         peak > idle.max(1.0) * 10.0 && peak >= 400.0,
@@ -76,7 +85,7 @@ fn event_loop_lag_rises_when_a_handler_blocks_and_errors_are_counted() {
     assert_eq!(get(cluster.app, "/panic").unwrap().status, 500);
     let (mut errors, mut panics) = (0.0, 0.0);
     while errors < 2.0 || panics < 1.0 {
-        let beat = cluster.proc.wait_for("heartbeat");
+        let beat = beat(&mut cluster);
         errors += number(&beat, "errors");
         panics += number(&beat, "panics");
     }

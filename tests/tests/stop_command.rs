@@ -78,7 +78,9 @@ fn stop_kills_what_does_not_stop_in_time_and_says_so() {
         "{stderr}"
     );
     let master = cluster.proc.pid();
-    assert!(cluster2_tests::eventually(cluster2_tests::SOON, || !alive(master)));
+    assert!(cluster2_tests::eventually(cluster2_tests::SOON, || !alive(
+        master
+    )));
     assert!(cluster2_tests::eventually(cluster2_tests::SOON, || cluster
         .workers
         .iter()

@@ -337,7 +337,7 @@ impl Worker {
             app.clone(),
             self.options.server,
             Arc::default(),
-            Arc::default(),
+            None,
             tokio::sync::watch::channel(true).1,
         );
         let _ = to_master.send(&ToMaster::Warming { addr: warm_addr }).await;
@@ -371,7 +371,7 @@ impl Worker {
             app,
             self.options.server,
             conns.clone(),
-            app_stats.clone(),
+            Some(app_stats.clone()),
             accepting,
         );
         let _ = to_master.send(&ToMaster::Listening).await;

@@ -5,7 +5,6 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use std::time::Instant;
 
 use axum::body::Body;
 use hyper::body::Incoming;
@@ -16,10 +15,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use futures_util::FutureExt;
-
 use crate::app::{App, ConnInfo};
-use crate::heartbeat::{AppStats, ConnStats};
+use crate::heartbeat::{AppStats, ConnStats, CountLayer};
 use crate::options::ServerProtocol;
 
 /// A running server; [`Server::shutdown`] stops it.
@@ -35,16 +32,22 @@ impl Server {
         app: App,
         protocol: ServerProtocol,
         stats: Arc<ConnStats>,
-        app_stats: Arc<AppStats>,
+        app_stats: Option<Arc<AppStats>>,
         accepting: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let stop_accepting = CancellationToken::new();
+        // Only the shared port's traffic is the application's: the warm-up server is uncounted.
+        let app = match app_stats {
+            Some(stats) => {
+                App::from_service(tower::Layer::layer(&CountLayer::with_stats(stats), app))
+            }
+            None => app,
+        };
         let task = tokio::spawn(accept_loop(
             listener,
             app,
             protocol,
             stats,
-            app_stats,
             accepting,
             stop_accepting.clone(),
         ));
@@ -75,7 +78,6 @@ async fn accept_loop(
     app: App,
     protocol: ServerProtocol,
     stats: Arc<ConnStats>,
-    app_stats: Arc<AppStats>,
     mut accepting: tokio::sync::watch::Receiver<bool>,
     stop_accepting: CancellationToken,
 ) -> GracefulShutdown {
@@ -134,29 +136,12 @@ async fn accept_loop(
             remote,
         };
         let app = app.clone();
-        let app_stats = app_stats.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
             let app = app.clone();
-            let app_stats = app_stats.clone();
             async move {
-                let started = Instant::now();
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(info);
-                // A panicking handler costs its request a 500, not its connection or worker.
-                let response = match std::panic::AssertUnwindSafe(app.call(request))
-                    .catch_unwind()
-                    .await
-                {
-                    Ok(response) => response,
-                    Err(_) => {
-                        app_stats.panicked();
-                        let mut response = http::Response::new(Body::from("internal error"));
-                        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                        response
-                    }
-                };
-                app_stats.record(started.elapsed(), response.status().is_server_error());
-                Ok::<_, std::convert::Infallible>(response)
+                Ok::<_, std::convert::Infallible>(app.call(request).await)
             }
         });
         let io = TokioIo::new(stream);
