@@ -293,7 +293,7 @@ fn check_exposition(text: &str) {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("No module named")
-            && std::env::var_os("CLUSTER2_REQUIRE_PROMETHEUS_PARSER").is_none()
+            && std::env::var_os("REQUIRE_PROMETHEUS_PARSER").is_none()
         {
             eprintln!("prometheus_client is not installed; skipping the independent parse");
         } else {
