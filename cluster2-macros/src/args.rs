@@ -27,7 +27,7 @@ pub(crate) struct OptionArg {
 #[derive(Default)]
 pub(crate) struct Args {
     pub(crate) options: Vec<OptionArg>,
-    krate: Option<syn::Path>,
+    pub(crate) krate: Option<syn::Path>,
 }
 
 impl Args {
@@ -64,21 +64,7 @@ pub(crate) fn parse_plain(tokens: TokenStream, attribute: &str, errors: &mut Err
         if meta.path.is_ident("crate") {
             return parse_crate(&meta, &mut args.krate, errors);
         }
-        let name = meta.path.to_token_stream().to_string().replace(' ', "");
-        let message = if schema::kind(&name).is_some() || schema::is_group(&name) {
-            let set = if schema::is_group(&name) {
-                "(...)"
-            } else {
-                " = ..."
-            };
-            format!(
-                "`{name}` is an option of the whole cluster: set it in \
-                 #[cluster2::main({name}{set})], not in #[cluster2::{attribute}]"
-            )
-        } else {
-            format!("#[cluster2::{attribute}] takes no arguments other than `crate = \"...\"`")
-        };
-        errors.push(syn::Error::new_spanned(&meta.path, message));
+        errors.push(not_an_argument(&meta.path, attribute, ""));
         skip_value(&meta)
     });
     if let Err(e) = parser.parse2(tokens) {
@@ -87,7 +73,29 @@ pub(crate) fn parse_plain(tokens: TokenStream, attribute: &str, errors: &mut Err
     args
 }
 
-fn parse_crate(
+/// The error for `path`, which is not an argument of `#[cluster2::{attribute}]`; `valid` lists
+/// the arguments it takes besides `crate = "..."` (empty: none).
+pub(crate) fn not_an_argument(path: &syn::Path, attribute: &str, valid: &str) -> syn::Error {
+    let name = path.to_token_stream().to_string().replace(' ', "");
+    let message = if schema::kind(&name).is_some() || schema::is_group(&name) {
+        let set = if schema::is_group(&name) {
+            "(...)"
+        } else {
+            " = ..."
+        };
+        format!(
+            "`{name}` is an option of the whole cluster: set it in \
+             #[cluster2::main({name}{set})], not in #[cluster2::{attribute}]"
+        )
+    } else if valid.is_empty() {
+        format!("#[cluster2::{attribute}] takes no arguments other than `crate = \"...\"`")
+    } else {
+        format!("unknown argument `{name}`: #[cluster2::{attribute}] takes {valid}")
+    };
+    syn::Error::new_spanned(path, message)
+}
+
+pub(crate) fn parse_crate(
     meta: &ParseNestedMeta<'_>,
     krate: &mut Option<syn::Path>,
     errors: &mut Errors,
@@ -206,7 +214,7 @@ fn option(
 }
 
 /// Consumes whatever follows a rejected name, so that parsing can go on to the next argument.
-fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     if meta.input.peek(syn::token::Paren) {
         let content;
         syn::parenthesized!(content in meta.input);
@@ -253,7 +261,8 @@ fn check_value(key: &str, kind: Kind, value: &Expr) -> Result<Lit, String> {
         Some(Literal::Negative) => {
             return Err(match kind {
                 Kind::Port => format!("`{key}` must be a port number from 0 to 65535"),
-                Kind::Count { min, .. } => format!("`{key}` must be at least {min}"),
+                Kind::HttpStatus => http_status(key),
+                Kind::Count { min, max } => out_of_range(key, min, max, true),
                 _ => wrong_type(),
             });
         }
@@ -273,16 +282,41 @@ fn check_value(key: &str, kind: Kind, value: &Expr) -> Result<Lit, String> {
         (Kind::Count { min, max }, Lit::Int(i)) => {
             let n = i
                 .base10_parse::<u64>()
-                .map_err(|_| format!("`{key}` must be at most {max}"))?;
+                .map_err(|_| out_of_range(key, min, max, false))?;
             if n < min {
-                return Err(format!("`{key}` must be at least {min}"));
+                return Err(out_of_range(key, min, max, true));
             }
             if n > max {
-                return Err(format!("`{key}` must be at most {max}"));
+                return Err(out_of_range(key, min, max, false));
             }
             Ok(int(n, i.span()))
         }
+        (Kind::HttpStatus, Lit::Int(i)) => match i.base10_parse::<u16>() {
+            Ok(status @ 100..=599) => Ok(int(u64::from(status), i.span())),
+            _ => Err(http_status(key)),
+        },
         (Kind::Bool, Lit::Bool(_)) | (Kind::Text, Lit::Str(_)) => Ok(lit.clone()),
+        (Kind::Directory, Lit::Str(s)) => {
+            if s.value().is_empty() {
+                return Err(format!("`{key}` must name a directory: {example}"));
+            }
+            Ok(lit.clone())
+        }
+        (Kind::UrlPath { or_url }, Lit::Str(s)) => {
+            let text = s.value();
+            if text.starts_with('/') || (or_url && text.starts_with("http://")) {
+                return Ok(lit.clone());
+            }
+            let what = if or_url {
+                "a path starting with / or an http:// URL"
+            } else {
+                "a path starting with /"
+            };
+            if text.contains("://") {
+                return Err(format!("`{key}` must be {what}, not `{text}`"));
+            }
+            Err(format!("`{key}` must be {what}, like \"/{text}\""))
+        }
         (Kind::Ip, Lit::Str(s)) => {
             let text = s.value();
             if text.parse::<std::net::IpAddr>().is_ok() {
@@ -295,19 +329,46 @@ fn check_value(key: &str, kind: Kind, value: &Expr) -> Result<Lit, String> {
             };
             Err(format!("`{key}` must be an IP address{hint}"))
         }
-        (Kind::Duration, Lit::Str(s)) => match schema::check_duration(&s.value()) {
-            Ok(()) => Ok(lit.clone()),
-            Err(e) => Err(format!("`{key}` {e}")),
+        (Kind::Duration { positive }, Lit::Str(s)) => match schema::check_duration(&s.value()) {
+            // The runtime rejects these too, at start-up.
+            Ok(true) if positive => Err(format!("`{key}` must be more than 0s")),
+            Ok(_) => Ok(lit.clone()),
+            Err(e) => Err(format!("`{key}` {}", e.message(&s.value(), None))),
         },
-        // The two most likely slips: a number in quotes, and a duration without its unit.
-        (Kind::Port | Kind::Count { .. }, Lit::Str(s)) if s.value().parse::<u64>().is_ok() => {
+        (Kind::DurationOrNever, Lit::Str(s)) => {
+            let text = s.value();
+            if text.trim().eq_ignore_ascii_case("never") {
+                return Ok(lit.clone());
+            }
+            match schema::check_duration(&text) {
+                Ok(_) => Ok(lit.clone()),
+                Err(e) => Err(format!("`{key}` {}", e.message(&text, Some("\"never\"")))),
+            }
+        }
+        // The most likely slips: a number or a boolean in quotes, and a duration without its
+        // unit.
+        (Kind::Port | Kind::Count { .. } | Kind::HttpStatus, Lit::Str(s))
+            if s.value().parse::<u64>().is_ok() =>
+        {
             let number = s.value();
             Err(format!(
                 "`{key}` takes a number, not a string: write `{}`",
                 schema::written(key, &number)
             ))
         }
-        (Kind::Duration, Lit::Int(i)) => Err(format!(
+        (Kind::Bool, Lit::Str(s)) if matches!(s.value().as_str(), "true" | "false") => {
+            Err(format!(
+                "`{key}` takes `true` or `false`, not a string: write `{}`",
+                schema::written(key, &s.value())
+            ))
+        }
+        (Kind::Duration { positive: true }, Lit::Int(i)) if i.base10_digits() == "0" => {
+            Err(format!(
+                "`{key}` takes a string with a unit, and must be more than 0s: write `{}`",
+                schema::written(key, "\"1s\"")
+            ))
+        }
+        (Kind::Duration { .. } | Kind::DurationOrNever, Lit::Int(i)) => Err(format!(
             "`{key}` takes a string with a unit: write `{}`",
             schema::written(key, &format!("\"{}s\"", i.base10_digits()))
         )),
@@ -320,6 +381,21 @@ fn check_value(key: &str, kind: Kind, value: &Expr) -> Result<Lit, String> {
         }
         _ => Err(wrong_type()),
     }
+}
+
+/// A count outside its range. Bounds that are only the limits of the runtime's integer types
+/// are left out of the message: "at least 1" says all a user needs.
+fn out_of_range(key: &str, min: u64, max: u64, too_small: bool) -> String {
+    let limit = max == schema::U32 || max == schema::I64;
+    match (too_small, limit) {
+        (true, true) => format!("`{key}` must be at least {min}"),
+        (false, true) => format!("`{key}` must be at most {max}"),
+        (_, false) => format!("`{key}` must be from {min} to {max}"),
+    }
+}
+
+fn http_status(key: &str) -> String {
+    format!("`{key}` must be an HTTP status from 100 to 599")
 }
 
 /// A suffixed literal, so that the generated `.option(key, 8080i64)` needs neither inference
@@ -339,18 +415,27 @@ fn unknown_message(name: &str, group: Option<&str>, parens: bool, value: Option<
             ),
         };
     }
-    // An option of a group, written at the top level.
-    if let Some((full, kind)) = schema::KEYS
+    // An option of a group, written at the top level; several groups have a `timeout`.
+    let owners: Vec<(&str, Kind)> = schema::KEYS
         .iter()
-        .find(|(k, _)| k.split_once('.').is_some_and(|(_, leaf)| leaf == name))
-    {
-        return match value {
-            Some(value) => format!(
-                "`{name}` belongs to a group: write `{}`",
-                schema::written(full, &value.to_token_stream().to_string())
-            ),
-            None => format!("`{name}` belongs to a group: {}", kind.example(full)),
+        .filter(|(k, _)| k.split_once('.').is_some_and(|(_, leaf)| leaf == name))
+        .copied()
+        .collect();
+    if !owners.is_empty() {
+        let writes: Vec<String> = owners
+            .iter()
+            .map(|(full, kind)| {
+                let value =
+                    value.map_or_else(|| kind.sample(), |v| v.to_token_stream().to_string());
+                format!("`{}`", schema::written(full, &value))
+            })
+            .collect();
+        let (group, writes) = match writes.as_slice() {
+            [one] => ("a group", one.clone()),
+            [rest @ .., last] => ("several groups", format!("{} or {last}", rest.join(", "))),
+            [] => unreachable!("checked above"),
         };
+        return format!("`{name}` belongs to {group}: write {writes}");
     }
     let what = if parens { "option group" } else { "option" };
     let top = schema::top_level();
@@ -422,6 +507,67 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(key: &str, value: Expr) -> Result<String, String> {
+        let kind = schema::kind(key).expect("a known key");
+        check_value(key, kind, &value).map(|lit| lit.to_token_stream().to_string())
+    }
+
+    #[test]
+    fn values_the_runtime_rejects_are_rejected() {
+        use syn::parse_quote as q;
+        assert_eq!(check("max_age", q!("never")).as_deref(), Ok("\"never\""));
+        assert_eq!(check("max_age", q!("3d")).as_deref(), Ok("\"3d\""));
+        assert!(
+            check("max_age", q!("forever"))
+                .unwrap_err()
+                .contains("or \"never\"")
+        );
+        assert_eq!(check("stop_timeout", q!("0s")).as_deref(), Ok("\"0s\""));
+        for key in [
+            "heartbeat_interval",
+            "startup_timeout",
+            "nanny.tolerance",
+            "death_queue.timeout",
+            "cache.timeout",
+        ] {
+            let err = check(key, q!("0ms")).unwrap_err();
+            assert_eq!(err, format!("`{key}` must be more than 0s"));
+            assert!(check(key, q!(0)).unwrap_err().contains("more than 0s"));
+        }
+        assert_eq!(check("ecv.expect_status", q!(204)).as_deref(), Ok("204i64"));
+        for bad in [q!(99), q!(600), q!(-1)] {
+            assert!(
+                check("ecv.expect_status", bad)
+                    .unwrap_err()
+                    .contains("100 to 599")
+            );
+        }
+        assert_eq!(check("death_queue.retries", q!(1)).as_deref(), Ok("1i64"));
+        assert!(
+            check("death_queue.retries", q!(0))
+                .unwrap_err()
+                .contains("at least 1")
+        );
+        assert!(check("death_queue.retries", q!(4294967296)).is_err());
+        assert!(check("cache.max_value", q!(1073741825)).is_err());
+        assert!(
+            check("ecv.root", q!("health"))
+                .unwrap_err()
+                .contains("\"/health\"")
+        );
+        assert!(check("ecv.monitor", q!("http://10.0.0.1/ping")).is_ok());
+        assert!(check("ecv.monitor", q!("https://example.com")).is_err());
+        assert!(check("pids", q!("")).is_err());
+        assert_eq!(check("nanny.enable", q!(false)).as_deref(), Ok("false"));
+        assert!(
+            check("nanny.enable", q!("false"))
+                .unwrap_err()
+                .contains("not a string")
+        );
+        assert!(check("cache.mode", q!("master")).is_ok());
+        assert!(check("ecv.mode", q!("probe")).is_err());
+    }
 
     #[test]
     fn suggestions() {

@@ -4,8 +4,9 @@
 mod args; // attribute arguments and their checks
 mod errors; // error collector
 mod main_attr; // #[cluster2::main]
-mod register; // #[configure_app], #[warm_up]
+mod register; // #[configure_app], #[warm_up] and the other single-function hooks
 mod schema; // the option keys #[cluster2::main] accepts
+mod status; // #[status("name")]
 
 use proc_macro::TokenStream;
 
@@ -33,6 +34,9 @@ use proc_macro::TokenStream;
 /// are literals; a value known only at run time belongs in the config file, the environment or
 /// on the command line, or in [`Builder::option`] when building the cluster without the macro.
 ///
+/// The application's `Cargo.lock` (the nearest one in or above the crate's directory) is
+/// embedded in the binary, for the monitor's `/deps`; the crate is rebuilt when it changes.
+///
 /// [`Builder::option`]: https://docs.rs/cluster2/latest/cluster2/struct.Builder.html#method.option
 ///
 /// # Equivalent code without the macro
@@ -42,6 +46,7 @@ use proc_macro::TokenStream;
 ///     async fn main(started: cluster2::Started) { /* body */ }
 ///     cluster2::Cluster::builder()
 ///         .name(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+///         .dependencies(include_str!("../Cargo.lock"))
 ///         .option("port", 9090i64)
 ///         .option("workers", 4i64)
 ///         .run(|started| main(started))
@@ -97,6 +102,129 @@ pub fn configure_app(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn warm_up(attr: TokenStream, item: TokenStream) -> TokenStream {
     register::expand(register::Hook::WarmUp, attr.into(), item.into()).into()
+}
+
+/// Registers a named status view: a function with no arguments that returns the status as it
+/// is now, as any `serde::Serialize` value.
+///
+/// ```ignore
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+///
+/// #[cluster2::status("connections")]
+/// fn connections() -> u64 {
+///     CONNECTIONS.load(Ordering::Relaxed)
+/// }
+/// ```
+///
+/// Every process of the cluster registers it; `cluster2::status::get_status("connections")`
+/// in the master collects the view of each process, and the monitor serves them on
+/// `/statuses`. Views run on a blocking thread, so they are plain (not `async`) functions.
+///
+/// With `update = function`, `cluster2::status::set_status` can change the status too. The
+/// function takes the new value, any `serde::Deserialize` type, and returns the resulting
+/// view, any `serde::Serialize` type:
+///
+/// ```ignore
+/// #[cluster2::status("log-level", update = set_level)]
+/// fn log_level() -> String {
+///     current_level()
+/// }
+///
+/// fn set_level(level: String) -> String {
+///     apply_level(&level);
+///     current_level()
+/// }
+/// ```
+///
+/// The name is a string literal and cannot be empty. Of two statuses of the same name in one
+/// binary, the first is kept and the second is logged as an error. Add `crate = "path::to::cluster2"`
+/// when cluster2 is re-exported under another name.
+///
+/// # Equivalent code without the macro
+///
+/// Call these in every process (the master and each worker) before the status is read:
+///
+/// ```ignore
+/// cluster2::status::register("connections", connections)?;
+/// cluster2::status::register_with_update("log-level", log_level, set_level)?;
+/// ```
+#[proc_macro_attribute]
+pub fn status(attr: TokenStream, item: TokenStream) -> TokenStream {
+    status::expand(attr.into(), item.into()).into()
+}
+
+/// Marks the function that adds routes to the monitor app, which the master serves on
+/// `mon_port` next to the ECV, `/workers`, `/statuses`, `/deps` and `/metrics`.
+///
+/// ```ignore
+/// #[cluster2::configure_monitor]
+/// async fn monitor(router: axum::Router) -> axum::Router {
+///     router.route("/version", axum::routing::get(|| async { env!("CARGO_PKG_VERSION") }))
+/// }
+/// ```
+///
+/// The function may be sync or async; it takes the monitor's `axum::Router` and returns it
+/// with routes added. It runs once, in the master. A binary has at most one.
+///
+/// # Equivalent code without the macro
+///
+/// ```ignore
+/// cluster2::Cluster::builder().configure_monitor(monitor)
+/// ```
+///
+/// A sync function is wrapped: `.configure_monitor(|router| async move { monitor(router) })`.
+#[proc_macro_attribute]
+pub fn configure_monitor(attr: TokenStream, item: TokenStream) -> TokenStream {
+    register::expand(register::Hook::ConfigureMonitor, attr.into(), item.into()).into()
+}
+
+/// Marks the function that judges the answers of monitor-mode ECV probes
+/// (`ecv(mode = "monitor")`): `true` means the cluster is up.
+///
+/// ```ignore
+/// #[cluster2::ecv_validator]
+/// fn validate(status: u16, body: &[u8]) -> bool {
+///     status == 200 && body.starts_with(b"ok")
+/// }
+/// ```
+///
+/// It receives the status and body the probe of `ecv.monitor` got, and replaces the checks of
+/// `ecv.expect_status` and `ecv.expect_body`. It runs on every probe, so it is a plain (not
+/// `async`) function that answers at once. A binary has at most one.
+///
+/// # Equivalent code without the macro
+///
+/// ```ignore
+/// cluster2::Cluster::builder().ecv_validator(validate)
+/// ```
+#[proc_macro_attribute]
+pub fn ecv_validator(attr: TokenStream, item: TokenStream) -> TokenStream {
+    register::expand(register::Hook::EcvValidator, attr.into(), item.into()).into()
+}
+
+/// Marks the function that decides, from each heartbeat of a worker, whether to replace it.
+///
+/// ```ignore
+/// #[cluster2::should_kill]
+/// fn should_kill(heartbeat: &cluster2::Heartbeat) -> bool {
+///     heartbeat.uptime > std::time::Duration::from_secs(6 * 3600)
+/// }
+/// ```
+///
+/// `true` queues the worker for replacement: a successor is started and warmed up before the
+/// worker stops, one worker at a time. It replaces the default decision (`max_age`, and
+/// degraded workers); see `cluster2::robustness`. It runs in the master on every heartbeat, so
+/// it is a plain (not `async`) function that answers at once. A binary has at most one.
+///
+/// # Equivalent code without the macro
+///
+/// ```ignore
+/// cluster2::Cluster::builder().should_kill(should_kill)
+/// ```
+#[proc_macro_attribute]
+pub fn should_kill(attr: TokenStream, item: TokenStream) -> TokenStream {
+    register::expand(register::Hook::ShouldKill, attr.into(), item.into()).into()
 }
 
 /// Not public API: the option keys `#[cluster2::main]` accepts, as an array of strings, so

@@ -1,6 +1,8 @@
 //! `#[cluster2::main(...)]`: parse the options → check the signature → expand into a plain
 //! synchronous `fn main` that hands everything to `Cluster::builder()`.
 
+use std::path::{Path, PathBuf};
+
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -113,16 +115,32 @@ fn expand_main(func: &ItemFn, args: &Args) -> TokenStream {
         ReturnType::Default => sig.ident.span(),
     };
     let run = quote_spanned!(output_span=> .run(#call));
+    let dependencies = std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|dir| cargo_lock(Path::new(&dir)))
+        .and_then(|lock| lock.to_str().map(str::to_owned))
+        .map(|lock| quote!(.dependencies(::core::include_str!(#lock))));
     quote! {
         #(#attrs)*
         #vis fn #name() -> ::std::process::ExitCode {
             async fn #name(#inputs) #output #block
             #krate::Cluster::builder()
                 .name(::core::env!("CARGO_PKG_NAME"), ::core::env!("CARGO_PKG_VERSION"))
+                #dependencies
                 #(#options)*
                 #run
         }
     }
+}
+
+/// The `Cargo.lock` that pins the dependencies of the crate in `dir`: the nearest one in `dir`
+/// or above it (a workspace keeps it at its root).
+///
+/// The expansion embeds it with `include_str!` for the monitor's `/deps`; `include_str!` also
+/// makes cargo rebuild the crate when the lock file changes.
+fn cargo_lock(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .map(|dir| dir.join("Cargo.lock"))
+        .find(|lock| lock.is_file())
 }
 
 /// The user's function, renamed so that it cannot clash with the stand-in entry point that
@@ -137,5 +155,39 @@ fn fallback(func: &ItemFn, errors: TokenStream) -> TokenStream {
         #renamed
         #vis fn #name() {}
         #errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_nearest_cargo_lock() {
+        let root =
+            std::env::temp_dir().join(format!("cluster2-macros-lock-{}", std::process::id()));
+        let member = root.join("crates").join("app");
+        std::fs::create_dir_all(&member).unwrap();
+        // Nothing in the new directories yet: whatever is above them, if anything.
+        assert_eq!(cargo_lock(&member), cargo_lock(&std::env::temp_dir()));
+        std::fs::write(root.join("Cargo.lock"), "").unwrap();
+        assert_eq!(cargo_lock(&member), Some(root.join("Cargo.lock")));
+        std::fs::write(member.join("Cargo.lock"), "").unwrap();
+        assert_eq!(cargo_lock(&member), Some(member.join("Cargo.lock")));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn embeds_the_lock_of_this_workspace() {
+        // Tests run with `CARGO_MANIFEST_DIR` set, as the expansion does.
+        let func: ItemFn = syn::parse_quote!(
+            async fn main() {}
+        );
+        let expanded = expand_main(&func, &Args::default()).to_string();
+        let lock = cargo_lock(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(
+            expanded.contains(&format!("include_str ! ({:?})", lock.to_str().unwrap())),
+            "{expanded}"
+        );
     }
 }

@@ -8,9 +8,18 @@ pub use crate::registry::{
     EcvValidatorFn, Registration, WARM_UP, WarmUpFn,
 };
 pub use crate::registry::{SHOULD_KILL, ShouldKillFn};
+pub use crate::registry::{STATUS, StatusRegistration};
+pub use serde_json::Value;
 
-/// The type `#[configure_monitor]` functions take and return.
-pub use axum::Router;
+pub use crate::cluster::MainResult;
+
+/// The option keys `#[cluster2::main]` accepts, for the test that compares them with [`Options`](crate::Options).
+pub use cluster2_macros::__option_keys as option_keys;
+
+/// The type `#[configure_monitor]` functions take and return. An alias, not a re-export: rustc
+/// leaves a re-exported `axum::Router` out of the types it lists in "`IntoApp` is not
+/// implemented" errors.
+pub type Router = axum::Router;
 
 /// What a `#[warm_up]` function may return. The expansion names the function's return type in
 /// `<T as WarmUpResult>`, so that a wrong one is reported there, with this message.
@@ -78,14 +87,6 @@ impl KillVerdict for bool {
         self
     }
 }
-
-pub use crate::cluster::MainResult;
-
-/// The option keys `#[cluster2::main]` accepts, for the test that compares them with [`Options`](crate::Options).
-pub use cluster2_macros::__option_keys as option_keys;
-
-pub use crate::registry::{STATUS, StatusRegistration};
-pub use serde_json::Value;
 
 /// Adapts what a `#[status]` view returned.
 pub fn status_view<T: serde::Serialize>(value: T) -> Result<Value, String> {

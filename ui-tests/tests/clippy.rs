@@ -18,8 +18,49 @@ async fn warm(w: cluster2::WarmUp) -> Result<(), cluster2::BoxError> {
     Ok(())
 }
 
+#[cluster2::configure_monitor]
+async fn monitor(router: Router) -> Router {
+    router.route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
+}
+
+#[cluster2::ecv_validator]
+fn validate(status: u16, body: &[u8]) -> bool {
+    status == 200 && body.starts_with(b"ok")
+}
+
+#[cluster2::should_kill]
+fn should_kill(heartbeat: &cluster2::Heartbeat) -> bool {
+    heartbeat.panics > 0
+}
+
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cluster2::status("connections")]
+fn connections() -> u64 {
+    CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cluster2::status("limit", update = set_limit)]
+fn limit() -> u64 {
+    CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn set_limit(limit: u64) -> u64 {
+    CONNECTIONS.store(limit, std::sync::atomic::Ordering::Relaxed);
+    limit
+}
+
 mod cluster {
-    #[cluster2::main(port = 9090, workers = 4, restart(delay = "200ms"), server = "http1")]
+    #[cluster2::main(
+        port = 9090,
+        workers = 4,
+        restart(delay = "200ms"),
+        server = "http1",
+        ecv(mode = "monitor", expect_status = 200),
+        max_age = "never",
+        nanny(enable = true),
+        cache(max_value = 1024)
+    )]
     pub(crate) async fn main(started: cluster2::Started) -> Result<(), String> {
         tracing::info!(role = ?started.role(), addr = %started.addr(), "up");
         Ok(())

@@ -26,3 +26,31 @@ fn warm_up() {
     t.pass("tests/warm_up/pass/*.rs");
     t.compile_fail("tests/warm_up/fail/*.rs");
 }
+
+#[test]
+fn status() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/status/pass/*.rs");
+    t.compile_fail("tests/status/fail/*.rs");
+}
+
+#[test]
+fn configure_monitor() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/configure_monitor/pass/*.rs");
+    t.compile_fail("tests/configure_monitor/fail/*.rs");
+}
+
+#[test]
+fn ecv_validator() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/ecv_validator/pass/*.rs");
+    t.compile_fail("tests/ecv_validator/fail/*.rs");
+}
+
+#[test]
+fn should_kill() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/should_kill/pass/*.rs");
+    t.compile_fail("tests/should_kill/fail/*.rs");
+}

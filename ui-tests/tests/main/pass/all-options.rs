@@ -13,13 +13,44 @@ mod cluster {
         server = "http1",
         backlog = 128,
         restart(delay = "100ms", max_delay = "30s"),
-        log(level = "warn,my_app=debug")
+        log(level = "warn,my_app=debug"),
+        ecv(
+            mode = "monitor",
+            root = "/health",
+            mark_up = "/health/up",
+            mark_down = "/health/down",
+            monitor = "http://127.0.0.1:8080/ping",
+            timeout = "500ms",
+            expect_status = 204,
+            expect_body = "pong",
+            up_body = "up",
+            down_body = "down",
+            drain_delay = "0"
+        ),
+        max_age = "never",
+        nanny(enable = false, tolerance = "1m"),
+        death_queue(timeout = "2m", retries = 5),
+        pids = "/run/my-app",
+        cache(
+            enable = true,
+            mode = "master",
+            persist_path = "/var/cache/my-app",
+            max_value = 1073741824,
+            timeout = "250ms"
+        )
     )]
     pub(crate) async fn main(started: cluster2::Started) {
         let _ = started.options();
     }
 }
 
+// A duration is as good as `never`; zero is allowed where the runtime allows it.
+mod durations {
+    #[cluster2::main(max_age = "3d 12h", stop_timeout = "0s", ecv(timeout = "0ms"))]
+    pub(crate) async fn main() {}
+}
+
 fn main() {
     let _: fn() -> std::process::ExitCode = cluster::main;
+    let _: fn() -> std::process::ExitCode = durations::main;
 }

@@ -1,0 +1,2 @@
+#[cluster2::main(max_age = "forever")]
+async fn main() {}

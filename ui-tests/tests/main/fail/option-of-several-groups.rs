@@ -1,0 +1,2 @@
+#[cluster2::main(timeout = "5s")]
+async fn main() {}

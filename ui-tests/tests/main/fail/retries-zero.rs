@@ -1,0 +1,2 @@
+#[cluster2::main(death_queue(retries = 0))]
+async fn main() {}

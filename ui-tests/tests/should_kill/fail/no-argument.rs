@@ -1,0 +1,6 @@
+#[cluster2::should_kill]
+fn recycle() -> bool {
+    false
+}
+
+fn main() {}

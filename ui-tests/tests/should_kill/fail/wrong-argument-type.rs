@@ -1,0 +1,6 @@
+#[cluster2::should_kill]
+fn recycle(heartbeat: cluster2::Heartbeat) -> bool {
+    heartbeat.panics > 0
+}
+
+fn main() {}

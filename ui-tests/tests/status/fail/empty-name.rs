@@ -1,0 +1,6 @@
+#[cluster2::status("")]
+fn connections() -> u64 {
+    0
+}
+
+fn main() {}

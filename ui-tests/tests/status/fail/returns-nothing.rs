@@ -1,0 +1,4 @@
+#[cluster2::status("connections")]
+fn connections() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[cluster2::status("connections")]
+fn connections(scale: u64) -> u64 {
+    scale
+}
+
+fn main() {}
