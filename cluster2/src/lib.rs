@@ -21,6 +21,12 @@
 //! }
 //! ```
 //!
+//! More attributes: `#[cluster2::status("name")]` (a status view, see [`status`]),
+//! `#[cluster2::configure_monitor]` (routes on the monitor app), `#[cluster2::ecv_validator]`
+//! (monitor-mode ECV decisions, see [`ecv`]) and `#[cluster2::should_kill]` (when to replace a
+//! worker, see [`robustness`]). Events between processes are in [`emitter`], the shared cache
+//! in [`cache`], operator controls in [`master`].
+//!
 //! The master binds the port once and re-executes the same binary as each worker, handing
 //! it the listening socket; a worker configures the app, warms up on a private listener, then
 //! accepts on the shared socket. The master restarts crashed workers with back-off and stops

@@ -83,6 +83,29 @@ fn two_workers_and_the_master_answer_and_updates_reach_every_process() {
 }
 
 #[test]
+fn a_status_registered_by_the_macro_is_in_every_process_from_the_start() {
+    let cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let entries = json(cluster.monitor, "/statuses/uptime-owner");
+    let mut expected: Vec<u64> = cluster.workers.iter().map(|&p| u64::from(p)).collect();
+    expected.push(u64::from(cluster.proc.pid()));
+    expected.sort_unstable();
+    assert_eq!(pids_of(&entries), expected);
+    for entry in entries.as_array().unwrap() {
+        assert_eq!(entry["status"], format!("pid {}", entry["pid"]));
+    }
+    // Read-only: a set leaves it as it is.
+    let (status, entries) = post_json(cluster.monitor, "/statuses/uptime-owner", "\"x\"");
+    assert_eq!(status, 200);
+    assert!(
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["status"] != "x")
+    );
+}
+
+#[test]
 fn a_killed_workers_entry_disappears() {
     let mut cluster = Cluster::start(APP, &["--workers=2"], &[]);
     let victim = cluster.workers[0];

@@ -158,6 +158,12 @@ async fn cache_load(Query(q): Query<CacheQuery>) -> Answer {
     }
 }
 
+/// Registered by the macro: present in every process (master and workers) from the start.
+#[cluster2::status("uptime-owner")]
+fn uptime_owner() -> String {
+    format!("pid {}", std::process::id())
+}
+
 async fn panicking_handler() -> &'static str {
     panic!("handler bug")
 }
