@@ -57,8 +57,9 @@ pub(crate) fn run(
             return ExitCode::from(EXIT_START_FAILED);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the master routes messages and supervises; it does no heavy work, and a
+    // single-threaded runtime spares every relayed message a wake-up across threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .thread_name("cluster2-master")
         .enable_all()
         .build()
