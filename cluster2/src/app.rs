@@ -7,7 +7,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceExt};
+use tower::{Service, ServiceExt as _};
 
 use crate::error::BoxError;
 
@@ -42,13 +42,6 @@ impl App {
     {
         Self {
             service: BoxCloneSyncService::new(service.map_response(|r| r.map(Body::new))),
-        }
-    }
-
-    pub(crate) async fn call(&self, req: Request<Body>) -> Response<Body> {
-        match self.service.clone().oneshot(req).await {
-            Ok(response) => response,
-            Err(never) => match never {},
         }
     }
 }

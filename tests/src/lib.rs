@@ -304,3 +304,78 @@ pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
 }
+
+/// An HTTP/1.1 client that keeps its connection open between requests, as load balancers and
+/// benchmarks do, and opens a new one only when the server said `Connection: close` or closed
+/// it cleanly after a full response.
+#[derive(Debug)]
+pub struct KeepAlive {
+    addr: SocketAddr,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    /// A client of `addr`; connects on the first request.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr, stream: None }
+    }
+
+    /// `GET path` on the kept connection; any failure is returned (and the connection dropped).
+    pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
+        let result = self.try_get(path);
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    fn try_get(&mut self, path: &str) -> std::io::Result<Response> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect_timeout(&self.addr, SOON)?;
+            stream.set_read_timeout(Some(SOON))?;
+            self.stream = Some(BufReader::new(stream));
+        }
+        let reader = self.stream.as_mut().expect("connected above");
+        reader
+            .get_mut()
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())?;
+        let mut status_line = String::new();
+        if reader.read_line(&mut status_line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection instead of answering",
+            ));
+        }
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, status_line.clone())
+            })?;
+        let (mut length, mut close) = (0usize, false);
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            } else if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        if close {
+            self.stream = None;
+        }
+        Ok(Response {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}

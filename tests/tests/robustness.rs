@@ -279,3 +279,43 @@ fn pause_and_resume_steer_new_connections() {
         serde_json::from_str(&get(cluster.monitor, "/statuses/death_queue").unwrap().body).unwrap();
     assert_eq!(status[0]["status"], serde_json::json!([]));
 }
+
+#[test]
+fn a_rolling_restart_loses_nothing_on_kept_alive_connections() {
+    let mut cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = cluster.app;
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut client = cluster2_tests::KeepAlive::new(app);
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match client.get("/") {
+                        Ok(r) if r.status == 200 => ok += 1,
+                        other => failed.push(format!("{other:?}")),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    cluster.proc.signal(nix::sys::signal::Signal::SIGHUP);
+    cluster.proc.wait_for("replaced worker");
+    cluster.proc.wait_for("replaced worker");
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for client in clients {
+        let (ok, failed) = client.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "requests failed on kept-alive connections: {failed:?}"
+        );
+        total += ok;
+    }
+    assert!(
+        total > 100,
+        "the clients were busy throughout ({total} requests)"
+    );
+}

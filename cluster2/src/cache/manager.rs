@@ -518,6 +518,10 @@ impl State {
         let Some(ns) = self.namespaces.get_mut(ns_name) else {
             return;
         };
+        // Counting the live bytes walks the namespace: only when a log is big enough to matter.
+        if !ns.log.as_mut().is_some_and(Log::may_want_compaction) {
+            return;
+        }
         let live = ns.live_bytes();
         let options = ns.options;
         let now_wall = SystemTime::now();

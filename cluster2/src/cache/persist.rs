@@ -54,7 +54,12 @@ pub(crate) struct Log {
     file: File,
     size: u64,
     dirty: bool,
+    /// Appends since compaction was last considered.
+    appends: u32,
 }
+
+/// Compaction is considered once per this many appends (the check walks the namespace).
+const CHECK_EVERY: u32 = 1024;
 
 fn to_system_time(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
@@ -186,6 +191,7 @@ impl Log {
             file,
             size,
             dirty: false,
+            appends: 0,
         })
     }
 
@@ -217,7 +223,18 @@ impl Log {
         self.file.write_all(&frame)?;
         self.size += frame.len() as u64;
         self.dirty = true;
+        self.appends = self.appends.saturating_add(1);
         Ok(())
+    }
+
+    /// Cheap first check, true about once per `CHECK_EVERY` appends of a log larger than the
+    /// compaction floor.
+    pub(crate) fn may_want_compaction(&mut self) -> bool {
+        if self.size <= MIN_COMPACT || self.appends < CHECK_EVERY {
+            return false;
+        }
+        self.appends = 0;
+        true
     }
 
     /// Whether the log holds so much dead data that it should be rewritten.

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use std::convert::Infallible;
+
 use crate::app::{App, ConnInfo};
 use crate::heartbeat::{AppStats, ConnStats, CountLayer};
 use crate::options::ServerProtocol;
@@ -23,8 +25,16 @@ use crate::options::ServerProtocol;
 #[derive(Debug)]
 pub(crate) struct Server {
     stop_accepting: CancellationToken,
+    /// Set while draining: HTTP/1 answers carry `Connection: close`.
+    closing: Arc<AtomicBool>,
     task: JoinHandle<GracefulShutdown>,
 }
+
+/// How long a stopping worker keeps serving requests on open keep-alive connections, answering
+/// each with `Connection: close`, before it closes the idle ones. Closing an idle keep-alive
+/// connection races with a client sending on it (the request is lost); a client told to close
+/// leaves after its answer, and opens its next connection to another worker.
+const DRAIN_WINDOW: Duration = Duration::from_secs(1);
 
 impl Server {
     pub(crate) fn start(
@@ -36,23 +46,32 @@ impl Server {
         accepting: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let stop_accepting = CancellationToken::new();
+        let closing = Arc::new(AtomicBool::new(false));
         // Only the shared port's traffic is the application's: the warm-up server is uncounted.
-        let app = match app_stats {
-            Some(stats) => {
-                App::from_service(tower::Layer::layer(&CountLayer::with_stats(stats), app))
-            }
-            None => app,
+        // The counted service stays a concrete type: no second boxing on the request path.
+        let task = match app_stats {
+            Some(app_stats) => tokio::spawn(accept_loop(
+                listener,
+                tower::Layer::layer(&CountLayer::with_stats(app_stats), app),
+                protocol,
+                stats,
+                accepting,
+                stop_accepting.clone(),
+                closing.clone(),
+            )),
+            None => tokio::spawn(accept_loop(
+                listener,
+                app,
+                protocol,
+                stats,
+                accepting,
+                stop_accepting.clone(),
+                closing.clone(),
+            )),
         };
-        let task = tokio::spawn(accept_loop(
-            listener,
-            app,
-            protocol,
-            stats,
-            accepting,
-            stop_accepting.clone(),
-        ));
         Self {
             stop_accepting,
+            closing,
             task,
         }
     }
@@ -61,26 +80,43 @@ impl Server {
     /// to finish their in-flight requests. Returns how many connections were still open when
     /// the deadline passed; those are dropped.
     pub(crate) async fn shutdown(self, deadline: Duration) -> usize {
+        let started = tokio::time::Instant::now();
         self.stop_accepting.cancel();
+        self.closing.store(true, Ordering::Relaxed);
         let Ok(graceful) = self.task.await else {
             return 0;
         };
+        // Let busy keep-alive clients leave on their own first (see DRAIN_WINDOW).
+        let window = started + DRAIN_WINDOW.min(deadline);
+        while graceful.count() > 0 && tokio::time::Instant::now() < window {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let open = graceful.count();
-        match tokio::time::timeout(deadline, graceful.shutdown()).await {
+        let left = deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, graceful.shutdown()).await {
             Ok(()) => 0,
             Err(_) => open,
         }
     }
 }
 
-async fn accept_loop(
+async fn accept_loop<S>(
     listener: TcpListener,
-    app: App,
+    app: S,
     protocol: ServerProtocol,
     stats: Arc<ConnStats>,
     mut accepting: tokio::sync::watch::Receiver<bool>,
     stop_accepting: CancellationToken,
-) -> GracefulShutdown {
+    closing: Arc<AtomicBool>,
+) -> GracefulShutdown
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -136,12 +172,23 @@ async fn accept_loop(
             remote,
         };
         let app = app.clone();
+        let closing = closing.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-            let app = app.clone();
+            let http1 = request.version() < http::Version::HTTP_2;
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(info);
+            // One clone per request, as tower's contract needs a ready service to call.
+            let response = tower::ServiceExt::oneshot(app.clone(), request);
+            let closing = closing.clone();
             async move {
-                let mut request = request.map(Body::new);
-                request.extensions_mut().insert(info);
-                Ok::<_, std::convert::Infallible>(app.call(request).await)
+                let mut response = response.await?;
+                if http1 && closing.load(Ordering::Relaxed) {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(response)
             }
         });
         let io = TokioIo::new(stream);

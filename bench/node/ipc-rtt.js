@@ -1,0 +1,52 @@
+// Node's cluster IPC, the peer of the emitter benchmark: round trips primary -> worker ->
+// primary with process.send, then one-way throughput to the worker. Prints one JSON line.
+'use strict';
+const cluster = require('cluster');
+const ROUND_TRIPS = Number(process.argv[2] || 20000);
+const MESSAGES = Number(process.argv[3] || 500000);
+
+if (cluster.isPrimary) {
+  const worker = cluster.fork();
+  worker.once('online', () => {
+    const latencies = [];
+    let i = 0;
+    let sentAt = 0n;
+    const ping = () => { sentAt = process.hrtime.bigint(); worker.send({ t: 'ping', i }); };
+    worker.on('message', (m) => {
+      if (m.t === 'pong') {
+        if (i >= 2000) latencies.push(Number(process.hrtime.bigint() - sentAt) / 1000);
+        i += 1;
+        if (i < ROUND_TRIPS + 2000) return ping();
+        latencies.sort((a, b) => a - b);
+        const pick = (q) => latencies[Math.floor((latencies.length - 1) * q)];
+        const rtt = { p50: pick(0.5), p99: pick(0.99) };
+        const start = process.hrtime.bigint();
+        let sent = 0;
+        const flood = () => {
+          // Respect back-pressure like the emitter does: stop when send() says the pipe is full.
+          while (sent < MESSAGES) {
+            sent += 1;
+            if (!worker.send({ t: 'flood' })) { setImmediate(flood); return; }
+          }
+          worker.send({ t: 'end' });
+        };
+        worker.on('message', (c) => {
+          if (c.t !== 'count') return;
+          const secs = Number(process.hrtime.bigint() - start) / 1e9;
+          console.log(JSON.stringify({ rtt_p50_us: rtt.p50, rtt_p99_us: rtt.p99, one_way_per_sec: c.n / secs }));
+          worker.kill();
+          process.exit(0);
+        });
+        flood();
+      }
+    });
+    ping();
+  });
+} else {
+  let n = 0;
+  process.on('message', (m) => {
+    if (m.t === 'ping') process.send({ t: 'pong', i: m.i });
+    else if (m.t === 'flood') n += 1;
+    else if (m.t === 'end') process.send({ t: 'count', n });
+  });
+}

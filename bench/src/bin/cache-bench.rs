@@ -1,0 +1,103 @@
+//! A one-worker cluster whose worker measures the shared cache over the real transport (a
+//! Unix socket to the standalone manager process) and prints one JSON line on stdout; then it
+//! stops the cluster. Run by `cluster2-bench cache`, beside `redis-benchmark`.
+//!
+//! The first argument after `--` sets each phase's duration in seconds (default 3).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use cluster2::cache::{self, Cache, CacheOptions, SetOptions};
+
+#[cluster2::configure_app]
+fn app() -> Router {
+    Router::new()
+}
+
+/// Operations per second and the median latency, for `clients` concurrent tasks.
+async fn measure<F, Fut>(cache: &Cache, clients: usize, secs: f64, op: F) -> (f64, f64)
+where
+    F: Fn(Cache, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = cluster2::Result<()>> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (cache, stop, done, op) = (cache.clone(), stop.clone(), done.clone(), op.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(1 << 16);
+                let mut i = (c as u64) << 32;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    op(cache.clone(), i).await.expect("cache operation");
+                    latencies.push(t.elapsed().as_nanos() as u64);
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                latencies
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("bench task"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let p50 = all.get(all.len() / 2).copied().unwrap_or(0) as f64 / 1000.0;
+    (done.load(Ordering::Relaxed) as f64 / elapsed, p50)
+}
+
+#[cluster2::main(workers = 1, port = 0, mon_port = 0)]
+async fn main(started: cluster2::Started) -> Result<(), String> {
+    if started.role() == cluster2::Role::Master {
+        return Ok(());
+    }
+    let secs: f64 = started
+        .args()
+        .first()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let bench = cache::use_cache("bench", CacheOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    // The same 3-byte value as redis-benchmark's default.
+    bench
+        .set("key", &"xyz", SetOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let get = |c: Cache, _: u64| async move {
+        c.get::<String, _, _, String>("key", || async { Err("never loads".to_owned()) })
+            .await
+            .map(drop)
+    };
+    let set = |c: Cache, i: u64| async move {
+        c.set(
+            &format!("key:{}", i % 100_000),
+            &"xyz",
+            SetOptions::default(),
+        )
+        .await
+        .map(drop)
+    };
+    // A short warm-up, so that the first phase does not pay for connections.
+    measure(&bench, 1, 0.3, get).await;
+    let (get1, get1_p50) = measure(&bench, 1, secs, get).await;
+    let (set1, set1_p50) = measure(&bench, 1, secs, set).await;
+    let (get16, get16_p50) = measure(&bench, 16, secs, get).await;
+    let (set16, set16_p50) = measure(&bench, 16, secs, set).await;
+    println!(
+        "{{\"get1\":{get1:.0},\"get1_p50_us\":{get1_p50:.1},\"set1\":{set1:.0},\"set1_p50_us\":{set1_p50:.1},\
+         \"get16\":{get16:.0},\"get16_p50_us\":{get16_p50:.1},\"set16\":{set16:.0},\"set16_p50_us\":{set16_p50:.1}}}"
+    );
+    // Done: ask the master to stop the cluster.
+    let master = nix::unistd::getppid();
+    let _ = nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGTERM);
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Command line of `cluster2-bench`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub(crate) const USAGE: &str = "\
+usage: cluster2-bench <startup|rss|http|emitter|cache|rolling|layer|all> [OPTIONS]
+
+Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
+Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
+
+  startup   exec -> \"ready\" line of `hello --workers=W` vs node's cluster module (W workers)
+  rss       idle VmRSS of each worker process, same two peers (plus bare-hyper for reference)
+  http      wrk throughput: hello (2 workers) vs bare-hyper (1 process) vs node cluster (2 workers)
+  emitter   emitter round trips and one-way throughput vs node's cluster IPC (one worker)
+  cache     cache get/set from a worker vs redis-benchmark on a Unix socket (1 and 16 clients)
+  rolling   SIGHUP rolling restart of hello (2 workers) under wrk: failures, p99 during/before
+  layer     cost of the request-counting layer per request, as a share of hello's throughput
+  all       every one, in that order
+
+Options:
+  --runs N            startup: runs per peer [default: 20]
+  --rss-runs N        rss: runs per peer [default: 3]
+  --settle DURATION   rss: idle time between \"ready\" and reading /proc [default: 1s]
+  --workers N         startup, rss: workers of hello and of the node cluster [default: 4]
+  --http-workers N    http: workers of hello and of the node cluster [default: 2]
+  --rounds N          http: rounds; each round runs every server once [default: 2]
+  --duration DURATION http: length of each measured wrk run [default: 10s]
+  --warmup DURATION   http: unmeasured wrk run before each measured one (0 to skip) [default: 2s]
+  --connections N     http: wrk -c [default: 64]
+  --wrk-threads N     http: wrk -t [default: 2]
+  --variants          http: also measure hello --workers=1, hello --threads=2, bare-hyper
+                      --threads=1, and bare-hyper with, one at a time, what a cluster2 worker
+                      adds (an axum Router, hyper-util's auto builder, the header read
+                      timer), to see where hello's time goes
+  --max-other CPUS    a run during which other processes kept more than this many CPUs busy
+                      is disturbed, and measured again [default: 0.25]
+  --retries N         how many times a disturbed run is measured again before it is kept,
+                      and counted as disturbed in the report [default: 3]
+  --hello-rps N       layer: hello's requests/s to relate the cost to [default: measured]
+  --timeout DURATION  longest wait for a \"ready\" line or for a stop [default: 30s]
+  --node PATH         node.js binary [default: node]
+  --node-script PATH  the node peer [default: bench/node/cluster-hello.js of this source tree]
+  --wrk PATH          wrk binary [default: wrk]
+  -h, --help          print this help
+
+DURATION: 10s, 500ms, 1.5s, 2m (a bare number is seconds).
+Build first: cargo build --release -p example-hello -p cluster2-bench
+";
+
+/// Which benchmarks to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Which {
+    Startup,
+    Rss,
+    Http,
+    Emitter,
+    Cache,
+    Rolling,
+    Layer,
+    All,
+}
+
+impl Which {
+    pub(crate) fn startup(self) -> bool {
+        matches!(self, Self::Startup | Self::All)
+    }
+    pub(crate) fn rss(self) -> bool {
+        matches!(self, Self::Rss | Self::All)
+    }
+    pub(crate) fn http(self) -> bool {
+        matches!(self, Self::Http | Self::All)
+    }
+    pub(crate) fn emitter(self) -> bool {
+        matches!(self, Self::Emitter | Self::All)
+    }
+    pub(crate) fn cache(self) -> bool {
+        matches!(self, Self::Cache | Self::All)
+    }
+    pub(crate) fn rolling(self) -> bool {
+        matches!(self, Self::Rolling | Self::All)
+    }
+    pub(crate) fn layer(self) -> bool {
+        matches!(self, Self::Layer | Self::All)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) which: Which,
+    pub(crate) runs: usize,
+    pub(crate) rss_runs: usize,
+    pub(crate) settle: Duration,
+    pub(crate) workers: usize,
+    pub(crate) http_workers: usize,
+    pub(crate) rounds: usize,
+    pub(crate) duration: Duration,
+    pub(crate) warmup: Duration,
+    pub(crate) connections: usize,
+    pub(crate) wrk_threads: usize,
+    pub(crate) variants: bool,
+    pub(crate) max_other: f64,
+    pub(crate) retries: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) node: PathBuf,
+    pub(crate) node_script: PathBuf,
+    pub(crate) wrk: PathBuf,
+    /// `layer`: hello's requests per second; 0: measure it.
+    pub(crate) hello_rps: f64,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    Run(Box<Config>),
+    Help,
+}
+
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let mut which = None;
+    let mut config = Config {
+        which: Which::All,
+        runs: 20,
+        rss_runs: 3,
+        settle: Duration::from_secs(1),
+        workers: 4,
+        http_workers: 2,
+        rounds: 2,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        connections: 64,
+        wrk_threads: 2,
+        variants: false,
+        max_other: 0.25,
+        retries: 3,
+        timeout: Duration::from_secs(30),
+        node: PathBuf::from("node"),
+        node_script: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/node/cluster-hello.js"
+        )),
+        wrk: PathBuf::from("wrk"),
+        hello_rps: 0.0,
+    };
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        if !arg.starts_with('-') {
+            if which.is_some() {
+                return Err(format!("unexpected argument {arg:?}"));
+            }
+            which = Some(match arg.as_str() {
+                "startup" => Which::Startup,
+                "rss" => Which::Rss,
+                "http" => Which::Http,
+                "emitter" => Which::Emitter,
+                "cache" => Which::Cache,
+                "rolling" => Which::Rolling,
+                "layer" => Which::Layer,
+                "all" => Which::All,
+                _ => {
+                    return Err(format!(
+                        "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, rolling, \
+                         layer or all)"
+                    ));
+                }
+            });
+            continue;
+        }
+        let (key, inline) = match arg.split_once('=') {
+            Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+            None => (arg, None),
+        };
+        match key.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--variants" => {
+                config.variants = true;
+                continue;
+            }
+            _ => {}
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().ok_or_else(|| format!("{key} needs a value"))?,
+        };
+        let count = |min: usize| -> Result<usize, String> {
+            match value.parse::<usize>() {
+                Ok(n) if n >= min => Ok(n),
+                _ => Err(format!(
+                    "{key}: expected a whole number ≥ {min}, got {value:?}"
+                )),
+            }
+        };
+        match key.as_str() {
+            "--runs" => config.runs = count(1)?,
+            "--rss-runs" => config.rss_runs = count(1)?,
+            "--settle" => config.settle = duration(&key, &value)?,
+            "--workers" => config.workers = count(1)?,
+            "--http-workers" => config.http_workers = count(1)?,
+            "--rounds" => config.rounds = count(1)?,
+            "--duration" => {
+                config.duration = duration(&key, &value)?;
+                if config.duration < Duration::from_secs(1) {
+                    return Err(format!("{key}: wrk needs at least 1s, got {value:?}"));
+                }
+            }
+            "--warmup" => config.warmup = duration(&key, &value)?,
+            "--connections" => config.connections = count(1)?,
+            "--wrk-threads" => config.wrk_threads = count(1)?,
+            "--max-other" => {
+                config.max_other = match value.parse::<f64>() {
+                    Ok(v) if v >= 0.0 => v,
+                    _ => return Err(format!("{key}: expected a number of CPUs, got {value:?}")),
+                };
+            }
+            "--retries" => config.retries = count(0)?,
+            "--timeout" => config.timeout = duration(&key, &value)?,
+            "--node" => config.node = PathBuf::from(value),
+            "--node-script" => config.node_script = PathBuf::from(value),
+            "--wrk" => config.wrk = PathBuf::from(value),
+            "--hello-rps" => {
+                config.hello_rps = match value.parse::<f64>() {
+                    Ok(v) if v > 0.0 => v,
+                    _ => {
+                        return Err(format!(
+                            "{key}: expected requests per second, got {value:?}"
+                        ));
+                    }
+                };
+            }
+            _ => return Err(format!("unknown option {key}")),
+        }
+    }
+    config.which = which
+        .ok_or("which benchmark? startup, rss, http, emitter, cache, rolling, layer or all")?;
+    if config.connections < config.wrk_threads {
+        return Err("--connections must be at least --wrk-threads".to_owned());
+    }
+    Ok(Parsed::Run(Box::new(config)))
+}
+
+/// `10s`, `500ms`, `1.5s`, `2m`; a bare number is seconds.
+pub(crate) fn duration(key: &str, value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" => 60.0,
+        _ => return Err(format!("{key}: unknown unit in {value:?} (ms, s or m)")),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(Duration::from_secs_f64(n * scale)),
+        _ => Err(format!(
+            "{key}: expected a duration like 10s, got {value:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("k", "10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("k", "500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("k", "2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("k", "3"), Ok(Duration::from_secs(3)));
+        assert!(duration("k", "3h").is_err());
+        assert!(duration("k", "s").is_err());
+    }
+
+    #[test]
+    fn command_line() {
+        let args = ["http", "--rounds=3", "--duration", "5s", "--variants"];
+        let Ok(Parsed::Run(c)) = parse(args.map(String::from)) else {
+            panic!("should parse");
+        };
+        assert_eq!(c.which, Which::Http);
+        assert_eq!(c.rounds, 3);
+        assert_eq!(c.duration, Duration::from_secs(5));
+        assert!(c.variants);
+        assert!(parse(["--runs=2".to_owned()]).is_err());
+        assert!(parse(["startup".to_owned(), "--runs=0".to_owned()]).is_err());
+    }
+}
