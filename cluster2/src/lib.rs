@@ -21,7 +21,7 @@
 //! }
 //! ```
 //!
-//! More attributes: `#[cluster2::status("name")]` (a status view, see [`status`]),
+//! More attributes: `#[cluster2::status("name")]` (a status view, see [`mod@status`]),
 //! `#[cluster2::configure_monitor]` (routes on the monitor app), `#[cluster2::ecv_validator]`
 //! (monitor-mode ECV decisions, see [`ecv`]) and `#[cluster2::should_kill]` (when to replace a
 //! worker, see [`robustness`]). Events between processes are in [`emitter`], the shared cache
