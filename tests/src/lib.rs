@@ -379,3 +379,25 @@ impl KeepAlive {
         })
     }
 }
+
+/// `POST path` with an empty body, on a fresh connection.
+pub fn post(addr: SocketAddr, path: &str) -> Response {
+    post_body(addr, path, "text/plain", "").expect("POST")
+}
+
+/// `POST path` with `body` of type `content_type`, on a fresh connection.
+pub fn post_body(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<Response> {
+    request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: \
+             {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}

@@ -3,21 +3,11 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use cluster2_tests::{Cluster, Response, alive, eventually, get, request};
+use cluster2_tests::{Cluster, Response, alive, eventually, get, post};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
-
-fn post(addr: SocketAddr, path: &str) -> Response {
-    request(
-        addr,
-        &format!(
-            "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        ),
-    )
-    .unwrap()
-}
 
 /// Runs `requests` concurrently (each on its own connection) and returns the answers in order.
 fn concurrently(app: SocketAddr, requests: Vec<String>) -> Vec<Response> {

@@ -2,21 +2,11 @@
 
 use std::net::SocketAddr;
 
-use cluster2_tests::{Cluster, Proc, Response, eventually, field, get, is_ready, request};
+use cluster2_tests::{Cluster, Proc, Response, eventually, field, get, is_ready, post, request};
 use nix::sys::signal::Signal;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
 const BUILDER: &str = env!("CARGO_BIN_EXE_fixture-builder");
-
-fn post(addr: SocketAddr, path: &str) -> Response {
-    request(
-        addr,
-        &format!(
-            "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        ),
-    )
-    .unwrap()
-}
 
 fn ecv(addr: SocketAddr) -> Response {
     get(addr, "/ecv").unwrap()

@@ -5,20 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use cluster2_tests::{Cluster, Response, alive, eventually, get, request};
+use cluster2_tests::{Cluster, alive, eventually, get, post};
 use serde_json::Value;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
-
-fn post(addr: SocketAddr, path: &str) -> Response {
-    request(
-        addr,
-        &format!(
-            "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        ),
-    )
-    .unwrap()
-}
 
 fn workers(monitor: SocketAddr) -> Value {
     serde_json::from_str(&get(monitor, "/workers").unwrap().body).unwrap()

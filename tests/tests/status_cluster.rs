@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use cluster2_tests::{Cluster, alive, eventually, get, request};
+use cluster2_tests::{Cluster, alive, eventually, get};
 use serde_json::Value;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
@@ -14,12 +14,7 @@ fn json(addr: SocketAddr, path: &str) -> Value {
 }
 
 fn post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
-    let raw = format!(
-        "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let response = request(addr, &raw).unwrap();
+    let response = cluster2_tests::post_body(addr, path, "application/json", body).unwrap();
     (
         response.status,
         serde_json::from_str(&response.body).unwrap_or(Value::Null),
