@@ -172,7 +172,7 @@ pub fn remove_all_listeners(event: &str) {
 /// Emits to the default targets: from the master, the master and every worker; from a
 /// worker, the worker and the master; in a plain process, the process itself.
 pub fn emit<T: Serialize>(event: &str, args: T) -> Result<()> {
-    let targets: &[Target] = if peers::master().is_some() {
+    let targets: &[Target] = if peers::in_worker() {
         &[Target::Myself, Target::Master]
     } else {
         &[Target::Myself, Target::AllWorkers]
@@ -220,7 +220,7 @@ impl To {
 /// `Pid(own pid)`).
 fn route(targets: &[Target], wire: WireEvent) -> Result<()> {
     let me = std::process::id();
-    let in_worker = peers::master().is_some();
+    let in_worker = peers::in_worker();
     let mut local = false;
     let mut workers: Vec<u32> = Vec::new();
     let mut via_master: Vec<WireTarget> = Vec::new();

@@ -46,6 +46,11 @@ pub(crate) fn to_master(msg: &ToMaster) -> Result<bool, TrySendError> {
     }
 }
 
+/// Whether this process is a worker (it has a channel to the master).
+pub(crate) fn in_worker() -> bool {
+    peers().read().expect("peers lock").master.is_some()
+}
+
 /// A clone of the channel to the master, for callers that must wait for room.
 pub(crate) fn master() -> Option<Sender<ToMaster>> {
     peers().read().expect("peers lock").master.clone()
