@@ -1,10 +1,14 @@
 //! The application a cluster serves: an `axum::Router`, or any tower service over HTTP.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 
 use axum::body::Body;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt as _};
@@ -18,7 +22,15 @@ use crate::error::BoxError;
 /// of either.
 #[derive(Clone)]
 pub struct App {
-    service: BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>,
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    /// A router is called as it is: its clone is a reference count and its future a concrete
+    /// type, so a request costs no allocation here.
+    Router(axum::Router),
+    Service(BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>),
 }
 
 impl std::fmt::Debug for App {
@@ -41,7 +53,9 @@ impl App {
         B::Error: Into<BoxError>,
     {
         Self {
-            service: BoxCloneSyncService::new(service.map_response(|r| r.map(Body::new))),
+            inner: Inner::Service(BoxCloneSyncService::new(
+                service.map_response(|r| r.map(Body::new)),
+            )),
         }
     }
 }
@@ -49,25 +63,70 @@ impl App {
 impl Service<Request<Body>> for App {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = <BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> as Service<
-        Request<Body>,
-    >>::Future;
+    type Future = AppFuture;
 
     fn poll_ready(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.service.poll_ready(cx)
+        match &mut self.inner {
+            Inner::Router(router) => Service::<Request<Body>>::poll_ready(router, cx),
+            Inner::Service(service) => service.poll_ready(cx),
+        }
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        self.service.call(req)
+        AppFuture {
+            kind: match &mut self.inner {
+                Inner::Router(router) => Kind::Router {
+                    future: router.call(req),
+                },
+                Inner::Service(service) => Kind::Service {
+                    future: service.call(req),
+                },
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of an [`App`].
+    pub struct AppFuture {
+        #[pin]
+        kind: Kind,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Router { #[pin] future: axum::routing::future::RouteFuture<Infallible> },
+        Service { future: BoxFuture<'static, Result<Response<Body>, Infallible>> },
+    }
+}
+
+impl std::fmt::Debug for AppFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for AppFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Router { future } => future.poll(cx),
+            KindProj::Service { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
 impl From<axum::Router> for App {
     fn from(router: axum::Router) -> Self {
-        Self::from_service(router)
+        Self {
+            inner: Inner::Router(router),
+        }
     }
 }
 

@@ -119,11 +119,10 @@ type Resp = http::Response<axum::body::Body>;
 impl<S> tower::Service<Req> for Counted<S>
 where
     S: tower::Service<Req, Response = Resp, Error = std::convert::Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Resp;
     type Error = std::convert::Infallible;
-    type Future = crate::registry::BoxFuture<Result<Resp, std::convert::Infallible>>;
+    type Future = CountedFuture<S::Future>;
 
     fn poll_ready(
         &mut self,
@@ -135,22 +134,56 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         use futures_util::FutureExt;
         let started = Instant::now();
-        let stats = self.stats.clone();
-        let response = std::panic::AssertUnwindSafe(self.inner.call(request)).catch_unwind();
-        Box::pin(async move {
-            let response = match response.await {
-                Ok(Ok(response)) => response,
-                Ok(Err(never)) => match never {},
-                Err(_) => {
-                    stats.panicked();
-                    let mut response = Resp::new(axum::body::Body::from("internal error"));
-                    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                    response
-                }
-            };
-            stats.record(started.elapsed(), response.status().is_server_error());
-            Ok(response)
-        })
+        CountedFuture {
+            response: std::panic::AssertUnwindSafe(self.inner.call(request)).catch_unwind(),
+            started,
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Counted`]: the inner one, timed, with a panic turned into a 500.
+    pub struct CountedFuture<F> {
+        #[pin]
+        response: futures_util::future::CatchUnwind<std::panic::AssertUnwindSafe<F>>,
+        started: Instant,
+        stats: Arc<AppStats>,
+    }
+}
+
+impl<F> std::fmt::Debug for CountedFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountedFuture")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> std::future::Future for CountedFuture<F>
+where
+    F: std::future::Future<Output = Result<Resp, std::convert::Infallible>>,
+{
+    type Output = Result<Resp, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let response = match std::task::ready!(this.response.poll(cx)) {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(_) => {
+                this.stats.panicked();
+                let mut response = Resp::new(axum::body::Body::from("internal error"));
+                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }
+        };
+        this.stats
+            .record(this.started.elapsed(), response.status().is_server_error());
+        std::task::Poll::Ready(Ok(response))
     }
 }
 

@@ -13,16 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::outgoing::Outgoing;
 use super::protocol::{Message, NsOptions, Op, Reply, Request};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ipc::channel::{decode, encode};
+use crate::ipc::channel::{decode, encode_frame};
+use crate::ipc::quiet::{FrameReader, Writer};
 
 /// A watch callback, with the raw value (`None`: deleted or expired).
 pub(crate) type WatchFn = Arc<dyn Fn(&str, Option<&[u8]>) + Send + Sync>;
@@ -40,7 +39,7 @@ struct Pending {
 }
 
 struct Conn {
-    out: mpsc::UnboundedSender<Bytes>,
+    out: Arc<Outgoing>,
     pending: Mutex<HashMap<u64, Pending>>,
     closed: CancellationToken,
 }
@@ -77,6 +76,8 @@ enum CallError {
     Lost,
     Timeout,
     Unreachable(String),
+    /// The request is longer than the manager accepts (a very long key).
+    TooLarge(usize),
 }
 
 impl Client {
@@ -114,10 +115,12 @@ impl Client {
             if self.inner.stop.is_cancelled() {
                 return;
             }
-            match UnixStream::connect(&self.inner.socket).await {
-                Ok(stream) => {
+            match UnixStream::connect(&self.inner.socket)
+                .await
+                .and_then(|stream| self.start(stream))
+            {
+                Ok(conn) => {
                     delay = Duration::from_millis(5);
-                    let conn = self.start(stream);
                     if self.redeclare(&conn).await {
                         *self.inner.last_error.lock().expect("cache client lock") = None;
                         self.inner.conn.send_replace(Some(conn.clone()));
@@ -182,55 +185,26 @@ impl Client {
         true
     }
 
-    fn start(&self, stream: UnixStream) -> Arc<Conn> {
-        let max_frame = self.inner.max_value + 64 * 1024;
-        let codec = move || {
-            LengthDelimitedCodec::builder()
-                .max_frame_length(max_frame)
-                .new_codec()
-        };
-        let (read, write) = stream.into_split();
-        let (out, mut outgoing) = mpsc::unbounded_channel::<Bytes>();
+    fn start(&self, stream: UnixStream) -> std::io::Result<Arc<Conn>> {
+        // Read through a socket watched for reading only; write through a duplicate of it.
+        let stream = stream.into_std()?;
+        let mut frames = FrameReader::new(stream.try_clone()?, self.max_frame())?;
+        let closed = CancellationToken::new();
         let conn = Arc::new(Conn {
-            out,
+            out: Outgoing::new(Writer::new(stream), closed.clone()),
             pending: Mutex::new(HashMap::new()),
-            closed: CancellationToken::new(),
-        });
-        let writer_conn = conn.clone();
-        tokio::spawn(async move {
-            let mut frames = FramedWrite::new(write, codec());
-            let mut batch = Vec::with_capacity(64);
-            loop {
-                let got = tokio::select! {
-                    got = outgoing.recv_many(&mut batch, 256) => got,
-                    () = writer_conn.closed.cancelled() => 0,
-                };
-                if got == 0 {
-                    break;
-                }
-                for frame in batch.drain(..) {
-                    if frames.feed(frame).await.is_err() {
-                        writer_conn.closed.cancel();
-                        return;
-                    }
-                }
-                if SinkExt::<Bytes>::flush(&mut frames).await.is_err() {
-                    writer_conn.closed.cancel();
-                    return;
-                }
-            }
+            closed,
         });
         let reader_conn = conn.clone();
         let client = self.clone();
         tokio::spawn(async move {
-            let mut frames = FramedRead::new(read, codec());
             loop {
                 let frame = tokio::select! {
                     frame = frames.next() => frame,
                     () = reader_conn.closed.cancelled() => break,
                 };
                 let Some(Ok(frame)) = frame else { break };
-                match decode::<Message>(&frame) {
+                match decode::<Message>(frame) {
                     Ok(Message::Reply { id, reply }) => client.deliver(&reader_conn, id, reply),
                     Ok(Message::Changed { ns, key, value }) => {
                         client.changed(&ns, &key, value.as_deref().map(|v| &v[..]));
@@ -249,7 +223,7 @@ impl Client {
                 .expect("cache client lock")
                 .clear();
         });
-        conn
+        Ok(conn)
     }
 
     fn deliver(&self, conn: &Arc<Conn>, id: u64, reply: Reply) {
@@ -283,7 +257,13 @@ impl Client {
     /// Sends without waiting for the answer.
     fn fire(&self, conn: &Arc<Conn>, op: Op) -> bool {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        conn.out.send(encode(&Request { id, op })).is_ok()
+        let frame = encode_frame(&Request { id, op });
+        frame.len() <= self.max_frame() && conn.out.send(&frame).is_ok()
+    }
+
+    /// The longest frame the manager accepts.
+    fn max_frame(&self) -> usize {
+        self.inner.max_value + 64 * 1024
     }
 
     async fn send_on(
@@ -293,6 +273,10 @@ impl Client {
         lock_for: Option<(String, String)>,
     ) -> std::result::Result<Reply, CallError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_frame(&Request { id, op });
+        if frame.len() > self.max_frame() {
+            return Err(CallError::TooLarge(frame.len()));
+        }
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().expect("cache client lock").insert(
             id,
@@ -301,19 +285,14 @@ impl Client {
                 lock_for,
             },
         );
-        if conn.out.send(encode(&Request { id, op })).is_err() || conn.closed.is_cancelled() {
+        if conn.out.send(&frame).is_err() || conn.closed.is_cancelled() {
             conn.pending.lock().expect("cache client lock").remove(&id);
             return Err(CallError::Lost);
         }
-        // A connection can break right after it was made (a manager that was dying when it
-        // accepted it): give up on it as soon as it closes.
-        tokio::select! {
-            reply = rx => reply.map_err(|_| CallError::Lost),
-            () = conn.closed.cancelled() => {
-                conn.pending.lock().expect("cache client lock").remove(&id);
-                Err(CallError::Lost)
-            }
-        }
+        // When the connection breaks, its reader empties `pending` (after `closed` is
+        // cancelled, so a request added after that was caught just above): the reply sender
+        // is dropped and this fails at once.
+        rx.await.map_err(|_| CallError::Lost)
     }
 
     async fn connected(&self) -> Arc<Conn> {
@@ -332,7 +311,12 @@ impl Client {
 
     /// Sends `op` and waits for its reply, within `timeout`. Reads are retried on a new
     /// connection if the old one breaks.
-    pub(crate) async fn call(&self, op: Op, timeout: Duration, what: &str) -> Result<Reply> {
+    pub(crate) async fn call(
+        &self,
+        op: Op,
+        timeout: Duration,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<Reply> {
         let retry = matches!(
             op,
             Op::Get { .. } | Op::Keys { .. } | Op::Stats | Op::Use { .. } | Op::Watch { .. }
@@ -398,6 +382,14 @@ impl Client {
                 format!(
                     "{what}: the cache manager at {} is unreachable ({why})",
                     self.inner.socket.display()
+                ),
+            )),
+            Err(CallError::TooLarge(len)) => Err(Error::new(
+                ErrorKind::Cache,
+                format!(
+                    "{what}: the request is {len} bytes, more than the cache manager accepts \
+                     ({} bytes: cache.max_value plus 64 KiB for the key)",
+                    self.max_frame()
                 ),
             )),
             Err(CallError::Lost) => Err(Error::new(

@@ -20,16 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::persist::{self, Log};
 use super::protocol::{Message, NsFigures, NsOptions, Op, Reply, Request};
-use crate::ipc::channel::{FrameError, decode, encode};
+use crate::ipc::channel::{decode, encode_frame};
+use crate::ipc::quiet::{FrameReader, Writer};
 
 /// What a manager needs to know.
 #[derive(Clone, Debug)]
@@ -184,29 +183,36 @@ impl Manager {
 
     async fn connection(self, id: ConnId, stream: UnixStream) {
         let max_value = self.state.lock().expect("cache lock").config.max_value;
-        let codec = || {
-            LengthDelimitedCodec::builder()
-                .max_frame_length(max_value + 64 * 1024)
-                .new_codec()
+        // Read through a socket watched for reading only; write through a duplicate of it.
+        let (mut frames, writer) = match stream.into_std().and_then(|stream| {
+            let frames = FrameReader::new(stream.try_clone()?, max_value + 64 * 1024)?;
+            Ok((frames, Writer::new(stream)))
+        }) {
+            Ok(halves) => halves,
+            Err(e) => {
+                tracing::warn!("cache client {id}: cannot serve the connection: {e}");
+                return;
+            }
         };
-        let (read, write) = stream.into_split();
-        let mut frames = FramedRead::new(read, codec());
-        let mut out = FramedWrite::new(write, codec());
         let (inbox_tx, mut inbox) = mpsc::unbounded_channel::<Message>();
         self.state
             .lock()
             .expect("cache lock")
             .conns
             .insert(id, inbox_tx);
+        // Answers not yet written. While the client does not take them (the socket is full),
+        // no more of its requests are read.
+        let mut out: Vec<u8> = Vec::new();
+        let mut full = false;
         loop {
             let message = tokio::select! {
-                frame = frames.next() => match frame {
+                frame = frames.next(), if !full => match frame {
                     None => break,
                     Some(Err(e)) => {
-                        tracing::warn!("cache client {id}: closing the connection: {}", FrameError::Io(e));
+                        tracing::warn!("cache client {id}: closing the connection: {e}");
                         break;
                     }
-                    Some(Ok(frame)) => match decode::<Request>(&frame) {
+                    Some(Ok(frame)) => match decode::<Request>(frame) {
                         Ok(request) => self.handle(id, request),
                         Err(e) => {
                             tracing::warn!("cache client {id}: closing the connection: {e}");
@@ -214,19 +220,26 @@ impl Manager {
                         }
                     },
                 },
-                Some(pushed) = inbox.recv() => Some(pushed),
+                Some(pushed) = inbox.recv(), if !full => Some(pushed),
+                room = writer.writable(), if full => {
+                    if room.is_err() {
+                        break;
+                    }
+                    None
+                }
             };
             if let Some(message) = message {
-                if out.feed(encode(&message)).await.is_err() {
-                    break;
-                }
+                out.extend_from_slice(&encode_frame(&message));
             }
-            // Flush once nothing else is ready, so a burst of requests gets one write.
-            if frames.read_buffer().is_empty()
-                && inbox.is_empty()
-                && SinkExt::<Bytes>::flush(&mut out).await.is_err()
-            {
-                break;
+            // Write once nothing else is ready, so a burst of requests gets one write.
+            if !out.is_empty() && !frames.has_frame() && inbox.is_empty() {
+                match writer.write_some(&out) {
+                    Ok(written) => {
+                        out.drain(..written);
+                        full = !out.is_empty();
+                    }
+                    Err(_) => break,
+                }
             }
         }
         self.disconnected(id);

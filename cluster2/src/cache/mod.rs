@@ -45,6 +45,7 @@
 
 mod client;
 pub(crate) mod manager;
+mod outgoing;
 mod persist;
 pub(crate) mod process;
 mod protocol;
@@ -306,7 +307,24 @@ fn stats_of(ns: &str) -> Arc<Mutex<Stats>> {
         .clone()
 }
 
-fn unexpected(what: &str, reply: &Reply) -> Error {
+/// An operation on one key, as error messages name it.
+struct What<'a> {
+    op: &'static str,
+    key: &'a str,
+    namespace: &'a str,
+}
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} `{}` in cache `{}`",
+            self.op, self.key, self.namespace
+        )
+    }
+}
+
+fn unexpected(what: &(impl std::fmt::Display + ?Sized), reply: &Reply) -> Error {
     Error::new(
         ErrorKind::Cache,
         format!("{what}: unexpected answer from the cache manager: {reply:?}"),
@@ -358,11 +376,16 @@ impl Cache {
         f(&mut self.stats.lock().expect("stats lock"));
     }
 
-    fn what(&self, op: &str, key: &str) -> String {
-        format!("{op} `{key}` in cache `{}`", self.namespace)
+    /// Names an operation in error messages; formatted only when there is an error.
+    fn what<'a>(&'a self, op: &'static str, key: &'a str) -> What<'a> {
+        What {
+            op,
+            key,
+            namespace: &self.namespace,
+        }
     }
 
-    fn encode<T: Serialize>(&self, what: &str, value: &T) -> Result<ByteBuf> {
+    fn encode<T: Serialize>(&self, what: &What<'_>, value: &T) -> Result<ByteBuf> {
         let bytes = serde_json::to_vec(value)
             .map_err(|e| Error::new(ErrorKind::Encode, format!("{what}: {e}")))?;
         if bytes.len() > self.client.max_value() {
@@ -378,7 +401,7 @@ impl Cache {
         Ok(ByteBuf::from(bytes))
     }
 
-    fn decode<T: DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+    fn decode<T: DeserializeOwned>(&self, what: &What<'_>, bytes: &[u8]) -> Result<T> {
         serde_json::from_slice(bytes).map_err(|e| {
             Error::new(
                 ErrorKind::Decode,

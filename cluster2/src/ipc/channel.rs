@@ -54,6 +54,17 @@ pub(crate) fn encode<T: Serialize>(msg: &T) -> Bytes {
     Bytes::from(postcard::to_extend(msg, buf).expect("messages always serialize"))
 }
 
+/// Encodes `msg` as one whole frame, length prefix included, ready to be written as it is.
+pub(crate) fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64);
+    buf.extend_from_slice(&[0; 4]);
+    buf.push(PROTOCOL_VERSION);
+    let mut buf = postcard::to_extend(msg, buf).expect("messages always serialize");
+    let len = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    buf
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, FrameError> {
     match frame.split_first() {
         Some((&PROTOCOL_VERSION, body)) => {

@@ -5,3 +5,4 @@ pub(crate) mod channel;
 pub(crate) mod fd;
 pub(crate) mod message;
 pub(crate) mod peers;
+pub(crate) mod quiet;

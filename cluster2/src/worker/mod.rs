@@ -4,6 +4,7 @@
 //! A worker stops gracefully when the master says so or on SIGTERM, and quickly when the master
 //! is gone (channel EOF or parent-death signal): then it must free the shared port at once.
 
+mod head_timer;
 mod serve;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::convert::Infallible;
 
+use super::head_timer::HeadTimer;
 use crate::app::{App, ConnInfo};
 use crate::heartbeat::{AppStats, ConnStats, CountLayer};
 use crate::options::ServerProtocol;
@@ -121,7 +122,7 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(HeadTimer::default())
         // Slow-loris guard: a client gets this long to send its request head.
         .header_read_timeout(Duration::from_secs(30));
     builder.http2().timer(TokioTimer::new());
@@ -167,30 +168,14 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            local: local.unwrap_or(remote),
-            remote,
+        let service = Handler {
+            app: app.clone(),
+            info: ConnInfo {
+                local: local.unwrap_or(remote),
+                remote,
+            },
+            closing: closing.clone(),
         };
-        let app = app.clone();
-        let closing = closing.clone();
-        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-            let http1 = request.version() < http::Version::HTTP_2;
-            let mut request = request.map(Body::new);
-            request.extensions_mut().insert(info);
-            // One clone per request, as tower's contract needs a ready service to call.
-            let response = tower::ServiceExt::oneshot(app.clone(), request);
-            let closing = closing.clone();
-            async move {
-                let mut response = response.await?;
-                if http1 && closing.load(Ordering::Relaxed) {
-                    response.headers_mut().insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                }
-                Ok::<_, Infallible>(response)
-            }
-        });
         let io = TokioIo::new(stream);
         match protocol {
             ServerProtocol::Auto => spawn_connection(
@@ -208,6 +193,72 @@ where
         }
     }
     graceful
+}
+
+/// What hyper calls for each request of a connection: the app, with the connection's
+/// addresses added to the request and, while draining, `Connection: close` to the answer.
+#[derive(Clone)]
+struct Handler<S> {
+    app: S,
+    info: ConnInfo,
+    closing: Arc<AtomicBool>,
+}
+
+impl<S> hyper::service::Service<http::Request<Incoming>> for Handler<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Answer<tower::util::Oneshot<S, http::Request<Body>>>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let http1 = request.version() < http::Version::HTTP_2;
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(self.info);
+        Answer {
+            // One clone per request, as tower's contract needs a ready service to call.
+            response: tower::ServiceExt::oneshot(self.app.clone(), request),
+            closing: http1.then(|| self.closing.clone()),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Handler`].
+    struct Answer<F> {
+        #[pin]
+        response: F,
+        // The server's draining flag, for HTTP/1 answers.
+        closing: Option<Arc<AtomicBool>>,
+    }
+}
+
+impl<F> std::future::Future for Answer<F>
+where
+    F: std::future::Future<Output = Result<http::Response<Body>, Infallible>>,
+{
+    type Output = Result<http::Response<Body>, Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut response) = std::task::ready!(this.response.poll(cx));
+        if this
+            .closing
+            .as_ref()
+            .is_some_and(|closing| closing.load(Ordering::Relaxed))
+        {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        std::task::Poll::Ready(Ok(response))
+    }
 }
 
 fn spawn_connection<C>(graceful: &GracefulShutdown, stats: &Arc<ConnStats>, connection: C)
