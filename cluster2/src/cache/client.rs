@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::outgoing::Outgoing;
-use super::protocol::{Message, NsOptions, Op, Reply, Request};
+use super::protocol::{Message, NsOptions, Op, Reply, Request, max_frame};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::channel::{decode, encode_frame};
 use crate::ipc::quiet::{FrameReader, Writer};
@@ -258,12 +258,12 @@ impl Client {
     fn fire(&self, conn: &Arc<Conn>, op: Op) -> bool {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(&Request { id, op });
-        frame.len() <= self.max_frame() && conn.out.send(&frame).is_ok()
+        frame.len() <= self.max_frame() && conn.out.send(frame).is_ok()
     }
 
     /// The longest frame the manager accepts.
     fn max_frame(&self) -> usize {
-        self.inner.max_value + 64 * 1024
+        max_frame(self.inner.max_value)
     }
 
     async fn send_on(
@@ -285,7 +285,7 @@ impl Client {
                 lock_for,
             },
         );
-        if conn.out.send(&frame).is_err() || conn.closed.is_cancelled() {
+        if conn.out.send(frame).is_err() || conn.closed.is_cancelled() {
             conn.pending.lock().expect("cache client lock").remove(&id);
             return Err(CallError::Lost);
         }

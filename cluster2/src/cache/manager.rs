@@ -26,8 +26,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::persist::{self, Log};
-use super::protocol::{Message, NsFigures, NsOptions, Op, Reply, Request};
-use crate::ipc::channel::{decode, encode_frame};
+use super::protocol::{Message, NsFigures, NsOptions, Op, Reply, Request, max_frame};
+use crate::ipc::channel::{append_frame, decode};
 use crate::ipc::quiet::{FrameReader, Writer};
 
 /// What a manager needs to know.
@@ -185,7 +185,7 @@ impl Manager {
         let max_value = self.state.lock().expect("cache lock").config.max_value;
         // Read through a socket watched for reading only; write through a duplicate of it.
         let (mut frames, writer) = match stream.into_std().and_then(|stream| {
-            let frames = FrameReader::new(stream.try_clone()?, max_value + 64 * 1024)?;
+            let frames = FrameReader::new(stream.try_clone()?, max_frame(max_value))?;
             Ok((frames, Writer::new(stream)))
         }) {
             Ok(halves) => halves,
@@ -229,7 +229,7 @@ impl Manager {
                 }
             };
             if let Some(message) = message {
-                out.extend_from_slice(&encode_frame(&message));
+                out = append_frame(out, &message);
             }
             // Write once nothing else is ready, so a burst of requests gets one write.
             if !out.is_empty() && !frames.has_frame() && inbox.is_empty() {

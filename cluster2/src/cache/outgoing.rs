@@ -25,6 +25,13 @@ struct State {
     broken: bool,
 }
 
+impl State {
+    /// Puts bytes a write did not take back in front of what gathered meanwhile.
+    fn put_back(&mut self, unwritten: &[u8]) {
+        self.waiting.splice(0..0, unwritten.iter().copied());
+    }
+}
+
 /// Sends frames on one connection; shared by every task that uses the connection.
 pub(super) struct Outgoing {
     socket: Writer,
@@ -58,23 +65,23 @@ impl Outgoing {
 
     /// Queues one whole frame and, unless someone is already writing, writes it (and whatever
     /// gathers meanwhile) now. Returns once the bytes are with the kernel or queued.
-    pub(super) fn send(&self, frame: &[u8]) -> Result<(), Broken> {
+    pub(super) fn send(&self, frame: Vec<u8>) -> Result<(), Broken> {
         let mut batch = {
             let mut state = self.state();
             if state.broken {
                 return Err(Broken);
             }
             if state.writing {
-                state.waiting.extend_from_slice(frame);
+                state.waiting.extend_from_slice(&frame);
                 return Ok(());
             }
             state.writing = true;
             if state.waiting.is_empty() {
-                frame.to_vec()
+                frame
             } else {
                 // Left by a flusher that has just finished: keep the order.
                 let mut batch = std::mem::take(&mut state.waiting);
-                batch.extend_from_slice(frame);
+                batch.extend_from_slice(&frame);
                 batch
             }
         };
@@ -83,11 +90,7 @@ impl Outgoing {
                 Ok(written) if written == batch.len() => {}
                 Ok(written) => {
                     // The socket is full: the flusher writes the rest when it drains.
-                    let mut state = self.state();
-                    let later = std::mem::take(&mut state.waiting);
-                    state.waiting = batch.split_off(written);
-                    state.waiting.extend_from_slice(&later);
-                    drop(state);
+                    self.state().put_back(&batch[written..]);
                     self.full.notify_one();
                     return Ok(());
                 }
@@ -137,9 +140,7 @@ impl Outgoing {
                 };
                 let mut state = self.state();
                 if written < batch.len() {
-                    let later = std::mem::take(&mut state.waiting);
-                    state.waiting = batch[written..].to_vec();
-                    state.waiting.extend_from_slice(&later);
+                    state.put_back(&batch[written..]);
                     continue;
                 }
                 if state.waiting.is_empty() {

@@ -14,6 +14,12 @@ pub(crate) struct NsOptions {
     pub(crate) expire_ms: Option<u64>,
 }
 
+/// The longest frame either side accepts, for values of at most `max_value` bytes: the value
+/// plus room for the key and the rest of the request.
+pub(crate) fn max_frame(max_value: usize) -> usize {
+    max_value + 64 * 1024
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Request {
     pub(crate) id: u64,

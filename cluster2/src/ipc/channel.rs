@@ -56,12 +56,17 @@ pub(crate) fn encode<T: Serialize>(msg: &T) -> Bytes {
 
 /// Encodes `msg` as one whole frame, length prefix included, ready to be written as it is.
 pub(crate) fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(64);
+    append_frame(Vec::with_capacity(64), msg)
+}
+
+/// Appends `msg` to `buf` as one whole frame, length prefix included.
+pub(crate) fn append_frame<T: Serialize>(mut buf: Vec<u8>, msg: &T) -> Vec<u8> {
+    let start = buf.len();
     buf.extend_from_slice(&[0; 4]);
     buf.push(PROTOCOL_VERSION);
     let mut buf = postcard::to_extend(msg, buf).expect("messages always serialize");
-    let len = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
-    buf[..4].copy_from_slice(&len.to_be_bytes());
+    let len = u32::try_from(buf.len() - start - 4).unwrap_or(u32::MAX);
+    buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
     buf
 }
 

@@ -80,10 +80,9 @@ impl FrameReader {
     /// The length of the next frame if it is wholly buffered.
     fn frame_len(&self) -> Result<Option<usize>, FrameError> {
         let unread = &self.buf[self.start..self.end];
-        let Some(head) = unread.get(..4) else {
+        let Some(len) = length_prefix(unread) else {
             return Ok(None);
         };
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         if len > self.max_frame {
             return Err(FrameError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -104,12 +103,7 @@ impl FrameReader {
             self.end -= self.start;
             self.start = 0;
         }
-        let wanted = match self.buf.get(..4) {
-            Some(head) if self.end >= 4 => {
-                4 + u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize
-            }
-            _ => 0,
-        };
+        let wanted = length_prefix(&self.buf[..self.end]).map_or(0, |len| 4 + len);
         if self.end == self.buf.len() || wanted > self.buf.len() {
             let size = wanted.max(self.buf.len() * 2);
             self.buf.resize(size, 0);
@@ -137,6 +131,12 @@ impl FrameReader {
             }
         }
     }
+}
+
+/// The length a frame starting at `bytes` declares, once its 4-byte prefix is there.
+fn length_prefix(bytes: &[u8]) -> Option<usize> {
+    let head: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(head) as usize)
 }
 
 /// The writing side: non-blocking writes, and a wait for room when the socket is full.
