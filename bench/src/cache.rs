@@ -1,6 +1,8 @@
 //! `cache`: cluster2's cache, from a worker process over the real transport (Unix socket to the
 //! standalone manager process), against Redis on a Unix socket, `redis-benchmark` with the
-//! same 3-byte values: 1 client, then 16 concurrent clients.
+//! same 3-byte values: 1 client, then 16 concurrent clients. cluster2 runs twice per round:
+//! as configured by default, and with the manager's wait before sleeping off
+//! (`--cache.spin=0s`), with what the manager's CPU pays per operation either way.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +13,7 @@ use crate::proc::Proc;
 use crate::report::met;
 use crate::servers::Bins;
 use crate::stats::median;
+use crate::ticks::{TICKS_PER_SEC, process_ticks};
 
 const TARGET_VS_REDIS_1: f64 = 1.2;
 const TARGET_VS_REDIS_16: f64 = 1.0;
@@ -22,6 +25,10 @@ struct Figures {
     get16: f64,
     set16: f64,
     get1_p50_us: f64,
+    /// Server CPU per operation with 1 client, in µs.
+    server_cpu1_us: f64,
+    /// Server CPU per get at 1000 gets a second (cluster2 only).
+    paced_cpu_us: f64,
 }
 
 /// `GET: 42123.00 requests per second, p50=0.023 msec` (progress lines end in `\r`).
@@ -40,10 +47,11 @@ fn redis_rps(out: &str, test: &str) -> Option<(f64, f64)> {
     Some((rps, p50))
 }
 
-async fn redis_round(sock: &Path) -> Result<Figures, String> {
+async fn redis_round(sock: &Path, server: i32) -> Result<Figures, String> {
     let mut f = Figures::default();
     for clients in ["1", "16"] {
         let requests = if clients == "1" { "100000" } else { "300000" };
+        let cpu_before = process_ticks(&[server]);
         let out = Proc::spawn(
             "redis-benchmark",
             "redis-benchmark",
@@ -66,6 +74,9 @@ async fn redis_round(sock: &Path) -> Result<Figures, String> {
         let (set, _) = redis_rps(&out, "SET").ok_or_else(|| format!("cannot read:\n{out}"))?;
         if clients == "1" {
             (f.get1, f.set1, f.get1_p50_us) = (get, set, get_p50);
+            // redis-benchmark ran the sets, then the gets: 200 000 operations.
+            f.server_cpu1_us =
+                (process_ticks(&[server]) - cpu_before) as f64 / TICKS_PER_SEC * 1e6 / 200_000.0;
         } else {
             (f.get16, f.set16) = (get, set);
         }
@@ -81,6 +92,8 @@ fn ours_from(v: &serde_json::Value) -> Result<Figures, String> {
         get16: get("get16")?,
         set16: get("set16")?,
         get1_p50_us: get("get1_p50_us")?,
+        server_cpu1_us: get("mgr1_cpu_us")?,
+        paced_cpu_us: get("paced_cpu_us")?,
     })
 }
 
@@ -116,35 +129,34 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         }
     }
     let mut ours = Vec::new();
+    let mut no_spin = Vec::new();
     let mut theirs = Vec::new();
     let secs = "3";
+    let persist = format!("--cache.persist-path={}", dir.join("persist").display());
+    let run_ours = |extra: Option<&'static str>| {
+        let persist = persist.clone();
+        async move {
+            let mut args = vec!["--log.level=warn", &persist];
+            args.extend(extra);
+            args.extend(["--", secs]);
+            let p = Proc::spawn("cache-bench", &bins.cache_bench, &args)?;
+            ours_from(&json_line(&p.output(Duration::from_secs(120)).await?)?)
+        }
+    };
     for round in 0..config.rounds.max(1) {
         eprintln!("cache: round {} of {}", round + 1, config.rounds.max(1));
-        let persist = format!("--cache.persist-path={}", dir.join("persist").display());
-        let p = Proc::spawn(
-            "cache-bench",
-            &bins.cache_bench,
-            &["--log.level=warn", &persist, "--", secs],
-        )?;
-        ours.push(ours_from(&json_line(
-            &p.output(Duration::from_secs(120)).await?,
-        )?)?);
-        if redis.is_some() {
-            theirs.push(redis_round(&sock).await?);
+        ours.push(run_ours(None).await?);
+        if let Some(r) = &redis {
+            theirs.push(redis_round(&sock, r.pid() as i32).await?);
         }
+        no_spin.push(run_ours(Some("--cache.spin=0s")).await?);
     }
     if let Some(r) = redis.take() {
         let _ = r.stop(Duration::from_secs(5)).await;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let pick = |v: &[Figures], f: fn(&Figures) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
-    let o = Figures {
-        get1: pick(&ours, |f| f.get1),
-        set1: pick(&ours, |f| f.set1),
-        get16: pick(&ours, |f| f.get16),
-        set16: pick(&ours, |f| f.set16),
-        get1_p50_us: pick(&ours, |f| f.get1_p50_us),
-    };
+    let o = medians(&ours);
+    let n = medians(&no_spin);
     let mut md = format!(
         "## Cache: get and set of a small value\n\n\
          `cluster2-bench cache`: cluster2's `get` (existing key) and `set` from a worker process \
@@ -161,13 +173,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         ));
         return Ok(md);
     }
-    let r = Figures {
-        get1: pick(&theirs, |f| f.get1),
-        set1: pick(&theirs, |f| f.set1),
-        get16: pick(&theirs, |f| f.get16),
-        set16: pick(&theirs, |f| f.set16),
-        get1_p50_us: pick(&theirs, |f| f.get1_p50_us),
-    };
+    let r = medians(&theirs);
     md.push_str(
         "| | cluster2 ops/s | Redis ops/s | ratio | target | met |\n|---|---|---|---|---|---|\n",
     );
@@ -188,5 +194,43 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
          redis-benchmark reports it, to the millisecond's third decimal).\n",
         o.get1_p50_us, r.get1_p50_us
     ));
+    md.push_str(&format!(
+        "\nThe manager's wait before sleeping (`cache.spin`, 50 µs by default), and what it costs \
+         (server CPU per operation, from /proc):\n\n\
+         | | get, 1 client | set, 1 client | vs Redis (get / set) | server CPU per op, 1 client | \
+         server CPU per get at 1000/s |\n|---|---|---|---|---|---|\n\
+         | cluster2, defaults | {:.0} | {:.0} | {:.2}× / {:.2}× | {:.1} µs | {:.1} µs |\n\
+         | cluster2, `cache.spin=0s` | {:.0} | {:.0} | {:.2}× / {:.2}× | {:.1} µs | {:.1} µs |\n\
+         | Redis | {:.0} | {:.0} | | {:.1} µs | |\n",
+        o.get1,
+        o.set1,
+        o.get1 / r.get1,
+        o.set1 / r.set1,
+        o.server_cpu1_us,
+        o.paced_cpu_us,
+        n.get1,
+        n.set1,
+        n.get1 / r.get1,
+        n.set1 / r.set1,
+        n.server_cpu1_us,
+        n.paced_cpu_us,
+        r.get1,
+        r.set1,
+        r.server_cpu1_us,
+    ));
     Ok(md)
+}
+
+/// The median of each figure over the rounds.
+fn medians(rounds: &[Figures]) -> Figures {
+    let pick = |f: fn(&Figures) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
+    Figures {
+        get1: pick(|f| f.get1),
+        set1: pick(|f| f.set1),
+        get16: pick(|f| f.get16),
+        set16: pick(|f| f.set16),
+        get1_p50_us: pick(|f| f.get1_p50_us),
+        server_cpu1_us: pick(|f| f.server_cpu1_us),
+        paced_cpu_us: pick(|f| f.paced_cpu_us),
+    }
 }

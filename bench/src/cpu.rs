@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 use nix::sys::resource::UsageWho;
 use nix::sys::time::TimeValLike;
 
-/// The unit of CPU times in /proc (USER_HZ, 100 on every Linux port).
-const TICKS_PER_SEC: f64 = 100.0;
+use crate::ticks::{TICKS_PER_SEC, process_ticks};
 
 /// CPUs kept busy on average during a run, by whom.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,20 +64,6 @@ impl CpuClocks {
 }
 
 /// User plus system CPU time of `pids`, in clock ticks.
-fn process_ticks(pids: &[i32]) -> u64 {
-    pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // pid (comm) state … utime stime: fields 14 and 15, counted after the comm.
-            let (_, rest) = stat.rsplit_once(')')?;
-            let mut fields = rest.split_whitespace().skip(11);
-            let utime: u64 = fields.next()?.parse().ok()?;
-            let stime: u64 = fields.next()?.parse().ok()?;
-            Some(utime + stime)
-        })
-        .sum()
-}
-
 /// The whole machine's busy time (steal excluded) and steal time, in clock ticks.
 fn machine_ticks() -> (u64, u64) {
     let Ok(stat) = std::fs::read_to_string("/proc/stat") else {

@@ -27,6 +27,7 @@ mod rss;
 mod servers;
 mod startup;
 mod stats;
+mod ticks;
 
 use std::process::ExitCode;
 

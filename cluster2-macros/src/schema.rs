@@ -131,6 +131,7 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
         },
     ),
     ("cache.timeout", POSITIVE_DURATION),
+    ("cache.spin", DURATION),
 ];
 
 pub(crate) fn kind(key: &str) -> Option<Kind> {

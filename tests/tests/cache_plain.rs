@@ -294,6 +294,19 @@ async fn the_cache_in_a_plain_process() {
     let big = "x".repeat(100 * 1024);
     let err = f.set("big", &big, SetOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("cache.max_value"), "{err}");
+    // A key so long that the request would pass what the manager reads: refused before it is
+    // sent, and the connection serves on.
+    let long_key = "k".repeat(200 * 1024);
+    let err = f.peek::<u32>(&long_key).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("more than the cache manager accepts"),
+        "{err}"
+    );
+    // The message names the key without repeating all of it.
+    assert!(err.to_string().contains("(204800 bytes)"), "{err}");
+    assert!(err.to_string().len() < 1024, "{err}");
+    assert_eq!(f.peek::<i32>("zero").await.unwrap(), Some(7));
     for bad in ["", "../etc", ".hidden", "a/b", &"n".repeat(200)] {
         let err = cache::use_cache(bad, CacheOptions::default())
             .await

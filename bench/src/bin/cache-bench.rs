@@ -2,7 +2,9 @@
 //! Unix socket to the standalone manager process) and prints one JSON line on stdout; then it
 //! stops the cluster. Run by `cluster2-bench cache`, beside `redis-benchmark`.
 //!
-//! The first argument after `--` sets each phase's duration in seconds (default 3).
+//! The first argument after `--` sets each phase's duration in seconds (default 3). With
+//! `count N` instead, it does exactly N gets then N sets from one client and prints how many:
+//! for counting instructions per operation under callgrind (see BENCHMARKS.md).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,6 +12,26 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use cluster2::cache::{self, Cache, CacheOptions, SetOptions};
+
+#[path = "../ticks.rs"]
+mod ticks;
+
+/// The cache manager: the master's other child.
+fn manager_pid() -> Option<i32> {
+    let me = std::process::id() as i32;
+    let master = nix::unistd::getppid().as_raw();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&pid| pid != me && ticks::parent_of(pid) == Some(master))
+}
+
+/// CPU seconds the manager has used so far.
+fn manager_cpu(manager: Option<i32>) -> f64 {
+    manager.map_or(f64::NAN, |pid| {
+        ticks::process_ticks(&[pid]) as f64 / ticks::TICKS_PER_SEC
+    })
+}
 
 #[cluster2::configure_app]
 fn app() -> Router {
@@ -59,11 +81,16 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
     if started.role() == cluster2::Role::Master {
         return Ok(());
     }
-    let secs: f64 = started
-        .args()
-        .first()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let args = started.args();
+    let count: Option<u64> = match args.first().map(String::as_str) {
+        Some("count") => Some(
+            args.get(1)
+                .and_then(|n| n.parse().ok())
+                .ok_or("usage: -- count N")?,
+        ),
+        _ => None,
+    };
+    let secs: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let bench = cache::use_cache("bench", CacheOptions::default())
         .await
         .map_err(|e| e.to_string())?;
@@ -86,18 +113,48 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
         .await
         .map(drop)
     };
+    if let Some(n) = count {
+        for i in 0..n {
+            get(bench.clone(), i).await.map_err(|e| e.to_string())?;
+        }
+        for i in 0..n {
+            set(bench.clone(), i).await.map_err(|e| e.to_string())?;
+        }
+        println!("{{\"gets\":{n},\"sets\":{n}}}");
+        stop_cluster();
+        return Ok(());
+    }
     // A short warm-up, so that the first phase does not pay for connections.
     measure(&bench, 1, 0.3, get).await;
+    let manager = manager_pid();
+    let cpu_before = manager_cpu(manager);
     let (get1, get1_p50) = measure(&bench, 1, secs, get).await;
     let (set1, set1_p50) = measure(&bench, 1, secs, set).await;
+    // What the manager spends per operation with one client, its wait before sleeping included.
+    let mgr1_cpu_us = (manager_cpu(manager) - cpu_before) * 1e6 / ((get1 + set1) * secs);
+    // The same at a gentle pace (a get every millisecond), where waiting cannot pay off.
+    let cpu_before = manager_cpu(manager);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut paced_ops = 0u64;
+    let paced_until = Instant::now() + Duration::from_secs_f64(secs);
+    while Instant::now() < paced_until {
+        tick.tick().await;
+        get(bench.clone(), 0).await.map_err(|e| e.to_string())?;
+        paced_ops += 1;
+    }
+    let paced_cpu_us = (manager_cpu(manager) - cpu_before) * 1e6 / paced_ops as f64;
     let (get16, get16_p50) = measure(&bench, 16, secs, get).await;
     let (set16, set16_p50) = measure(&bench, 16, secs, set).await;
     println!(
         "{{\"get1\":{get1:.0},\"get1_p50_us\":{get1_p50:.1},\"set1\":{set1:.0},\"set1_p50_us\":{set1_p50:.1},\
-         \"get16\":{get16:.0},\"get16_p50_us\":{get16_p50:.1},\"set16\":{set16:.0},\"set16_p50_us\":{set16_p50:.1}}}"
+         \"mgr1_cpu_us\":{mgr1_cpu_us:.1},\"paced_cpu_us\":{paced_cpu_us:.1},\"get16\":{get16:.0},\"get16_p50_us\":{get16_p50:.1},\"set16\":{set16:.0},\"set16_p50_us\":{set16_p50:.1}}}"
     );
-    // Done: ask the master to stop the cluster.
+    stop_cluster();
+    Ok(())
+}
+
+/// Done: asks the master to stop the cluster.
+fn stop_cluster() {
     let master = nix::unistd::getppid();
     let _ = nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGTERM);
-    Ok(())
 }

@@ -6,19 +6,27 @@
 //! Requests wait for a connection up to their own timeout. Reads (`get`, `peek`, `keys`) are
 //! retried on the new connection when the old one breaks mid-request; writes fail with a clear
 //! error instead, since they may or may not have been applied.
+//!
+//! Timeouts: a request in flight does not arm a timer of its own. Each connection has one
+//! deadline keeper, a task that sleeps until the earliest deadline of the requests in flight
+//! and fails those whose time has come; a request only wakes it when its deadline is earlier
+//! than the keeper's next wake-up, which with a common timeout is almost never. A timer per
+//! request was a tenth of the client's work per operation.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UnixStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::outgoing::Outgoing;
-use super::protocol::{Message, NsOptions, Op, Reply, Request, max_frame};
+use super::protocol::{Message, NsOptions, Op, Reply, RequestRef, max_frame};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::channel::{decode, encode_frame};
 use crate::ipc::quiet::{FrameReader, Writer};
@@ -34,14 +42,81 @@ struct WatchEntry {
 
 struct Pending {
     reply: oneshot::Sender<Reply>,
-    /// For a `Get` that may be handed the lock: whom to tell if its caller is gone by then.
-    lock_for: Option<(String, String)>,
+    deadline: Instant,
+}
+
+/// Request ids are sequential: a multiplicative hash spreads them well, and SipHash would
+/// only cost.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Requests in flight on a connection, and when the deadline keeper wakes next.
+#[derive(Default)]
+struct InFlight {
+    requests: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
+    /// `None`: the keeper sleeps until a request wakes it.
+    keeper_wakes_at: Option<Instant>,
 }
 
 struct Conn {
     out: Arc<Outgoing>,
-    pending: Mutex<HashMap<u64, Pending>>,
+    in_flight: Mutex<InFlight>,
+    /// Wakes the deadline keeper for a deadline earlier than it planned for.
+    keeper: Notify,
     closed: CancellationToken,
+}
+
+impl Conn {
+    /// Fails every request in flight: dropping its reply sender wakes its caller.
+    fn fail_all(&self) {
+        self.in_flight
+            .lock()
+            .expect("cache client lock")
+            .requests
+            .clear();
+    }
+
+    /// Fails the requests whose deadline has passed, until the connection closes.
+    async fn keep_deadlines(self: Arc<Self>) {
+        loop {
+            let wake_at = {
+                let mut in_flight = self.in_flight.lock().expect("cache client lock");
+                let now = Instant::now();
+                // A dropped reply sender tells the caller; it sees its deadline has passed.
+                in_flight.requests.retain(|_, p| p.deadline > now);
+                let next = in_flight.requests.values().map(|p| p.deadline).min();
+                in_flight.keeper_wakes_at = next;
+                next
+            };
+            let sleep = async {
+                match wake_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.closed.cancelled() => return,
+                () = self.keeper.notified() => {}
+                () = sleep => {}
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -126,7 +201,11 @@ impl Client {
                         self.inner.conn.send_replace(Some(conn.clone()));
                         tokio::select! {
                             () = conn.closed.cancelled() => {}
-                            () = self.inner.stop.cancelled() => return,
+                            () = self.inner.stop.cancelled() => {
+                                // Ends the connection's reader, flusher and deadline keeper.
+                                conn.closed.cancel();
+                                return;
+                            }
                         }
                         self.inner.conn.send_replace(None);
                         if super::is_stopping() {
@@ -138,8 +217,7 @@ impl Client {
                         }
                     }
                     conn.closed.cancel();
-                    // Dropping the pending senders fails every request in flight on it.
-                    conn.pending.lock().expect("cache client lock").clear();
+                    conn.fail_all();
                 }
                 Err(e) => {
                     *self.inner.last_error.lock().expect("cache client lock") = Some(e.to_string());
@@ -174,11 +252,14 @@ impl Client {
             .collect();
         let ops = namespaces
             .into_iter()
-            .map(|(ns, options)| Op::Use { ns, options })
-            .chain(watched.into_iter().map(|ns| Op::Watch { ns }));
+            .map(|(ns, options)| Op::Use {
+                ns: ns.into(),
+                options,
+            })
+            .chain(watched.into_iter().map(|ns| Op::Watch { ns: ns.into() }));
         for op in ops {
-            let reply = tokio::time::timeout(self.inner.timeout, self.send_on(conn, op, None));
-            if !matches!(reply.await, Ok(Ok(_))) {
+            let deadline = Instant::now() + self.inner.timeout;
+            if self.send_on(conn, &op, deadline).await.is_err() {
                 return false;
             }
         }
@@ -192,22 +273,28 @@ impl Client {
         let closed = CancellationToken::new();
         let conn = Arc::new(Conn {
             out: Outgoing::new(Writer::new(stream), closed.clone()),
-            pending: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(InFlight::default()),
+            keeper: Notify::new(),
             closed,
         });
+        tokio::spawn(conn.clone().keep_deadlines());
         let reader_conn = conn.clone();
         let client = self.clone();
         tokio::spawn(async move {
+            // Made once: a new one per frame would register and unregister a waiter each time.
+            let closed = reader_conn.closed.clone();
+            let mut closed = std::pin::pin!(closed.cancelled());
             loop {
                 let frame = tokio::select! {
+                    biased;
                     frame = frames.next() => frame,
-                    () = reader_conn.closed.cancelled() => break,
+                    () = &mut closed => break,
                 };
                 let Some(Ok(frame)) = frame else { break };
                 match decode::<Message>(frame) {
                     Ok(Message::Reply { id, reply }) => client.deliver(&reader_conn, id, reply),
                     Ok(Message::Changed { ns, key, value }) => {
-                        client.changed(&ns, &key, value.as_deref().map(|v| &v[..]));
+                        client.changed(&ns, &key, value.as_deref());
                     }
                     Err(e) => {
                         tracing::error!("bad frame from the cache manager: {e}");
@@ -217,24 +304,33 @@ impl Client {
             }
             // Whatever was in flight on this connection fails now, not at its timeout.
             reader_conn.closed.cancel();
-            reader_conn
-                .pending
-                .lock()
-                .expect("cache client lock")
-                .clear();
+            reader_conn.fail_all();
         });
         Ok(conn)
     }
 
     fn deliver(&self, conn: &Arc<Conn>, id: u64, reply: Reply) {
-        let pending = conn.pending.lock().expect("cache client lock").remove(&id);
-        let Some(pending) = pending else { return };
-        if let Err(reply) = pending.reply.send(reply) {
-            // The caller gave up (timeout, cancelled) before the manager handed it the lock:
-            // pass the lock on at once rather than holding it for the lease.
-            if let (Reply::Load { token }, Some((ns, key))) = (reply, pending.lock_for) {
-                let _ = self.fire(conn, Op::Release { ns, key, token });
-            }
+        let pending = conn
+            .in_flight
+            .lock()
+            .expect("cache client lock")
+            .requests
+            .remove(&id);
+        let unheard = match pending {
+            Some(pending) => pending.reply.send(reply).err(),
+            None => Some(reply),
+        };
+        // The caller gave up (timeout, cancelled) before the manager handed it the lock: pass
+        // the lock on at once rather than holding it for the lease.
+        if let Some(Reply::Load { ns, key, token }) = unheard {
+            let _ = self.fire(
+                conn,
+                &Op::Release {
+                    ns: ns.into(),
+                    key: key.into(),
+                    token,
+                },
+            );
         }
     }
 
@@ -255,9 +351,9 @@ impl Client {
     }
 
     /// Sends without waiting for the answer.
-    fn fire(&self, conn: &Arc<Conn>, op: Op) -> bool {
+    fn fire(&self, conn: &Arc<Conn>, op: &Op<'_>) -> bool {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(&Request { id, op });
+        let frame = encode_frame(&RequestRef { id, op });
         frame.len() <= self.max_frame() && conn.out.send(frame).is_ok()
     }
 
@@ -269,102 +365,91 @@ impl Client {
     async fn send_on(
         &self,
         conn: &Arc<Conn>,
-        op: Op,
-        lock_for: Option<(String, String)>,
+        op: &Op<'_>,
+        deadline: Instant,
     ) -> std::result::Result<Reply, CallError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(&Request { id, op });
+        let frame = encode_frame(&RequestRef { id, op });
         if frame.len() > self.max_frame() {
             return Err(CallError::TooLarge(frame.len()));
         }
         let (tx, rx) = oneshot::channel();
-        conn.pending.lock().expect("cache client lock").insert(
-            id,
-            Pending {
-                reply: tx,
-                lock_for,
-            },
-        );
+        {
+            let mut in_flight = conn.in_flight.lock().expect("cache client lock");
+            in_flight.requests.insert(
+                id,
+                Pending {
+                    reply: tx,
+                    deadline,
+                },
+            );
+            if in_flight.keeper_wakes_at.is_none_or(|at| deadline < at) {
+                in_flight.keeper_wakes_at = Some(deadline);
+                conn.keeper.notify_one();
+            }
+        }
+        let forget = || {
+            conn.in_flight
+                .lock()
+                .expect("cache client lock")
+                .requests
+                .remove(&id);
+        };
         if conn.out.send(frame).is_err() || conn.closed.is_cancelled() {
-            conn.pending.lock().expect("cache client lock").remove(&id);
+            forget();
             return Err(CallError::Lost);
         }
-        // When the connection breaks, its reader empties `pending` (after `closed` is
-        // cancelled, so a request added after that was caught just above): the reply sender
-        // is dropped and this fails at once.
-        rx.await.map_err(|_| CallError::Lost)
+        // When the connection breaks, its reader empties `requests` (after `closed` is
+        // cancelled, so a request added after that was caught just above); when the deadline
+        // passes, the keeper removes the request. Either way the reply sender is dropped and
+        // this wakes at once.
+        match rx.await {
+            Ok(reply) => Ok(reply),
+            Err(_) if Instant::now() >= deadline => Err(CallError::Timeout),
+            Err(_) => Err(CallError::Lost),
+        }
     }
 
-    async fn connected(&self) -> Arc<Conn> {
+    /// The live connection, waiting for one until `deadline`.
+    async fn connected(&self, deadline: Instant) -> Option<Arc<Conn>> {
+        let live = |c: &Option<Arc<Conn>>| c.clone().filter(|c| !c.closed.is_cancelled());
+        if let Some(conn) = live(&self.inner.conn.borrow()) {
+            return Some(conn);
+        }
         let mut rx = self.inner.conn.subscribe();
-        loop {
-            if let Some(conn) = rx.borrow_and_update().clone() {
-                if !conn.closed.is_cancelled() {
+        let wait = async {
+            loop {
+                if let Some(conn) = live(&rx.borrow_and_update()) {
                     return conn;
                 }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        };
+        tokio::time::timeout_at(deadline, wait).await.ok()
     }
 
     /// Sends `op` and waits for its reply, within `timeout`. Reads are retried on a new
     /// connection if the old one breaks.
     pub(crate) async fn call(
         &self,
-        op: Op,
+        op: Op<'_>,
         timeout: Duration,
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<Reply> {
+        let deadline = Instant::now() + timeout;
         let retry = matches!(
             op,
             Op::Get { .. } | Op::Keys { .. } | Op::Stats | Op::Use { .. } | Op::Watch { .. }
         );
-        let lock_for = match &op {
-            Op::Get {
-                ns,
-                key,
-                lease_ms: Some(_),
-            } => Some((ns.clone(), key.clone())),
-            _ => None,
-        };
-        let attempt = async {
-            // Writes are sent once, so their value is moved, not copied.
-            let mut once = Some(op);
-            loop {
-                let conn = self.connected().await;
-                let this = match (&once, retry) {
-                    (Some(op), true) => op.clone(),
-                    _ => match once.take() {
-                        Some(op) => op,
-                        None => return Err(CallError::Lost),
-                    },
-                };
-                match self.send_on(&conn, this, lock_for.clone()).await {
-                    Ok(reply) => return Ok(reply),
-                    Err(CallError::Lost) if retry => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        let outcome = match tokio::time::timeout(timeout, attempt).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                let connected = self.inner.conn.borrow().is_some();
-                if connected {
-                    Err(CallError::Timeout)
-                } else {
-                    let last = self
-                        .inner
-                        .last_error
-                        .lock()
-                        .expect("cache client lock")
-                        .clone();
-                    Err(CallError::Unreachable(
-                        last.unwrap_or_else(|| "reconnecting".to_owned()),
-                    ))
-                }
+        let outcome = loop {
+            let Some(conn) = self.connected(deadline).await else {
+                break Err(self.no_connection());
+            };
+            match self.send_on(&conn, &op, deadline).await {
+                Err(CallError::Lost) if retry => continue,
+                outcome => break outcome,
             }
         };
         match outcome {
@@ -402,6 +487,20 @@ impl Client {
         }
     }
 
+    /// Why no connection came within a request's time: still connecting, or reconnecting.
+    fn no_connection(&self) -> CallError {
+        if self.inner.conn.borrow().is_some() {
+            return CallError::Timeout;
+        }
+        let last = self
+            .inner
+            .last_error
+            .lock()
+            .expect("cache client lock")
+            .clone();
+        CallError::Unreachable(last.unwrap_or_else(|| "reconnecting".to_owned()))
+    }
+
     /// Remembers a namespace so that it is declared again after a reconnect.
     pub(crate) fn remember(&self, ns: &str, options: NsOptions) {
         self.inner
@@ -422,7 +521,7 @@ impl Client {
         };
         if first {
             if let Some(conn) = self.inner.conn.borrow().clone() {
-                self.fire(&conn, Op::Watch { ns: ns.to_owned() });
+                self.fire(&conn, &Op::Watch { ns: ns.into() });
             }
             // Otherwise the reconnect declares it.
         }
@@ -442,7 +541,7 @@ impl Client {
         };
         if removed && now_empty {
             if let Some(conn) = self.inner.conn.borrow().clone() {
-                self.fire(&conn, Op::Unwatch { ns: ns.to_owned() });
+                self.fire(&conn, &Op::Unwatch { ns: ns.into() });
             }
         }
         removed

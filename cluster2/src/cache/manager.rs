@@ -13,20 +13,20 @@
 //! State lives behind one mutex, held only for map operations; every connection has its own
 //! task, which encodes and writes outside the lock.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use serde_bytes::ByteBuf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::persist::{self, Log};
 use super::protocol::{Message, NsFigures, NsOptions, Op, Reply, Request, max_frame};
+use super::spin::IdleSpin;
 use crate::ipc::channel::{append_frame, decode};
 use crate::ipc::quiet::{FrameReader, Writer};
 
@@ -41,8 +41,22 @@ type ConnId = u64;
 
 struct Entry {
     value: Option<Bytes>,
-    expires_at: Option<Instant>,
+    /// When the value expires; also its place in the namespace's expiry queue.
+    expiry: Option<Expiry>,
     lock: Option<Lock>,
+}
+
+impl Entry {
+    fn expired(&self, now: Instant) -> bool {
+        self.expiry.is_some_and(|e| e.at <= now)
+    }
+}
+
+/// An expiry time, made unique by a sequence number so that it can key the expiry queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Expiry {
+    at: Instant,
+    seq: u64,
 }
 
 struct Lock {
@@ -56,6 +70,9 @@ struct Lock {
 struct Namespace {
     options: NsOptions,
     entries: HashMap<String, Entry>,
+    /// The keys of entries that expire, soonest first: the sweep takes what is due without
+    /// walking the namespace.
+    expiries: BTreeMap<Expiry, String>,
     log: Option<Log>,
     figures: NsFigures,
 }
@@ -65,6 +82,7 @@ impl Namespace {
         Self {
             options,
             entries: HashMap::new(),
+            expiries: BTreeMap::new(),
             log: None,
             figures: NsFigures {
                 namespace: name.to_owned(),
@@ -75,15 +93,78 @@ impl Namespace {
         }
     }
 
-    fn expiry(&self) -> Option<Duration> {
-        self.options.expire_ms.map(Duration::from_millis)
-    }
-
     fn live_bytes(&self) -> u64 {
         self.entries
             .iter()
             .filter_map(|(k, e)| e.value.as_ref().map(|v| (k.len() + v.len()) as u64))
             .sum()
+    }
+
+    /// Gives `key` the value `value`, expiring as the namespace says; returns the key's lock,
+    /// which the value ends.
+    fn put(&mut self, key: &str, value: Bytes, expiry: Option<Expiry>) -> Option<Lock> {
+        if let Some(e) = expiry {
+            self.expiries.insert(e, key.to_owned());
+        }
+        match self.entries.get_mut(key) {
+            Some(entry) => {
+                if let Some(old) = std::mem::replace(&mut entry.expiry, expiry) {
+                    self.expiries.remove(&old);
+                }
+                entry.value = Some(value);
+                entry.lock.take()
+            }
+            None => {
+                self.entries.insert(
+                    key.to_owned(),
+                    Entry {
+                        value: Some(value),
+                        expiry,
+                        lock: None,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// Takes `key`'s value away (deleted or expired); the entry stays while a load holds its
+    /// lock. Returns the value it had.
+    fn take(&mut self, key: &str) -> Option<Bytes> {
+        let entry = self.entries.get_mut(key)?;
+        if let Some(old) = entry.expiry.take() {
+            self.expiries.remove(&old);
+        }
+        let value = entry.value.take();
+        if entry.lock.is_none() {
+            self.entries.remove(key);
+        }
+        value
+    }
+
+    /// Rewrites the log from the live entries when it has grown well past them.
+    fn maybe_compact(&mut self) {
+        // Counting the live bytes walks the namespace: only when a log is big enough to matter.
+        if !self.log.as_mut().is_some_and(Log::may_want_compaction) {
+            return;
+        }
+        let live = self.live_bytes();
+        let now_wall = SystemTime::now();
+        let now = Instant::now();
+        let Some(log) = &mut self.log else { return };
+        if !log.wants_compaction(live) {
+            return;
+        }
+        let entries = self.entries.iter().filter_map(|(k, e)| {
+            let v = e.value.as_ref()?;
+            let wall = e
+                .expiry
+                .map(|x| now_wall + x.at.saturating_duration_since(now));
+            Some((k.as_str(), v.as_ref(), wall))
+        });
+        if let Err(e) = log.compact(self.options, entries) {
+            tracing::error!(namespace = %self.figures.namespace, "cannot compact the cache log: {e}");
+        }
     }
 }
 
@@ -91,6 +172,10 @@ struct State {
     namespaces: HashMap<String, Namespace>,
     conns: HashMap<ConnId, mpsc::UnboundedSender<Message>>,
     watchers: HashMap<String, HashSet<ConnId>>,
+    /// Every lock held, by the end of its lease (then its token): the sweep and a departing
+    /// loader find theirs without walking the entries.
+    leases: BTreeMap<(Instant, u64), (String, String)>,
+    /// Lock tokens and expiry sequence numbers.
     next_token: u64,
     config: ManagerConfig,
 }
@@ -100,6 +185,8 @@ struct State {
 pub(crate) struct Manager {
     state: Arc<Mutex<State>>,
     next_conn: Arc<AtomicU64>,
+    /// The standalone manager's wait before sleeping, which watches every client socket.
+    idle_spin: Option<Arc<IdleSpin>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -116,21 +203,17 @@ impl Manager {
     /// A manager with every persisted namespace reloaded from `config.persist_path`.
     pub(crate) fn load(config: ManagerConfig) -> std::io::Result<Self> {
         let mut namespaces = HashMap::new();
+        let mut seq = 1;
         for (name, options, entries) in persist::load_all(&config.persist_path)? {
             let mut ns = Namespace::new(&name, options);
             let now = (Instant::now(), SystemTime::now());
             for e in entries {
-                let expires_at = e
-                    .expires_at
-                    .map(|t| now.0 + t.duration_since(now.1).unwrap_or(Duration::ZERO));
-                ns.entries.insert(
-                    e.key,
-                    Entry {
-                        value: Some(Bytes::from(e.value)),
-                        expires_at,
-                        lock: None,
-                    },
-                );
+                let expiry = e.expires_at.map(|t| Expiry {
+                    at: now.0 + t.duration_since(now.1).unwrap_or(Duration::ZERO),
+                    seq,
+                });
+                seq += 1;
+                ns.put(&e.key, Bytes::from(e.value), expiry);
             }
             ns.figures.entries = ns.entries.len() as u64;
             ns.figures.bytes = ns.live_bytes();
@@ -147,11 +230,21 @@ impl Manager {
                 namespaces,
                 conns: HashMap::new(),
                 watchers: HashMap::new(),
-                next_token: 1,
+                leases: BTreeMap::new(),
+                next_token: seq,
                 config,
             })),
             next_conn: Arc::new(AtomicU64::new(1)),
+            idle_spin: None,
         })
+    }
+
+    /// Shows every client socket to `spin`, the runtime's wait before sleeping.
+    pub(crate) fn with_idle_spin(self, spin: Arc<IdleSpin>) -> Self {
+        Self {
+            idle_spin: Some(spin),
+            ..self
+        }
     }
 
     /// Serves clients on `listener` until `stop`.
@@ -185,6 +278,9 @@ impl Manager {
         let max_value = self.state.lock().expect("cache lock").config.max_value;
         // Read through a socket watched for reading only; write through a duplicate of it.
         let (mut frames, writer) = match stream.into_std().and_then(|stream| {
+            if let Some(spin) = &self.idle_spin {
+                spin.watch(&stream)?;
+            }
             let frames = FrameReader::new(stream.try_clone()?, max_frame(max_value))?;
             Ok((frames, Writer::new(stream)))
         }) {
@@ -246,7 +342,7 @@ impl Manager {
     }
 
     /// Handles one request; returns the immediate reply, if any (a parked `Get` has none yet).
-    fn handle(&self, conn: ConnId, Request { id, op }: Request) -> Option<Message> {
+    fn handle(&self, conn: ConnId, Request { id, op }: Request<'_>) -> Option<Message> {
         let mut state = self.state.lock().expect("cache lock");
         let reply = state.apply(conn, id, op)?;
         Some(Message::Reply { id, reply })
@@ -259,14 +355,12 @@ impl Manager {
             watchers.remove(&conn);
         }
         // Locks held by the departed loader pass to a waiter.
-        let mut orphaned = Vec::new();
-        for (ns_name, ns) in &state.namespaces {
-            for (key, entry) in &ns.entries {
-                if entry.lock.as_ref().is_some_and(|l| l.owner == conn) {
-                    orphaned.push((ns_name.clone(), key.clone()));
-                }
-            }
-        }
+        let orphaned: Vec<(String, String)> = state
+            .leases
+            .values()
+            .filter(|(ns, key)| state.lock_of(ns, key).is_some_and(|l| l.owner == conn))
+            .cloned()
+            .collect();
         for (ns, key) in orphaned {
             tracing::warn!(namespace = %ns, key = %key, "the loading process is gone; handing the load to a waiter");
             state.hand_over(&ns, &key);
@@ -281,7 +375,7 @@ impl Manager {
                 () = tokio::time::sleep(SWEEP) => {}
             }
             let mut state = self.state.lock().expect("cache lock");
-            state.expire_and_lease();
+            state.sweep_due(Instant::now());
             if last_sync.elapsed() >= SYNC {
                 last_sync = Instant::now();
                 for ns in state.namespaces.values_mut() {
@@ -297,18 +391,18 @@ impl Manager {
 }
 
 impl State {
-    fn apply(&mut self, conn: ConnId, id: u64, op: Op) -> Option<Reply> {
+    fn apply(&mut self, conn: ConnId, id: u64, op: Op<'_>) -> Option<Reply> {
         Some(match op {
             Op::Use { ns, options } => self.use_ns(&ns, options),
             Op::Get { ns, key, lease_ms } => {
-                return self.get(conn, id, &ns, key, lease_ms.map(Duration::from_millis));
+                return self.get(conn, id, &ns, &key, lease_ms.map(Duration::from_millis));
             }
             Op::Fill {
                 ns,
                 key,
                 token,
                 value,
-            } => self.fill(&ns, &key, token, value),
+            } => self.fill(&ns, &key, token, &value),
             Op::Abandon {
                 ns,
                 key,
@@ -319,7 +413,7 @@ impl State {
                 Reply::Done(true)
             }
             Op::Release { ns, key, token } => {
-                if self.lock_token(&ns, &key) == Some(token) {
+                if self.lock_of(&ns, &key).is_some_and(|l| l.token == token) {
                     self.hand_over(&ns, &key);
                 }
                 Reply::Done(true)
@@ -329,17 +423,17 @@ impl State {
                 key,
                 value,
                 leave_if_not_null,
-            } => self.set(&ns, key, value, leave_if_not_null),
+            } => self.set(&ns, &key, &value, leave_if_not_null),
             Op::Del { ns, key } => self.del(&ns, &key),
             Op::Keys { ns } => {
                 let now = Instant::now();
                 let keys = self
                     .namespaces
-                    .get(&ns)
+                    .get(&*ns)
                     .map(|n| {
                         n.entries
                             .iter()
-                            .filter(|(_, e)| e.value.is_some() && !expired(e, now))
+                            .filter(|(_, e)| e.value.is_some() && !e.expired(now))
                             .map(|(k, _)| k.clone())
                             .collect()
                     })
@@ -347,11 +441,14 @@ impl State {
                 Reply::Keys(keys)
             }
             Op::Watch { ns } => {
-                self.watchers.entry(ns).or_default().insert(conn);
+                self.watchers
+                    .entry(ns.into_owned())
+                    .or_default()
+                    .insert(conn);
                 Reply::Done(true)
             }
             Op::Unwatch { ns } => {
-                if let Some(w) = self.watchers.get_mut(&ns) {
+                if let Some(w) = self.watchers.get_mut(&*ns) {
                     w.remove(&conn);
                 }
                 Reply::Done(true)
@@ -374,16 +471,20 @@ impl State {
 
     fn ns(&mut self, name: &str) -> &mut Namespace {
         // A namespace a client has not (re)declared after a manager restart gets the defaults
-        // until it does.
-        self.namespaces.entry(name.to_owned()).or_insert_with(|| {
-            Namespace::new(
-                name,
-                NsOptions {
-                    persist: false,
-                    expire_ms: None,
-                },
-            )
-        })
+        // until it does. (Looked up before inserting: the name is copied only when new.)
+        if !self.namespaces.contains_key(name) {
+            let defaults = NsOptions {
+                persist: false,
+                expire_ms: None,
+            };
+            self.namespaces
+                .insert(name.to_owned(), Namespace::new(name, defaults));
+        }
+        self.namespaces.get_mut(name).expect("inserted above")
+    }
+
+    fn lock_of(&self, ns: &str, key: &str) -> Option<&Lock> {
+        self.namespaces.get(ns)?.entries.get(key)?.lock.as_ref()
     }
 
     fn use_ns(&mut self, name: &str, options: NsOptions) -> Reply {
@@ -417,146 +518,127 @@ impl State {
         conn: ConnId,
         id: u64,
         ns_name: &str,
-        key: String,
+        key: &str,
         lease: Option<Duration>,
     ) -> Option<Reply> {
         let now = Instant::now();
-        let expired_now = {
-            let ns = self.ns(ns_name);
-            ns.entries
-                .get(&key)
-                .is_some_and(|e| e.value.is_some() && expired(e, now))
-        };
+        let ns = self.ns(ns_name);
+        let mut expired_now = false;
+        if let Some(entry) = ns.entries.get(key) {
+            if let Some(value) = &entry.value {
+                if !entry.expired(now) {
+                    ns.figures.hits += 1;
+                    return Some(Reply::Value(value.clone()));
+                }
+                // Expired, not swept yet.
+                expired_now = true;
+            }
+        }
         if expired_now {
-            self.remove_expired(ns_name, &key);
+            self.remove_expired(ns_name, key);
         }
         let token = self.next_token;
         let ns = self.ns(ns_name);
-        if let Some(value) = ns.entries.get(&key).and_then(|e| e.value.clone()) {
-            ns.figures.hits += 1;
-            return Some(Reply::Value(ByteBuf::from(value.to_vec())));
-        }
         let Some(lease) = lease else {
             ns.figures.misses += 1;
             return Some(Reply::Miss);
         };
-        let entry = ns.entries.entry(key).or_insert(Entry {
-            value: None,
-            expires_at: None,
-            lock: None,
-        });
-        match &mut entry.lock {
-            Some(lock) => {
-                lock.waiters.push_back((conn, id, lease));
+        let lock = Lock {
+            owner: conn,
+            token,
+            lease_until: now + lease,
+            waiters: VecDeque::new(),
+        };
+        match ns.entries.get_mut(key) {
+            Some(Entry {
+                lock: Some(held), ..
+            }) => {
+                held.waiters.push_back((conn, id, lease));
                 ns.figures.lock_waits += 1;
-                None
+                return None;
             }
+            Some(entry) => entry.lock = Some(lock),
             None => {
-                entry.lock = Some(Lock {
-                    owner: conn,
-                    token,
-                    lease_until: now + lease,
-                    waiters: VecDeque::new(),
-                });
-                ns.figures.misses += 1;
-                self.next_token += 1;
-                Some(Reply::Load { token })
+                ns.entries.insert(
+                    key.to_owned(),
+                    Entry {
+                        value: None,
+                        expiry: None,
+                        lock: Some(lock),
+                    },
+                );
             }
         }
+        ns.figures.misses += 1;
+        self.next_token += 1;
+        self.leases
+            .insert((now + lease, token), (ns_name.to_owned(), key.to_owned()));
+        Some(Reply::Load {
+            ns: ns_name.to_owned(),
+            key: key.to_owned(),
+            token,
+        })
     }
 
-    fn lock_token(&self, ns: &str, key: &str) -> Option<u64> {
-        self.namespaces
-            .get(ns)?
-            .entries
-            .get(key)?
-            .lock
-            .as_ref()
-            .map(|l| l.token)
-    }
-
-    fn fill(&mut self, ns_name: &str, key: &str, token: u64, value: ByteBuf) -> Reply {
-        let ours = self.lock_token(ns_name, key) == Some(token);
-        let has_value = self
+    fn fill(&mut self, ns_name: &str, key: &str, token: u64, value: &[u8]) -> Reply {
+        let (ours, has_value) = match self
             .namespaces
             .get(ns_name)
             .and_then(|n| n.entries.get(key))
-            .is_some_and(|e| e.value.is_some());
+        {
+            Some(e) => (
+                e.lock.as_ref().is_some_and(|l| l.token == token),
+                e.value.is_some(),
+            ),
+            None => (false, false),
+        };
         if !ours && has_value {
             // Someone set the key meanwhile: that value stands.
             return Reply::Done(false);
         }
-        let ns = self.ns(ns_name);
-        ns.figures.loads += 1;
-        self.store(ns_name, key.to_owned(), Bytes::from(value.into_vec()));
+        self.ns(ns_name).figures.loads += 1;
+        self.store(ns_name, key, Bytes::copy_from_slice(value));
         Reply::Done(true)
     }
 
     /// Stores a value, answers whoever waited for it, tells watchers, and logs it.
-    fn store(&mut self, ns_name: &str, key: String, value: Bytes) {
-        let now = Instant::now();
+    fn store(&mut self, ns_name: &str, key: &str, value: Bytes) {
+        let seq = self.next_token;
+        self.next_token += 1;
         let ns = self.ns(ns_name);
-        let expires_at = ns.expiry().map(|d| now + d);
+        let expiry = ns.options.expire_ms.map(|ms| Expiry {
+            at: Instant::now() + Duration::from_millis(ms),
+            seq,
+        });
         if let Some(log) = &mut ns.log {
             let wall = ns
                 .options
                 .expire_ms
                 .map(|ms| SystemTime::now() + Duration::from_millis(ms));
-            if let Err(e) = log.set(&key, &value, wall) {
+            if let Err(e) = log.set(key, &value, wall) {
                 tracing::error!(namespace = %ns_name, "cannot persist a cache entry: {e}");
             }
         }
-        let entry = ns.entries.entry(key.clone()).or_insert(Entry {
-            value: None,
-            expires_at: None,
-            lock: None,
-        });
-        entry.value = Some(value.clone());
-        entry.expires_at = expires_at;
-        let waiters = entry.lock.take().map(|l| l.waiters).unwrap_or_default();
-        self.maybe_compact(ns_name);
-        for (conn, id, _) in waiters {
-            self.send(
-                conn,
-                Message::Reply {
-                    id,
-                    reply: Reply::Value(ByteBuf::from(value.to_vec())),
-                },
-            );
+        let lock = ns.put(key, value.clone(), expiry);
+        ns.maybe_compact();
+        if let Some(lock) = lock {
+            self.leases.remove(&(lock.lease_until, lock.token));
+            for (conn, id, _) in lock.waiters {
+                self.send(
+                    conn,
+                    Message::Reply {
+                        id,
+                        reply: Reply::Value(value.clone()),
+                    },
+                );
+            }
         }
-        self.notify(ns_name, &key, Some(&value));
-    }
-
-    fn maybe_compact(&mut self, ns_name: &str) {
-        let Some(ns) = self.namespaces.get_mut(ns_name) else {
-            return;
-        };
-        // Counting the live bytes walks the namespace: only when a log is big enough to matter.
-        if !ns.log.as_mut().is_some_and(Log::may_want_compaction) {
-            return;
-        }
-        let live = ns.live_bytes();
-        let options = ns.options;
-        let now_wall = SystemTime::now();
-        let now = Instant::now();
-        let Some(log) = &mut ns.log else { return };
-        if !log.wants_compaction(live) {
-            return;
-        }
-        let entries = ns.entries.iter().filter_map(|(k, e)| {
-            let v = e.value.as_ref()?;
-            let wall = e
-                .expires_at
-                .map(|t| now_wall + t.saturating_duration_since(now));
-            Some((k.as_str(), v.as_ref(), wall))
-        });
-        if let Err(e) = log.compact(options, entries) {
-            tracing::error!(namespace = %ns_name, "cannot compact the cache log: {e}");
-        }
+        self.notify(ns_name, key, Some(&value));
     }
 
     fn abandon(&mut self, ns_name: &str, key: &str, token: u64, error: &str) {
-        if self.lock_token(ns_name, key) != Some(token) {
+        let ours = self.lock_of(ns_name, key).is_some_and(|l| l.token == token);
+        if !ours {
             return;
         }
         let ns = self.ns(ns_name);
@@ -564,11 +646,12 @@ impl State {
         let Some(entry) = ns.entries.get_mut(key) else {
             return;
         };
-        let waiters = entry.lock.take().map(|l| l.waiters).unwrap_or_default();
+        let lock = entry.lock.take().expect("checked above");
         if entry.value.is_none() {
             ns.entries.remove(key);
         }
-        for (conn, id, _) in waiters {
+        self.leases.remove(&(lock.lease_until, lock.token));
+        for (conn, id, _) in lock.waiters {
             self.send(
                 conn,
                 Message::Reply {
@@ -592,6 +675,7 @@ impl State {
                 return;
             };
             let Some(lock) = &mut entry.lock else { return };
+            self.leases.remove(&(lock.lease_until, lock.token));
             let Some((conn, id, lease)) = lock.waiters.pop_front() else {
                 entry.lock = None;
                 if entry.value.is_none() {
@@ -607,68 +691,60 @@ impl State {
             lock.owner = conn;
             lock.token = token;
             lock.lease_until = now + lease;
+            self.leases
+                .insert((now + lease, token), (ns_name.to_owned(), key.to_owned()));
             self.next_token += 1;
             self.send(
                 conn,
                 Message::Reply {
                     id,
-                    reply: Reply::Load { token },
+                    reply: Reply::Load {
+                        ns: ns_name.to_owned(),
+                        key: key.to_owned(),
+                        token,
+                    },
                 },
             );
             return;
         }
     }
 
-    fn set(
-        &mut self,
-        ns_name: &str,
-        key: String,
-        value: ByteBuf,
-        leave_if_not_null: bool,
-    ) -> Reply {
-        let now = Instant::now();
-        let present = self
-            .ns(ns_name)
-            .entries
-            .get(&key)
-            .is_some_and(|e| e.value.is_some() && !expired(e, now));
-        if leave_if_not_null && present {
-            return Reply::Done(false);
+    fn set(&mut self, ns_name: &str, key: &str, value: &[u8], leave_if_not_null: bool) -> Reply {
+        if leave_if_not_null {
+            let now = Instant::now();
+            let present = self
+                .ns(ns_name)
+                .entries
+                .get(key)
+                .is_some_and(|e| e.value.is_some() && !e.expired(now));
+            if present {
+                return Reply::Done(false);
+            }
         }
-        self.store(ns_name, key, Bytes::from(value.into_vec()));
+        self.store(ns_name, key, Bytes::copy_from_slice(value));
         Reply::Done(true)
     }
 
     fn del(&mut self, ns_name: &str, key: &str) -> Reply {
         let now = Instant::now();
         let ns = self.ns(ns_name);
-        let Some(entry) = ns.entries.get_mut(key) else {
+        let Some(entry) = ns.entries.get(key) else {
             return Reply::Old(None);
         };
-        let old = entry
-            .value
-            .take()
-            .filter(|_| !expired_at(entry.expires_at, now));
-        if entry.lock.is_none() {
-            ns.entries.remove(key);
-        }
+        let expired = entry.expired(now);
+        let old = ns.take(key).filter(|_| !expired);
         if let Some(log) = &mut ns.log {
             if let Err(e) = log.del(key) {
                 tracing::error!(namespace = %ns_name, "cannot persist a cache delete: {e}");
             }
         }
         self.notify(ns_name, key, None);
-        Reply::Old(old.map(|v| ByteBuf::from(v.to_vec())))
+        Reply::Old(old)
     }
 
     fn remove_expired(&mut self, ns_name: &str, key: &str) {
         let ns = self.ns(ns_name);
-        if let Some(entry) = ns.entries.get_mut(key) {
-            entry.value = None;
-            entry.expires_at = None;
-            if entry.lock.is_none() {
-                ns.entries.remove(key);
-            }
+        if ns.take(key).is_some() {
             if let Some(log) = &mut ns.log {
                 let _ = log.del(key);
             }
@@ -676,26 +752,34 @@ impl State {
         self.notify(ns_name, key, None);
     }
 
-    fn expire_and_lease(&mut self) {
-        let now = Instant::now();
+    /// Removes the entries that have expired and hands over the loads whose lease has
+    /// passed: only what is due, so a big cache costs nothing here.
+    fn sweep_due(&mut self, now: Instant) {
         let mut expired_keys = Vec::new();
-        let mut late = Vec::new();
-        for (name, ns) in &self.namespaces {
-            for (key, e) in &ns.entries {
-                if e.value.is_some() && expired(e, now) {
-                    expired_keys.push((name.clone(), key.clone()));
+        for (name, ns) in &mut self.namespaces {
+            while let Some(first) = ns.expiries.first_entry() {
+                if first.key().at > now {
+                    break;
                 }
-                if e.lock.as_ref().is_some_and(|l| l.lease_until <= now) {
-                    late.push((name.clone(), key.clone()));
-                }
+                expired_keys.push((name.clone(), first.remove()));
             }
         }
         for (ns, key) in expired_keys {
             self.remove_expired(&ns, &key);
         }
-        for (ns, key) in late {
-            tracing::warn!(namespace = %ns, key = %key, "a loader exceeded its lease; handing the load to a waiter");
-            self.hand_over(&ns, &key);
+        let mut late = Vec::new();
+        while let Some(first) = self.leases.first_entry() {
+            if first.key().0 > now {
+                break;
+            }
+            let ((_, token), (ns, key)) = first.remove_entry();
+            late.push((ns, key, token));
+        }
+        for (ns, key, token) in late {
+            if self.lock_of(&ns, &key).is_some_and(|l| l.token == token) {
+                tracing::warn!(namespace = %ns, key = %key, "a loader exceeded its lease; handing the load to a waiter");
+                self.hand_over(&ns, &key);
+            }
         }
     }
 
@@ -709,7 +793,7 @@ impl State {
                 Message::Changed {
                     ns: ns.to_owned(),
                     key: key.to_owned(),
-                    value: value.map(|v| ByteBuf::from(v.to_vec())),
+                    value: value.cloned(),
                 },
             );
         }
@@ -720,14 +804,6 @@ impl State {
             let _ = tx.send(message);
         }
     }
-}
-
-fn expired(e: &Entry, now: Instant) -> bool {
-    expired_at(e.expires_at, now)
-}
-
-fn expired_at(expires_at: Option<Instant>, now: Instant) -> bool {
-    expires_at.is_some_and(|t| t <= now)
 }
 
 /// Binds the manager's socket in a private directory, replacing a stale socket file.

@@ -49,6 +49,7 @@ mod outgoing;
 mod persist;
 pub(crate) mod process;
 mod protocol;
+mod spin;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -59,7 +60,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_bytes::ByteBuf;
 
 use crate::error::{Error, ErrorKind, Result};
 use client::Client;
@@ -259,7 +259,7 @@ pub async fn use_cache(namespace: &str, options: CacheOptions) -> Result<Cache> 
             .map(|d| d.as_millis().clamp(1, u128::from(u64::MAX)) as u64),
     };
     let op = Op::Use {
-        ns: namespace.to_owned(),
+        ns: namespace.into(),
         options: wanted,
     };
     let what = format!("use_cache(\"{namespace}\")");
@@ -314,12 +314,29 @@ struct What<'a> {
     namespace: &'a str,
 }
 
+/// Keys longer than this are shortened in error messages.
+const KEY_SHOWN: usize = 80;
+
 impl std::fmt::Display for What<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.len() <= KEY_SHOWN {
+            return write!(
+                f,
+                "{} `{}` in cache `{}`",
+                self.op, self.key, self.namespace
+            );
+        }
+        let mut end = KEY_SHOWN;
+        while !self.key.is_char_boundary(end) {
+            end -= 1;
+        }
         write!(
             f,
-            "{} `{}` in cache `{}`",
-            self.op, self.key, self.namespace
+            "{} `{}…` ({} bytes) in cache `{}`",
+            self.op,
+            &self.key[..end],
+            self.key.len(),
+            self.namespace
         )
     }
 }
@@ -385,7 +402,7 @@ impl Cache {
         }
     }
 
-    fn encode<T: Serialize>(&self, what: &What<'_>, value: &T) -> Result<ByteBuf> {
+    fn encode<T: Serialize>(&self, what: &What<'_>, value: &T) -> Result<Vec<u8>> {
         let bytes = serde_json::to_vec(value)
             .map_err(|e| Error::new(ErrorKind::Encode, format!("{what}: {e}")))?;
         if bytes.len() > self.client.max_value() {
@@ -398,7 +415,7 @@ impl Cache {
                 ),
             ));
         }
-        Ok(ByteBuf::from(bytes))
+        Ok(bytes)
     }
 
     fn decode<T: DeserializeOwned>(&self, what: &What<'_>, bytes: &[u8]) -> Result<T> {
@@ -424,8 +441,8 @@ impl Cache {
         let what = self.what("get", key);
         let lease = self.timeout.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         let op = Op::Get {
-            ns: self.namespace.to_string(),
-            key: key.to_owned(),
+            ns: (*self.namespace).into(),
+            key: key.into(),
             lease_ms: Some(lease),
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -441,7 +458,7 @@ impl Cache {
                     format!("{what}: the loader (in another process) failed: {error}"),
                 ))
             }
-            Reply::Load { token } => {
+            Reply::Load { token, .. } => {
                 self.count(|s| s.misses += 1);
                 self.load(key, token, loader, deadline).await
             }
@@ -505,10 +522,10 @@ impl Cache {
         };
         self.count(|s| s.loads += 1);
         let op = Op::Fill {
-            ns: self.namespace.to_string(),
-            key: key.to_owned(),
+            ns: (*self.namespace).into(),
+            key: key.into(),
             token,
-            value,
+            value: value.into(),
         };
         if let Err(e) = self.client.call(op, self.timeout, &what).await {
             // The value is good; only sharing it failed. Whoever waited will load again.
@@ -520,10 +537,10 @@ impl Cache {
     async fn abandon(&self, key: &str, token: u64, error: String) -> Error {
         self.count(|s| s.errors += 1);
         let op = Op::Abandon {
-            ns: self.namespace.to_string(),
-            key: key.to_owned(),
+            ns: (*self.namespace).into(),
+            key: key.into(),
             token,
-            error: error.clone(),
+            error: (*error).into(),
         };
         let _ = self.client.call(op, self.timeout, &error).await;
         Error::new(ErrorKind::Load, error)
@@ -533,8 +550,8 @@ impl Cache {
     pub async fn peek<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let what = self.what("peek", key);
         let op = Op::Get {
-            ns: self.namespace.to_string(),
-            key: key.to_owned(),
+            ns: (*self.namespace).into(),
+            key: key.into(),
             lease_ms: None,
         };
         match self.client.call(op, self.timeout, &what).await? {
@@ -559,9 +576,9 @@ impl Cache {
     ) -> Result<bool> {
         let what = self.what("set", key);
         let op = Op::Set {
-            ns: self.namespace.to_string(),
-            key: key.to_owned(),
-            value: self.encode(&what, value)?,
+            ns: (*self.namespace).into(),
+            key: key.into(),
+            value: self.encode(&what, value)?.into(),
             leave_if_not_null: options.leave_if_not_null,
         };
         match self.client.call(op, self.timeout, &what).await? {
@@ -574,8 +591,8 @@ impl Cache {
     pub async fn del<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let what = self.what("del", key);
         let op = Op::Del {
-            ns: self.namespace.to_string(),
-            key: key.to_owned(),
+            ns: (*self.namespace).into(),
+            key: key.into(),
         };
         match self.client.call(op, self.timeout, &what).await? {
             Reply::Old(None) => Ok(None),
@@ -588,7 +605,7 @@ impl Cache {
     pub async fn keys(&self) -> Result<Vec<String>> {
         let what = format!("keys of cache `{}`", self.namespace);
         let op = Op::Keys {
-            ns: self.namespace.to_string(),
+            ns: (*self.namespace).into(),
         };
         match self.client.call(op, self.timeout, &what).await? {
             Reply::Keys(mut keys) => {
@@ -648,8 +665,8 @@ impl Drop for LockGuard<'_> {
         }
         let client = self.cache.client.clone();
         let op = Op::Release {
-            ns: self.cache.namespace.to_string(),
-            key: self.key.to_owned(),
+            ns: self.cache.namespace.to_string().into(),
+            key: self.key.to_owned().into(),
             token: self.token,
         };
         let timeout = self.cache.timeout;

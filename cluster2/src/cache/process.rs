@@ -2,12 +2,14 @@
 //! role marker. It serves the cache until the master tells it to stop or goes away.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use super::manager::{Manager, ManagerConfig, bind};
+use super::spin::IdleSpin;
 use crate::ipc::channel::{self, read_frame_blocking};
 use crate::ipc::fd::{CHANNEL_FD, take_inherited_socket};
 use crate::ipc::message::{Hello, ToMaster, ToWorker};
@@ -37,8 +39,15 @@ fn serve() -> Result<ExitCode, String> {
     let socket = hello
         .cache_socket
         .ok_or("the master sent no cache socket path")?;
+    let spin = Arc::new(
+        IdleSpin::new(hello.options.cache.spin)
+            .map_err(|e| format!("cannot set up the idle spin: {e}"))?,
+    );
+    let (before_sleep, after_wake) = (spin.clone(), spin.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(move || before_sleep.before_sleep())
+        .on_thread_unpark(move || after_wake.after_wake())
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     channel.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -47,12 +56,14 @@ fn serve() -> Result<ExitCode, String> {
             persist_path: hello.options.cache.persist_path.clone().into(),
             max_value: hello.options.cache.max_value as usize,
         };
-        let manager = Manager::load(config).map_err(|e| {
-            format!(
-                "cannot reload the cache from {}: {e}",
-                hello.options.cache.persist_path
-            )
-        })?;
+        let manager = Manager::load(config)
+            .map_err(|e| {
+                format!(
+                    "cannot reload the cache from {}: {e}",
+                    hello.options.cache.persist_path
+                )
+            })?
+            .with_idle_spin(spin);
         let listener =
             bind(&socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
         let stop = CancellationToken::new();

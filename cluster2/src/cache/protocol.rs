@@ -2,9 +2,16 @@
 //! channel of cluster2 (length, protocol version, postcard). Values travel as opaque bytes:
 //! the client encodes them (JSON, so that a value of the wrong type is an error, never a
 //! plausible wrong value) and the manager never looks inside.
+//!
+//! Requests borrow: a client encodes its namespace, key and value from where they already
+//! are, and the manager decodes them in place from the frame it read, copying a key or value
+//! only when it keeps it. Answers carry values as shared buffers ([`Bytes`]), so the manager
+//! hands out a stored value without copying it.
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
 
 /// Options of a namespace. The first `use_cache` of a namespace decides them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,65 +27,94 @@ pub(crate) fn max_frame(max_value: usize) -> usize {
     max_value + 64 * 1024
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Request {
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Request<'a> {
     pub(crate) id: u64,
-    pub(crate) op: Op,
+    #[serde(borrow)]
+    pub(crate) op: Op<'a>,
 }
 
+/// Encodes like [`Request`], from a borrowed operation.
+#[derive(Serialize)]
+pub(crate) struct RequestRef<'r, 'a> {
+    pub(crate) id: u64,
+    pub(crate) op: &'r Op<'a>,
+}
+
+/// Namespaces, keys and values are borrowed from the caller (client) or from the frame
+/// (manager).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) enum Op {
+pub(crate) enum Op<'a> {
     /// Registers a namespace (or learns the options it already has).
     Use {
-        ns: String,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
         options: NsOptions,
     },
     /// Reads a value. With `lease_ms`, a miss takes the key's lock (the caller loads) or waits
     /// at the manager for whoever holds it.
     Get {
-        ns: String,
-        key: String,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
+        #[serde(borrow)]
+        key: Cow<'a, str>,
         lease_ms: Option<u64>,
     },
     /// The loader's value, under the lock `token`.
     Fill {
-        ns: String,
-        key: String,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
+        #[serde(borrow)]
+        key: Cow<'a, str>,
         token: u64,
-        value: ByteBuf,
+        #[serde(borrow, with = "serde_bytes")]
+        value: Cow<'a, [u8]>,
     },
     /// The loader failed: waiters get the error.
     Abandon {
-        ns: String,
-        key: String,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
+        #[serde(borrow)]
+        key: Cow<'a, str>,
         token: u64,
-        error: String,
+        #[serde(borrow)]
+        error: Cow<'a, str>,
     },
     /// The loader gave up without a verdict (cancelled): a waiter takes over the load.
     Release {
-        ns: String,
-        key: String,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
+        #[serde(borrow)]
+        key: Cow<'a, str>,
         token: u64,
     },
     Set {
-        ns: String,
-        key: String,
-        value: ByteBuf,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
+        #[serde(borrow)]
+        key: Cow<'a, str>,
+        #[serde(borrow, with = "serde_bytes")]
+        value: Cow<'a, [u8]>,
         leave_if_not_null: bool,
     },
     Del {
-        ns: String,
-        key: String,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
+        #[serde(borrow)]
+        key: Cow<'a, str>,
     },
     Keys {
-        ns: String,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
     },
     /// Sends this connection every change in the namespace.
     Watch {
-        ns: String,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
     },
     Unwatch {
-        ns: String,
+        #[serde(borrow)]
+        ns: Cow<'a, str>,
     },
     /// Figures of every namespace.
     Stats,
@@ -95,7 +131,7 @@ pub(crate) enum Message {
         ns: String,
         key: String,
         /// `None`: deleted or expired.
-        value: Option<ByteBuf>,
+        value: Option<Bytes>,
     },
 }
 
@@ -105,16 +141,19 @@ pub(crate) enum Reply {
         options: NsOptions,
         existed: bool,
     },
-    Value(ByteBuf),
+    Value(Bytes),
     Miss,
-    /// You hold the lock: load, then `Fill` (or `Abandon`, or `Release`).
+    /// You hold the lock: load, then `Fill` (or `Abandon`, or `Release`). Names the key, so
+    /// that a client whose caller is gone (timed out, cancelled) can pass the lock on.
     Load {
+        ns: String,
+        key: String,
         token: u64,
     },
     /// The loader failed.
     LoadFailed(String),
     Done(bool),
-    Old(Option<ByteBuf>),
+    Old(Option<Bytes>),
     Keys(Vec<String>),
     Stats(Vec<NsFigures>),
     Error(String),
@@ -143,4 +182,35 @@ pub struct NsFigures {
     pub lock_waits: u64,
     /// Loads that failed.
     pub errors: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::channel::{decode, encode_frame};
+
+    #[test]
+    fn a_borrowed_request_encodes_like_an_owned_one_and_decodes_in_place() {
+        let op = Op::Set {
+            ns: Cow::Borrowed("users"),
+            key: Cow::Owned("u:42".to_owned()),
+            value: Cow::Borrowed(b"{\"name\":\"ann\"}"),
+            leave_if_not_null: true,
+        };
+        let by_ref = encode_frame(&RequestRef { id: 7, op: &op });
+        let owned = encode_frame(&Request {
+            id: 7,
+            op: op.clone(),
+        });
+        assert_eq!(by_ref, owned);
+        let Request { id, op } = decode::<Request<'_>>(&by_ref[4..]).unwrap();
+        assert_eq!(id, 7);
+        let Op::Set { ns, key, value, .. } = op else {
+            panic!("not a set: {op:?}")
+        };
+        // Nothing was copied out of the frame.
+        assert!(matches!(ns, Cow::Borrowed("users")));
+        assert!(matches!(key, Cow::Borrowed("u:42")));
+        assert!(matches!(value, Cow::Borrowed(b"{\"name\":\"ann\"}")));
+    }
 }

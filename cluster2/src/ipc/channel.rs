@@ -11,8 +11,8 @@ use std::marker::PhantomData;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -70,7 +70,8 @@ pub(crate) fn append_frame<T: Serialize>(mut buf: Vec<u8>, msg: &T) -> Vec<u8> {
     buf
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, FrameError> {
+/// Decodes one frame's message, which may borrow from the frame.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, FrameError> {
     match frame.split_first() {
         Some((&PROTOCOL_VERSION, body)) => {
             postcard::from_bytes(body).map_err(FrameError::Malformed)
