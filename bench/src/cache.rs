@@ -194,26 +194,25 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
          redis-benchmark reports it, to the millisecond's third decimal).\n",
         o.get1_p50_us, r.get1_p50_us
     ));
+    let row = |label: &str, f: &Figures| {
+        format!(
+            "| {label} | {:.0} | {:.0} | {:.2}× / {:.2}× | {:.1} µs | {:.1} µs |\n",
+            f.get1,
+            f.set1,
+            f.get1 / r.get1,
+            f.set1 / r.set1,
+            f.server_cpu1_us,
+            f.paced_cpu_us
+        )
+    };
     md.push_str(&format!(
         "\nThe manager's wait before sleeping (`cache.spin`, 50 µs by default), and what it costs \
          (server CPU per operation, from /proc):\n\n\
          | | get, 1 client | set, 1 client | vs Redis (get / set) | server CPU per op, 1 client | \
-         server CPU per get at 1000/s |\n|---|---|---|---|---|---|\n\
-         | cluster2, defaults | {:.0} | {:.0} | {:.2}× / {:.2}× | {:.1} µs | {:.1} µs |\n\
-         | cluster2, `cache.spin=0s` | {:.0} | {:.0} | {:.2}× / {:.2}× | {:.1} µs | {:.1} µs |\n\
+         server CPU per get at 1000/s |\n|---|---|---|---|---|---|\n{}{}\
          | Redis | {:.0} | {:.0} | | {:.1} µs | |\n",
-        o.get1,
-        o.set1,
-        o.get1 / r.get1,
-        o.set1 / r.set1,
-        o.server_cpu1_us,
-        o.paced_cpu_us,
-        n.get1,
-        n.set1,
-        n.get1 / r.get1,
-        n.set1 / r.set1,
-        n.server_cpu1_us,
-        n.paced_cpu_us,
+        row("cluster2, defaults", &o),
+        row("cluster2, `cache.spin=0s`", &n),
         r.get1,
         r.set1,
         r.server_cpu1_us,

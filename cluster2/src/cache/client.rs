@@ -99,8 +99,14 @@ impl Conn {
                 let mut in_flight = self.in_flight.lock().expect("cache client lock");
                 let now = Instant::now();
                 // A dropped reply sender tells the caller; it sees its deadline has passed.
-                in_flight.requests.retain(|_, p| p.deadline > now);
-                let next = in_flight.requests.values().map(|p| p.deadline).min();
+                let mut next: Option<Instant> = None;
+                in_flight.requests.retain(|_, p| {
+                    let live = p.deadline > now;
+                    if live {
+                        next = Some(next.map_or(p.deadline, |n| n.min(p.deadline)));
+                    }
+                    live
+                });
                 in_flight.keeper_wakes_at = next;
                 next
             };

@@ -622,16 +622,7 @@ impl State {
         let lock = ns.put(key, value.clone(), expiry);
         ns.maybe_compact();
         if let Some(lock) = lock {
-            self.leases.remove(&(lock.lease_until, lock.token));
-            for (conn, id, _) in lock.waiters {
-                self.send(
-                    conn,
-                    Message::Reply {
-                        id,
-                        reply: Reply::Value(value.clone()),
-                    },
-                );
-            }
+            self.end_lock(lock, || Reply::Value(value.clone()));
         }
         self.notify(ns_name, key, Some(&value));
     }
@@ -650,15 +641,14 @@ impl State {
         if entry.value.is_none() {
             ns.entries.remove(key);
         }
+        self.end_lock(lock, || Reply::LoadFailed(error.to_owned()));
+    }
+
+    /// A lock taken off its entry: its lease ends and every waiter gets `reply`.
+    fn end_lock(&mut self, lock: Lock, reply: impl Fn() -> Reply) {
         self.leases.remove(&(lock.lease_until, lock.token));
         for (conn, id, _) in lock.waiters {
-            self.send(
-                conn,
-                Message::Reply {
-                    id,
-                    reply: Reply::LoadFailed(error.to_owned()),
-                },
-            );
+            self.send(conn, Message::Reply { id, reply: reply() });
         }
     }
 
