@@ -221,7 +221,7 @@ impl Builder {
             Ok(options) => options,
             Err(err) => {
                 eprintln!("error: {err}");
-                return ExitCode::from(2);
+                return crate::exit::code(crate::exit::USAGE);
             }
         };
         if stop {
@@ -238,7 +238,7 @@ impl Builder {
         // Registration mistakes are found here, before any worker exists.
         if let Err(err) = parts.check_registrations() {
             eprintln!("error: {err}");
-            return ExitCode::from(2);
+            return crate::exit::code(crate::exit::USAGE);
         }
         crate::master::run(parts, options, app_args, main)
     }

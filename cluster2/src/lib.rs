@@ -40,6 +40,7 @@ mod cluster; // Cluster::builder(): role dispatch and the public entry point
 pub mod ecv; // the health endpoint load balancers poll
 pub mod emitter; // cross-process events: on / emit / to(targets)
 mod error; // Error, ErrorKind, Result, Context
+mod exit; // every exit status, and what a child's means
 mod heartbeat; // what workers report to the master, and how it is measured
 mod ipc; // master <-> worker channel, messages and inherited fds
 mod log; // one-line-per-event logging labelled with the process

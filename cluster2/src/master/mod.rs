@@ -21,9 +21,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::cluster::{MainBody, Parts};
 use crate::options::Options;
 
-/// Exit code when a port cannot be bound or start-up fails.
-const EXIT_START_FAILED: u8 = 1;
-
 pub(crate) fn run(
     parts: Parts,
     options: Options,
@@ -43,7 +40,7 @@ pub(crate) fn run(
                 options.port,
                 options.host
             );
-            return ExitCode::from(EXIT_START_FAILED);
+            return crate::exit::code(crate::exit::FAILURE);
         }
     };
     let monitor = match bind(options.mon_host, options.mon_port, 128) {
@@ -54,7 +51,7 @@ pub(crate) fn run(
                 options.mon_port,
                 options.mon_host
             );
-            return ExitCode::from(EXIT_START_FAILED);
+            return crate::exit::code(crate::exit::FAILURE);
         }
     };
     // One thread: the master routes messages and supervises; it does no heavy work, and a
@@ -67,7 +64,7 @@ pub(crate) fn run(
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_START_FAILED);
+            return crate::exit::code(crate::exit::FAILURE);
         }
     };
     let code = runtime.block_on(supervisor::supervise(

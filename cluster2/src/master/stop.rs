@@ -16,7 +16,7 @@ pub(crate) fn run(options: &Options) -> ExitCode {
         eprintln!(
             "error: stop needs --pids=DIR, the directory where the running master wrote its pid file"
         );
-        return ExitCode::from(2);
+        return crate::exit::code(crate::exit::USAGE);
     };
     let dir = Path::new(dir);
     let master_file = dir.join(MASTER_FILE);

@@ -23,12 +23,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::EXIT_START_FAILED;
 use super::control::{self, Control};
 use super::pidfile::PidFiles;
 use super::spawn::{Kind, Spawned, Spawner};
 use crate::cluster::{MainBody, Parts, ShouldKill};
 use crate::ecv::Ecv;
+use crate::exit;
 use crate::heartbeat::Heartbeat;
 use crate::ipc::channel::{self, Sender};
 use crate::ipc::message::{Hello, StartStage, ToMaster, ToWorker};
@@ -276,14 +276,14 @@ pub(super) async fn supervise(
         (Ok(term), Ok(int), Ok(hup)) => Signals { term, int, hup },
         _ => {
             tracing::error!("cannot install signal handlers");
-            return ExitCode::from(EXIT_START_FAILED);
+            return exit::code(exit::FAILURE);
         }
     };
     let pid_files = match PidFiles::create(options.pids.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{e}");
-            return ExitCode::from(EXIT_START_FAILED);
+            return exit::code(exit::FAILURE);
         }
     };
 
@@ -295,7 +295,7 @@ pub(super) async fn supervise(
         Ok(exe) => exe,
         Err(e) => {
             tracing::error!("cannot find this program's own path to start workers: {e}");
-            return ExitCode::from(EXIT_START_FAILED);
+            return exit::code(exit::FAILURE);
         }
     };
     // The master keeps its own copy of the listener for its whole life, so connections queue in
@@ -304,14 +304,14 @@ pub(super) async fn supervise(
         Ok(l) => l.into(),
         Err(e) => {
             tracing::error!("cannot share the application listener: {e}");
-            return ExitCode::from(EXIT_START_FAILED);
+            return exit::code(exit::FAILURE);
         }
     };
     let spawner = match Spawner::start(listener_fd, exe) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot start the spawner thread: {e}");
-            return ExitCode::from(EXIT_START_FAILED);
+            return exit::code(exit::FAILURE);
         }
     };
 
@@ -341,7 +341,7 @@ pub(super) async fn supervise(
         Ok(task) => task,
         Err(e) => {
             tracing::error!("cannot serve the monitor: {e}");
-            return ExitCode::from(EXIT_START_FAILED);
+            return exit::code(exit::FAILURE);
         }
     };
     register_death_queue_status(board.clone());
@@ -375,7 +375,7 @@ pub(super) async fn supervise(
             Ok(dir) => Some(dir),
             Err(e) => {
                 tracing::error!("{e}");
-                return ExitCode::from(EXIT_START_FAILED);
+                return exit::code(exit::FAILURE);
             }
         }
     } else {
@@ -402,7 +402,7 @@ pub(super) async fn supervise(
                     humantime::format_duration(sup.options.startup_timeout),
                     sup.describe_unready()
                 );
-                exit = ExitCode::from(EXIT_START_FAILED);
+                exit = exit::code(exit::FAILURE);
                 break;
             }
             () = sleep_until_some(replace_deadline) => sup.replacement_deadline().await,
@@ -1493,7 +1493,10 @@ fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
     match status {
         Err(e) => format!("could not be waited for ({e})"),
         Ok(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => format!("exited with status {code}"),
+            (Some(code), _) => match exit::meaning(code) {
+                Some(meaning) => format!("exited with status {code} ({meaning})"),
+                None => format!("exited with status {code}"),
+            },
             (None, Some(sig)) => {
                 let name = Signal::try_from(sig).map_or("unknown", Signal::as_str);
                 format!("was killed by signal {sig} ({name})")

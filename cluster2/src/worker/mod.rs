@@ -29,11 +29,6 @@ use serve::Server;
 
 use crate::heartbeat::{AppStats, ConnStats};
 
-/// Exit code of a worker whose start-up failed (configure_app, warm-up).
-pub(crate) const EXIT_START_FAILED: u8 = 3;
-/// Exit code of a worker whose `main` body failed.
-pub(crate) const EXIT_MAIN_FAILED: u8 = 4;
-
 /// How long a worker whose master is gone lets in-flight requests run: short, because the
 /// shared port stays bound until every worker has exited.
 const ORPHAN_DEADLINE: Duration = Duration::from_millis(1000);
@@ -246,7 +241,7 @@ impl Worker {
                     .await;
                 // The report must reach the master before this process goes.
                 let _ = tokio::time::timeout(Duration::from_secs(1), to_master.flushed()).await;
-                return ExitCode::from(EXIT_START_FAILED);
+                return crate::exit::code(crate::exit::START_FAILED);
             }
         };
 
@@ -266,7 +261,7 @@ impl Worker {
                 Some(outcome) = main_done.recv() => {
                     if let Err(e) = outcome {
                         tracing::error!("main failed: {e}");
-                        exit = ExitCode::from(EXIT_MAIN_FAILED);
+                        exit = crate::exit::code(crate::exit::MAIN_FAILED);
                         break Stop::Graceful;
                     }
                 }
