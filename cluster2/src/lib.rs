@@ -43,6 +43,7 @@ mod error; // Error, ErrorKind, Result, Context
 mod exit; // every exit status, and what a child's means
 mod heartbeat; // what workers report to the master, and how it is measured
 mod ipc; // master <-> worker channel, messages and inherited fds
+pub mod lifecycle; // the cluster's life as typed events, kept by the master
 mod log; // one-line-per-event logging labelled with the process
 pub mod master; // the supervising process; public: operator controls
 mod monitor; // the master's monitor app on mon_port

@@ -401,3 +401,251 @@ pub fn post_body(
         ),
     )
 }
+
+/// The pid in a master log line about a worker: `worker 0 (pid 123) ...`.
+pub fn pid_in(line: &str) -> u32 {
+    line.split("(pid ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line}"))
+}
+
+/// A path under the temp directory that is removed (file or directory) when dropped, named
+/// after this test process so parallel test binaries never share one.
+#[derive(Debug)]
+pub struct TempPath(std::path::PathBuf);
+
+impl TempPath {
+    /// `$TMPDIR/cluster2-test-<pid>-<name>`, removed first if a previous run left it.
+    pub fn new(name: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("cluster2-test-{}-{name}", std::process::id()));
+        remove_path(&path);
+        Self(path)
+    }
+
+    /// The path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path as a string, for command-line arguments.
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8")
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        remove_path(&self.0);
+    }
+}
+
+fn remove_path(path: &std::path::Path) {
+    if path.is_dir() {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The master's lifecycle events, read from the monitor's `/events` stream (server-sent
+/// events over chunked HTTP/1.1) from the oldest event the master kept, so nothing that
+/// happened before the test connected is missed.
+#[derive(Debug)]
+pub struct Events {
+    reader: BufReader<TcpStream>,
+    /// Bytes left in the current chunk of the body.
+    chunk_left: usize,
+    /// Every event read so far.
+    pub seen: Vec<serde_json::Value>,
+    /// Events before this index were matched or passed over by a wait.
+    cursor: usize,
+}
+
+impl Events {
+    /// Connects to the monitor at `monitor` and reads the stream's head.
+    pub fn open(monitor: SocketAddr) -> Self {
+        let mut stream = TcpStream::connect_timeout(&monitor, SOON).expect("connect to monitor");
+        stream.set_read_timeout(Some(SOON)).expect("read timeout");
+        stream
+            .write_all(
+                b"GET /events?since=0 HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n",
+            )
+            .expect("send the request");
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read the response head");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(
+            head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("chunked"),
+            "unexpected /events head: {head}"
+        );
+        Self {
+            reader,
+            chunk_left: 0,
+            seen: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    /// Waits for the first event after the cursor of kind `kind` (its `event` field) that
+    /// `pred` accepts; moves the cursor past it and returns it. Panics with every event seen
+    /// if none comes in time.
+    pub fn wait(
+        &mut self,
+        kind: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + SOON;
+        loop {
+            while self.cursor < self.seen.len() {
+                let event = &self.seen[self.cursor];
+                self.cursor += 1;
+                if event["event"] == kind && pred(event) {
+                    return event.clone();
+                }
+            }
+            match self.next_event(deadline) {
+                Ok(Some(event)) => self.seen.push(event),
+                Ok(None) => panic!(
+                    "the event stream ended before a `{kind}` event:\n{}",
+                    self.dump()
+                ),
+                Err(TimedOut) => panic!("no `{kind}` event as expected; events:\n{}", self.dump()),
+            }
+        }
+    }
+
+    /// Waits for the next event after the cursor, of any kind.
+    pub fn next_any(&mut self) -> serde_json::Value {
+        if self.cursor == self.seen.len() {
+            match self.next_event(Instant::now() + SOON) {
+                Ok(Some(event)) => self.seen.push(event),
+                Ok(None) => panic!("the event stream ended:\n{}", self.dump()),
+                Err(TimedOut) => panic!("no event for {SOON:?}; events:\n{}", self.dump()),
+            }
+        }
+        self.cursor += 1;
+        self.seen[self.cursor - 1].clone()
+    }
+
+    /// Waits for the next event of kind `kind`, whatever its fields.
+    pub fn next_of(&mut self, kind: &str) -> serde_json::Value {
+        self.wait(kind, |_| true)
+    }
+
+    /// Whether any event seen so far (matched or not) is of `kind` and accepted by `pred`.
+    pub fn any(&self, kind: &str, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+        self.seen.iter().any(|e| e["event"] == kind && pred(e))
+    }
+
+    /// Moves the cursor back to the first event, so waits see every event again.
+    pub fn rewind(&mut self) {
+        self.cursor = 0;
+    }
+
+    fn dump(&self) -> String {
+        self.seen
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The next SSE event's `data`, as JSON; `None` at the end of the stream. The stream's
+    /// keep-alive comments keep the socket busy, so the deadline is checked on every line.
+    fn next_event(&mut self, deadline: Instant) -> Result<Option<serde_json::Value>, TimedOut> {
+        let mut data = String::new();
+        loop {
+            if Instant::now() > deadline {
+                return Err(TimedOut);
+            }
+            let Some(line) = self.body_line() else {
+                return Ok(None);
+            };
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if data.is_empty() {
+                    continue; // the end of a comment (keep-alive) or of nothing
+                }
+                return Ok(Some(
+                    serde_json::from_str(&data)
+                        .unwrap_or_else(|e| panic!("bad event data {data:?}: {e}")),
+                ));
+            }
+            if let Some(rest) = line.strip_prefix("data:") {
+                data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+            }
+        }
+    }
+
+    /// One line of the de-chunked body.
+    fn body_line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        loop {
+            if self.chunk_left == 0 {
+                let mut size = String::new();
+                self.reader.read_line(&mut size).ok()?;
+                if size.trim().is_empty() {
+                    // The CRLF that ends the previous chunk.
+                    size.clear();
+                    self.reader.read_line(&mut size).ok()?;
+                }
+                self.chunk_left = usize::from_str_radix(size.trim(), 16).ok()?;
+                if self.chunk_left == 0 {
+                    return None;
+                }
+            }
+            let available = self.reader.fill_buf().ok()?;
+            if available.is_empty() {
+                return None;
+            }
+            let take = available.len().min(self.chunk_left);
+            let part = &available[..take];
+            if let Some(end) = part.iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&part[..=end]);
+                self.reader.consume(end + 1);
+                self.chunk_left -= end + 1;
+                return Some(String::from_utf8_lossy(&line).into_owned());
+            }
+            line.extend_from_slice(part);
+            self.reader.consume(take);
+            self.chunk_left -= take;
+        }
+    }
+}
+
+/// A wait for an event ran out of time.
+#[derive(Debug)]
+struct TimedOut;
+
+impl Proc {
+    /// The master's lifecycle events from the start, found through the monitor address that
+    /// its `starting` line names.
+    pub fn events(&mut self) -> Events {
+        self.rewind();
+        let starting = self.wait_line("the starting line", |l| {
+            l.contains("master[") && l.contains(": starting ")
+        });
+        let monitor: SocketAddr = field(&starting, "monitor")
+            .expect("monitor=")
+            .parse()
+            .expect("monitor address");
+        Events::open(monitor)
+    }
+}
+
+impl Cluster {
+    /// The master's lifecycle events from the start.
+    pub fn events(&self) -> Events {
+        Events::open(self.monitor)
+    }
+}

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use cluster2_tests::{Cluster, Response, alive, eventually, get, post};
+use cluster2_tests::{Cluster, Events, Response, TempPath, alive, eventually, get, post};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -104,12 +104,10 @@ fn one_loader_for_a_hundred_concurrent_gets_across_workers() {
 
 #[test]
 fn a_waiter_completes_when_the_loading_worker_is_killed() {
-    let marker =
-        std::env::temp_dir().join(format!("cluster2-{}-loader-marker", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
+    let marker = TempPath::new("loader-marker");
     let mut cluster = Cluster::start(APP, &["--workers=2"], &[]);
     let app = cluster.app;
-    let path = format!("/cache/load?key=orphan&marker={}", marker.display());
+    let path = format!("/cache/load?key=orphan&marker={}", marker.as_str());
     let first = {
         let p = path.clone();
         std::thread::spawn(move || get(app, &p))
@@ -151,33 +149,25 @@ fn a_waiter_completes_when_the_loading_worker_is_killed() {
         first.join().unwrap().is_err(),
         "the killed worker's own request died with it"
     );
-    let _ = std::fs::remove_file(&marker);
 }
 
-fn cache_manager_pid(cluster: &mut Cluster) -> u32 {
-    let line = cluster.proc.wait_for("cache manager (pid");
-    line.split("(pid ")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+/// The pid of the next standalone cache manager that serves.
+fn cache_manager_pid(events: &mut Events) -> u32 {
+    let up = events.wait("cache_manager_up", |e| e["pid"].is_u64());
+    up["pid"].as_u64().unwrap() as u32
 }
 
 #[test]
 fn persistent_namespaces_survive_a_killed_manager_and_watches_fire_once() {
-    let dir = std::env::temp_dir().join(format!("cluster2-{}-persist", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let persist = format!("--cache.persist-path={}", dir.display());
+    let dir = TempPath::new("persist");
+    let persist = format!("--cache.persist-path={}", dir.as_str());
     let mut cluster = Cluster::start(
         APP,
         &["--workers=2", &persist],
         &[("FIXTURE_CACHE_WATCH", "1")],
     );
-    cluster.proc.rewind();
-    let manager = cache_manager_pid(&mut cluster);
+    let mut events = cluster.events();
+    let manager = cache_manager_pid(&mut events);
     for i in 0..20 {
         let answer = get(
             cluster.app,
@@ -196,8 +186,10 @@ fn persistent_namespaces_survive_a_killed_manager_and_watches_fire_once() {
         );
     }
     kill(Pid::from_raw(manager as i32), Signal::SIGKILL).unwrap();
-    cluster.proc.wait_for("cache manager (pid");
-    let restarted = cache_manager_pid(&mut cluster);
+    let down = events.next_of("cache_manager_down");
+    assert_eq!(down["pid"], manager, "{down}");
+    assert_eq!(down["exit"]["signal_name"], "SIGKILL", "{down}");
+    let restarted = cache_manager_pid(&mut events);
     assert_ne!(restarted, manager);
     assert!(!alive(manager));
     // Everything persisted is back; the rest starts empty.
@@ -251,20 +243,13 @@ fn persistent_namespaces_survive_a_killed_manager_and_watches_fire_once() {
         .filter(|l| l.contains("watch fired key=after"))
         .count();
     assert_eq!(after, 2, "two workers, one notice each");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_malformed_frame_closes_only_its_connection() {
     let mut cluster = Cluster::start(APP, &["--workers=1"], &[]);
-    cluster.proc.rewind();
-    let line = cluster.proc.wait_for("cache manager (pid");
-    let socket = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let up = cluster.events().next_of("cache_manager_up");
+    let socket = up["socket"].as_str().unwrap().to_owned();
     use std::io::{Read, Write};
     let mut hostile = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     hostile

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use cluster2_tests::{Cluster, Proc, field, get, is_ready};
+use cluster2_tests::{Cluster, Proc, TempPath, field, get, is_ready};
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
 
@@ -34,12 +34,11 @@ fn two_workers_share_the_port_and_both_answer() {
 
 #[test]
 fn warm_up_runs_on_its_own_port_before_the_shared_port_takes_traffic() {
-    let gate = std::env::temp_dir().join(format!("cluster2-gate-{}", std::process::id()));
-    let _ = std::fs::remove_file(&gate);
+    let gate = TempPath::new("gate");
     let mut proc = Proc::spawn(
         APP,
         &["--port=0", "--mon-port=0", "--workers=1"],
-        &[("FIXTURE_WARM_UP_GATE", gate.to_str().unwrap())],
+        &[("FIXTURE_WARM_UP_GATE", gate.as_str())],
     );
     // The master binds the shared port before it spawns anything, and says where.
     let starting = proc.wait_for("starting");
@@ -58,7 +57,7 @@ fn warm_up_runs_on_its_own_port_before_the_shared_port_takes_traffic() {
     assert!(cluster2_tests::eventually(cluster2_tests::SOON, || queued(
         app_port
     ) >= 1));
-    std::fs::write(&gate, b"open").unwrap();
+    std::fs::write(gate.path(), b"open").unwrap();
 
     let warm = proc.wait_for("warm-up request answered");
     let ready = proc.wait_line("with the ready message", is_ready);
@@ -66,7 +65,6 @@ fn warm_up_runs_on_its_own_port_before_the_shared_port_takes_traffic() {
         .join()
         .unwrap()
         .expect("the early request is answered");
-    let _ = std::fs::remove_file(&gate);
 
     // The warm-up's request was the worker's first, on a loopback port other than the
     // shared one; the early request, although sent before, was served after it.
@@ -81,15 +79,23 @@ fn warm_up_runs_on_its_own_port_before_the_shared_port_takes_traffic() {
     );
     assert!(local.ends_with(&format!(":{app_port}")), "{local}");
 
-    // The order of the logged steps.
+    // The order of the steps: the worker warmed up, then listened, then the cluster was ready.
+    let mut events = proc.events();
+    let warming = events.wait("warming", |e| e["worker"] == 0);
+    let listening = events.wait("listening", |e| e["worker"] == 0);
+    let ready_event = events.next_of("ready");
+    assert_eq!(warming["pid"], listening["pid"]);
+    assert_eq!(
+        ready_event["workers"],
+        serde_json::json!([listening["pid"]])
+    );
+    let warm_up_addr: std::net::SocketAddr = warming["addr"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        warm_up_addr, warm_local,
+        "the warm-up listener the warm-up used"
+    );
     let position = |needle: &str| proc.log.iter().position(|l| l.contains(needle)).unwrap();
-    let worker_listening = proc
-        .log
-        .iter()
-        .position(|l| l.contains("worker 0 (pid") && l.ends_with("listening"))
-        .unwrap();
-    assert!(position("warm-up request answered") < worker_listening);
-    assert!(worker_listening < position(": ready "));
+    assert!(position("warm-up request answered") < position(": ready "));
     let cluster = Cluster::from_ready(proc, &ready);
     assert_eq!(cluster.app.port(), app_port);
 }

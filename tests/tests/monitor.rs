@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-use cluster2_tests::{Cluster, Proc, Response, eventually, field, get, is_ready, post, request};
+use cluster2_tests::{
+    Cluster, Proc, Response, TempPath, eventually, field, get, is_ready, post, request,
+};
 use nix::sys::signal::Signal;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
@@ -18,33 +20,14 @@ fn monitor_of(proc: &mut Proc) -> SocketAddr {
     field(&starting, "monitor").unwrap().parse().unwrap()
 }
 
-struct Gate(std::path::PathBuf);
-
-impl Gate {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("cluster2-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        Self(path)
-    }
-
-    fn open(&self) {
-        std::fs::write(&self.0, b"open").unwrap();
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// Opens a gate file the fixture waits for.
+fn open(gate: &TempPath) {
+    std::fs::write(gate.path(), b"open").unwrap();
 }
 
 #[test]
 fn ecv_control_mode_life_cycle() {
-    let gate = Gate::new("ecv-gate");
+    let gate = TempPath::new("ecv-gate");
     let mut proc = Proc::spawn(
         APP,
         &[
@@ -53,14 +36,14 @@ fn ecv_control_mode_life_cycle() {
             "--workers=1",
             "--ecv.drain-delay=3s",
         ],
-        &[("FIXTURE_WARM_UP_GATE", gate.path())],
+        &[("FIXTURE_WARM_UP_GATE", gate.as_str())],
     );
     let monitor = monitor_of(&mut proc);
     proc.wait_for("warm-up started");
     // Starting: down, saying why.
     let r = ecv(monitor);
     assert_eq!((r.status, r.body.as_str()), (503, "unavailable: starting"));
-    gate.open();
+    open(&gate);
     proc.wait_line("ready", is_ready);
     let r = ecv(monitor);
     assert_eq!((r.status, r.body.as_str()), (200, "OK"));
@@ -103,7 +86,7 @@ fn ecv_control_mode_life_cycle() {
 
 #[test]
 fn ecv_stays_down_after_a_failed_warm_up_until_marked_up() {
-    let marker = Gate::new("fail-once");
+    let marker = TempPath::new("fail-once");
     let mut proc = Proc::spawn(
         APP,
         &[
@@ -112,7 +95,7 @@ fn ecv_stays_down_after_a_failed_warm_up_until_marked_up() {
             "--workers=1",
             "--restart.delay=1s",
         ],
-        &[("FIXTURE_WARM_UP_FAIL_ONCE", marker.path())],
+        &[("FIXTURE_WARM_UP_FAIL_ONCE", marker.as_str())],
     );
     let monitor = monitor_of(&mut proc);
     proc.wait_for("warm-up failed");
@@ -308,7 +291,7 @@ fn sample(text: &str, name: &str) -> f64 {
 
 #[test]
 fn metrics_count_every_request_even_across_a_replaced_worker() {
-    let mut cluster = Cluster::start(APP, &["--workers=2", "--heartbeat-interval=100ms"], &[]);
+    let cluster = Cluster::start(APP, &["--workers=2", "--heartbeat-interval=100ms"], &[]);
     const K: u64 = 30;
     for _ in 0..K {
         assert_eq!(get(cluster.app, "/").unwrap().status, 200);
@@ -333,9 +316,10 @@ fn metrics_count_every_request_even_across_a_replaced_worker() {
     }
 
     // A worker crashes and is replaced: the cluster total does not go backwards.
+    let mut events = cluster.events();
     assert!(get(cluster.app, "/crash").is_err());
-    cluster.proc.wait_for("exited with status 42");
-    cluster.proc.wait_for("listening");
+    let crashed = events.wait("exited", |e| e["exit"]["status"] == 42);
+    events.wait("listening", |e| e["worker"] == crashed["worker"]);
     let after = sample(&metrics(), "cluster2_requests_total");
     assert!(after >= K as f64, "total went from {K} to {after}");
     assert_eq!(sample(&metrics(), "cluster2_restarts_total"), 1.0);

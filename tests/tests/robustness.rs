@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use cluster2_tests::{Cluster, alive, eventually, get, post};
+use cluster2_tests::{Cluster, Events, TempPath, alive, eventually, get, post};
 use serde_json::Value;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
@@ -14,12 +14,11 @@ fn workers(monitor: SocketAddr) -> Value {
     serde_json::from_str(&get(monitor, "/workers").unwrap().body).unwrap()
 }
 
-fn pid_in(line: &str) -> u32 {
-    line.split("(pid ")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {line}"))
+fn pid(event: &Value) -> u32 {
+    event["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or_else(|| panic!("no pid in {event}"))
 }
 
 /// Clients that send requests on new connections until stopped, counting outcomes.
@@ -78,7 +77,8 @@ impl Load {
 
 #[test]
 fn a_rolling_restart_under_load_fails_no_request() {
-    let mut cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let mut events = cluster.events();
     let load = Load::start(cluster.app, 4);
     // Some traffic before, during and after.
     assert!(eventually(cluster2_tests::SOON, || load
@@ -86,8 +86,12 @@ fn a_rolling_restart_under_load_fails_no_request() {
         .load(Ordering::Relaxed)
         > 200));
     cluster.proc.signal(nix::sys::signal::Signal::SIGHUP);
-    let first = cluster.proc.wait_for("replaced worker");
-    let second = cluster.proc.wait_for("replaced worker");
+    let first = events.next_of("replaced");
+    let second = events.next_of("replaced");
+    for replaced in [&first, &second] {
+        assert_eq!(replaced["reason"]["kind"], "rolling_restart", "{replaced}");
+        assert_eq!(replaced["reason"]["sighup"], true, "{replaced}");
+    }
     let before = load.ok.load(Ordering::Relaxed);
     assert!(eventually(cluster2_tests::SOON, || load
         .ok
@@ -103,23 +107,24 @@ fn a_rolling_restart_under_load_fails_no_request() {
     );
     // Both workers were replaced, strictly one after the other.
     let old: HashSet<u32> = cluster.workers.iter().copied().collect();
-    let replaced: HashSet<u32> = [pid_in(&first), pid_in(&second)].into();
+    let replaced: HashSet<u32> = [pid(&first), pid(&second)].into();
     assert_eq!(replaced, old);
     assert!(cluster.workers.iter().all(|&p| !alive(p)));
-    assert_one_at_a_time(&cluster.proc.log);
+    assert_one_at_a_time(&events);
 }
 
-/// From the log: a replacement starts only once the previous one finished.
-fn assert_one_at_a_time(log: &[String]) {
+/// From the events: a replacement starts only once the previous one finished.
+fn assert_one_at_a_time(events: &Events) {
     let mut in_progress = false;
-    for line in log {
-        if line.contains("replacing worker") {
-            assert!(!in_progress, "two replacements overlap at: {line}");
+    for event in &events.seen {
+        let kind = event["event"].as_str().unwrap_or_default();
+        if kind == "replacing" {
+            assert!(!in_progress, "two replacements overlap at: {event}");
             in_progress = true;
-        } else if line.contains("replaced worker") || line.contains("gave up replacing") {
+        } else if kind == "replaced" || kind == "replacement_failed" {
             assert!(
                 in_progress,
-                "a replacement ended that never started: {line}"
+                "a replacement ended that never started: {event}"
             );
             in_progress = false;
         }
@@ -128,11 +133,12 @@ fn assert_one_at_a_time(log: &[String]) {
 
 #[test]
 fn max_age_recycles_workers_one_at_a_time_within_bounds() {
-    let mut cluster = Cluster::start(
+    let cluster = Cluster::start(
         APP,
         &["--workers=2", "--max-age=2s", "--heartbeat-interval=100ms"],
         &[],
     );
+    let mut events = cluster.events();
     let (mut min_serving, mut max_serving) = (usize::MAX, 0);
     let mut replaced = 0;
     while replaced < 4 {
@@ -144,19 +150,20 @@ fn max_age_recycles_workers_one_at_a_time_within_bounds() {
             .count();
         min_serving = min_serving.min(listening);
         max_serving = max_serving.max(listening);
-        let before = cluster.proc.log.len();
-        // Drain what arrived, without waiting for anything in particular.
-        cluster.proc.wait_line("any", |_| true);
-        replaced += cluster.proc.log[before..]
-            .iter()
-            .filter(|l| l.contains("replaced worker"))
-            .count();
+        // Sample again at each step of a replacement.
+        if events.next_any()["event"] == "replaced" {
+            replaced += 1;
+        }
     }
     assert!(
-        cluster.proc.log.iter().any(|l| l.contains("old: up")),
+        events
+            .seen
+            .iter()
+            .filter(|e| e["event"] == "replaced")
+            .all(|e| e["reason"]["kind"] == "old_age"),
         "the reason is age"
     );
-    assert_one_at_a_time(&cluster.proc.log);
+    assert_one_at_a_time(&events);
     assert!(
         min_serving >= 2 && max_serving <= 3,
         "serving workers ranged {min_serving}..={max_serving}"
@@ -167,7 +174,7 @@ fn max_age_recycles_workers_one_at_a_time_within_bounds() {
 
 #[test]
 fn a_worker_blocking_every_runtime_thread_is_replaced_by_the_nanny() {
-    let mut cluster = Cluster::start(
+    let cluster = Cluster::start(
         APP,
         &[
             "--workers=2",
@@ -180,13 +187,20 @@ fn a_worker_blocking_every_runtime_thread_is_replaced_by_the_nanny() {
     let app = cluster.app;
     // Blocks whichever worker takes it, for longer than the test.
     let _blocked = std::thread::spawn(move || get(app, "/block?ms=60000"));
-    let runaway = cluster.proc.wait_for("runaway");
-    let stuck = pid_in(&runaway);
+    let mut events = cluster.events();
+    let runaway = events.wait("queued", |e| e["reason"]["kind"] == "runaway");
+    let stuck = pid(&runaway);
     assert!(cluster.workers.contains(&stuck));
-    let replaced = cluster.proc.wait_for("replaced worker");
-    assert_eq!(pid_in(&replaced), stuck);
+    assert!(
+        runaway["reason"]["silent_secs"].as_f64().unwrap() > 1.0,
+        "{runaway}"
+    );
+    let exited = events.wait("exited", |e| e["pid"] == stuck);
+    assert_eq!(exited["exit"]["signal_name"], "SIGKILL", "{exited}");
+    let replaced = events.next_of("replaced");
+    assert_eq!(pid(&replaced), stuck);
     assert!(!alive(stuck), "the stuck worker was killed");
-    assert_one_at_a_time(&cluster.proc.log);
+    assert_one_at_a_time(&events);
     // Two workers serve again, neither of them the stuck one.
     let pids: HashSet<u32> = (0..200)
         .map(|_| get(cluster.app, "/pid").unwrap().body.parse().unwrap())
@@ -196,31 +210,36 @@ fn a_worker_blocking_every_runtime_thread_is_replaced_by_the_nanny() {
 
 #[test]
 fn a_successor_that_fails_warm_up_is_retried_while_the_old_worker_keeps_serving() {
-    let marker =
-        std::env::temp_dir().join(format!("cluster2-{}-break-warm-up", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
+    let marker = TempPath::new("break-warm-up");
     let mut cluster = Cluster::start(
         APP,
         &["--workers=1", "--death-queue.retries=2"],
-        &[("FIXTURE_WARM_UP_FAIL_AFTER", marker.to_str().unwrap())],
+        &[("FIXTURE_WARM_UP_FAIL_AFTER", marker.as_str())],
     );
+    let mut events = cluster.events();
     let old = cluster.workers[0];
-    std::fs::write(&marker, b"broken").unwrap();
+    std::fs::write(marker.path(), b"broken").unwrap();
     assert_eq!(
         post(cluster.monitor, &format!("/workers/{old}/replace")).status,
         200
     );
-    let first = cluster.proc.wait_for("warm-up failed");
-    let retry = cluster.proc.wait_for("try 2 of 2");
-    assert!(retry.contains(&format!("(pid {old})")), "{retry}");
-    let second = cluster.proc.wait_for("warm-up failed");
-    assert_ne!(pid_in(&first), pid_in(&second), "a new successor each try");
-    let gave_up = cluster.proc.wait_for("gave up replacing");
-    assert!(gave_up.contains("after 2 tries"), "{gave_up}");
+    let queued = events.wait("queued", |e| e["pid"] == old);
+    assert_eq!(queued["reason"]["kind"], "operator", "{queued}");
+    let first = events.wait("start_failed", |e| e["stage"] == "warm-up");
+    let retry = events.next_of("successor_failed");
+    assert_eq!(
+        (retry["pid"].as_u64(), retry["attempt"].as_u64()),
+        (Some(old.into()), Some(1))
+    );
+    let second = events.wait("start_failed", |e| e["stage"] == "warm-up");
+    assert_ne!(pid(&first), pid(&second), "a new successor each try");
+    let gave_up = events.next_of("replacement_failed");
+    assert_eq!(pid(&gave_up), old, "{gave_up}");
+    assert!(events.any("successor_failed", |e| e["attempt"] == 2 && e["tries"] == 2));
+    cluster.proc.wait_for("gave up replacing");
     // The old worker served throughout and still does.
     assert!(alive(old));
     assert_eq!(get(cluster.app, "/pid").unwrap().body, old.to_string());
-    let _ = std::fs::remove_file(&marker);
 }
 
 #[test]
@@ -272,7 +291,8 @@ fn pause_and_resume_steer_new_connections() {
 
 #[test]
 fn a_rolling_restart_loses_nothing_on_kept_alive_connections() {
-    let mut cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let mut events = cluster.events();
     let stop = Arc::new(AtomicBool::new(false));
     let app = cluster.app;
     let clients: Vec<_> = (0..8)
@@ -292,8 +312,8 @@ fn a_rolling_restart_loses_nothing_on_kept_alive_connections() {
         })
         .collect();
     cluster.proc.signal(nix::sys::signal::Signal::SIGHUP);
-    cluster.proc.wait_for("replaced worker");
-    cluster.proc.wait_for("replaced worker");
+    events.next_of("replaced");
+    events.next_of("replaced");
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
     for client in clients {

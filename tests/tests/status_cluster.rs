@@ -102,21 +102,21 @@ fn a_status_registered_by_the_macro_is_in_every_process_from_the_start() {
 
 #[test]
 fn a_killed_workers_entry_disappears() {
-    let mut cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let mut events = cluster.events();
     let victim = cluster.workers[0];
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(victim as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    cluster
-        .proc
-        .wait_for(&format!("(pid {victim}) was killed by signal 9"));
+    let exited = events.wait("exited", |e| e["pid"] == victim);
+    assert_eq!(exited["exit"]["signal"], 9, "{exited}");
     assert!(eventually(cluster2_tests::SOON, || !alive(victim)));
     let pids = pids_of(&json(cluster.monitor, "/statuses/pid"));
     assert!(!pids.contains(&u64::from(victim)), "{pids:?}");
     // Its replacement appears once it serves.
-    cluster.proc.wait_for("listening");
+    events.wait("listening", |e| e["worker"] == exited["worker"]);
     assert!(eventually(cluster2_tests::SOON, || pids_of(&json(
         cluster.monitor,
         "/statuses/pid"

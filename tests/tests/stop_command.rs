@@ -2,27 +2,12 @@
 
 use std::process::Command;
 
-use cluster2_tests::{Cluster, alive, get};
+use cluster2_tests::{Cluster, TempPath, alive, get};
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
 
-struct Dir(std::path::PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("cluster2-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        Self(path)
-    }
-    fn arg(&self) -> String {
-        format!("--pids={}", self.0.display())
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn pids_arg(dir: &TempPath) -> String {
+    format!("--pids={}", dir.as_str())
 }
 
 fn stop(args: &[&str]) -> (Option<i32>, String) {
@@ -35,43 +20,47 @@ fn stop(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn stop_stops_the_cluster_gracefully_and_cleans_up() {
-    let dir = Dir::new("pids-graceful");
-    let mut cluster = Cluster::start(APP, &["--workers=2", &dir.arg()], &[]);
-    let master_file = dir.0.join("master.pid");
+    let dir = TempPath::new("pids-graceful");
+    let mut cluster = Cluster::start(APP, &["--workers=2", &pids_arg(&dir)], &[]);
+    let master_file = dir.path().join("master.pid");
     assert_eq!(
         std::fs::read_to_string(&master_file).unwrap().trim(),
         cluster.proc.pid().to_string()
     );
     for pid in &cluster.workers {
-        assert!(dir.0.join(format!("worker.{pid}.pid")).exists());
+        assert!(dir.path().join(format!("worker.{pid}.pid")).exists());
     }
-    let (code, stderr) = stop(&[&dir.arg()]);
+    let (code, stderr) = stop(&[&pids_arg(&dir)]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
     assert_eq!(cluster.proc.wait_exit().code(), Some(0));
     assert!(cluster.workers.iter().all(|&p| !alive(p)));
     assert!(!master_file.exists());
     assert_eq!(
-        std::fs::read_dir(&dir.0).unwrap().count(),
+        std::fs::read_dir(dir.path()).unwrap().count(),
         0,
         "no pid file left"
     );
 
     // Nothing running any more.
-    let (code, stderr) = stop(&[&dir.arg()]);
+    let (code, stderr) = stop(&[&pids_arg(&dir)]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("no master.pid"), "{stderr}");
 }
 
 #[test]
 fn stop_kills_what_does_not_stop_in_time_and_says_so() {
-    let dir = Dir::new("pids-kill");
-    let cluster = Cluster::start(APP, &["--workers=1", "--stop-timeout=60s", &dir.arg()], &[]);
+    let dir = TempPath::new("pids-kill");
+    let cluster = Cluster::start(
+        APP,
+        &["--workers=1", "--stop-timeout=60s", &pids_arg(&dir)],
+        &[],
+    );
     let app = cluster.app;
     let slow = std::thread::spawn(move || get(app, "/slow?ms=60000"));
     let mut cluster = cluster;
     cluster.proc.wait_for("slow request started");
-    let (code, stderr) = stop(&[&dir.arg(), "--stop-timeout=1s"]);
+    let (code, stderr) = stop(&[&pids_arg(&dir), "--stop-timeout=1s"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("killed what did not stop in time"),
@@ -90,14 +79,14 @@ fn stop_kills_what_does_not_stop_in_time_and_says_so() {
 
 #[test]
 fn stop_reports_stale_pid_files_and_missing_directories() {
-    let dir = Dir::new("pids-stale");
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = TempPath::new("pids-stale");
+    std::fs::create_dir_all(dir.path()).unwrap();
     // A pid that is not running: far above any pid this machine hands out.
-    std::fs::write(dir.0.join("master.pid"), "4194000\n").unwrap();
-    let (code, stderr) = stop(&[&dir.arg()]);
+    std::fs::write(dir.path().join("master.pid"), "4194000\n").unwrap();
+    let (code, stderr) = stop(&[&pids_arg(&dir)]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("stale pid file"), "{stderr}");
-    assert!(!dir.0.join("master.pid").exists());
+    assert!(!dir.path().join("master.pid").exists());
 
     let (code, stderr) = stop(&[]);
     assert_eq!(code, Some(2));
@@ -106,10 +95,10 @@ fn stop_reports_stale_pid_files_and_missing_directories() {
 
 #[test]
 fn a_second_master_with_the_same_pid_directory_is_refused() {
-    let dir = Dir::new("pids-twice");
-    let _first = Cluster::start(APP, &["--workers=1", &dir.arg()], &[]);
+    let dir = TempPath::new("pids-twice");
+    let _first = Cluster::start(APP, &["--workers=1", &pids_arg(&dir)], &[]);
     let mut second =
-        cluster2_tests::Proc::spawn(APP, &["--port=0", "--mon-port=0", &dir.arg()], &[]);
+        cluster2_tests::Proc::spawn(APP, &["--port=0", "--mon-port=0", &pids_arg(&dir)], &[]);
     assert_eq!(second.wait_exit().code(), Some(1));
     assert!(
         second.log.iter().any(|l| l.contains("another master")),

@@ -4,22 +4,27 @@
 use std::time::Duration;
 
 use cluster2_tests::{Cluster, Proc, alive, eventually, get, is_ready};
+use serde_json::Value;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
 
 #[test]
 fn a_crashed_worker_is_replaced_and_the_port_keeps_serving() {
-    let mut cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let mut events = cluster.events();
     // Whichever worker takes this request exits with status 42 without answering.
     assert!(get(cluster.app, "/crash").is_err());
-    let line = cluster.proc.wait_for("exited with status 42");
-    let crashed_pid = pid_in(&line);
-    assert!(cluster.workers.contains(&crashed_pid), "{line}");
-    assert!(
-        line.contains("restarting in 0s"),
-        "the first crash restarts at once: {line}"
+    let exited = events.wait("exited", |e| e["exit"]["status"] == 42);
+    let crashed_pid = pid(&exited);
+    assert!(cluster.workers.contains(&crashed_pid), "{exited}");
+    assert_eq!(exited["expected"], false, "a crash: {exited}");
+    let restart = events.wait("restart_scheduled", |e| e["worker"] == exited["worker"]);
+    assert_eq!(
+        restart["delay_secs"], 0.0,
+        "the first crash restarts at once: {restart}"
     );
-    let new_pid = pid_in(&cluster.proc.wait_for("listening"));
+    let listening = events.wait("listening", |e| e["worker"] == exited["worker"]);
+    let new_pid = pid(&listening);
     assert!(!cluster.workers.contains(&new_pid));
     assert!(alive(new_pid));
     assert!(!alive(crashed_pid));
@@ -30,13 +35,11 @@ fn a_crashed_worker_is_replaced_and_the_port_keeps_serving() {
     );
 }
 
-/// The pid in a master line about a worker: `worker 0 (pid 123) ...`.
-fn pid_in(line: &str) -> u32 {
-    line.split("(pid ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {line}"))
+fn pid(event: &Value) -> u32 {
+    event["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or_else(|| panic!("no pid in {event}"))
 }
 
 #[test]
@@ -53,17 +56,22 @@ fn a_crash_loop_backs_off_exponentially_and_start_up_gives_up_cleanly() {
         ],
         &[("FIXTURE_CRASH_AT_START", "1")],
     );
+    let mut events = proc.events();
     let mut delays = Vec::new();
     let mut pids = Vec::new();
-    for _ in 0..6 {
-        let line = proc.wait_for("exited with status 9");
-        let delay = line.split("restarting in ").nth(1).unwrap();
-        delays.push(delay.split_whitespace().next().unwrap().to_owned());
-        pids.push(pid_in(&line));
+    for streak in 1..=6 {
+        let exited = events.wait("exited", |e| e["exit"]["status"] == 9);
+        pids.push(pid(&exited));
+        let restart = events.next_of("restart_scheduled");
+        assert_eq!(restart["crash_streak"], streak, "{restart}");
+        delays.push((restart["delay_secs"].as_f64().unwrap() * 1000.0).round() as u64);
     }
-    assert_eq!(delays, ["0s", "50ms", "100ms", "200ms", "400ms", "400ms"]);
+    assert_eq!(delays, [0, 50, 100, 200, 400, 400]);
     pids.dedup();
     assert_eq!(pids.len(), 6, "every crash is a new process");
+    events.wait("shutting_down", |e| e["why"] == "start-up timed out");
+    events.next_of("stopped");
+    assert!(!events.any("ready", |_| true));
     let status = proc.wait_exit();
     assert_eq!(status.code(), Some(1));
     let timeout = proc
@@ -92,16 +100,21 @@ fn a_failed_warm_up_is_reported_with_its_error_and_retried() {
         ],
         &[("FIXTURE_WARM_UP_FAIL", "1")],
     );
-    let from_master = |l: &str| l.contains("master[") && l.contains("warm-up failed");
-    let failed = proc.wait_line("from the master about the warm-up", from_master);
-    assert!(failed.contains("cache not primed"), "{failed}");
-    // Retried: a second attempt warms up again.
-    let second = proc.wait_line("about a second warm-up", from_master);
-    assert_ne!(
-        pid_in(&failed),
-        pid_in(&second),
-        "a new process tried again"
+    let mut events = proc.events();
+    let failed = events.wait("start_failed", |e| e["stage"] == "warm-up");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("cache not primed"),
+        "{failed}"
     );
+    let exited = events.wait("exited", |e| e["pid"] == failed["pid"]);
+    assert_eq!(exited["exit"]["status"], 3, "{exited}");
+    assert_eq!(exited["exit"]["meaning"], "start-up failed", "{exited}");
+    // Retried: a second attempt warms up again, in a new process.
+    let second = events.wait("start_failed", |e| e["stage"] == "warm-up");
+    assert_ne!(pid(&failed), pid(&second), "a new process tried again");
     assert_eq!(proc.wait_exit().code(), Some(1));
     let timeout = proc
         .log

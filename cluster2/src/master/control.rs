@@ -1,13 +1,19 @@
-//! Operator controls of a running cluster, callable from the master process (for example from
-//! the `main` body or a monitor route). The monitor app exposes them as
-//! `POST /workers/{pid}/pause`, `/resume`, `/replace` and `POST /workers/restart`.
+//! Operator controls of a running cluster, both halves: the public functions, callable from the
+//! master process (for example from the `main` body or a monitor route; the monitor app exposes
+//! them as `POST /workers/{pid}/pause`, `/resume`, `/replace` and `POST /workers/restart`), and
+//! the supervisor's handling of each request on its loop.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::board::WorkerState;
+use super::death_queue::Entry;
+use super::supervisor::Supervisor;
 use crate::error::{Error, ErrorKind, Result};
+use crate::ipc::message::ToWorker;
+use crate::lifecycle::ReplaceReason;
 
 /// A request to the supervisor.
 pub(crate) enum Control {
@@ -82,4 +88,80 @@ pub async fn replace(pid: u32) -> Result<()> {
 /// workers were queued.
 pub async fn rolling_restart() -> Result<usize> {
     ask(Control::RollingRestart).await
+}
+
+impl Supervisor {
+    pub(super) async fn control(&mut self, request: Control) {
+        match request {
+            Control::Pause(pid, reply) => self.pause(pid, true, reply).await,
+            Control::Resume(pid, reply) => self.pause(pid, false, reply).await,
+            Control::Replace(pid, reply) => {
+                let result = match self.procs.get(&pid) {
+                    Some(p) if p.successor_of.is_none() && !p.expected_exit => {
+                        let entry = Entry {
+                            slot: p.slot,
+                            pid,
+                            reason: ReplaceReason::Operator,
+                            runaway: false,
+                        };
+                        if self.enqueue(entry).await {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "worker pid {pid} is already queued for replacement"
+                            ))
+                        }
+                    }
+                    Some(_) => Err(format!("worker pid {pid} is already being replaced")),
+                    None => Err(self.no_such_worker(pid)),
+                };
+                let _ = reply.send(result);
+            }
+            Control::RollingRestart(reply) => {
+                let n = self.rolling_restart(false).await;
+                let _ = reply.send(n);
+            }
+        }
+        self.publish();
+    }
+
+    async fn pause(&mut self, pid: u32, pause: bool, reply: oneshot::Sender<Result<(), String>>) {
+        let missing = self.no_such_worker(pid);
+        let Some(proc) = self.procs.get_mut(&pid) else {
+            let _ = reply.send(Err(missing));
+            return;
+        };
+        let want = if pause {
+            WorkerState::Paused
+        } else {
+            WorkerState::Listening
+        };
+        if proc.state == want {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        if !matches!(proc.state, WorkerState::Listening | WorkerState::Paused) {
+            let _ = reply.send(Err(format!(
+                "worker pid {pid} is {}, not serving",
+                proc.state.name()
+            )));
+            return;
+        }
+        let msg = if pause {
+            ToWorker::Pause
+        } else {
+            ToWorker::Resume
+        };
+        if proc.child.tx.send(&msg).await.is_err() {
+            let _ = reply.send(Err("the worker is gone".to_owned()));
+            return;
+        }
+        // Answered when the worker confirms.
+        proc.waiting = Some((pause, reply));
+    }
+
+    fn no_such_worker(&self, pid: u32) -> String {
+        let pids: Vec<String> = self.procs.keys().map(u32::to_string).collect();
+        format!("no worker with pid {pid}; workers: {}", pids.join(", "))
+    }
 }

@@ -2,7 +2,7 @@
 //! add what exited workers had reported, so they never go backwards when a worker is replaced.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,17 +13,26 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::ecv::Ecv;
-use crate::master::supervisor::{Board, WorkerState};
+use crate::master::{Board, WorkerState};
 
 type Labels = Vec<(String, String)>;
 type GaugeF = Gauge<f64, AtomicU64>;
 type CounterF = Counter<f64, AtomicU64>;
 
+/// What the workers alive now add to the totals.
+#[derive(Default)]
+struct Live {
+    requests: u64,
+    request_seconds: f64,
+    errors: u64,
+    panics: u64,
+}
+
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
-    let workers = board.workers.read().expect("board lock").clone();
-    let retired = *board.retired.lock().expect("board lock");
+    let workers = board.snapshot().workers;
+    let retired = board.totals();
     let mut registry = Registry::with_prefix("cluster2");
 
     let per_worker_gauge = |registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>| {
@@ -107,7 +116,7 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
     let state = Family::<Labels, Gauge>::default();
     registry.register("workers", "Worker processes by state", state.clone());
 
-    let mut live = crate::master::supervisor::Totals::default();
+    let mut live = Live::default();
     for w in &workers {
         let labels = vec![
             ("worker".to_owned(), w.id.to_string()),
@@ -139,19 +148,10 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
             live.request_seconds += hb.total_durations.as_secs_f64();
         }
     }
-    for s in [
-        WorkerState::Starting,
-        WorkerState::Warming,
-        WorkerState::Listening,
-        WorkerState::Stopping,
-    ] {
+    for s in WorkerState::ALL {
         let count = workers.iter().filter(|w| w.state == s).count();
-        let name = serde_json::to_value(s)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
         state
-            .get_or_create(&vec![("state".to_owned(), name)])
+            .get_or_create(&vec![("state".to_owned(), s.name().to_owned())])
             .set(count as i64);
     }
 
@@ -188,7 +188,13 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         &mut registry,
         "restarts",
         "Workers restarted after a crash",
-        board.restarts.load(Ordering::Relaxed) as f64,
+        retired.restarts as f64,
+    );
+    total(
+        &mut registry,
+        "replacements",
+        "Workers replaced through the death queue",
+        retired.replacements as f64,
     );
 
     // The cache manager's figures, when it answers quickly.

@@ -1,7 +1,10 @@
 //! The monitor app, served by the master on `mon_host:mon_port`: the ECV, `/workers`,
-//! `/statuses`, `/deps`, `/metrics`, plus whatever `#[configure_monitor]` adds.
+//! `/statuses`, `/caches`, `/deps`, `/metrics`, `/events`, plus whatever `#[configure_monitor]`
+//! adds. It reads the master's board and journal and never changes them; changes go through
+//! the operator controls (`crate::master::pause` …), like any code in the master.
 
 pub(crate) mod deps;
+mod events;
 mod metrics;
 
 use std::net::TcpListener;
@@ -18,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ConfigureMonitor;
 use crate::ecv::Ecv;
-use crate::master::supervisor::Board;
+use crate::master::Board;
 
 /// The largest request body the monitor accepts: its inputs are small JSON values.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -50,6 +53,8 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         .route("/statuses/{name}", get(get_status).post(set_status))
         .route("/deps", get(move || deps::serve(dependencies.clone())))
         .route("/caches", get(caches))
+        .route("/events", get(events::stream))
+        .route("/events/recent", get(events::recent))
         .route(
             "/metrics",
             get(move || metrics::render(metrics_board.clone(), metrics_ecv.clone())),
@@ -62,7 +67,7 @@ async fn index(deps: deps::Dependencies) -> Json<Value> {
         "name": deps.name,
         "version": deps.version,
         "pid": std::process::id(),
-        "routes": ["/workers", "/statuses", "/statuses/{name}", "/caches", "/deps", "/metrics", "ECV (see --ecv.root)"],
+        "routes": ["/workers", "/statuses", "/statuses/{name}", "/caches", "/deps", "/metrics", "/events", "/events/recent", "ECV (see --ecv.root)"],
     }))
 }
 
@@ -74,9 +79,10 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 async fn workers(board: Arc<Board>) -> Json<Value> {
-    let workers = board.workers.read().expect("board lock").clone();
-    let queue = board.death_queue.read().expect("board lock").clone();
-    let workers: Vec<Value> = workers
+    let snapshot = board.snapshot();
+    let queue = snapshot.death_queue;
+    let workers: Vec<Value> = snapshot
+        .workers
         .into_iter()
         .map(|w| {
             json!({

@@ -12,11 +12,11 @@ pub use policy::{AssertDegraded, assert_old};
 use std::sync::Arc;
 
 use crate::heartbeat::Heartbeat;
+use crate::lifecycle::ReplaceReason;
 
-/// The cluster's decision, from each heartbeat, that a worker should be replaced, with a
-/// reason for the log.
-/// From a heartbeat, why its worker should go, if it should.
-type Verdict = Box<dyn Fn(&Heartbeat) -> Option<String> + Send + Sync>;
+/// The cluster's decision, from each heartbeat, that a worker should be replaced: why, if it
+/// should.
+type Verdict = Box<dyn Fn(&Heartbeat) -> Option<ReplaceReason> + Send + Sync>;
 
 pub(crate) struct ShouldKill {
     decide: Verdict,
@@ -32,16 +32,14 @@ impl ShouldKill {
         Self {
             decide: Box::new(move |hb| {
                 if old(hb) {
-                    let max = max_age.map_or("never".to_owned(), |m| {
-                        humantime::format_duration(m).to_string()
-                    });
-                    Some(format!("old: up {}s, max_age {max}", hb.uptime.as_secs()))
+                    Some(ReplaceReason::OldAge {
+                        uptime_secs: hb.uptime.as_secs_f64(),
+                        max_age_secs: max_age.map_or(f64::INFINITY, |m| m.as_secs_f64()),
+                    })
                 } else if judge.check(hb) {
-                    Some(format!(
-                        "degraded: {:.1} requests/s, more than 10% below its peak, while CPU, \
-                         memory and event-loop lag rose",
-                        hb.tps
-                    ))
+                    Some(ReplaceReason::Degraded {
+                        requests_per_second: hb.tps,
+                    })
                 } else {
                     None
                 }
@@ -53,12 +51,12 @@ impl ShouldKill {
     /// The user's own decision.
     pub(crate) fn custom(f: Arc<dyn Fn(&Heartbeat) -> bool + Send + Sync>) -> Self {
         Self {
-            decide: Box::new(move |hb| f(hb).then(|| "should_kill decided".to_owned())),
+            decide: Box::new(move |hb| f(hb).then_some(ReplaceReason::ShouldKill)),
             degraded: None,
         }
     }
 
-    pub(crate) fn check(&self, hb: &Heartbeat) -> Option<String> {
+    pub(crate) fn check(&self, hb: &Heartbeat) -> Option<ReplaceReason> {
         (self.decide)(hb)
     }
 

@@ -1,0 +1,586 @@
+//! The cluster's life as typed data: every lifecycle event the master sees, in order, kept in a
+//! bounded journal and handed to whoever subscribes.
+//!
+//! The master is the only writer. The monitor's `/events` stream, the tests and the
+//! application (in the master, through [`subscribe`]) read it; log lines are written for people
+//! beside it and say the same thing.
+//!
+//! ```no_run
+//! # async fn demo() -> cluster2::Result<()> {
+//! use cluster2::lifecycle::{self, Event};
+//!
+//! let mut events = lifecycle::subscribe()?; // in the master, e.g. in `main`
+//! while let Some(record) = events.next().await {
+//!     if let Event::Exited { worker, pid, exit, expected: false } = &record.event {
+//!         eprintln!("worker {worker} (pid {pid}) crashed: {exit}");
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The journal keeps the last [`JOURNAL_CAPACITY`] events. A subscriber that falls further
+//! behind than that skips the oldest it has not read and can tell from the sequence numbers
+//! ([`Record::seq`] is consecutive) and [`Subscription::missed`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// How many events the master keeps for late subscribers and the monitor's replay.
+pub const JOURNAL_CAPACITY: usize = 4096;
+
+/// One thing that happened to the cluster.
+///
+/// Serialized (on the monitor's `/events`) as an object whose `event` field names the variant in
+/// snake case, beside the variant's fields.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The master bound its ports and is starting the workers.
+    Starting {
+        /// The application's address.
+        app: SocketAddr,
+        /// The monitor's address.
+        monitor: SocketAddr,
+        /// How many workers it starts.
+        workers: usize,
+    },
+    /// Every initial worker is serving; the master's `main` runs next.
+    Ready {
+        /// The pids of the serving workers, by worker id.
+        workers: Vec<u32>,
+    },
+    /// A worker process was started for worker id `worker`.
+    Spawned {
+        /// The worker id (its slot, `0..workers`).
+        worker: usize,
+        /// The new process.
+        pid: u32,
+        /// The process it will replace once it serves, in a replacement.
+        successor_of: Option<u32>,
+    },
+    /// The worker built its app and runs its warm-up on a private listener.
+    Warming {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+        /// Its private warm-up listener.
+        addr: SocketAddr,
+    },
+    /// A worker's start-up failed (`configure_app` or the warm-up); it exits next.
+    StartFailed {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+        /// Which step failed.
+        stage: String,
+        /// What it said.
+        error: String,
+    },
+    /// A worker accepts on the shared port.
+    Listening {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+    },
+    /// A worker stopped accepting new connections, on request.
+    Paused {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+    },
+    /// A paused worker accepts again.
+    Resumed {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+    },
+    /// A worker was told to stop and finishes its in-flight requests.
+    Stopping {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+    },
+    /// A worker process ended.
+    Exited {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+        /// How it ended.
+        exit: Exit,
+        /// Whether the master asked it to go (a replacement or a stop); otherwise a crash.
+        expected: bool,
+    },
+    /// A crashed worker will be started again after a delay (its crash streak's back-off).
+    RestartScheduled {
+        /// The worker id.
+        worker: usize,
+        /// The back-off, in seconds (0: at once).
+        delay_secs: f64,
+        /// Crashes in a row of this worker id.
+        crash_streak: u32,
+    },
+    /// A worker was queued for replacement (one replacement runs at a time).
+    Queued {
+        /// The worker id.
+        worker: usize,
+        /// The process to replace.
+        pid: u32,
+        /// Why.
+        reason: ReplaceReason,
+    },
+    /// The replacement of a worker started: its successor is being started.
+    Replacing {
+        /// The worker id.
+        worker: usize,
+        /// The process to replace.
+        pid: u32,
+        /// Why.
+        reason: ReplaceReason,
+    },
+    /// A successor failed (crashed, failed its warm-up, or was not ready in time); the old
+    /// worker keeps serving and another successor is tried unless `tries` were used up.
+    SuccessorFailed {
+        /// The worker id.
+        worker: usize,
+        /// The process being replaced.
+        pid: u32,
+        /// Which try failed (from 1).
+        attempt: u32,
+        /// How many tries are allowed (`death_queue.retries`).
+        tries: u32,
+        /// What went wrong.
+        why: String,
+    },
+    /// The successor serves; the old worker is told to stop.
+    SuccessorReady {
+        /// The worker id.
+        worker: usize,
+        /// The process being replaced.
+        pid: u32,
+        /// The successor.
+        successor: u32,
+    },
+    /// A replacement finished: the old process is gone and its successor serves.
+    Replaced {
+        /// The worker id.
+        worker: usize,
+        /// The process that was replaced.
+        pid: u32,
+        /// The process that serves now.
+        successor: Option<u32>,
+        /// Why it was replaced.
+        reason: ReplaceReason,
+        /// How long the replacement took, in seconds.
+        took_secs: f64,
+    },
+    /// A replacement was given up after every successor failed; the old worker keeps serving.
+    ReplacementFailed {
+        /// The worker id.
+        worker: usize,
+        /// The process that keeps serving.
+        pid: u32,
+        /// Why the last successor failed.
+        why: String,
+    },
+    /// The ECV changed between up and down.
+    Ecv {
+        /// Whether it is up now.
+        up: bool,
+        /// Why.
+        reason: String,
+    },
+    /// The cache manager serves (`pid` is `None` when it runs inside the master).
+    CacheManagerUp {
+        /// Its process, when standalone.
+        pid: Option<u32>,
+        /// Its socket.
+        socket: PathBuf,
+    },
+    /// The standalone cache manager process ended; it is restarted unless the cluster stops.
+    CacheManagerDown {
+        /// Its process.
+        pid: u32,
+        /// How it ended.
+        exit: Exit,
+        /// The delay before it is started again, in seconds; `None` while the cluster stops.
+        restart_in_secs: Option<f64>,
+    },
+    /// The cluster is stopping.
+    ShuttingDown {
+        /// Why (the signal, or what failed).
+        why: String,
+    },
+    /// Every process of the cluster is gone; the master exits next.
+    Stopped,
+}
+
+/// Why a worker is replaced.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReplaceReason {
+    /// It has been up longer than `max_age`.
+    OldAge {
+        /// How long it was up, in seconds.
+        uptime_secs: f64,
+        /// The `max_age` option, in seconds.
+        max_age_secs: f64,
+    },
+    /// The degradation heuristic ([`AssertDegraded`](crate::robustness::AssertDegraded)).
+    Degraded {
+        /// Its requests per second at the last heartbeat.
+        requests_per_second: f64,
+    },
+    /// The application's own `#[should_kill]` decided.
+    ShouldKill,
+    /// It sent no heartbeat for longer than `nanny.tolerance` (a runaway).
+    Runaway {
+        /// How long it had been silent, in seconds.
+        silent_secs: f64,
+    },
+    /// An operator asked (`POST /workers/{pid}/replace` or [`master::replace`](crate::master::replace)).
+    Operator,
+    /// A rolling restart (SIGHUP, `POST /workers/restart` or
+    /// [`master::rolling_restart`](crate::master::rolling_restart)).
+    RollingRestart {
+        /// Whether SIGHUP asked for it.
+        sighup: bool,
+    },
+}
+
+impl fmt::Display for ReplaceReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OldAge {
+                uptime_secs,
+                max_age_secs,
+            } => write!(
+                f,
+                "old: up {}, max_age {}",
+                human(*uptime_secs),
+                human(*max_age_secs)
+            ),
+            Self::Degraded {
+                requests_per_second,
+            } => write!(
+                f,
+                "degraded: {requests_per_second:.1} requests/s, more than 10% below its peak, \
+                 while CPU, memory and event-loop lag rose"
+            ),
+            Self::ShouldKill => f.write_str("should_kill decided"),
+            Self::Runaway { silent_secs } => {
+                write!(f, "runaway: no heartbeat for {}", human(*silent_secs))
+            }
+            Self::Operator => f.write_str("replace requested"),
+            Self::RollingRestart { sighup: true } => f.write_str("rolling restart (SIGHUP)"),
+            Self::RollingRestart { sighup: false } => f.write_str("rolling restart requested"),
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Exit {
+    /// Its exit status, if it exited.
+    pub status: Option<i32>,
+    /// The number of the signal that ended it, if one did.
+    pub signal: Option<i32>,
+    /// That signal's name (`SIGKILL`, …).
+    pub signal_name: Option<String>,
+    /// What the status means when cluster2 set it (`start-up failed`, …).
+    pub meaning: Option<String>,
+}
+
+impl Exit {
+    pub(crate) fn from_wait(status: &std::io::Result<std::process::ExitStatus>) -> Self {
+        match status {
+            Err(e) => Self {
+                status: None,
+                signal: None,
+                signal_name: None,
+                meaning: Some(format!("could not be waited for ({e})")),
+            },
+            Ok(s) => Self {
+                status: s.code(),
+                signal: s.signal(),
+                signal_name: s.signal().map(|sig| {
+                    nix::sys::signal::Signal::try_from(sig)
+                        .map_or("unknown", nix::sys::signal::Signal::as_str)
+                        .to_owned()
+                }),
+                meaning: s.code().and_then(crate::exit::meaning).map(str::to_owned),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.status, &self.signal, &self.meaning) {
+            (Some(code), _, Some(meaning)) => write!(f, "exited with status {code} ({meaning})"),
+            (Some(code), _, None) => write!(f, "exited with status {code}"),
+            (None, Some(signal), _) => write!(
+                f,
+                "was killed by signal {signal} ({})",
+                self.signal_name.as_deref().unwrap_or("unknown")
+            ),
+            (None, None, Some(meaning)) => f.write_str(meaning),
+            (None, None, None) => f.write_str("exited"),
+        }
+    }
+}
+
+/// A duration in seconds as people write it: `12ms`, `3.2s`, `5m 3s`.
+pub(crate) fn human(secs: f64) -> String {
+    let d = Duration::from_secs_f64(secs.max(0.0));
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d < Duration::from_secs(60) {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    }
+}
+
+/// One event with its place in the journal and its time.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Record {
+    /// Consecutive from 1 over the master's life.
+    pub seq: u64,
+    /// When it happened, in seconds since the Unix epoch.
+    pub at_unix_secs: f64,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// The master's bounded event log.
+pub(crate) struct Journal {
+    records: Mutex<VecDeque<Arc<Record>>>,
+    /// The newest sequence number; subscribers wait on it.
+    latest: watch::Sender<u64>,
+}
+
+static JOURNAL: OnceLock<Journal> = OnceLock::new();
+
+impl Journal {
+    /// Called once by the master, before anything happens.
+    pub(crate) fn install() -> &'static Journal {
+        JOURNAL.get_or_init(|| Journal {
+            records: Mutex::new(VecDeque::with_capacity(256)),
+            latest: watch::Sender::new(0),
+        })
+    }
+
+    /// The master's journal, in the master.
+    pub(crate) fn get() -> Option<&'static Journal> {
+        JOURNAL.get()
+    }
+
+    fn push(&self, event: Event) {
+        let at_unix_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut records = self.records.lock().expect("journal lock");
+        let seq = records.back().map_or(1, |r| r.seq + 1);
+        if records.len() == JOURNAL_CAPACITY {
+            records.pop_front();
+        }
+        records.push_back(Arc::new(Record {
+            seq,
+            at_unix_secs,
+            event,
+        }));
+        drop(records);
+        self.latest.send_replace(seq);
+    }
+
+    /// A subscription that starts after sequence number `after` (0: from the oldest kept).
+    pub(crate) fn subscribe_after(&'static self, after: u64) -> Subscription {
+        Subscription {
+            journal: self,
+            cursor: after,
+            latest: self.latest.subscribe(),
+            missed: 0,
+        }
+    }
+
+    /// The events kept, oldest first.
+    pub(crate) fn recent(&self) -> Vec<Record> {
+        let records = self.records.lock().expect("journal lock");
+        records.iter().map(|r| Record::clone(r)).collect()
+    }
+
+    /// The first record after `cursor`, and how many were dropped before it.
+    fn after(&self, cursor: u64) -> Option<(Arc<Record>, u64)> {
+        let records = self.records.lock().expect("journal lock");
+        let first = records.front()?.seq;
+        let index = cursor.saturating_add(1).saturating_sub(first);
+        let record = records.get(usize::try_from(index).ok()?)?.clone();
+        let skipped = record.seq - cursor - 1;
+        Some((record, skipped))
+    }
+}
+
+/// Records the event in the master's journal (a no-op in other processes).
+pub(crate) fn publish(event: Event) {
+    if let Some(journal) = Journal::get() {
+        journal.push(event);
+    }
+}
+
+/// Follows the master's events, from the moment of subscribing.
+///
+/// Works in the master only (the one process that sees the cluster's life); elsewhere it is an
+/// [`ErrorKind::Unavailable`] error.
+pub fn subscribe() -> Result<Subscription> {
+    let journal = Journal::get().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unavailable,
+            "lifecycle events are kept in the master only: subscribe from the master's main",
+        )
+    })?;
+    let latest = *journal.latest.borrow();
+    Ok(journal.subscribe_after(latest))
+}
+
+/// The master's events as they happen; see [`subscribe`].
+pub struct Subscription {
+    journal: &'static Journal,
+    cursor: u64,
+    latest: watch::Receiver<u64>,
+    missed: u64,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("cursor", &self.cursor)
+            .field("missed", &self.missed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The next event; `None` once the master's journal is gone (it never is before exit).
+    pub async fn next(&mut self) -> Option<Arc<Record>> {
+        loop {
+            if let Some((record, skipped)) = self.journal.after(self.cursor) {
+                self.missed += skipped;
+                self.cursor = record.seq;
+                return Some(record);
+            }
+            // Marks the current value seen, so the wait below ends only on a newer event.
+            self.latest.borrow_and_update();
+            if self.journal.after(self.cursor).is_some() {
+                continue;
+            }
+            self.latest.changed().await.ok()?;
+        }
+    }
+
+    /// How many events this subscription skipped because it fell behind the journal.
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal() -> &'static Journal {
+        Box::leak(Box::new(Journal {
+            records: Mutex::new(VecDeque::new()),
+            latest: watch::Sender::new(0),
+        }))
+    }
+
+    #[tokio::test]
+    async fn subscribers_read_in_order_and_wait_for_more() {
+        let journal = journal();
+        let mut from_start = journal.subscribe_after(0);
+        journal.push(Event::Stopped);
+        journal.push(Event::ShuttingDown { why: "x".into() });
+        assert_eq!(from_start.next().await.unwrap().seq, 1);
+        assert_eq!(from_start.next().await.unwrap().seq, 2);
+        let waiting = tokio::spawn(async move { from_start.next().await.unwrap().seq });
+        tokio::task::yield_now().await;
+        journal.push(Event::Stopped);
+        assert_eq!(waiting.await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_behind_the_capacity_counts_what_it_missed() {
+        let journal = journal();
+        let mut slow = journal.subscribe_after(0);
+        for _ in 0..JOURNAL_CAPACITY + 10 {
+            journal.push(Event::Stopped);
+        }
+        let first = slow.next().await.unwrap();
+        assert_eq!(first.seq, 11);
+        assert_eq!(slow.missed(), 10);
+        assert_eq!(journal.recent().len(), JOURNAL_CAPACITY);
+    }
+
+    #[test]
+    fn events_serialize_with_their_name_and_fields() {
+        let record = Record {
+            seq: 7,
+            at_unix_secs: 1.5,
+            event: Event::Queued {
+                worker: 1,
+                pid: 42,
+                reason: ReplaceReason::Runaway { silent_secs: 3.0 },
+            },
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "seq": 7, "at_unix_secs": 1.5, "event": "queued", "worker": 1, "pid": 42,
+                "reason": { "kind": "runaway", "silent_secs": 3.0 }
+            })
+        );
+    }
+
+    #[test]
+    fn exits_read_as_people_write_them() {
+        let killed = Exit {
+            status: None,
+            signal: Some(9),
+            signal_name: Some("SIGKILL".into()),
+            meaning: None,
+        };
+        assert_eq!(killed.to_string(), "was killed by signal 9 (SIGKILL)");
+        let failed = Exit {
+            status: Some(3),
+            signal: None,
+            signal_name: None,
+            meaning: crate::exit::meaning(3).map(str::to_owned),
+        };
+        assert_eq!(failed.to_string(), "exited with status 3 (start-up failed)");
+        assert_eq!(human(0.012), "12 ms");
+        assert_eq!(human(3.25), "3.2 s");
+    }
+}

@@ -1,0 +1,199 @@
+//! What the master publishes about the cluster for the monitor to read: each worker's state
+//! and latest heartbeat, the death queue, the cluster's phase, and the totals of workers that
+//! are gone.
+//!
+//! The supervisor is the only writer (through the `pub(super)` methods); readers get copies
+//! through typed methods and never see a lock. Nothing here decides anything.
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::heartbeat::Heartbeat;
+
+/// Where a worker is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub(crate) enum WorkerState {
+    /// Spawned; building its app.
+    Starting,
+    /// Serving its warm-up listener and running the warm-up.
+    Warming,
+    /// Accepting on the shared port.
+    Listening,
+    /// Not accepting new connections, on request; keeps its state.
+    Paused,
+    /// Told to stop; finishing in-flight requests.
+    Stopping,
+}
+
+impl WorkerState {
+    /// Every state, for views that list them all (a gauge per state).
+    pub(crate) const ALL: [WorkerState; 5] = [
+        WorkerState::Starting,
+        WorkerState::Warming,
+        WorkerState::Listening,
+        WorkerState::Paused,
+        WorkerState::Stopping,
+    ];
+
+    /// The name used in JSON and metrics labels.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Warming => "warming",
+            WorkerState::Listening => "listening",
+            WorkerState::Paused => "paused",
+            WorkerState::Stopping => "stopping",
+        }
+    }
+}
+
+/// What the monitor shows about one worker process; ages are computed when it is read.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkerInfo {
+    pub(crate) id: usize,
+    pub(crate) pid: u32,
+    pub(crate) state: WorkerState,
+    pub(crate) spawned_at: Instant,
+    pub(crate) warm_up_addr: Option<SocketAddr>,
+    pub(crate) restarts: u64,
+    pub(crate) crash_streak: u32,
+    pub(crate) next_restart_in: Option<Duration>,
+    pub(crate) successor_of: Option<u32>,
+    pub(crate) heartbeat: Option<(Heartbeat, Instant)>,
+    pub(crate) errors: u64,
+    pub(crate) panics: u64,
+}
+
+/// Where the cluster as a whole is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for the initial workers.
+    #[default]
+    Starting,
+    /// Every initial worker was listening once.
+    Running,
+    /// Stopping.
+    ShuttingDown,
+}
+
+/// Counters that never go backwards: what workers that are gone had reported, and how many
+/// restarts and replacements the cluster has seen.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) requests: u64,
+    pub(crate) request_seconds: f64,
+    pub(crate) errors: u64,
+    pub(crate) panics: u64,
+    pub(crate) restarts: u64,
+    pub(crate) replacements: u64,
+}
+
+/// One entry of the death queue, as shown.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct QueuedReplacement {
+    pub(crate) worker: usize,
+    pub(crate) pid: u32,
+    pub(crate) reason: String,
+    /// Whether this one is in progress (the head of the queue).
+    pub(crate) in_progress: bool,
+    pub(crate) successor: Option<u32>,
+    pub(crate) tries: u32,
+}
+
+/// The workers and the death queue at one moment.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) workers: Vec<WorkerInfo>,
+    pub(crate) death_queue: Vec<QueuedReplacement>,
+}
+
+/// The master's published state.
+#[derive(Debug, Default)]
+pub(crate) struct Board {
+    current: RwLock<Snapshot>,
+    phase: RwLock<Phase>,
+    /// An initial worker failed its warm-up.
+    warm_up_failed: RwLock<bool>,
+    totals: Mutex<Totals>,
+}
+
+impl Board {
+    /// The workers and the death queue, as last published.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        self.current.read().expect("board lock").clone()
+    }
+
+    /// Counters that include the workers that are gone.
+    pub(crate) fn totals(&self) -> Totals {
+        *self.totals.lock().expect("board lock")
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        *self.phase.read().expect("board lock")
+    }
+
+    /// Why the cluster should not take traffic, whatever the ECV mode says.
+    pub(crate) fn gate(&self) -> Option<String> {
+        let serving = self
+            .current
+            .read()
+            .expect("board lock")
+            .workers
+            .iter()
+            .filter(|w| w.state == WorkerState::Listening)
+            .count();
+        match self.phase() {
+            Phase::ShuttingDown => Some("shutting down".to_owned()),
+            Phase::Starting if *self.warm_up_failed.read().expect("board lock") => {
+                Some("warm-up failed".to_owned())
+            }
+            Phase::Starting => Some("starting".to_owned()),
+            Phase::Running if serving == 0 => Some("no worker alive".to_owned()),
+            Phase::Running => None,
+        }
+    }
+
+    pub(super) fn set_workers(&self, workers: Vec<WorkerInfo>) {
+        self.current.write().expect("board lock").workers = workers;
+    }
+
+    pub(super) fn set_death_queue(&self, queue: Vec<QueuedReplacement>) {
+        self.current.write().expect("board lock").death_queue = queue;
+    }
+
+    pub(super) fn set_phase(&self, phase: Phase) {
+        *self.phase.write().expect("board lock") = phase;
+    }
+
+    pub(super) fn note_warm_up_failed(&self) {
+        *self.warm_up_failed.write().expect("board lock") = true;
+    }
+
+    pub(super) fn warm_up_failed(&self) -> bool {
+        *self.warm_up_failed.read().expect("board lock")
+    }
+
+    /// Adds what a worker that is gone had counted.
+    pub(super) fn retire(&self, heartbeat: Option<&Heartbeat>, errors: u64, panics: u64) {
+        let mut totals = self.totals.lock().expect("board lock");
+        if let Some(beat) = heartbeat {
+            totals.requests += beat.total_transactions;
+            totals.request_seconds += beat.total_durations.as_secs_f64();
+        }
+        totals.errors += errors;
+        totals.panics += panics;
+    }
+
+    pub(super) fn count_restart(&self) {
+        self.totals.lock().expect("board lock").restarts += 1;
+    }
+
+    pub(super) fn count_replacement(&self) {
+        self.totals.lock().expect("board lock").replacements += 1;
+    }
+}
