@@ -50,6 +50,7 @@ pub mod options; // every option, its default and its layering
 mod registry; // link-time registration of the attribute macros' functions
 pub mod robustness; // recycle decisions: assert_old, AssertDegraded
 mod role; // master or worker, from the environment marker
+mod runtime_dir; // the cluster's private directory (cluster2-<pid>) for its sockets
 mod started; // Started, Role and WarmUp, handed to user code
 pub mod status; // named status views, aggregated by the master
 mod worker; // the serving process

@@ -503,7 +503,7 @@ impl Supervisor {
     /// returns the private directory of its socket.
     async fn start_cache(&mut self) -> crate::Result<std::path::PathBuf> {
         let settings = self.options.cache.clone();
-        let dir = crate::cache::runtime_dir()?;
+        let dir = crate::runtime_dir::create()?;
         let socket = dir.join("cache.sock");
         self.cache_socket = Some(socket.clone());
         match settings.mode {

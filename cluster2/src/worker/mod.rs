@@ -19,10 +19,9 @@ use tokio::sync::mpsc;
 use crate::app::App;
 use crate::cluster::{MainBody, Parts};
 use crate::ipc::channel::{self, Sender};
-use crate::ipc::fd::{CHANNEL_FD, LISTENER_FD, take_inherited_socket};
-use crate::ipc::message::{Hello, StartStage, ToMaster, ToWorker};
+use crate::ipc::child::{self, Inherited};
+use crate::ipc::message::{StartStage, ToMaster, ToWorker};
 use crate::options::Options;
-use crate::role::MASTER_PID_ENV;
 use crate::started::{Role, Started, WarmUp};
 
 use serve::Server;
@@ -44,25 +43,7 @@ pub(crate) fn run(parts: Parts, id: usize, main: MainBody) -> ExitCode {
 }
 
 fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
-    // Claim the inherited sockets before anything else can open a file descriptor.
-    let listener = take_inherited_socket(LISTENER_FD).map_err(|e| e.to_string())?;
-    let channel = take_inherited_socket(CHANNEL_FD).map_err(|e| e.to_string())?;
-    let master_pid: i32 = std::env::var(MASTER_PID_ENV)
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .ok_or("started without a master")?;
-    // The parent-death signal was armed before exec; if the master died even earlier, it will
-    // never fire, so check once by hand.
-    if nix::unistd::getppid().as_raw() != master_pid {
-        return Err("the master exited before this worker started".to_owned());
-    }
-
-    let mut channel = std::os::unix::net::UnixStream::from(channel);
-    let hello: Hello = match channel::read_frame_blocking(&mut channel) {
-        Ok(ToWorker::Hello(hello)) => *hello,
-        Ok(other) => return Err(format!("expected a hello from the master, got {other:?}")),
-        Err(e) => return Err(format!("no hello from the master: {e}")),
-    };
+    let (Inherited { hello, channel }, listener) = child::start_worker()?;
     let options = Arc::new(hello.options);
     crate::log::init(
         format!("worker {id}[{}]", std::process::id()),
@@ -83,7 +64,6 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
 
-    let listener = std::net::TcpListener::from(listener);
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("shared listener: {e}"))?;
