@@ -41,7 +41,7 @@ pub mod ecv; // the health endpoint load balancers poll
 pub mod emitter; // cross-process events: on / emit / to(targets)
 mod error; // Error, ErrorKind, Result, Context
 mod exit; // every exit status, and what a child's means
-mod heartbeat; // what workers report to the master, and how it is measured
+mod heartbeat; // what workers report to the master
 mod ipc; // master <-> worker channel, messages and inherited fds
 mod log; // one-line-per-event logging labelled with the process
 pub mod master; // the supervising process; public: operator controls
@@ -80,7 +80,7 @@ pub use cluster2_macros::{
 /// Not public API: what the benchmarks measure in isolation.
 #[doc(hidden)]
 pub mod __bench {
-    pub use crate::heartbeat::{CountLayer, Counted};
+    pub use crate::worker::counting::{CountLayer, Counted};
 }
 
 /// The names most applications need.

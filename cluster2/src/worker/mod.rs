@@ -4,8 +4,10 @@
 //! A worker stops gracefully when the master says so or on SIGTERM, and quickly when the master
 //! is gone (channel EOF or parent-death signal): then it must free the shared port at once.
 
-mod head_timer;
-mod serve;
+pub(crate) mod counting; // what the request path counts: the CountLayer, connections
+mod head_timer; // recycled timers for the response-head deadline
+mod reporter; // the heartbeat task: CPU, memory, lag, and the counters
+mod serve; // accept loop on the inherited listener
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
@@ -24,9 +26,8 @@ use crate::ipc::message::{StartStage, ToMaster, ToWorker};
 use crate::options::Options;
 use crate::started::{Role, Started, WarmUp};
 
+use counting::{AppStats, ConnStats};
 use serve::Server;
-
-use crate::heartbeat::{AppStats, ConnStats};
 
 /// How long a worker whose master is gone lets in-flight requests run: short, because the
 /// shared port stays bound until every worker has exited.
@@ -94,7 +95,7 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
 /// A worker serving on the shared port.
 struct Serving {
     server: Server,
-    final_beat: crate::heartbeat::FinalBeat,
+    final_beat: reporter::FinalBeat,
 }
 
 struct Worker {
@@ -351,12 +352,8 @@ impl Worker {
             accepting,
         );
         let _ = to_master.send(&ToMaster::Listening).await;
-        let final_beat = crate::heartbeat::spawn_reporter(
-            self.id,
-            self.options.heartbeat_interval,
-            app_stats,
-            conns,
-        );
+        let final_beat =
+            reporter::spawn_reporter(self.id, self.options.heartbeat_interval, app_stats, conns);
         tracing::debug!(%addr, "listening");
         let started = Started {
             role: Role::Worker(self.id),
