@@ -1,11 +1,19 @@
 //! What each worker reports to the master every `heartbeat_interval`. It is measured in
 //! `worker::counting` (the request path) and `worker::reporter` (the rest).
+//!
+//! The same struct crosses the channel in postcard every interval and reaches operators as
+//! JSON in the monitor's `/workers`. Its durations are therefore written two ways: as seconds
+//! in human-readable formats, where jq and dashboards expect a number, and in serde's compact
+//! form in postcard, which the master decodes from every worker on every beat.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 /// One report from a worker. The master keeps the latest of each worker.
+///
+/// In JSON (the monitor's `/workers`) every duration is a number of seconds, named with a
+/// `_secs` suffix: `"uptime_secs": 12.5`, `"event_loop_lag_secs": 0.0012`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Heartbeat {
@@ -14,6 +22,7 @@ pub struct Heartbeat {
     /// The worker's id.
     pub worker: usize,
     /// Time since the worker process started.
+    #[serde(rename = "uptime_secs", with = "secs")]
     pub uptime: Duration,
     /// CPU used over the last interval, in percent of one core (may exceed 100 with several
     /// runtime threads).
@@ -27,12 +36,14 @@ pub struct Heartbeat {
     /// Requests answered since the last heartbeat.
     pub transactions: u64,
     /// Summed time to the response head of those requests.
+    #[serde(rename = "durations_secs", with = "secs")]
     pub durations: Duration,
     /// Requests per second over the last interval.
     pub tps: f64,
     /// Requests answered since start.
     pub total_transactions: u64,
     /// Summed time to the response head of every request since start.
+    #[serde(rename = "total_durations_secs", with = "secs")]
     pub total_durations: Duration,
     /// 5xx responses since the last heartbeat.
     pub errors: u64,
@@ -40,7 +51,116 @@ pub struct Heartbeat {
     pub panics: u64,
     /// How late a short timer fired, at worst, over the last interval: how long the runtime
     /// was kept from running ready tasks.
+    #[serde(rename = "event_loop_lag_secs", with = "secs")]
     pub event_loop_lag: Duration,
     /// The time this heartbeat covers.
+    #[serde(rename = "cycle_secs", with = "secs")]
     pub cycle: Duration,
+}
+
+/// A `Duration` as seconds (an `f64`) in human-readable formats, and as serde's own compact
+/// form (whole seconds and nanoseconds) in the others; either reads back what it wrote.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_f64(value.as_secs_f64())
+        } else {
+            value.serialize(serializer)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        if deserializer.is_human_readable() {
+            let secs = f64::deserialize(deserializer)?;
+            Duration::try_from_secs_f64(secs)
+                .map_err(|_| de::Error::custom(format!("{secs} is not a duration in seconds")))
+        } else {
+            Duration::deserialize(deserializer)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(uptime: Duration) -> Heartbeat {
+        Heartbeat {
+            pid: 7,
+            worker: 1,
+            uptime,
+            cpu: 1.5,
+            memory: 1 << 20,
+            open_connections: 2,
+            total_connections: 9,
+            transactions: 4,
+            durations: Duration::from_millis(250),
+            tps: 0.8,
+            total_transactions: 40,
+            total_durations: Duration::from_millis(2500),
+            errors: 0,
+            panics: 0,
+            event_loop_lag: Duration::from_micros(1500),
+            cycle: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn json_has_durations_as_seconds_under_secs_names_and_reads_them_back() {
+        let beat = beat(Duration::new(1, 5));
+        let json = serde_json::to_value(&beat).unwrap();
+        assert_eq!(json["uptime_secs"], 1.000000005);
+        assert_eq!(json["durations_secs"], 0.25);
+        assert_eq!(json["total_durations_secs"], 2.5);
+        assert_eq!(json["event_loop_lag_secs"], 0.0015);
+        assert_eq!(json["cycle_secs"], 5.0);
+        for old in [
+            "uptime",
+            "durations",
+            "total_durations",
+            "event_loop_lag",
+            "cycle",
+        ] {
+            assert!(json.get(old).is_none(), "{old} in {json}");
+        }
+
+        // Whole numbers of seconds are durations too.
+        let mut json = json;
+        json["uptime_secs"] = 3.into();
+        let back: Heartbeat = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(
+            back,
+            Heartbeat {
+                uptime: Duration::from_secs(3),
+                ..beat
+            }
+        );
+        json["cycle_secs"] = (-1.0).into();
+        let err = serde_json::from_value::<Heartbeat>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("-1 is not a duration in seconds"), "{err}");
+    }
+
+    #[test]
+    fn postcard_keeps_the_compact_exact_form() {
+        // A year and some nanoseconds: more digits than an f64 holds, so only the compact form
+        // brings it back exactly.
+        let beat = beat(Duration::new(365 * 86_400, 123_456_789));
+        let bytes = postcard::to_allocvec(&beat).unwrap();
+        assert_eq!(postcard::from_bytes::<Heartbeat>(&bytes).unwrap(), beat);
+        // Seconds and nanoseconds as varints, as serde writes a `Duration`: five seconds is
+        // two bytes, not the eight of an f64.
+        let cycle = postcard::to_allocvec(&(5u64, 0u32)).unwrap();
+        assert!(bytes.ends_with(&cycle), "{bytes:?}");
+    }
 }
