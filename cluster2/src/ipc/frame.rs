@@ -86,12 +86,15 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameE
 }
 
 /// The body length a frame starting at `bytes` declares, once its whole prefix is there.
+// This and `check_len` run for every frame of the cache socket: inline them into the reader.
+#[inline]
 pub(crate) fn length_prefix(bytes: &[u8]) -> Option<usize> {
     let head: [u8; PREFIX] = bytes.get(..PREFIX)?.try_into().ok()?;
     Some(u32::from_be_bytes(head) as usize)
 }
 
 /// Refuses a declared body length above `max`, naming both.
+#[inline]
 pub(crate) fn check_len(len: usize, max: usize) -> io::Result<()> {
     if len > max {
         return Err(io::Error::new(
