@@ -41,7 +41,7 @@ pub mod ecv; // the health endpoint load balancers poll
 pub mod emitter; // cross-process events: on / emit / to(targets)
 mod error; // Error, ErrorKind, Result, Context
 mod exit; // every exit status, and what a child's means
-mod heartbeat; // what workers report to the master, and how it is measured
+mod heartbeat; // what workers report to the master
 mod ipc; // master <-> worker channel, messages and inherited fds
 pub mod lifecycle; // the cluster's life as typed events, kept by the master
 mod log; // one-line-per-event logging labelled with the process
@@ -51,6 +51,7 @@ pub mod options; // every option, its default and its layering
 mod registry; // link-time registration of the attribute macros' functions
 pub mod robustness; // recycle decisions: assert_old, AssertDegraded
 mod role; // master or worker, from the environment marker
+mod runtime_dir; // the cluster's private directory (cluster2-<pid>) for its sockets
 mod started; // Started, Role and WarmUp, handed to user code
 pub mod status; // named status views, aggregated by the master
 mod worker; // the serving process
@@ -80,7 +81,7 @@ pub use cluster2_macros::{
 /// Not public API: what the benchmarks measure in isolation.
 #[doc(hidden)]
 pub mod __bench {
-    pub use crate::heartbeat::{CountLayer, Counted};
+    pub use crate::worker::counting::{CountLayer, Counted};
 }
 
 /// The names most applications need.

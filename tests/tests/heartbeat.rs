@@ -1,6 +1,8 @@
-//! Heartbeats: what the master learns about each worker, observed from its debug log.
+//! Heartbeats: what the master learns about each worker, observed from its debug log and the
+//! monitor's `/workers`.
 
-use cluster2_tests::{Cluster, field, get};
+use cluster2_tests::{Cluster, SOON, eventually, field, get};
+use serde_json::Value;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
 
@@ -95,4 +97,31 @@ fn event_loop_lag_rises_when_a_handler_blocks_and_errors_are_counted() {
         "hello world",
         "the worker lives on"
     );
+}
+
+#[test]
+fn the_monitor_shows_heartbeat_durations_as_seconds() {
+    let cluster = Cluster::start(APP, ARGS, &[]);
+    let heartbeat = || -> Value {
+        let body = get(cluster.monitor, "/workers").unwrap().body;
+        let workers: Value = serde_json::from_str(&body).unwrap();
+        workers["workers"][0]["heartbeat"].clone()
+    };
+    assert!(
+        eventually(SOON, || !heartbeat().is_null()),
+        "the master has a heartbeat"
+    );
+    let beat = heartbeat();
+    for key in [
+        "uptime_secs",
+        "durations_secs",
+        "total_durations_secs",
+        "event_loop_lag_secs",
+        "cycle_secs",
+    ] {
+        assert!(beat[key].is_number(), "{key} in {beat}");
+    }
+    assert!(beat.get("uptime").is_none(), "{beat}");
+    let uptime = beat["uptime_secs"].as_f64().unwrap();
+    assert!(uptime > 0.0 && uptime < SOON.as_secs_f64() * 10.0, "{beat}");
 }

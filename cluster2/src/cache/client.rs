@@ -25,11 +25,11 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::outgoing::Outgoing;
 use super::protocol::{Message, NsOptions, Op, Reply, RequestRef, max_frame};
+use super::request_writer::RequestWriter;
 use crate::error::{Error, ErrorKind, Result};
-use crate::ipc::channel::{decode, encode_frame};
-use crate::ipc::quiet::{FrameReader, Writer};
+use crate::ipc::frame::{decode, encode_frame};
+use crate::ipc::frame_socket::{FrameReader, Writer};
 
 /// A watch callback, with the raw value (`None`: deleted or expired).
 pub(crate) type WatchFn = Arc<dyn Fn(&str, Option<&[u8]>) + Send + Sync>;
@@ -75,7 +75,7 @@ struct InFlight {
 }
 
 struct Conn {
-    out: Arc<Outgoing>,
+    out: Arc<RequestWriter>,
     in_flight: Mutex<InFlight>,
     /// Wakes the deadline keeper for a deadline earlier than it planned for.
     keeper: Notify,
@@ -278,7 +278,7 @@ impl Client {
         let mut frames = FrameReader::new(stream.try_clone()?, self.max_frame())?;
         let closed = CancellationToken::new();
         let conn = Arc::new(Conn {
-            out: Outgoing::new(Writer::new(stream), closed.clone()),
+            out: RequestWriter::new(Writer::new(stream), closed.clone()),
             in_flight: Mutex::new(InFlight::default()),
             keeper: Notify::new(),
             closed,

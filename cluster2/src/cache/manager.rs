@@ -24,11 +24,11 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::busy_poll::BusyPoll;
 use super::persist::{self, Log};
 use super::protocol::{Message, NsFigures, NsOptions, Op, Reply, Request, max_frame};
-use super::spin::IdleSpin;
-use crate::ipc::channel::{append_frame, decode};
-use crate::ipc::quiet::{FrameReader, Writer};
+use crate::ipc::frame::{append_frame, decode};
+use crate::ipc::frame_socket::{FrameReader, Writer};
 
 /// What a manager needs to know.
 #[derive(Clone, Debug)]
@@ -186,7 +186,7 @@ pub(crate) struct Manager {
     state: Arc<Mutex<State>>,
     next_conn: Arc<AtomicU64>,
     /// The standalone manager's wait before sleeping, which watches every client socket.
-    idle_spin: Option<Arc<IdleSpin>>,
+    busy_poll: Option<Arc<BusyPoll>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -235,14 +235,14 @@ impl Manager {
                 config,
             })),
             next_conn: Arc::new(AtomicU64::new(1)),
-            idle_spin: None,
+            busy_poll: None,
         })
     }
 
-    /// Shows every client socket to `spin`, the runtime's wait before sleeping.
-    pub(crate) fn with_idle_spin(self, spin: Arc<IdleSpin>) -> Self {
+    /// Shows every client socket to `poll`, the runtime's wait before sleeping.
+    pub(crate) fn with_busy_poll(self, poll: Arc<BusyPoll>) -> Self {
         Self {
-            idle_spin: Some(spin),
+            busy_poll: Some(poll),
             ..self
         }
     }
@@ -278,8 +278,8 @@ impl Manager {
         let max_value = self.state.lock().expect("cache lock").config.max_value;
         // Read through a socket watched for reading only; write through a duplicate of it.
         let (mut frames, writer) = match stream.into_std().and_then(|stream| {
-            if let Some(spin) = &self.idle_spin {
-                spin.watch(&stream)?;
+            if let Some(poll) = &self.busy_poll {
+                poll.watch(&stream)?;
             }
             let frames = FrameReader::new(stream.try_clone()?, max_frame(max_value))?;
             Ok((frames, Writer::new(stream)))
@@ -799,7 +799,7 @@ impl State {
 /// Binds the manager's socket in a private directory, replacing a stale socket file.
 pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        super::private_dir(dir)?;
+        crate::runtime_dir::ensure_private(dir)?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}

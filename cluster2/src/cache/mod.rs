@@ -43,13 +43,13 @@
 //! - Persistence: a persistent namespace survives manager restarts, crashes and SIGKILL (see
 //!   the log format in `persist.rs`). Other namespaces start empty after a restart.
 
-mod client;
-pub(crate) mod manager;
-mod outgoing;
-mod persist;
-pub(crate) mod process;
-mod protocol;
-mod spin;
+mod busy_poll; // the standalone manager's short wait for the next request before sleeping
+mod client; // a process's one connection to the manager: reconnects, timeouts, watches
+pub(crate) mod manager; // the owning side: namespaces, single-flight loads, expiry
+mod persist; // the append-only logs persistent namespaces survive restarts in
+pub(crate) mod process; // the standalone manager process, started by the master
+mod protocol; // what clients and the manager say to each other
+mod request_writer; // client requests written by the calling task, batched when contended
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -162,7 +162,7 @@ pub async fn enable(config: Config) -> Result<()> {
     }
     let socket = match config.socket {
         Some(s) => s,
-        None => runtime_dir()?.join("cache.sock"),
+        None => crate::runtime_dir::create()?.join("cache.sock"),
     };
     start_manager(&socket, &config.persist_path, config.max_value)?;
     connect(socket, config.max_value, config.timeout);
@@ -191,43 +191,6 @@ pub(crate) fn start_manager(socket: &Path, persist_path: &Path, max_value: usize
     })?;
     tokio::spawn(manager.serve(listener, tokio_util::sync::CancellationToken::new()));
     Ok(())
-}
-
-/// Creates `dir` with mode 0700, or checks that an existing one has it.
-pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(std::io::Error::other(format!(
-                    "{} is readable by others (mode {mode:o}); the cache socket needs a private \
-                     directory",
-                    dir.display()
-                )));
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// A fresh private directory for this process's sockets.
-pub(crate) fn runtime_dir() -> Result<PathBuf> {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("cluster2-{}", std::process::id()));
-    private_dir(&dir).map_err(|e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("cannot create the private directory {}", dir.display()),
-        )
-        .with_source(e)
-    })?;
-    Ok(dir)
 }
 
 /// Namespace names become file names: keep them to a safe alphabet.

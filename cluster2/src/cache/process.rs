@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use super::busy_poll::BusyPoll;
 use super::manager::{Manager, ManagerConfig, bind};
-use super::spin::IdleSpin;
-use crate::ipc::channel::{self, read_frame_blocking};
-use crate::ipc::fd::{CHANNEL_FD, take_inherited_socket};
-use crate::ipc::message::{Hello, ToMaster, ToWorker};
+use crate::ipc::channel;
+use crate::ipc::child::{self, Inherited};
+use crate::ipc::message::{ToMaster, ToWorker};
 
 pub(crate) fn run() -> ExitCode {
     match serve() {
@@ -25,13 +25,7 @@ pub(crate) fn run() -> ExitCode {
 }
 
 fn serve() -> Result<ExitCode, String> {
-    let channel = take_inherited_socket(CHANNEL_FD).map_err(|e| e.to_string())?;
-    let mut channel = std::os::unix::net::UnixStream::from(channel);
-    let hello: Hello = match read_frame_blocking(&mut channel) {
-        Ok(ToWorker::Hello(hello)) => *hello,
-        Ok(other) => return Err(format!("expected a hello from the master, got {other:?}")),
-        Err(e) => return Err(format!("no hello from the master: {e}")),
-    };
+    let Inherited { hello, channel } = child::start()?;
     crate::log::init(
         format!("cache[{}]", std::process::id()),
         &hello.options.log.level,
@@ -39,11 +33,11 @@ fn serve() -> Result<ExitCode, String> {
     let socket = hello
         .cache_socket
         .ok_or("the master sent no cache socket path")?;
-    let spin = Arc::new(
-        IdleSpin::new(hello.options.cache.spin)
+    let poll = Arc::new(
+        BusyPoll::new(hello.options.cache.spin)
             .map_err(|e| format!("cannot set up the idle spin: {e}"))?,
     );
-    let (before_sleep, after_wake) = (spin.clone(), spin.clone());
+    let (before_sleep, after_wake) = (poll.clone(), poll.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_park(move || before_sleep.before_sleep())
@@ -63,7 +57,7 @@ fn serve() -> Result<ExitCode, String> {
                     hello.options.cache.persist_path
                 )
             })?
-            .with_idle_spin(spin);
+            .with_busy_poll(poll);
         let listener =
             bind(&socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
         let stop = CancellationToken::new();

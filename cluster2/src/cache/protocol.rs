@@ -1,5 +1,5 @@
 //! What cache clients and the cache manager say to each other, framed like every other
-//! channel of cluster2 (length, protocol version, postcard). Values travel as opaque bytes:
+//! channel of cluster2 (length, protocol version, postcard: see `ipc::frame`). Values travel as opaque bytes:
 //! the client encodes them (JSON, so that a value of the wrong type is an error, never a
 //! plausible wrong value) and the manager never looks inside.
 //!
@@ -187,7 +187,7 @@ pub struct NsFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipc::channel::{decode, encode_frame};
+    use crate::ipc::frame::{PREFIX, decode, encode_frame};
 
     #[test]
     fn a_borrowed_request_encodes_like_an_owned_one_and_decodes_in_place() {
@@ -203,7 +203,7 @@ mod tests {
             op: op.clone(),
         });
         assert_eq!(by_ref, owned);
-        let Request { id, op } = decode::<Request<'_>>(&by_ref[4..]).unwrap();
+        let Request { id, op } = decode::<Request<'_>>(&by_ref[PREFIX..]).unwrap();
         assert_eq!(id, 7);
         let Op::Set { ns, key, value, .. } = op else {
             panic!("not a set: {op:?}")

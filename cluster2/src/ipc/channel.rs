@@ -1,109 +1,29 @@
-//! A typed, framed channel over a Unix socketpair.
+//! A typed channel over a Unix socketpair, in the frames of [`super::frame`].
 //!
-//! Frame: a 4-byte big-endian length, then one byte of protocol version, then the message in
-//! postcard (a maintained serde format with a documented, stable wire format; bincode is
-//! unmaintained). Frames above [`MAX_FRAME`] are refused on both sides. Sending goes through a
-//! bounded queue drained by one writer task, so that many tasks can send concurrently, a slow
-//! peer exerts back-pressure instead of growing memory, and writes are batched under load.
+//! Sending goes through a bounded queue drained by one writer task, so that many tasks can
+//! send concurrently, a slow peer exerts back-pressure instead of growing memory, and writes
+//! are batched under load.
 
-use std::io::{self, Read};
 use std::marker::PhantomData;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{FramedRead, FramedWrite};
 
-use super::message::{MAX_FRAME, PROTOCOL_VERSION};
+use super::frame::{FrameCodec, FrameError, decode, encode_frame};
 
 /// How many messages may wait for the writer before `send` waits and `try_send` fails.
 pub(crate) const QUEUE: usize = 4096;
 
-/// Why a frame could not be read.
-#[derive(Debug)]
-pub(crate) enum FrameError {
-    Io(io::Error),
-    Version(u8),
-    Malformed(postcard::Error),
-}
-
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Io(e) => write!(f, "channel read failed: {e}"),
-            Self::Version(v) => write!(
-                f,
-                "frame of protocol version {v}, expected {PROTOCOL_VERSION}: master and worker \
-                 come from different builds"
-            ),
-            Self::Malformed(e) => write!(f, "malformed frame: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for FrameError {}
-
-pub(crate) fn encode<T: Serialize>(msg: &T) -> Bytes {
-    let mut buf = Vec::with_capacity(64);
-    buf.push(PROTOCOL_VERSION);
-    Bytes::from(postcard::to_extend(msg, buf).expect("messages always serialize"))
-}
-
-/// Encodes `msg` as one whole frame, length prefix included, ready to be written as it is.
-pub(crate) fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
-    append_frame(Vec::with_capacity(64), msg)
-}
-
-/// Appends `msg` to `buf` as one whole frame, length prefix included.
-pub(crate) fn append_frame<T: Serialize>(mut buf: Vec<u8>, msg: &T) -> Vec<u8> {
-    let start = buf.len();
-    buf.extend_from_slice(&[0; 4]);
-    buf.push(PROTOCOL_VERSION);
-    let mut buf = postcard::to_extend(msg, buf).expect("messages always serialize");
-    let len = u32::try_from(buf.len() - start - 4).unwrap_or(u32::MAX);
-    buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    buf
-}
-
-/// Decodes one frame's message, which may borrow from the frame.
-pub(crate) fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, FrameError> {
-    match frame.split_first() {
-        Some((&PROTOCOL_VERSION, body)) => {
-            postcard::from_bytes(body).map_err(FrameError::Malformed)
-        }
-        Some((&other, _)) => Err(FrameError::Version(other)),
-        None => Err(FrameError::Malformed(
-            postcard::Error::DeserializeUnexpectedEnd,
-        )),
-    }
-}
-
-fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME)
-        .new_codec()
-}
-
-/// Reads one frame from a blocking stream: a worker reads its `Hello` before it has a runtime.
-pub(crate) fn read_frame_blocking<T: DeserializeOwned>(
-    stream: &mut std::os::unix::net::UnixStream,
-) -> Result<T, FrameError> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).map_err(FrameError::Io)?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::Io(io::Error::other(format!(
-            "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
-        ))));
-    }
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body).map_err(FrameError::Io)?;
-    decode(&body)
+/// One message as a whole frame, ready for the writer task.
+fn encode<T: Serialize>(msg: &T) -> Bytes {
+    Bytes::from(encode_frame(msg))
 }
 
 /// What the writer task is handed.
@@ -179,7 +99,7 @@ impl<T: Serialize> Sender<T> {
 
 /// The receiving half.
 pub(crate) struct Receiver<T> {
-    frames: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    frames: FramedRead<OwnedReadHalf, FrameCodec>,
     _msg: PhantomData<fn() -> T>,
 }
 
@@ -212,7 +132,7 @@ pub(crate) fn channel<Tx, Rx>(stream: UnixStream) -> (Sender<Tx>, Receiver<Rx>, 
             _msg: PhantomData,
         },
         Receiver {
-            frames: FramedRead::new(read, codec()),
+            frames: FramedRead::new(read, FrameCodec),
             _msg: PhantomData,
         },
         writer,
@@ -220,7 +140,7 @@ pub(crate) fn channel<Tx, Rx>(stream: UnixStream) -> (Sender<Tx>, Receiver<Rx>, 
 }
 
 async fn write_frames(write: OwnedWriteHalf, mut pending: mpsc::Receiver<Outgoing>) {
-    let mut frames = FramedWrite::new(write, codec());
+    let mut frames = FramedWrite::new(write, FrameCodec);
     let mut batch = Vec::with_capacity(64);
     let mut waiting = Vec::new();
     // `recv_many` hands over everything already queued, so one flush covers a whole burst.
@@ -247,6 +167,7 @@ async fn write_frames(write: OwnedWriteHalf, mut pending: mpsc::Receiver<Outgoin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipc::frame::PROTOCOL_VERSION;
     use crate::ipc::message::{ToMaster, ToWorker};
     use tokio::io::AsyncWriteExt;
 

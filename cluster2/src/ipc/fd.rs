@@ -1,15 +1,20 @@
-//! File descriptors a worker inherits from the master at fixed numbers.
+//! File descriptors that need `unsafe`: those a child inherits from the master at fixed
+//! numbers, and a socket registered with tokio's reactor for one readiness kind.
 //!
-//! The master maps them in the child with `command-fds` (see `master::spawn`); the worker claims
-//! each exactly once here. This is one of the two places where cluster2 needs `unsafe`.
+//! The master maps the inherited ones in the child with `command-fds` (see `master::spawn`);
+//! the child claims each exactly once here. This is one of the two places where cluster2 needs
+//! `unsafe`; the other is `master::spawn`.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::stat::{SFlag, fstat};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 /// The shared application listener.
 pub(crate) const LISTENER_FD: RawFd = 3;
@@ -51,4 +56,12 @@ pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
     fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
         .map_err(|e| io::Error::other(format!("inherited fd {fd}: {e}")))?;
     Ok(owned)
+}
+
+/// Registers `socket` with the current runtime's reactor for `interest` alone (tokio's own
+/// socket types register for both kinds; see `ipc::frame_socket` for why that costs).
+pub(crate) fn register(socket: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixStream>> {
+    // SAFETY: a `UnixStream` owns its file descriptor: it stays open, and is the same one,
+    // until the stream is dropped, which only the `AsyncFd` can do once it owns the stream.
+    unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(|e| e.into_parts().1)
 }

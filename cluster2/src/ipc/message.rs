@@ -1,17 +1,13 @@
-//! One message enum per direction. Every frame starts with [`PROTOCOL_VERSION`], so a worker
-//! built from another version of cluster2 is refused instead of misread.
+//! One message enum per direction. Every frame carries the protocol version
+//! ([`PROTOCOL_VERSION`](super::frame::PROTOCOL_VERSION)), so a worker built from another
+//! version of cluster2 is refused instead of misread: bump it whenever a message here changes
+//! shape.
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::options::Options;
-
-/// Bumped whenever a message changes shape.
-pub(crate) const PROTOCOL_VERSION: u8 = 1;
-
-/// The largest frame either side accepts (and sends).
-pub(crate) const MAX_FRAME: usize = 32 * 1024 * 1024;
 
 /// From the master to one worker.
 #[derive(Debug, Serialize, Deserialize)]

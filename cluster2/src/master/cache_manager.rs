@@ -47,7 +47,7 @@ impl Supervisor {
     /// Starts the cache manager (in this process or its own) and connects this process to it.
     pub(super) async fn start_cache(&mut self) -> crate::Result<()> {
         let settings = self.options.cache.clone();
-        let dir = crate::cache::runtime_dir()?;
+        let dir = crate::runtime_dir::create()?;
         let socket = dir.join("cache.sock");
         self.cache.runtime_dir = Some(dir);
         self.cache.socket = Some(socket.clone());

@@ -4,8 +4,10 @@
 //! A worker stops gracefully when the master says so or on SIGTERM, and quickly when the master
 //! is gone (channel EOF or parent-death signal): then it must free the shared port at once.
 
-mod head_timer;
-mod serve;
+pub(crate) mod counting; // what the request path counts: the CountLayer, connections
+mod head_timer; // recycled timers for the response-head deadline
+mod reporter; // the heartbeat task: CPU, memory, lag, and the counters
+mod serve; // accept loop on the inherited listener
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
@@ -19,15 +21,13 @@ use tokio::sync::mpsc;
 use crate::app::App;
 use crate::cluster::{MainBody, Parts};
 use crate::ipc::channel::{self, Sender};
-use crate::ipc::fd::{CHANNEL_FD, LISTENER_FD, take_inherited_socket};
-use crate::ipc::message::{Hello, StartStage, ToMaster, ToWorker};
+use crate::ipc::child::{self, Inherited};
+use crate::ipc::message::{StartStage, ToMaster, ToWorker};
 use crate::options::Options;
-use crate::role::MASTER_PID_ENV;
 use crate::started::{Role, Started, WarmUp};
 
+use counting::{AppStats, ConnStats};
 use serve::Server;
-
-use crate::heartbeat::{AppStats, ConnStats};
 
 /// How long a worker whose master is gone lets in-flight requests run: short, because the
 /// shared port stays bound until every worker has exited.
@@ -44,25 +44,7 @@ pub(crate) fn run(parts: Parts, id: usize, main: MainBody) -> ExitCode {
 }
 
 fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
-    // Claim the inherited sockets before anything else can open a file descriptor.
-    let listener = take_inherited_socket(LISTENER_FD).map_err(|e| e.to_string())?;
-    let channel = take_inherited_socket(CHANNEL_FD).map_err(|e| e.to_string())?;
-    let master_pid: i32 = std::env::var(MASTER_PID_ENV)
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .ok_or("started without a master")?;
-    // The parent-death signal was armed before exec; if the master died even earlier, it will
-    // never fire, so check once by hand.
-    if nix::unistd::getppid().as_raw() != master_pid {
-        return Err("the master exited before this worker started".to_owned());
-    }
-
-    let mut channel = std::os::unix::net::UnixStream::from(channel);
-    let hello: Hello = match channel::read_frame_blocking(&mut channel) {
-        Ok(ToWorker::Hello(hello)) => *hello,
-        Ok(other) => return Err(format!("expected a hello from the master, got {other:?}")),
-        Err(e) => return Err(format!("no hello from the master: {e}")),
-    };
+    let (Inherited { hello, channel }, listener) = child::start_worker()?;
     let options = Arc::new(hello.options);
     crate::log::init(
         format!("worker {id}[{}]", std::process::id()),
@@ -83,7 +65,6 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
 
-    let listener = std::net::TcpListener::from(listener);
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("shared listener: {e}"))?;
@@ -114,7 +95,7 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
 /// A worker serving on the shared port.
 struct Serving {
     server: Server,
-    final_beat: crate::heartbeat::FinalBeat,
+    final_beat: reporter::FinalBeat,
 }
 
 struct Worker {
@@ -371,12 +352,8 @@ impl Worker {
             accepting,
         );
         let _ = to_master.send(&ToMaster::Listening).await;
-        let final_beat = crate::heartbeat::spawn_reporter(
-            self.id,
-            self.options.heartbeat_interval,
-            app_stats,
-            conns,
-        );
+        let final_beat =
+            reporter::spawn_reporter(self.id, self.options.heartbeat_interval, app_stats, conns);
         tracing::debug!(%addr, "listening");
         let started = Started {
             role: Role::Worker(self.id),

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use std::convert::Infallible;
 
+use super::counting::{AppStats, ConnStats, CountLayer};
 use super::head_timer::HeadTimer;
 use crate::app::{App, ConnInfo};
-use crate::heartbeat::{AppStats, ConnStats, CountLayer};
 use crate::options::ServerProtocol;
 
 /// A running server; [`Server::shutdown`] stops it.

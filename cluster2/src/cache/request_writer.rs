@@ -1,4 +1,5 @@
-//! The sending half of a client's connection to the cache manager.
+//! The sending half of a client's connection to the cache manager: requests are written by the
+//! task that makes them.
 //!
 //! A request is written to the socket by the task that makes it, when no one else is writing:
 //! no hop through a writer task, which on a multi-thread runtime can mean waking another thread
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::ipc::quiet::Writer;
+use crate::ipc::frame_socket::Writer;
 
 /// Frames waiting to be written, and whether someone is writing.
 #[derive(Default)]
@@ -33,7 +34,7 @@ impl State {
 }
 
 /// Sends frames on one connection; shared by every task that uses the connection.
-pub(super) struct Outgoing {
+pub(super) struct RequestWriter {
     socket: Writer,
     state: Mutex<State>,
     /// Wakes the flusher when the socket filled up.
@@ -46,17 +47,17 @@ pub(super) struct Outgoing {
 #[derive(Debug)]
 pub(super) struct Broken;
 
-impl Outgoing {
+impl RequestWriter {
     /// Starts the flusher task; it ends when `closed` is cancelled.
     pub(super) fn new(socket: Writer, closed: CancellationToken) -> Arc<Self> {
-        let outgoing = Arc::new(Self {
+        let writer = Arc::new(Self {
             socket,
             state: Mutex::new(State::default()),
             full: Notify::new(),
             closed,
         });
-        tokio::spawn(outgoing.clone().flusher());
-        outgoing
+        tokio::spawn(writer.clone().flusher());
+        writer
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -1,4 +1,5 @@
-//! The standalone manager's short wait before sleeping (`cache.spin`).
+//! The standalone manager's busy poll before sleeping (`cache.spin`): a short wait for the
+//! next request instead of going to sleep at once.
 //!
 //! A worker that makes cache calls one after another (a handler reading a few keys) sends its
 //! next request a few microseconds after the previous answer. If the manager has gone to sleep
@@ -23,7 +24,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 /// Watches the manager's client sockets for the runtime's "about to sleep" hook.
 #[derive(Debug)]
-pub(crate) struct IdleSpin {
+pub(crate) struct BusyPoll {
     /// The client sockets, level-triggered: "is there anything to read" at any moment.
     sockets: Epoll,
     spin: Duration,
@@ -35,7 +36,7 @@ pub(crate) struct IdleSpin {
     average_idle: AtomicU64,
 }
 
-impl IdleSpin {
+impl BusyPoll {
     pub(crate) fn new(spin: Duration) -> std::io::Result<Self> {
         Ok(Self {
             sockets: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
@@ -118,7 +119,7 @@ mod tests {
     #[test]
     fn returns_at_once_when_a_socket_is_readable_and_after_the_spin_otherwise() {
         // A long spin: "returned at once" and "waited it out" are ten seconds apart.
-        let spin = IdleSpin::new(Duration::from_secs(10)).unwrap();
+        let spin = BusyPoll::new(Duration::from_secs(10)).unwrap();
         let (mut client, server) = UnixStream::pair().unwrap();
         spin.watch(&server).unwrap();
         client.write_all(b"x").unwrap();
@@ -126,7 +127,7 @@ mod tests {
         spin.before_sleep();
         assert!(started.elapsed() < Duration::from_secs(10));
 
-        let idle = IdleSpin::new(Duration::from_millis(20)).unwrap();
+        let idle = BusyPoll::new(Duration::from_millis(20)).unwrap();
         let (_client, server) = UnixStream::pair().unwrap();
         idle.watch(&server).unwrap();
         let started = Instant::now();
@@ -136,7 +137,7 @@ mod tests {
 
     #[test]
     fn waits_only_while_idle_periods_are_shorter_than_the_spin() {
-        let idle = IdleSpin::new(Duration::from_millis(5)).unwrap();
+        let idle = BusyPoll::new(Duration::from_millis(5)).unwrap();
         let (mut client, server) = UnixStream::pair().unwrap();
         idle.watch(&server).unwrap();
         assert!(idle.pays_off());

@@ -1,15 +1,13 @@
-//! A Unix stream socket watched for reading only.
+//! The cache socket's two halves: a reader of whole frames from a Unix stream socket watched for
+//! reading only, and a writer that writes without waiting.
 //!
 //! tokio registers a `UnixStream` for both readiness kinds, edge-triggered. On a Unix socket
 //! the kernel signals "writable" every time the peer reads, not only when a full buffer makes
 //! room: in a request/answer exchange every answer the peer reads wakes the writer's runtime
 //! once more for nothing, doubling the wake-ups of a round trip. Here the socket is registered
 //! for reading alone; writes go straight to the socket without waiting, and only a writer that
-//! found the socket full registers (a duplicate of) it for writing, until it drains.
-//!
-//! Registering a file descriptor with tokio's reactor directly is the third and last place
-//! where cluster2 needs `unsafe`.
-#![allow(unsafe_code)]
+//! found the socket full registers (a duplicate of) it for writing, until it drains. The
+//! registration itself needs `unsafe`, and lives in [`super::fd::register`].
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -18,9 +16,10 @@ use std::os::unix::net::UnixStream;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use super::channel::FrameError;
+use super::fd::register;
+use super::frame::{FrameError, PREFIX, check_len, length_prefix};
 
-/// The reading side: whole frames (4-byte big-endian length, then the body).
+/// The reading side: the bodies of whole frames, in the format of [`super::frame`].
 #[derive(Debug)]
 pub(crate) struct FrameReader {
     socket: AsyncFd<UnixStream>,
@@ -38,7 +37,7 @@ impl FrameReader {
     /// Reads frames of at most `max_frame` bytes from `socket` (which must be non-blocking).
     pub(crate) fn new(socket: UnixStream, max_frame: usize) -> io::Result<Self> {
         Ok(Self {
-            socket: watch(socket, Interest::READABLE)?,
+            socket: register(socket, Interest::READABLE)?,
             buf: vec![0; INITIAL_BUFFER],
             start: 0,
             end: 0,
@@ -51,7 +50,7 @@ impl FrameReader {
         loop {
             match self.frame_len() {
                 Ok(Some(len)) => {
-                    let body = self.start + 4..self.start + 4 + len;
+                    let body = self.start + PREFIX..self.start + PREFIX + len;
                     self.start = body.end;
                     return Some(Ok(&self.buf[body]));
                 }
@@ -83,16 +82,8 @@ impl FrameReader {
         let Some(len) = length_prefix(unread) else {
             return Ok(None);
         };
-        if len > self.max_frame {
-            return Err(FrameError::Io(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "frame of {len} bytes exceeds the limit of {}",
-                    self.max_frame
-                ),
-            )));
-        }
-        Ok((unread.len() >= 4 + len).then_some(len))
+        check_len(len, self.max_frame).map_err(FrameError::Io)?;
+        Ok((unread.len() >= PREFIX + len).then_some(len))
     }
 
     /// Reads what the socket has into the buffer; `Ok(0)` at end of stream.
@@ -103,7 +94,7 @@ impl FrameReader {
             self.end -= self.start;
             self.start = 0;
         }
-        let wanted = length_prefix(&self.buf[..self.end]).map_or(0, |len| 4 + len);
+        let wanted = length_prefix(&self.buf[..self.end]).map_or(0, |len| PREFIX + len);
         if self.end == self.buf.len() || wanted > self.buf.len() {
             let size = wanted.max(self.buf.len() * 2);
             self.buf.resize(size, 0);
@@ -131,12 +122,6 @@ impl FrameReader {
             }
         }
     }
-}
-
-/// The length a frame starting at `bytes` declares, once its 4-byte prefix is there.
-fn length_prefix(bytes: &[u8]) -> Option<usize> {
-    let head: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
-    Some(u32::from_be_bytes(head) as usize)
 }
 
 /// The writing side: non-blocking writes, and a wait for room when the socket is full.
@@ -173,17 +158,10 @@ impl Writer {
 
     /// Waits until the socket has room again (or is broken).
     pub(crate) async fn writable(&self) -> io::Result<()> {
-        let watched = watch(self.socket.try_clone()?, Interest::WRITABLE)?;
+        let watched = register(self.socket.try_clone()?, Interest::WRITABLE)?;
         let _ready = watched.writable().await?;
         Ok(())
     }
-}
-
-/// Registers `socket` with the runtime's reactor for `interest` alone.
-fn watch(socket: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixStream>> {
-    // SAFETY: a `UnixStream` owns its file descriptor: it stays open, and is the same one,
-    // until the stream is dropped, which only the `AsyncFd` can do once it owns the stream.
-    unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(|e| e.into_parts().1)
 }
 
 #[cfg(test)]

@@ -1,0 +1,218 @@
+//! What the request path counts for the heartbeats: the tower layer cluster2 puts in front of
+//! the application on the shared port ([`CountLayer`]: requests, their time to the response
+//! head, 5xx answers, and a handler panic turned into a 500), and the connection counts.
+//!
+//! Every request goes through here, so the counters are plain relaxed atomics and the layer
+//! adds no allocation: the reporter (`worker::reporter`) reads and resets them once per
+//! heartbeat.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Counters the request path updates; the reporter reads and resets the per-interval ones.
+#[derive(Debug, Default)]
+pub(crate) struct AppStats {
+    transactions: AtomicU64,
+    durations_us: AtomicU64,
+    total_transactions: AtomicU64,
+    total_durations_us: AtomicU64,
+    errors: AtomicU64,
+    panics: AtomicU64,
+}
+
+impl AppStats {
+    pub(crate) fn record(&self, took: Duration, server_error: bool) {
+        let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.durations_us.fetch_add(us, Ordering::Relaxed);
+        self.total_transactions.fetch_add(1, Ordering::Relaxed);
+        self.total_durations_us.fetch_add(us, Ordering::Relaxed);
+        if server_error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters for a heartbeat: the per-interval ones are reset, the totals kept.
+    pub(crate) fn take(&self) -> Taken {
+        Taken {
+            transactions: self.transactions.swap(0, Ordering::Relaxed),
+            durations: Duration::from_micros(self.durations_us.swap(0, Ordering::Relaxed)),
+            total_transactions: self.total_transactions.load(Ordering::Relaxed),
+            total_durations: Duration::from_micros(self.total_durations_us.load(Ordering::Relaxed)),
+            errors: self.errors.swap(0, Ordering::Relaxed),
+            panics: self.panics.swap(0, Ordering::Relaxed),
+        }
+    }
+}
+
+/// The request counters as one heartbeat reports them.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) transactions: u64,
+    pub(crate) durations: Duration,
+    pub(crate) total_transactions: u64,
+    pub(crate) total_durations: Duration,
+    pub(crate) errors: u64,
+    pub(crate) panics: u64,
+}
+
+/// The tower layer cluster2 puts in front of the application on the shared port: counts each
+/// request and its time to the response head, counts 5xx answers, and turns a handler panic
+/// into a 500 (the connection and the worker live on). Its figures feed the heartbeats.
+#[derive(Clone, Debug, Default)]
+pub struct CountLayer {
+    stats: Arc<AppStats>,
+}
+
+impl CountLayer {
+    /// A layer with fresh counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn with_stats(stats: Arc<AppStats>) -> Self {
+        Self { stats }
+    }
+}
+
+impl<S> tower::Layer<S> for CountLayer {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// The service made by [`CountLayer`].
+#[derive(Clone, Debug)]
+pub struct Counted<S> {
+    inner: S,
+    stats: Arc<AppStats>,
+}
+
+type Req = http::Request<axum::body::Body>;
+type Resp = http::Response<axum::body::Body>;
+
+impl<S> tower::Service<Req> for Counted<S>
+where
+    S: tower::Service<Req, Response = Resp, Error = std::convert::Infallible>,
+{
+    type Response = Resp;
+    type Error = std::convert::Infallible;
+    type Future = CountedFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        use futures_util::FutureExt;
+        let started = Instant::now();
+        CountedFuture {
+            response: std::panic::AssertUnwindSafe(self.inner.call(request)).catch_unwind(),
+            started,
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Counted`]: the inner one, timed, with a panic turned into a 500.
+    pub struct CountedFuture<F> {
+        #[pin]
+        response: futures_util::future::CatchUnwind<std::panic::AssertUnwindSafe<F>>,
+        started: Instant,
+        stats: Arc<AppStats>,
+    }
+}
+
+impl<F> std::fmt::Debug for CountedFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountedFuture")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> std::future::Future for CountedFuture<F>
+where
+    F: std::future::Future<Output = Result<Resp, std::convert::Infallible>>,
+{
+    type Output = Result<Resp, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let response = match std::task::ready!(this.response.poll(cx)) {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(_) => {
+                this.stats.panicked();
+                let mut response = Resp::new(axum::body::Body::from("internal error"));
+                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }
+        };
+        this.stats
+            .record(this.started.elapsed(), response.status().is_server_error());
+        std::task::Poll::Ready(Ok(response))
+    }
+}
+
+/// Connection counts of the shared port.
+#[derive(Debug, Default)]
+pub(crate) struct ConnStats {
+    pub(crate) open: AtomicU64,
+    pub(crate) total: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taking_resets_the_interval_counters_and_keeps_the_totals() {
+        let stats = AppStats::default();
+        stats.record(Duration::from_millis(3), false);
+        stats.record(Duration::from_millis(5), true);
+        stats.panicked();
+        let first = stats.take();
+        assert_eq!(
+            (
+                first.transactions,
+                first.durations,
+                first.errors,
+                first.panics
+            ),
+            (2, Duration::from_millis(8), 1, 1)
+        );
+        stats.record(Duration::from_millis(1), false);
+        let second = stats.take();
+        assert_eq!(
+            (
+                second.transactions,
+                second.durations,
+                second.errors,
+                second.panics
+            ),
+            (1, Duration::from_millis(1), 0, 0)
+        );
+        assert_eq!(
+            (second.total_transactions, second.total_durations),
+            (3, Duration::from_millis(9))
+        );
+    }
+}
