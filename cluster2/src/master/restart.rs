@@ -72,7 +72,7 @@ mod tests {
         }
         // Served, but not for max_delay: still a loop.
         let short = streak.crashed(Some(Duration::from_millis(999)), &policy());
-        assert_eq!((short, streak.count()), (Duration::from_secs(1), 5));
+        assert_eq!((short, streak.count()), (Duration::from_millis(800), 5));
         // Served for max_delay: a new streak, restarted at once.
         let long = streak.crashed(Some(Duration::from_secs(1)), &policy());
         assert_eq!((long, streak.count()), (Duration::ZERO, 1));
