@@ -19,11 +19,40 @@ async fn until(mut cond: impl FnMut() -> bool) {
     .expect("condition not met within 10s");
 }
 
+/// A signal a loader sends when it starts, which proves its process holds the key's lock.
+fn started() -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    tokio::sync::oneshot::channel()
+}
+
+/// Reads that waited for a loader, as the manager counts them for `namespace`.
+async fn lock_waits(namespace: &str) -> u64 {
+    cache::manager_stats()
+        .await
+        .unwrap()
+        .iter()
+        .find(|ns| ns.namespace == namespace)
+        .map_or(0, |ns| ns.lock_waits)
+}
+
+/// Waits until the manager counted `n` lock waits in `namespace`.
+async fn until_lock_waits(namespace: &str, n: u64) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while lock_waits(namespace).await < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the manager never counted {n} lock waits in {namespace}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_in_a_plain_process() {
-    let persist = std::env::temp_dir().join(format!("cluster2-cache-plain-{}", std::process::id()));
+    let persist = cluster2_tests::TempPath::new("cache-plain");
     let config = cache::Config {
-        persist_path: persist.clone(),
+        persist_path: persist.path().to_owned(),
         max_value: 64 * 1024,
         timeout: Duration::from_secs(3),
         ..Default::default()
@@ -181,22 +210,26 @@ async fn the_cache_in_a_plain_process() {
     // A failing loader: its caller and the waiters get the error, the lock is released, and
     // the next get loads.
     let gate = Arc::new(tokio::sync::Notify::new());
-    let g = gate.clone();
+    let (g, (loading, loader_runs)) = (gate.clone(), started());
     let f2 = f.clone();
     let failing = tokio::spawn(async move {
         f2.get::<String, _, _, _>("flaky", || async move {
+            let _ = loading.send(());
             g.notified().await;
             Err("backend down")
         })
         .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The loader runs only once this process holds the key's lock.
+    loader_runs.await.unwrap();
+    let waits = lock_waits("falsy").await;
     let f3 = f.clone();
     let waiter = tokio::spawn(async move {
         f3.get("flaky", || async { Ok::<_, String>("never".to_owned()) })
             .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The manager counts the waiter once it queued it behind the lock.
+    until_lock_waits("falsy", waits + 1).await;
     gate.notify_one();
     let err = failing.await.unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Load);
@@ -229,14 +262,16 @@ async fn the_cache_in_a_plain_process() {
 
     // A waiter that gives up gets a timeout, and nothing hangs.
     let f4 = f.clone();
+    let (loading, loader_runs) = started();
     let slow = tokio::spawn(async move {
-        f4.get("slow", || async {
+        f4.get("slow", || async move {
+            let _ = loading.send(());
             tokio::time::sleep(Duration::from_millis(800)).await;
             Ok::<_, String>("slow value".to_owned())
         })
         .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    loader_runs.await.unwrap();
     let err = f
         .wait(Duration::from_millis(100))
         .get("slow", || async { Ok::<_, String>("other".to_owned()) })
@@ -248,14 +283,16 @@ async fn the_cache_in_a_plain_process() {
     // A loader that outlives its lease: the waiter takes over and loads.
     let short = f.wait(Duration::from_millis(200));
     let s1 = short.clone();
+    let (loading, loader_runs) = started();
     let stuck = tokio::spawn(async move {
-        s1.get("lease", || async {
+        s1.get("lease", || async move {
+            let _ = loading.send(());
             tokio::time::sleep(Duration::from_secs(2)).await;
             Ok::<_, String>("too late".to_owned())
         })
         .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    loader_runs.await.unwrap();
     let taken: String = f
         .get("lease", || async {
             Ok::<_, String>("taken over".to_owned())
@@ -324,5 +361,4 @@ async fn the_cache_in_a_plain_process() {
         flaky.loads >= 4 && flaky.errors >= 2 && flaky.lock_waits >= 49,
         "{flaky:?}"
     );
-    let _ = std::fs::remove_dir_all(&persist);
 }

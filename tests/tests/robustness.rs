@@ -245,6 +245,7 @@ fn a_successor_that_fails_warm_up_is_retried_while_the_old_worker_keeps_serving(
 #[test]
 fn pause_and_resume_steer_new_connections() {
     let cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let mut events = cluster.events();
     let (a, b) = (cluster.workers[0], cluster.workers[1]);
     let r = post(cluster.monitor, &format!("/workers/{a}/pause"));
     assert_eq!(r.status, 200, "{}", r.body);
@@ -257,6 +258,13 @@ fn pause_and_resume_steer_new_connections() {
             .map(|w| w["state"].as_str().unwrap().to_owned())
     };
     assert_eq!(state(a).as_deref(), Some("paused"));
+    let paused = events.next_of("paused");
+    assert_eq!(pid(&paused), a);
+    let metrics = get(cluster.monitor, "/metrics").unwrap().body;
+    assert!(
+        metrics.contains("cluster2_workers{state=\"paused\"} 1"),
+        "the per-state gauge counts the paused worker:\n{metrics}"
+    );
     for _ in 0..300 {
         assert_eq!(
             get(cluster.app, "/pid").unwrap().body,
@@ -269,6 +277,7 @@ fn pause_and_resume_steer_new_connections() {
         200
     );
     assert_eq!(state(a).as_deref(), Some("listening"));
+    assert_eq!(pid(&events.next_of("resumed")), a);
     assert!(
         (0..5000).any(|_| get(cluster.app, "/pid").unwrap().body == a.to_string()),
         "the resumed worker never answered"
