@@ -123,6 +123,10 @@ impl Ecv {
         if was != up {
             tracing::info!("ECV {} ({reason})", if up { "up" } else { "down" });
             let _ = crate::emitter::emit("cluster2.ecv", (up, reason));
+            crate::lifecycle::publish(crate::lifecycle::Event::Ecv {
+                up,
+                reason: reason.to_owned(),
+            });
         }
     }
 

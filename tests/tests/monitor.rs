@@ -57,6 +57,25 @@ fn ecv_control_mode_life_cycle() {
     );
     assert_eq!(post(monitor, "/ecv/markUp").status, 200);
     assert_eq!(ecv(monitor).status, 200);
+    // Each switch is an event, with its reason.
+    let mut events = cluster2_tests::Events::open(monitor);
+    let switches: Vec<(bool, String)> = (0..3)
+        .map(|_| {
+            let e = events.next_of("ecv");
+            (
+                e["up"].as_bool().unwrap(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        switches,
+        [
+            (true, "marked up".to_owned()),
+            (false, "marked down".to_owned()),
+            (true, "marked up".to_owned())
+        ]
+    );
     // Only POST switches it.
     assert_eq!(get(monitor, "/ecv/markDown").unwrap().status, 405);
     assert_eq!(ecv(monitor).status, 200);

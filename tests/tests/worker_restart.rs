@@ -167,3 +167,22 @@ fn workers_exit_when_the_master_is_killed_and_the_port_is_freed() {
         "workers took {took:?} to exit"
     );
 }
+
+#[test]
+fn the_masters_code_can_follow_the_lifecycle() {
+    let mut cluster = Cluster::start(APP, &["--workers=2"], &[("FIXTURE_LIFECYCLE", "1")]);
+    assert!(get(cluster.app, "/crash").is_err());
+    let line = cluster.proc.wait_for("subscriber saw a crash");
+    assert!(line.contains("exited with status 42"), "{line}");
+    let pid: u32 = cluster2_tests::field(&line, "pid")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cluster.workers.contains(&pid), "{line}");
+    // The subscription starts when it is made: nothing from before it (the start-up) is seen.
+    let seq: u64 = cluster2_tests::field(&line, "seq")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seq > 1, "{line}");
+}

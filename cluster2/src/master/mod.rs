@@ -15,6 +15,7 @@ mod shutdown;
 mod spawn;
 pub(crate) mod stop;
 mod supervisor;
+mod workers;
 
 pub(crate) use board::{Board, WorkerState};
 pub use control::{pause, replace, resume, rolling_restart};

@@ -1,6 +1,7 @@
 //! The master's event loop. One task owns every worker's state and reacts to inputs (a
 //! child's messages and exit, due restarts, control requests, signals, timers) one at a time,
-//! dispatching to the rooms beside this file: `children` (starting and reaping), `restart`
+//! dispatching to the rooms beside this file: `workers` (its record of each process and
+//! slot, and the views built from it), `children` (starting and reaping), `restart`
 //! (back-off), `death_queue` (one replacement at a time, the nanny), `control` (operator
 //! requests), `cache_manager`, `shutdown`. It publishes what it knows on the `board` and every
 //! change of a worker's life in the lifecycle journal.
@@ -17,18 +18,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::board::{Board, Phase, WorkerInfo, WorkerState};
+use super::board::{Board, Phase, WorkerState};
 use super::cache_manager::CacheManager;
-use super::children::{self, Child};
+use super::children;
 use super::control::Control;
 use super::death_queue::{DeathQueue, Entry};
 use super::pidfile::PidFiles;
-use super::restart::CrashStreak;
 use super::shutdown::Signals;
 use super::spawn::{Kind, Spawner};
+use super::workers::{Proc, Slot};
 use crate::cluster::{MainBody, ShouldKill};
 use crate::ecv::Ecv;
 use crate::exit;
@@ -56,44 +57,6 @@ pub(super) enum Input {
         slot: usize,
     },
     CacheRestartDue,
-}
-
-/// One live worker process.
-pub(super) struct Proc {
-    pub(super) child: Child,
-    pub(super) slot: usize,
-    pub(super) state: WorkerState,
-    pub(super) spawned_at: Instant,
-    pub(super) listening_since: Option<Instant>,
-    pub(super) warm_up_addr: Option<SocketAddr>,
-    /// The latest heartbeat and when it arrived.
-    pub(super) heartbeat: Option<(Heartbeat, Instant)>,
-    /// 5xx answers and panics summed over this process's heartbeats.
-    pub(super) errors: u64,
-    pub(super) panics: u64,
-    /// Set when this process replaces that one (death queue).
-    pub(super) successor_of: Option<u32>,
-    /// The master asked it to go: its exit is no crash.
-    pub(super) expected_exit: bool,
-    /// A caller waiting for a pause or resume to be confirmed.
-    pub(super) waiting: Option<(bool, oneshot::Sender<Result<(), String>>)>,
-}
-
-impl Proc {
-    pub(super) fn pid(&self) -> u32 {
-        self.child.pid
-    }
-}
-
-/// One worker id and its restart history.
-#[derive(Default)]
-pub(super) struct Slot {
-    /// The process serving this slot (or starting to).
-    pub(super) active: Option<u32>,
-    pub(super) streak: CrashStreak,
-    pub(super) restarts: u64,
-    pub(super) restart_at: Option<Instant>,
-    pub(super) last_failure: Option<String>,
 }
 
 /// What the supervisor is started with; `master::run` builds it.
@@ -599,83 +562,5 @@ impl Supervisor {
             worker: proc.slot,
             pid,
         });
-    }
-
-    // ---- views ----
-
-    fn all_listening(&self) -> bool {
-        self.slots.iter().all(|s| {
-            s.active
-                .and_then(|pid| self.procs.get(&pid))
-                .is_some_and(|p| p.state == WorkerState::Listening)
-        })
-    }
-
-    pub(super) fn active_pids(&self) -> Vec<u32> {
-        self.slots.iter().filter_map(|s| s.active).collect()
-    }
-
-    pub(super) fn signal_all(&self, sig: Signal) {
-        for proc in self.procs.values() {
-            proc.child.signal(sig);
-        }
-    }
-
-    fn describe_unready(&self) -> String {
-        let parts: Vec<String> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, s)| {
-                let proc = s.active.and_then(|pid| self.procs.get(&pid));
-                if proc.is_some_and(|p| p.state == WorkerState::Listening) {
-                    return None;
-                }
-                let now = match proc {
-                    Some(p) => format!("worker {slot} (pid {}) is {:?}", p.pid(), p.state),
-                    None => format!("worker {slot} is waiting to restart"),
-                };
-                Some(
-                    match &s.last_failure {
-                        Some(f) => format!("{now}, last failure: {f}"),
-                        None => now,
-                    }
-                    .to_lowercase(),
-                )
-            })
-            .collect();
-        parts.join("; ")
-    }
-
-    pub(super) fn publish(&self) {
-        let infos = self
-            .procs
-            .values()
-            .map(|p| {
-                let slot = &self.slots[p.slot];
-                WorkerInfo {
-                    id: p.slot,
-                    pid: p.pid(),
-                    state: p.state,
-                    spawned_at: p.spawned_at,
-                    warm_up_addr: p.warm_up_addr,
-                    restarts: slot.restarts,
-                    crash_streak: slot.streak.count(),
-                    next_restart_in: slot
-                        .restart_at
-                        .map(|t| t.saturating_duration_since(Instant::now())),
-                    successor_of: p.successor_of,
-                    heartbeat: p.heartbeat.clone(),
-                    errors: p.errors,
-                    panics: p.panics,
-                }
-            })
-            .collect();
-        self.board.set_workers(infos);
-        self.publish_queue();
-    }
-
-    pub(super) fn publish_queue(&self) {
-        self.board.set_death_queue(self.deaths.shown());
     }
 }

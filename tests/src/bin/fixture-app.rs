@@ -349,8 +349,35 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
         if flag("FIXTURE_EMITTER") {
             ping_everyone(started.worker_pids().len() + 1);
         }
+        if flag("FIXTURE_LIFECYCLE") {
+            follow_lifecycle();
+        }
     }
     Ok(())
+}
+
+/// The master follows the cluster's life through the public subscription and logs each crash
+/// it hears of.
+fn follow_lifecycle() {
+    let mut events = cluster2::lifecycle::subscribe().expect("the master can subscribe");
+    tokio::spawn(async move {
+        while let Some(record) = events.next().await {
+            if let cluster2::lifecycle::Event::Exited {
+                worker,
+                pid,
+                exit,
+                expected: false,
+            } = &record.event
+            {
+                tracing::info!(
+                    seq = record.seq,
+                    worker,
+                    pid,
+                    "subscriber saw a crash: {exit}"
+                );
+            }
+        }
+    });
 }
 
 /// The master pings every process, itself included, and logs once all have echoed.
