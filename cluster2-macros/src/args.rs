@@ -6,14 +6,15 @@
 //! error, skips the argument's value, and goes on. Only tokens that are not `name = value` or
 //! `name(...)` at all end the parse.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::{Expr, Lit, LitInt, Token, UnOp};
+use syn::{Expr, Lit, Token};
 
 use crate::errors::Errors;
 use crate::schema::{self, Kind};
+use crate::values::{check_value, literal};
 
 /// One option given in the attribute, already checked.
 pub(crate) struct OptionArg {
@@ -155,15 +156,13 @@ fn option(
         if parens {
             return meta.parse_nested_meta(|inner| option(&inner, Some(&key), out, seen, errors));
         }
-        let (first, kind) = schema::KEYS
-            .iter()
-            .find(|(k, _)| k.strip_prefix(&key).is_some_and(|r| r.starts_with('.')))
-            .expect("a group has members");
+        let first = format!("{key}.{}", schema::members(&key)[0]);
+        let kind = schema::kind(&first).expect("a group's members are options");
         errors.push(syn::Error::new(
             ident.span(),
             format!(
                 "`{key}` is a group of options, not a value: {}",
-                kind.example(first)
+                schema::example(kind, &first)
             ),
         ));
         return skip_value(meta);
@@ -184,14 +183,17 @@ fn option(
     if parens {
         errors.push(syn::Error::new(
             ident.span(),
-            format!("`{key}` is an option, not a group: {}", kind.example(&key)),
+            format!(
+                "`{key}` is an option, not a group: {}",
+                schema::example(kind, &key)
+            ),
         ));
         return skip_value(meta);
     }
     if !meta.input.peek(Token![=]) {
         errors.push(syn::Error::new(
             ident.span(),
-            format!("`{key}` needs a value: {}", kind.example(&key)),
+            format!("`{key}` needs a value: {}", schema::example(kind, &key)),
         ));
         return Ok(());
     }
@@ -225,189 +227,10 @@ pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-/// A literal, or a negated one (which syn parses as an expression).
-enum Literal<'a> {
-    Plain(&'a Lit),
-    Negative,
-}
-
-fn literal(value: &Expr) -> Option<Lit> {
-    match classify(value)? {
-        Literal::Plain(lit) => Some(lit.clone()),
-        Literal::Negative => None,
-    }
-}
-
-fn classify(value: &Expr) -> Option<Literal<'_>> {
-    match value {
-        Expr::Lit(lit) => Some(Literal::Plain(&lit.lit)),
-        // What a `macro_rules!` `$value:expr` fragment arrives as.
-        Expr::Group(group) => classify(&group.expr),
-        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => match &*unary.expr {
-            Expr::Lit(lit) if matches!(lit.lit, Lit::Int(_) | Lit::Float(_)) => {
-                Some(Literal::Negative)
-            }
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn check_value(key: &str, kind: Kind, value: &Expr) -> Result<Lit, String> {
-    let example = kind.example(key);
-    let wrong_type = || format!("`{key}` expects {}: {example}", kind.describe());
-    let lit = match classify(value) {
-        Some(Literal::Plain(lit)) => lit,
-        Some(Literal::Negative) => {
-            return Err(match kind {
-                Kind::Port => format!("`{key}` must be a port number from 0 to 65535"),
-                Kind::HttpStatus => http_status(key),
-                Kind::Count { min, max } => out_of_range(key, min, max, true),
-                _ => wrong_type(),
-            });
-        }
-        None => {
-            return Err(format!(
-                "`{key}` takes a literal, not an expression: {example}"
-            ));
-        }
-    };
-    match (kind, lit) {
-        (Kind::Port, Lit::Int(i)) => {
-            let port = i
-                .base10_parse::<u16>()
-                .map_err(|_| format!("`{key}` must be a port number from 0 to 65535"))?;
-            Ok(int(u64::from(port), i.span()))
-        }
-        (Kind::Count { min, max }, Lit::Int(i)) => {
-            let n = i
-                .base10_parse::<u64>()
-                .map_err(|_| out_of_range(key, min, max, false))?;
-            if n < min {
-                return Err(out_of_range(key, min, max, true));
-            }
-            if n > max {
-                return Err(out_of_range(key, min, max, false));
-            }
-            Ok(int(n, i.span()))
-        }
-        (Kind::HttpStatus, Lit::Int(i)) => match i.base10_parse::<u16>() {
-            Ok(status @ 100..=599) => Ok(int(u64::from(status), i.span())),
-            _ => Err(http_status(key)),
-        },
-        (Kind::Bool, Lit::Bool(_)) | (Kind::Text, Lit::Str(_)) => Ok(lit.clone()),
-        (Kind::Directory, Lit::Str(s)) => {
-            if s.value().is_empty() {
-                return Err(format!("`{key}` must name a directory: {example}"));
-            }
-            Ok(lit.clone())
-        }
-        (Kind::UrlPath { or_url }, Lit::Str(s)) => {
-            let text = s.value();
-            if text.starts_with('/') || (or_url && text.starts_with("http://")) {
-                return Ok(lit.clone());
-            }
-            let what = if or_url {
-                "a path starting with / or an http:// URL"
-            } else {
-                "a path starting with /"
-            };
-            if text.contains("://") {
-                return Err(format!("`{key}` must be {what}, not `{text}`"));
-            }
-            Err(format!("`{key}` must be {what}, like \"/{text}\""))
-        }
-        (Kind::Ip, Lit::Str(s)) => {
-            let text = s.value();
-            if text.parse::<std::net::IpAddr>().is_ok() {
-                return Ok(lit.clone());
-            }
-            let hint = if text.eq_ignore_ascii_case("localhost") {
-                "; for localhost, write \"127.0.0.1\" or \"::1\"".to_owned()
-            } else {
-                format!(" like \"0.0.0.0\" or \"::1\", not `{text}`")
-            };
-            Err(format!("`{key}` must be an IP address{hint}"))
-        }
-        (Kind::Duration { positive }, Lit::Str(s)) => match schema::check_duration(&s.value()) {
-            // The runtime rejects these too, at start-up.
-            Ok(true) if positive => Err(format!("`{key}` must be more than 0s")),
-            Ok(_) => Ok(lit.clone()),
-            Err(e) => Err(format!("`{key}` {}", e.message(&s.value(), None))),
-        },
-        (Kind::DurationOrNever, Lit::Str(s)) => {
-            let text = s.value();
-            if text.trim().eq_ignore_ascii_case("never") {
-                return Ok(lit.clone());
-            }
-            match schema::check_duration(&text) {
-                Ok(_) => Ok(lit.clone()),
-                Err(e) => Err(format!("`{key}` {}", e.message(&text, Some("\"never\"")))),
-            }
-        }
-        // The most likely slips: a number or a boolean in quotes, and a duration without its
-        // unit.
-        (Kind::Port | Kind::Count { .. } | Kind::HttpStatus, Lit::Str(s))
-            if s.value().parse::<u64>().is_ok() =>
-        {
-            let number = s.value();
-            Err(format!(
-                "`{key}` takes a number, not a string: write `{}`",
-                schema::written(key, &number)
-            ))
-        }
-        (Kind::Bool, Lit::Str(s)) if matches!(s.value().as_str(), "true" | "false") => {
-            Err(format!(
-                "`{key}` takes `true` or `false`, not a string: write `{}`",
-                schema::written(key, &s.value())
-            ))
-        }
-        (Kind::Duration { positive: true }, Lit::Int(i)) if i.base10_digits() == "0" => {
-            Err(format!(
-                "`{key}` takes a string with a unit, and must be more than 0s: write `{}`",
-                schema::written(key, "\"1s\"")
-            ))
-        }
-        (Kind::Duration { .. } | Kind::DurationOrNever, Lit::Int(i)) => Err(format!(
-            "`{key}` takes a string with a unit: write `{}`",
-            schema::written(key, &format!("\"{}s\"", i.base10_digits()))
-        )),
-        (Kind::OneOf(choices), Lit::Str(s)) => {
-            if choices.contains(&s.value().as_str()) {
-                return Ok(lit.clone());
-            }
-            let choices: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
-            Err(format!("`{key}` must be one of {}", choices.join(", ")))
-        }
-        _ => Err(wrong_type()),
-    }
-}
-
-/// A count outside its range. Bounds that are only the limits of the runtime's integer types
-/// are left out of the message: "at least 1" says all a user needs.
-fn out_of_range(key: &str, min: u64, max: u64, too_small: bool) -> String {
-    let limit = max == schema::U32 || max == schema::I64;
-    match (too_small, limit) {
-        (true, true) => format!("`{key}` must be at least {min}"),
-        (false, true) => format!("`{key}` must be at most {max}"),
-        (_, false) => format!("`{key}` must be from {min} to {max}"),
-    }
-}
-
-fn http_status(key: &str) -> String {
-    format!("`{key}` must be an HTTP status from 100 to 599")
-}
-
-/// A suffixed literal, so that the generated `.option(key, 8080i64)` needs neither inference
-/// nor a cast (a cast trips `trivial_numeric_casts` in crates that deny it).
-fn int(value: u64, span: Span) -> Lit {
-    Lit::Int(LitInt::new(&format!("{value}i64"), span))
-}
-
 fn unknown_message(name: &str, group: Option<&str>, parens: bool, value: Option<&Expr>) -> String {
     if let Some(group) = group {
         let members = schema::members(group);
-        return match did_you_mean(name, &members) {
+        return match schema::suggestion(name, &members) {
             Some(hint) => format!("unknown option `{name}` in `{group}(...)`; {hint}"),
             None => format!(
                 "unknown option `{name}` in `{group}(...)`; it takes: {}",
@@ -416,17 +239,19 @@ fn unknown_message(name: &str, group: Option<&str>, parens: bool, value: Option<
         };
     }
     // An option of a group, written at the top level; several groups have a `timeout`.
-    let owners: Vec<(&str, Kind)> = schema::KEYS
+    let owners: Vec<(&str, Kind)> = schema::OPTIONS
         .iter()
-        .filter(|(k, _)| k.split_once('.').is_some_and(|(_, leaf)| leaf == name))
-        .copied()
+        .filter(|s| s.key.split_once('.').is_some_and(|(_, leaf)| leaf == name))
+        .map(|s| (s.key, s.kind))
         .collect();
     if !owners.is_empty() {
         let writes: Vec<String> = owners
             .iter()
             .map(|(full, kind)| {
-                let value =
-                    value.map_or_else(|| kind.sample(), |v| v.to_token_stream().to_string());
+                let value = value.map_or_else(
+                    || schema::sample(*kind),
+                    |v| v.to_token_stream().to_string(),
+                );
                 format!("`{}`", schema::written(full, &value))
             })
             .collect();
@@ -439,7 +264,7 @@ fn unknown_message(name: &str, group: Option<&str>, parens: bool, value: Option<
     }
     let what = if parens { "option group" } else { "option" };
     let top = schema::top_level();
-    match did_you_mean(name, &top) {
+    match schema::suggestion(name, &top) {
         Some(hint) => format!("unknown {what} `{name}`; {hint}"),
         None => {
             let valid: Vec<String> = top
@@ -458,133 +283,5 @@ fn unknown_message(name: &str, group: Option<&str>, parens: bool, value: Option<
                 valid.join(", ")
             )
         }
-    }
-}
-
-/// "did you mean `port`?" for a name close to one or two candidates.
-fn did_you_mean(name: &str, candidates: &[&str]) -> Option<String> {
-    let limit = (name.chars().count() / 3).max(1);
-    let mut close: Vec<(usize, &str)> = candidates
-        .iter()
-        .filter_map(|&candidate| {
-            let distance = edit_distance(name, candidate);
-            let related = distance <= limit
-                || (name.len() >= 3 && (candidate.contains(name) || name.contains(candidate)));
-            related.then_some((distance, candidate))
-        })
-        .collect();
-    close.sort();
-    match close.as_slice() {
-        [] => None,
-        [(_, one)] => Some(format!("did you mean `{one}`?")),
-        [(_, one), (_, two), ..] => Some(format!("did you mean `{one}` or `{two}`?")),
-    }
-}
-
-/// Edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
-    d[0] = (0..=b.len()).collect();
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(key: &str, value: Expr) -> Result<String, String> {
-        let kind = schema::kind(key).expect("a known key");
-        check_value(key, kind, &value).map(|lit| lit.to_token_stream().to_string())
-    }
-
-    #[test]
-    fn values_the_runtime_rejects_are_rejected() {
-        use syn::parse_quote as q;
-        assert_eq!(check("max_age", q!("never")).as_deref(), Ok("\"never\""));
-        assert_eq!(check("max_age", q!("3d")).as_deref(), Ok("\"3d\""));
-        assert!(
-            check("max_age", q!("forever"))
-                .unwrap_err()
-                .contains("or \"never\"")
-        );
-        assert_eq!(check("stop_timeout", q!("0s")).as_deref(), Ok("\"0s\""));
-        for key in [
-            "heartbeat_interval",
-            "startup_timeout",
-            "nanny.tolerance",
-            "death_queue.timeout",
-            "cache.timeout",
-        ] {
-            let err = check(key, q!("0ms")).unwrap_err();
-            assert_eq!(err, format!("`{key}` must be more than 0s"));
-            assert!(check(key, q!(0)).unwrap_err().contains("more than 0s"));
-        }
-        assert_eq!(check("ecv.expect_status", q!(204)).as_deref(), Ok("204i64"));
-        for bad in [q!(99), q!(600), q!(-1)] {
-            assert!(
-                check("ecv.expect_status", bad)
-                    .unwrap_err()
-                    .contains("100 to 599")
-            );
-        }
-        assert_eq!(check("death_queue.retries", q!(1)).as_deref(), Ok("1i64"));
-        assert!(
-            check("death_queue.retries", q!(0))
-                .unwrap_err()
-                .contains("at least 1")
-        );
-        assert!(check("death_queue.retries", q!(4294967296)).is_err());
-        assert!(check("cache.max_value", q!(1073741825)).is_err());
-        assert!(
-            check("ecv.root", q!("health"))
-                .unwrap_err()
-                .contains("\"/health\"")
-        );
-        assert!(check("ecv.monitor", q!("http://10.0.0.1/ping")).is_ok());
-        assert!(check("ecv.monitor", q!("https://example.com")).is_err());
-        assert!(check("pids", q!("")).is_err());
-        assert_eq!(check("nanny.enable", q!(false)).as_deref(), Ok("false"));
-        assert!(
-            check("nanny.enable", q!("false"))
-                .unwrap_err()
-                .contains("not a string")
-        );
-        assert!(check("cache.mode", q!("master")).is_ok());
-        assert!(check("ecv.mode", q!("probe")).is_err());
-    }
-
-    #[test]
-    fn suggestions() {
-        assert_eq!(edit_distance("prot", "port"), 1);
-        let top = schema::top_level();
-        assert_eq!(
-            did_you_mean("prot", &top).as_deref(),
-            Some("did you mean `port`?")
-        );
-        assert_eq!(
-            did_you_mean("restrat", &top).as_deref(),
-            Some("did you mean `restart`?")
-        );
-        assert_eq!(
-            did_you_mean("max", &schema::members("restart")).as_deref(),
-            Some("did you mean `max_delay`?")
-        );
-        assert_eq!(did_you_mean("verbose", &top), None);
     }
 }

@@ -5,8 +5,9 @@ mod args; // attribute arguments and their checks
 mod errors; // error collector
 mod main_attr; // #[cluster2::main]
 mod register; // #[configure_app], #[warm_up] and the other single-function hooks
-mod schema; // the option keys #[cluster2::main] accepts
+mod schema; // the shared option schema, as the attribute writes it
 mod status; // #[status("name")]
+mod values; // one option's literal against the schema, and its messages
 
 use proc_macro::TokenStream;
 
@@ -28,9 +29,11 @@ use proc_macro::TokenStream;
 /// for this binary: a config file, the environment and the command line override them. Add
 /// `crate = "path::to::cluster2"` when cluster2 is re-exported under another name.
 ///
-/// Options are checked when the binary is compiled: unknown or misspelled keys, duplicates,
-/// values of the wrong type, ports out of range, `workers = 0`, durations without a unit and
-/// hosts that are not IP addresses are all reported together, each on its own token. Values
+/// Options are checked when the binary is compiled, against the same schema the runtime checks
+/// them with at start-up: unknown or misspelled keys, duplicates, values of the wrong type,
+/// numbers and durations outside their range (`workers = 0`, `cache(spin = "5ms")`), durations
+/// without a unit and hosts that are not IP addresses are all reported together, each on its
+/// own token. Values
 /// are literals; a value known only at run time belongs in the config file, the environment or
 /// on the command line, or in [`Builder::option`] when building the cluster without the macro.
 ///
@@ -232,6 +235,6 @@ pub fn should_kill(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[doc(hidden)]
 #[proc_macro]
 pub fn __option_keys(_input: TokenStream) -> TokenStream {
-    let keys = schema::KEYS.iter().map(|(k, _)| *k);
+    let keys = schema::OPTIONS.iter().map(|s| s.key);
     quote::quote!([#(#keys),*]).into()
 }

@@ -123,7 +123,20 @@ fn bad_values_name_the_flag_and_what_is_valid() {
         ),
         (
             &["--workers=0"],
-            "invalid value `0` for --workers: expected at least 1 worker",
+            "invalid value `0` for --workers: expected a whole number of at least 1",
+        ),
+        // Ranges come from the option schema, the one #[cluster2::main] checks at compile time.
+        (
+            &["--cache.spin=5ms"],
+            "invalid value `5ms` for --cache.spin: expected a duration from 0s to 1ms, like 50us",
+        ),
+        (
+            &["--warm-up-port=0"],
+            "invalid value `0` for --warm-up-port: expected a port number (1-65535), or none",
+        ),
+        (
+            &["--heartbeat-interval=0s"],
+            "invalid value `0s` for --heartbeat-interval: expected a duration of more than 0s",
         ),
         (
             &["--server=http3"],
@@ -131,7 +144,8 @@ fn bad_values_name_the_flag_and_what_is_valid() {
         ),
         (
             &["--stop-timeout=5"],
-            "invalid value `5` for --stop-timeout: expected a duration like 500ms, 5s or 3d",
+            "invalid value `5` for --stop-timeout: expected a duration like 500ms, 5s or 3d; \
+             a number needs a unit: 5s, 5ms or 5m",
         ),
         (
             &["--port"],

@@ -8,9 +8,12 @@ use std::ffi::OsString;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction};
+use cluster2_options_schema::{self as schema, Kind, OPTIONS};
 
-use super::resolve::CommandLine;
-use super::{DOCS, Options};
+use super::resolve::{CommandLine, defaults};
+
+/// The flags that are not options, for suggestions.
+const OTHER_FLAGS: &[&str] = &["config", "check", "stop", "help", "version"];
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -50,11 +53,11 @@ pub(crate) fn parse_command_line(
         config: matches.get_one::<String>("config").map(Into::into),
         ..CommandLine::default()
     };
-    for doc in DOCS {
-        if let Some(value) = matches.get_one::<String>(doc.key) {
+    for spec in OPTIONS {
+        if let Some(value) = matches.get_one::<String>(spec.key) {
             command_line
                 .values
-                .push((doc.key.to_owned(), value.clone(), flag_name(doc.key)));
+                .push((spec.key.to_owned(), value.clone(), flag_name(spec.key)));
         }
     }
     // Flags apply in the order given, so that a later `--port` overrides an earlier alias.
@@ -74,7 +77,7 @@ pub(crate) fn parse_command_line(
 }
 
 fn build(name: &str, version: &str) -> clap::Command {
-    let defaults = serde_json::to_value(Options::default()).expect("options serialize to JSON");
+    let defaults = defaults();
     let mut cmd = clap::Command::new(name.to_owned())
         .version(format!(
             "{version} (cluster2 {})",
@@ -116,25 +119,25 @@ fn build(name: &str, version: &str) -> clap::Command {
                 .value_name("APP ARGS")
                 .help("arguments for the application, after --"),
         );
-    for doc in DOCS {
-        let long = flag_name(doc.key).trim_start_matches('-').to_owned();
+    for spec in OPTIONS {
+        let long = flag_name(spec.key).trim_start_matches('-').to_owned();
         let default = defaults
-            .pointer(&format!("/{}", doc.key.replace('.', "/")))
-            .expect("documented options exist");
+            .pointer(&format!("/{}", spec.key.replace('.', "/")))
+            .expect("schema keys are options");
         let shown = match default {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Null => "unset".to_owned(),
             other => other.to_string(),
         };
-        let mut arg = Arg::new(doc.key)
+        let mut arg = Arg::new(spec.key)
             .long(long.clone())
-            .value_name(value_name(doc.expected))
-            .help(format!("{} [default: {shown}]", doc.help))
+            .value_name(value_name(spec.kind))
+            .help(format!("{} [default: {shown}]", spec.help))
             .action(ArgAction::Set);
-        if long != doc.key {
-            arg = arg.alias(doc.key);
+        if long != spec.key {
+            arg = arg.alias(spec.key);
         }
-        if default.is_boolean() {
+        if spec.kind == Kind::Bool {
             // `--cache.enable` alone means true; `--cache.enable=false` turns it off.
             arg = arg.num_args(0..=1).default_missing_value("true");
         }
@@ -143,19 +146,33 @@ fn build(name: &str, version: &str) -> clap::Command {
     cmd
 }
 
-fn value_name(expected: &str) -> &'static str {
-    if expected.starts_with("a port") {
-        "PORT"
-    } else if expected.starts_with("a duration") {
-        "DURATION"
-    } else if expected.starts_with("a whole number") {
-        "N"
-    } else if expected.starts_with("true") {
-        "BOOL"
-    } else if expected.starts_with("an IP") {
-        "IP"
-    } else {
-        "VALUE"
+fn value_name(kind: Kind) -> String {
+    match kind {
+        Kind::Bool => "BOOL".to_owned(),
+        Kind::Port { .. } => "PORT".to_owned(),
+        Kind::Count { .. } => "N".to_owned(),
+        Kind::HttpStatus => "STATUS".to_owned(),
+        Kind::Ip => "IP".to_owned(),
+        Kind::Duration { .. } => "DURATION".to_owned(),
+        Kind::OneOf(choices) => choices.join("|"),
+        Kind::UrlPath { .. } => "PATH".to_owned(),
+        Kind::Directory => "DIR".to_owned(),
+        Kind::Text => "TEXT".to_owned(),
+    }
+}
+
+/// " (did you mean --mon-port?)" for a mistyped flag, by the schema's one rule.
+fn suggestion(flag: &str) -> String {
+    let name = flag.trim_start_matches('-').replace('_', "-");
+    let flags: Vec<String> = OPTIONS
+        .iter()
+        .map(|s| flag_name(s.key)[2..].to_owned())
+        .chain(OTHER_FLAGS.iter().map(|f| (*f).to_owned()))
+        .collect();
+    match schema::did_you_mean(&name, flags.iter().map(String::as_str)).as_slice() {
+        [] => String::new(),
+        [one] => format!(" (did you mean --{one}?)"),
+        [one, two, ..] => format!(" (did you mean --{one} or --{two}?)"),
     }
 }
 
@@ -177,9 +194,7 @@ fn from_clap_error(err: &clap::Error) -> Command {
             let arg = context(err, ContextKind::InvalidArg).unwrap_or_default();
             let message = match kind {
                 ErrorKind::UnknownArgument if arg.starts_with('-') => {
-                    let hint = context(err, ContextKind::SuggestedArg)
-                        .map(|s| format!(" (did you mean {s}?)"))
-                        .unwrap_or_default();
+                    let hint = suggestion(&arg);
                     format!("unknown flag {arg}{hint}; --help lists every option")
                 }
                 ErrorKind::UnknownArgument => format!(
@@ -189,7 +204,7 @@ fn from_clap_error(err: &clap::Error) -> Command {
                 ErrorKind::InvalidValue | ErrorKind::NoEquals => {
                     let flag = arg.split_whitespace().next().unwrap_or(&arg).to_owned();
                     let key = flag.trim_start_matches('-').replace('-', "_");
-                    let expected = super::doc(&key).map_or("a value", |d| d.expected);
+                    let expected = schema::spec(&key).map_or("a value", |s| s.expected);
                     format!("missing value for {flag}: expected {expected}")
                 }
                 _ => {
@@ -290,11 +305,11 @@ mod tests {
         let Command::Exit { code: 0, output } = parse(&["--help"]) else {
             panic!("--help should exit 0")
         };
-        for doc in DOCS {
+        for spec in OPTIONS {
             assert!(
-                output.contains(&flag_name(doc.key)),
+                output.contains(&flag_name(spec.key)),
                 "{} missing from help",
-                doc.key
+                spec.key
             );
         }
         assert!(output.contains("[default: 8080]"));

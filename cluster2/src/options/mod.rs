@@ -1,4 +1,6 @@
-//! What the user asked for: every option, its default, its documentation, and its checks.
+//! What the user asked for: every option, its default, and the checks that involve two options.
+//! What each option is (its kind, range, help) is the shared schema, `cluster2-options-schema`;
+//! this module holds the typed result of reading it.
 //!
 //! Options come from five layers, each overriding the one before:
 //! built-in defaults < `#[cluster2::main(...)]` (or [`Builder::option`](crate::Builder::option))
@@ -9,6 +11,9 @@
 mod cli;
 mod duration;
 mod resolve;
+#[cfg(test)]
+mod schema_tests;
+mod value;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -316,11 +321,9 @@ impl Options {
         }
     }
 
-    /// Checks that go beyond one value's type.
+    /// Checks that involve more than one option, and what only tracing can tell about a log
+    /// filter. Each value on its own has already been checked against the schema.
     fn validate(&self) -> Result<(), Problem> {
-        if self.workers == 0 {
-            return Err(Problem::value("workers", "expected at least 1 worker"));
-        }
         if self.port != 0 && self.port == self.mon_port {
             return Err(Problem::conflict(
                 "port",
@@ -331,30 +334,12 @@ impl Options {
                 ),
             ));
         }
-        if self.heartbeat_interval.is_zero() {
-            return Err(Problem::value(
-                "heartbeat_interval",
-                "expected more than 0s",
-            ));
-        }
-        if self.startup_timeout.is_zero() {
-            return Err(Problem::value("startup_timeout", "expected more than 0s"));
-        }
         if self.restart.delay > self.restart.max_delay {
             return Err(Problem::conflict(
                 "restart.delay",
                 "restart.max_delay",
                 "conflict: the first delay is longer than the longest".to_owned(),
             ));
-        }
-        for (key, path) in [
-            ("ecv.root", &self.ecv.root),
-            ("ecv.mark_up", &self.ecv.mark_up),
-            ("ecv.mark_down", &self.ecv.mark_down),
-        ] {
-            if !path.starts_with('/') {
-                return Err(Problem::value(key, "expected a path starting with /"));
-            }
         }
         if self.ecv.root == self.ecv.mark_up || self.ecv.root == self.ecv.mark_down {
             return Err(Problem::conflict(
@@ -363,54 +348,12 @@ impl Options {
                 "conflict: the ECV and its controls need different paths".to_owned(),
             ));
         }
-        if !self.ecv.monitor.starts_with('/') && !self.ecv.monitor.starts_with("http://") {
-            return Err(Problem::value(
-                "ecv.monitor",
-                "expected a path starting with / or an http:// URL",
-            ));
-        }
-        if let Some(status) = self.ecv.expect_status {
-            if !(100..=599).contains(&status) {
-                return Err(Problem::value(
-                    "ecv.expect_status",
-                    "expected an HTTP status (100-599)",
-                ));
-            }
-        }
-        if self.nanny.tolerance.is_zero() {
-            return Err(Problem::value("nanny.tolerance", "expected more than 0s"));
-        }
-        if self.death_queue.timeout.is_zero() {
-            return Err(Problem::value(
-                "death_queue.timeout",
-                "expected more than 0s",
-            ));
-        }
-        if self.death_queue.retries == 0 {
-            return Err(Problem::value(
-                "death_queue.retries",
-                "expected at least 1 try",
-            ));
-        }
-        if self.pids.as_deref() == Some("") {
-            return Err(Problem::value("pids", "expected a directory"));
-        }
-        if self.cache.max_value == 0 || self.cache.max_value > 1 << 30 {
-            return Err(Problem::value(
-                "cache.max_value",
-                "expected 1 byte to 1 GiB",
-            ));
-        }
-        if self.cache.timeout.is_zero() {
-            return Err(Problem::value("cache.timeout", "expected more than 0s"));
-        }
-        if self.cache.spin > MAX_CACHE_SPIN {
-            return Err(Problem::value("cache.spin", "expected 0s to 1ms"));
-        }
+        // What only tracing knows: the grammar of span filters (`app[request]=debug`).
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            let expected = cluster2_options_schema::spec("log.level").map_or("", |s| s.expected);
             return Err(Problem::value(
                 "log.level",
-                format!("not a log filter ({e})"),
+                format!("expected {expected} ({e})"),
             ));
         }
         Ok(())
@@ -443,252 +386,9 @@ impl Problem {
     }
 }
 
-/// Documentation of one option, shown by `--help`.
-#[derive(Debug)]
-pub(crate) struct OptionDoc {
-    /// Dotted path in snake case: `cache.enable`.
-    pub(crate) key: &'static str,
-    /// What a valid value looks like, for error messages.
-    pub(crate) expected: &'static str,
-    /// One line of help.
-    pub(crate) help: &'static str,
-}
-
-/// Every option, in `--help` order. A unit test checks that this covers every field.
-/// Beyond this a manager's wait before sleeping is only burnt CPU: a client that takes longer
-/// than a millisecond between calls is not making them one after another.
-const MAX_CACHE_SPIN: Duration = Duration::from_millis(1);
-
-pub(crate) const DOCS: &[OptionDoc] = &[
-    OptionDoc {
-        key: "port",
-        expected: "a port number (0-65535)",
-        help: "TCP port of the application, shared by every worker (0: any free port)",
-    },
-    OptionDoc {
-        key: "host",
-        expected: "an IP address",
-        help: "address the application port binds to",
-    },
-    OptionDoc {
-        key: "mon_port",
-        expected: "a port number (0-65535)",
-        help: "TCP port of the monitor app in the master (0: any free port)",
-    },
-    OptionDoc {
-        key: "mon_host",
-        expected: "an IP address",
-        help: "address the monitor app binds to",
-    },
-    OptionDoc {
-        key: "workers",
-        expected: "a whole number of at least 1",
-        help: "number of worker processes (default: the number of CPUs)",
-    },
-    OptionDoc {
-        key: "threads",
-        expected: "a whole number (0: automatic)",
-        help: "runtime threads per worker (0: the CPUs divided among the workers)",
-    },
-    OptionDoc {
-        key: "warm_up_port",
-        expected: "a port number (1-65535), or none",
-        help: "first port tried for the per-worker warm-up listeners on 127.0.0.1 (unset: any free port)",
-    },
-    OptionDoc {
-        key: "heartbeat_interval",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "how often workers report to the master",
-    },
-    OptionDoc {
-        key: "startup_timeout",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "how long the master waits for every initial worker to be listening",
-    },
-    OptionDoc {
-        key: "stop_timeout",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "how long in-flight requests may take to finish on a graceful stop",
-    },
-    OptionDoc {
-        key: "server",
-        expected: "auto, http1 or http2",
-        help: "protocols of the application port: auto (HTTP/1.1 and h2c), http1 or http2",
-    },
-    OptionDoc {
-        key: "backlog",
-        expected: "a whole number",
-        help: "length of the accept queue of the application port",
-    },
-    OptionDoc {
-        key: "restart.delay",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "delay before restarting a crashed worker; doubles with each crash in a row",
-    },
-    OptionDoc {
-        key: "restart.max_delay",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "longest delay between restarts; a worker up this long ends its crash streak",
-    },
-    OptionDoc {
-        key: "ecv.mode",
-        expected: "control or monitor",
-        help: "control: up once ready, then switched by markUp/markDown; monitor: probe the app",
-    },
-    OptionDoc {
-        key: "ecv.root",
-        expected: "a path starting with /",
-        help: "path of the ECV on the monitor app",
-    },
-    OptionDoc {
-        key: "ecv.mark_up",
-        expected: "a path starting with /",
-        help: "path that marks the cluster up (POST, control mode)",
-    },
-    OptionDoc {
-        key: "ecv.mark_down",
-        expected: "a path starting with /",
-        help: "path that marks the cluster down (POST, control mode)",
-    },
-    OptionDoc {
-        key: "ecv.monitor",
-        expected: "a path starting with / or an http:// URL",
-        help: "what monitor mode probes: a path on the application port, or a URL",
-    },
-    OptionDoc {
-        key: "ecv.timeout",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "how long a monitor-mode probe may take (a timeout means down)",
-    },
-    OptionDoc {
-        key: "ecv.expect_status",
-        expected: "an HTTP status (100-599), or none",
-        help: "status the probe must answer with (unset: any 2xx)",
-    },
-    OptionDoc {
-        key: "ecv.expect_body",
-        expected: "text, or none",
-        help: "text the probe's body must contain (unset: anything)",
-    },
-    OptionDoc {
-        key: "ecv.up_body",
-        expected: "text",
-        help: "body of the ECV's 200 answer",
-    },
-    OptionDoc {
-        key: "ecv.down_body",
-        expected: "text",
-        help: "start of the body of the ECV's 503 answer; the reason follows",
-    },
-    OptionDoc {
-        key: "ecv.drain_delay",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "on shutdown, how long the ECV is down before the workers stop",
-    },
-    OptionDoc {
-        key: "max_age",
-        expected: "a duration like 500ms, 5s or 3d, or never",
-        help: "replace a worker once it has been up this long (never: keep it)",
-    },
-    OptionDoc {
-        key: "nanny.enable",
-        expected: "true or false",
-        help: "replace workers whose heartbeats stop",
-    },
-    OptionDoc {
-        key: "nanny.tolerance",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "a worker silent this long is a runaway and is replaced",
-    },
-    OptionDoc {
-        key: "death_queue.timeout",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "how long a successor may take to be ready, and an old worker to exit",
-    },
-    OptionDoc {
-        key: "death_queue.retries",
-        expected: "a whole number of at least 1",
-        help: "successors tried before a replacement is given up",
-    },
-    OptionDoc {
-        key: "pids",
-        expected: "a directory",
-        help: "directory for the pid files that `stop` reads (unset: none written)",
-    },
-    OptionDoc {
-        key: "cache.enable",
-        expected: "true or false",
-        help: "run the shared cache",
-    },
-    OptionDoc {
-        key: "cache.mode",
-        expected: "standalone or master",
-        help: "where the cache manager runs: its own supervised process, or the master",
-    },
-    OptionDoc {
-        key: "cache.persist_path",
-        expected: "a directory",
-        help: "directory of the persistent cache namespaces",
-    },
-    OptionDoc {
-        key: "cache.max_value",
-        expected: "a number of bytes (1 to 1073741824)",
-        help: "the largest cache value, in bytes",
-    },
-    OptionDoc {
-        key: "cache.timeout",
-        expected: "a duration like 500ms, 5s or 3d",
-        help: "default timeout of every cache operation, and a loader's lease",
-    },
-    OptionDoc {
-        key: "cache.spin",
-        expected: "a duration from 0s to 1ms, like 50us",
-        help: "how long the standalone cache manager looks for the next request before it sleeps",
-    },
-    OptionDoc {
-        key: "log.level",
-        expected: "a log filter like info or warn,my_app=debug",
-        help: "log filter for every process (RUST_LOG syntax)",
-    },
-];
-
-pub(crate) fn doc(key: &str) -> Option<&'static OptionDoc> {
-    DOCS.iter().find(|d| d.key == key)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn leaf_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    let path = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    leaf_paths(v, &path, out);
-                }
-            }
-            _ => out.push(prefix.to_owned()),
-        }
-    }
-
-    #[test]
-    fn every_option_is_documented_and_every_doc_is_an_option() {
-        let mut paths = Vec::new();
-        leaf_paths(
-            &serde_json::to_value(Options::default()).unwrap(),
-            "",
-            &mut paths,
-        );
-        paths.sort();
-        let mut documented: Vec<String> = DOCS.iter().map(|d| d.key.to_owned()).collect();
-        documented.sort();
-        assert_eq!(paths, documented);
-    }
 
     #[test]
     fn defaults_are_valid() {

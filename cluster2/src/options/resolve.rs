@@ -1,13 +1,14 @@
-//! Merging the five layers of options into one [`Options`], remembering where each value came
-//! from so that an error can name the flag, variable or file line the user has to fix.
+//! Merging the layers of options into one [`Options`], remembering where each value came from
+//! so that an error can name the flag, variable or file line the user has to fix.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use cluster2_options_schema::{self as schema, OPTIONS};
+use serde_json::Value;
 
-use super::{Options, doc};
+use super::{Options, value};
 use crate::error::{Error, Result};
 
 /// A value given to [`Builder::option`](crate::Builder::option) or `#[cluster2::main(...)]`.
@@ -97,19 +98,14 @@ pub(crate) fn resolve(
     command_line: &CommandLine,
     env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Options> {
-    let mut assignments = Vec::new();
-    for (key, value) in code {
-        let value = match value {
-            OptionValue::Bool(b) => Raw::Typed(Value::Bool(*b)),
-            OptionValue::Int(i) => Raw::Typed(Value::from(*i)),
-            OptionValue::Str(s) => Raw::Text(s.clone()),
-        };
-        assignments.push(Assignment {
+    let mut assignments: Vec<Assignment> = code
+        .iter()
+        .map(|(key, value)| Assignment {
             key: key.clone(),
-            value,
+            value: raw(value),
             source: Source::Code,
-        });
-    }
+        })
+        .collect();
     if let Some(path) = &command_line.config {
         assignments.extend(file_layer(path)?);
     }
@@ -124,26 +120,40 @@ pub(crate) fn resolve(
     merge(assignments)
 }
 
+fn raw(value: &OptionValue) -> Raw {
+    match value {
+        OptionValue::Bool(b) => Raw::Typed(Value::Bool(*b)),
+        OptionValue::Int(i) => Raw::Typed(Value::from(*i)),
+        OptionValue::Str(s) => Raw::Text(s.clone()),
+    }
+}
+
+pub(crate) fn defaults() -> Value {
+    serde_json::to_value(Options::default()).expect("options serialize to JSON")
+}
+
+/// What was given for one key: its source, and the text to quote.
+struct Given {
+    source: Source,
+    text: String,
+}
+
 fn merge(assignments: Vec<Assignment>) -> Result<Options> {
-    let defaults = serde_json::to_value(Options::default()).expect("options serialize to JSON");
-    let mut tree = defaults.clone();
-    let mut provenance: BTreeMap<String, (Source, String)> = BTreeMap::new();
+    let mut tree = defaults();
+    let mut provenance: BTreeMap<String, Given> = BTreeMap::new();
 
     for Assignment { key, value, source } in assignments {
-        let Some(default) = lookup(&defaults, &key) else {
+        let Some(spec) = schema::spec(&key) else {
+            if schema::is_group(&key) {
+                let first = format!("{key}.{}", schema::members(&key)[0]);
+                return Err(Error::config(format!(
+                    "{} is a group of options, not a value: set one of its options, like {}",
+                    describe(&key, &source),
+                    spell(&first, &source)
+                )));
+            }
             return Err(unknown(&key, &source));
         };
-        if let Value::Object(children) = default {
-            let first = children
-                .keys()
-                .next()
-                .map_or(String::new(), |k| format!("{key}.{k}"));
-            return Err(Error::config(format!(
-                "{} is a group of options, not a value: set one of its options, like {}",
-                describe(&key, &source),
-                spell(&first, &source)
-            )));
-        }
         let (value, text) = match value {
             Raw::Typed(v) => {
                 let text = match &v {
@@ -152,41 +162,55 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
                 };
                 (v, text)
             }
-            Raw::Text(t) => (coerce(&t, default), t),
+            Raw::Text(t) => (value::coerce(&t, spec), t),
         };
-        *lookup_mut(&mut tree, &key).expect("key exists in the defaults") = value;
-        provenance.insert(key, (source, text));
+        *lookup_mut(&mut tree, &key).expect("schema keys are options") = value;
+        provenance.insert(key, Given { source, text });
     }
 
     let label = |key: &str| match provenance.get(key) {
-        Some((source, _)) => describe(key, source),
+        Some(given) => describe(key, &given.source),
         None => describe(key, &Source::Default),
     };
+    let quoted = |key: &str| {
+        provenance
+            .get(key)
+            .map_or(String::new(), |given| format!(" `{}`", given.text))
+    };
 
+    // Every value against the schema, in its order, before serde sees any.
+    for spec in OPTIONS {
+        let value = lookup(&tree, spec.key).expect("schema keys are options");
+        if let Err(invalid) = value::check(spec, value) {
+            let detail = value::detail(&invalid).map_or(String::new(), |d| format!("; {d}"));
+            return Err(Error::config(format!(
+                "invalid value{} for {}: expected {}{detail}",
+                quoted(spec.key),
+                label(spec.key),
+                spec.expected
+            )));
+        }
+    }
+
+    // Only a disagreement between the schema and `Options` fails here; a test rules it out.
     let options: Options = serde_path_to_error::deserialize(tree).map_err(|err| {
         let key = err.path().to_string();
-        let expected = doc(&key).map_or("a valid value", |d| d.expected);
-        let given = provenance
-            .get(&key)
-            .map_or(String::new(), |(_, t)| format!(" `{t}`"));
+        let expected = schema::spec(&key).map_or("a valid value", |s| s.expected);
         Error::config(format!(
-            "invalid value{given} for {}: expected {expected}",
+            "invalid value{} for {}: expected {expected}",
+            quoted(&key),
             label(&key)
         ))
     })?;
 
     options.validate().map_err(|problem| {
         let message = match problem.other {
-            None => {
-                let given = provenance
-                    .get(problem.key)
-                    .map_or(String::new(), |(_, t)| format!(" `{t}`"));
-                format!(
-                    "invalid value{given} for {}: {}",
-                    label(problem.key),
-                    problem.message
-                )
-            }
+            None => format!(
+                "invalid value{} for {}: {}",
+                quoted(problem.key),
+                label(problem.key),
+                problem.message
+            ),
             Some(other) => format!(
                 "{} and {} {}",
                 label(problem.key),
@@ -199,31 +223,6 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
     Ok(options)
 }
 
-/// Reads text the way its option's type wants it; anything unreadable stays text, so that the
-/// typed pass reports it with the option's name and what is valid.
-fn coerce(text: &str, default: &Value) -> Value {
-    let trimmed = text.trim();
-    match default {
-        Value::Bool(_) => match trimmed.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Value::Bool(true),
-            "false" | "no" | "off" | "0" => Value::Bool(false),
-            _ => Value::String(text.to_owned()),
-        },
-        Value::Number(_) | Value::Null => {
-            if default.is_null() && (trimmed.is_empty() || trimmed.eq_ignore_ascii_case("none")) {
-                Value::Null
-            } else if let Ok(n) = trimmed.parse::<u64>() {
-                Value::from(n)
-            } else if let Ok(n) = trimmed.parse::<i64>() {
-                Value::from(n)
-            } else {
-                Value::String(text.to_owned())
-            }
-        }
-        _ => Value::String(text.to_owned()),
-    }
-}
-
 fn lookup<'a>(tree: &'a Value, key: &str) -> Option<&'a Value> {
     key.split('.')
         .try_fold(tree, |node, part| node.as_object()?.get(part))
@@ -234,40 +233,16 @@ fn lookup_mut<'a>(tree: &'a mut Value, key: &str) -> Option<&'a mut Value> {
         .try_fold(tree, |node, part| node.as_object_mut()?.get_mut(part))
 }
 
-/// Every option key, dotted and in snake case.
-pub(crate) fn all_keys() -> Vec<String> {
-    fn walk(map: &Map<String, Value>, prefix: &str, out: &mut Vec<String>) {
-        for (k, v) in map {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                Value::Object(children) => walk(children, &key, out),
-                _ => out.push(key),
-            }
-        }
-    }
-    let defaults = serde_json::to_value(Options::default()).expect("options serialize to JSON");
-    let mut out = Vec::new();
-    walk(
-        defaults.as_object().expect("options are a struct"),
-        "",
-        &mut out,
-    );
-    out
-}
-
 fn unknown(key: &str, source: &Source) -> Error {
-    let best = all_keys()
-        .into_iter()
-        .map(|k| (strsim::jaro_winkler(key, &k), k))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    let hint = match best {
-        Some((_, k)) => format!(" (did you mean {}?)", spell(&k, source)),
-        None => String::new(),
+    let close = schema::did_you_mean(key, OPTIONS.iter().map(|s| s.key));
+    let hint = match close.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (did you mean {}?)", spell(one, source)),
+        [one, two, ..] => format!(
+            " (did you mean {} or {}?)",
+            spell(one, source),
+            spell(two, source)
+        ),
     };
     let what = match source {
         Source::Flag(flag) => format!("unknown flag {flag}"),

@@ -1,0 +1,369 @@
+//! Every option of a cluster2 binary, described once: its dotted key, the kind of value it
+//! takes (with its range or its choices), what a valid value looks like, and one line of help.
+//!
+//! Two very different programs read this table, and it is the only place either learns what an
+//! option is:
+//!
+//! - the runtime (`cluster2`) types and checks every layer of options against it, prints it as
+//!   `--help`, and quotes its `expected` text in error messages;
+//! - `#[cluster2::main]` (`cluster2-macros`) checks the same kinds and ranges when the binary
+//!   is compiled.
+//!
+//! The duration grammar ([`parse_duration`]) and the "did you mean" suggestions
+//! ([`did_you_mean`]) live here for the same reason: a value the macro accepts is a value the
+//! runtime accepts, and a typo gets the same suggestion at compile time and at start-up.
+//!
+//! This crate is a part of cluster2, which pins it to an exact version; depend on `cluster2`.
+
+mod duration;
+mod suggest;
+mod table;
+
+pub use duration::{DurationError, format_duration, is_never, parse_duration};
+pub use suggest::did_you_mean;
+pub use table::OPTIONS;
+
+use std::time::Duration;
+
+/// One option.
+#[derive(Debug)]
+pub struct Spec {
+    /// Dotted path in snake case: `cache.enable`. The first part of a dotted key is a group.
+    pub key: &'static str,
+    /// What values it takes.
+    pub kind: Kind,
+    /// Whether it may be unset, written `none` (or left empty) in text.
+    pub optional: bool,
+    /// What a valid value looks like, completing "expected …" in error messages. It names the
+    /// range or the choices of [`Spec::kind`]; a unit test holds the two together.
+    pub expected: &'static str,
+    /// One line of help, for `--help`.
+    pub help: &'static str,
+}
+
+/// The kind of value an option takes, with its bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `true` or `false`.
+    Bool,
+    /// A TCP port from `min` to 65535.
+    Port {
+        /// The lowest port accepted.
+        min: u16,
+    },
+    /// A whole number from `min` to `max`. A `max` of [`U32`] or [`I64`] is only the limit of
+    /// the runtime's integer type, and messages leave it out.
+    Count {
+        /// The lowest number accepted.
+        min: u64,
+        /// The highest number accepted.
+        max: u64,
+    },
+    /// An HTTP status code, 100 to 599.
+    HttpStatus,
+    /// An IPv4 or IPv6 address.
+    Ip,
+    /// A duration in the grammar of [`parse_duration`].
+    Duration {
+        /// Whether `0s` is rejected.
+        positive: bool,
+        /// The longest duration accepted, if any.
+        max: Option<Duration>,
+        /// Whether `never` is accepted too.
+        never: bool,
+    },
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// A path on an HTTP server, starting with `/`.
+    UrlPath {
+        /// Whether an absolute `http://` URL is accepted too.
+        or_url: bool,
+    },
+    /// Text naming a directory: not empty.
+    Directory,
+    /// Any text.
+    Text,
+}
+
+/// The largest count that fits the runtime's `u32` fields.
+pub const U32: u64 = u32::MAX as u64;
+/// The largest count the runtime can receive at all: `Builder::option` takes integers as `i64`.
+pub const I64: u64 = i64::MAX as u64;
+
+/// The type of literal an option takes, before its own checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takes {
+    /// `true` or `false`.
+    Bool,
+    /// A whole number.
+    Int,
+    /// Text (durations, addresses and choices are text too).
+    Text,
+}
+
+/// Why a value is not valid for its option. Each reader words it in its own voice: the runtime
+/// names the flag, variable or file line; the macro points at the literal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// A value of another type: text for a number, a number for a duration.
+    Type,
+    /// Below the range: a number under `min`, or `0s` where a duration must be positive.
+    TooSmall,
+    /// Above the range: a number over `max`, or a duration over its `max`.
+    TooLarge,
+    /// Text that is not a duration.
+    Duration(DurationError),
+    /// Not one of the choices.
+    NotAChoice,
+    /// Not a path starting with `/` (nor an `http://` URL, where one is accepted).
+    NotAPath,
+    /// Not an IP address.
+    NotAnIp,
+    /// Empty where something must be named.
+    Empty,
+}
+
+impl Kind {
+    /// The type of literal this kind takes.
+    pub fn takes(self) -> Takes {
+        match self {
+            Kind::Bool => Takes::Bool,
+            Kind::Port { .. } | Kind::Count { .. } | Kind::HttpStatus => Takes::Int,
+            Kind::Ip
+            | Kind::Duration { .. }
+            | Kind::OneOf(_)
+            | Kind::UrlPath { .. }
+            | Kind::Directory
+            | Kind::Text => Takes::Text,
+        }
+    }
+
+    /// The lowest and highest number accepted, for kinds that take a number.
+    pub fn int_range(self) -> Option<(u64, u64)> {
+        match self {
+            Kind::Port { min } => Some((u64::from(min), u64::from(u16::MAX))),
+            Kind::Count { min, max } => Some((min, max)),
+            Kind::HttpStatus => Some((100, 599)),
+            _ => None,
+        }
+    }
+
+    /// The shortest and longest duration accepted (`None`: no limit), for durations.
+    pub fn duration_range(self) -> Option<(Duration, Option<Duration>)> {
+        match self {
+            Kind::Duration { positive, max, .. } => {
+                let min = if positive {
+                    Duration::from_nanos(1)
+                } else {
+                    Duration::ZERO
+                };
+                Some((min, max))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the upper bound of a count is only the limit of the runtime's integer type.
+    pub fn max_is_type_limit(self) -> bool {
+        matches!(self, Kind::Count { max, .. } if max == U32 || max == I64)
+    }
+
+    /// Checks a number (negative ones included) against a kind that takes one.
+    pub fn check_int(self, n: i128) -> Result<(), Invalid> {
+        let Some((min, max)) = self.int_range() else {
+            return Err(Invalid::Type);
+        };
+        if n < i128::from(min) {
+            Err(Invalid::TooSmall)
+        } else if n > i128::from(max) {
+            Err(Invalid::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Checks text against a kind that takes text.
+    pub fn check_text(self, text: &str) -> Result<(), Invalid> {
+        match self {
+            Kind::Bool | Kind::Port { .. } | Kind::Count { .. } | Kind::HttpStatus => {
+                Err(Invalid::Type)
+            }
+            Kind::Ip => text
+                .parse::<std::net::IpAddr>()
+                .map(drop)
+                .map_err(|_| Invalid::NotAnIp),
+            Kind::Duration { never, .. } if never && is_never(text) => Ok(()),
+            Kind::Duration { .. } => {
+                let duration = parse_duration(text).map_err(Invalid::Duration)?;
+                self.check_duration(duration)
+            }
+            Kind::OneOf(choices) if choices.contains(&text) => Ok(()),
+            Kind::OneOf(_) => Err(Invalid::NotAChoice),
+            Kind::UrlPath { or_url } => {
+                if text.starts_with('/') || (or_url && text.starts_with("http://")) {
+                    Ok(())
+                } else {
+                    Err(Invalid::NotAPath)
+                }
+            }
+            Kind::Directory if text.is_empty() => Err(Invalid::Empty),
+            Kind::Directory | Kind::Text => Ok(()),
+        }
+    }
+
+    /// Checks a parsed duration against the range of a duration kind.
+    pub fn check_duration(self, duration: Duration) -> Result<(), Invalid> {
+        let Some((min, max)) = self.duration_range() else {
+            return Err(Invalid::Type);
+        };
+        if duration < min {
+            Err(Invalid::TooSmall)
+        } else if max.is_some_and(|max| duration > max) {
+            Err(Invalid::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The option with this dotted key.
+pub fn spec(key: &str) -> Option<&'static Spec> {
+    OPTIONS.iter().find(|s| s.key == key)
+}
+
+/// Whether `key` names a group of options (`restart`), rather than an option.
+pub fn is_group(key: &str) -> bool {
+    OPTIONS.iter().any(|s| {
+        s.key
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
+/// The names at the top level, in table order: options and groups.
+pub fn top_level() -> Vec<&'static str> {
+    let mut names: Vec<&str> = Vec::new();
+    for spec in OPTIONS {
+        let name = spec
+            .key
+            .split_once('.')
+            .map_or(spec.key, |(group, _)| group);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The options of `group`, without the group's prefix, in table order.
+pub fn members(group: &str) -> Vec<&'static str> {
+    OPTIONS
+        .iter()
+        .filter_map(|s| s.key.strip_prefix(group)?.strip_prefix('.'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_snake_case_and_one_level_deep() {
+        for (i, spec) in OPTIONS.iter().enumerate() {
+            assert!(
+                OPTIONS[..i].iter().all(|other| other.key != spec.key),
+                "{} twice",
+                spec.key
+            );
+            assert!(
+                spec.key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.'),
+                "{}",
+                spec.key
+            );
+            // Flags, environment variables and the macro's `group(key = ...)` assume one level.
+            assert!(spec.key.matches('.').count() <= 1, "{}", spec.key);
+            assert!(!is_group(spec.key), "{} is an option and a group", spec.key);
+        }
+    }
+
+    /// The `expected` text is what users read; it must state the bounds the kind enforces.
+    #[test]
+    fn expected_texts_state_the_range_or_choices() {
+        for spec in OPTIONS {
+            let expected = spec.expected;
+            if let Some((min, max)) = spec.kind.int_range() {
+                if min > 0 {
+                    assert!(expected.contains(&min.to_string()), "{}", spec.key);
+                }
+                if !spec.kind.max_is_type_limit() {
+                    assert!(expected.contains(&max.to_string()), "{}", spec.key);
+                }
+            }
+            if let Kind::Duration {
+                positive,
+                max,
+                never,
+            } = spec.kind
+            {
+                assert!(expected.contains("duration"), "{}", spec.key);
+                assert_eq!(positive, expected.contains("more than 0s"), "{}", spec.key);
+                if let Some(max) = max {
+                    assert!(expected.contains(&format_duration(max)), "{}", spec.key);
+                }
+                assert_eq!(never, expected.contains("never"), "{}", spec.key);
+            }
+            if let Kind::OneOf(choices) = spec.kind {
+                for choice in choices {
+                    assert!(expected.contains(choice), "{}: {choice}", spec.key);
+                }
+            }
+            assert_eq!(spec.optional, expected.ends_with("or none"), "{}", spec.key);
+        }
+    }
+
+    #[test]
+    fn groups_and_members() {
+        assert!(is_group("restart") && !is_group("port") && !is_group("rest"));
+        assert_eq!(members("restart"), ["delay", "max_delay"]);
+        assert_eq!(members("death_queue"), ["timeout", "retries"]);
+        assert!(is_group("cache") && !is_group("cache.enable"));
+        assert!(top_level().contains(&"restart") && top_level().contains(&"port"));
+        assert_eq!(spec("cache.spin").map(|s| s.key), Some("cache.spin"));
+        assert!(spec("cache").is_none());
+    }
+
+    #[test]
+    fn numbers_are_checked_against_their_range() {
+        let port = Kind::Port { min: 1 };
+        assert_eq!(port.check_int(0), Err(Invalid::TooSmall));
+        assert_eq!(port.check_int(1), Ok(()));
+        assert_eq!(port.check_int(65_535), Ok(()));
+        assert_eq!(port.check_int(65_536), Err(Invalid::TooLarge));
+        assert_eq!(Kind::HttpStatus.check_int(-1), Err(Invalid::TooSmall));
+        assert_eq!(Kind::HttpStatus.check_text("200"), Err(Invalid::Type));
+    }
+
+    #[test]
+    fn text_is_checked_against_its_kind() {
+        let spin = spec("cache.spin").unwrap().kind;
+        assert_eq!(spin.check_text("1ms"), Ok(()));
+        assert_eq!(spin.check_text("0s"), Ok(()));
+        assert_eq!(spin.check_text("5ms"), Err(Invalid::TooLarge));
+        let tolerance = spec("nanny.tolerance").unwrap().kind;
+        assert_eq!(tolerance.check_text("0ms"), Err(Invalid::TooSmall));
+        let max_age = spec("max_age").unwrap().kind;
+        assert_eq!(max_age.check_text("Never"), Ok(()));
+        assert!(matches!(
+            tolerance.check_text("never"),
+            Err(Invalid::Duration(_))
+        ));
+        assert_eq!(Kind::Ip.check_text("::1"), Ok(()));
+        assert_eq!(Kind::Ip.check_text("localhost"), Err(Invalid::NotAnIp));
+        let monitor = Kind::UrlPath { or_url: true };
+        assert_eq!(monitor.check_text("http://10.0.0.1/ping"), Ok(()));
+        assert_eq!(monitor.check_text("https://x"), Err(Invalid::NotAPath));
+        assert_eq!(Kind::Directory.check_text(""), Err(Invalid::Empty));
+    }
+}

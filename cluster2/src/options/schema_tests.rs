@@ -1,0 +1,253 @@
+//! The schema against what the runtime actually does: for every option, its name, its kind and
+//! its range, checked through the same resolver a user's flags go through. The schema is what
+//! `--help`, error messages and `#[cluster2::main]` say; these tests make it what is true.
+
+use std::time::Duration;
+
+use cluster2_options_schema::{Kind, OPTIONS, Spec, Takes, format_duration, parse_duration};
+use serde_json::Value;
+
+use super::resolve::{CommandLine, resolve};
+use super::{OptionValue, Options};
+use crate::error::Result;
+
+/// Resolves `key` set to `text` on the command line. The restart delays are set apart first,
+/// so that neither one's bounds are refused as a conflict with the other's default.
+fn flag(key: &str, text: &str) -> Result<Value> {
+    let mut values = Vec::new();
+    let apart = [("restart.delay", "0s"), ("restart.max_delay", "3650d")];
+    for (k, v) in apart.into_iter().chain([(key, text)]) {
+        values.push((k.to_owned(), v.to_owned(), super::cli::flag_name(k)));
+    }
+    let command_line = CommandLine {
+        values,
+        config: None,
+    };
+    let options = resolve(&[], &command_line, [])?;
+    Ok(leaf(&serde_json::to_value(options).unwrap(), key).clone())
+}
+
+/// Resolves `key` set in code, as `#[cluster2::main]` and `Builder::option` set it.
+fn code(key: &str, value: OptionValue) -> Result<Value> {
+    let options = resolve(&[(key.to_owned(), value)], &CommandLine::default(), [])?;
+    Ok(leaf(&serde_json::to_value(options).unwrap(), key).clone())
+}
+
+fn leaf<'a>(tree: &'a Value, key: &str) -> &'a Value {
+    tree.pointer(&format!("/{}", key.replace('.', "/")))
+        .unwrap_or_else(|| panic!("{key} is not in the options"))
+}
+
+fn assert_rejected(spec: &Spec, text: &str) {
+    let err = flag(spec.key, text).expect_err(&format!("{} = {text:?} accepted", spec.key));
+    let message = err.to_string();
+    assert!(
+        message.starts_with("invalid value") && message.contains(spec.expected),
+        "{} = {text:?}: {message}",
+        spec.key
+    );
+}
+
+fn leaf_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_paths(v, &path, out);
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+#[test]
+fn every_option_is_in_the_schema_and_every_schema_key_is_an_option() {
+    let mut paths = Vec::new();
+    leaf_paths(
+        &serde_json::to_value(Options::default()).unwrap(),
+        "",
+        &mut paths,
+    );
+    paths.sort();
+    let mut keys: Vec<String> = OPTIONS.iter().map(|s| s.key.to_owned()).collect();
+    keys.sort();
+    assert_eq!(paths, keys);
+}
+
+#[test]
+fn kinds_are_the_runtime_types() {
+    let defaults = serde_json::to_value(Options::default()).unwrap();
+    for spec in OPTIONS {
+        let default = leaf(&defaults, spec.key);
+        let fits = match spec.kind.takes() {
+            Takes::Bool => default.is_boolean(),
+            Takes::Int => default.is_u64(),
+            Takes::Text => default.is_string(),
+        };
+        assert!(
+            fits || (spec.optional && default.is_null()),
+            "{}: default {default} is not a {:?}",
+            spec.key,
+            spec.kind
+        );
+        assert_eq!(
+            super::value::check(spec, default),
+            Ok(()),
+            "{}: default {default} does not fit the schema",
+            spec.key
+        );
+        // Optional in the schema is `Option` in the runtime: `none` unsets it, and only it.
+        let none = flag(spec.key, "none").map(|v| v.is_null());
+        if spec.optional {
+            assert_eq!(none.ok(), Some(true), "{}", spec.key);
+        } else {
+            assert_ne!(none.ok(), Some(true), "{}", spec.key);
+        }
+        if spec.kind == Kind::Bool {
+            assert_eq!(flag(spec.key, "false").unwrap(), false, "{}", spec.key);
+            assert_eq!(flag(spec.key, "true").unwrap(), true, "{}", spec.key);
+            assert_rejected(spec, "maybe");
+        }
+    }
+}
+
+#[test]
+fn number_ranges_are_the_runtimes() {
+    for spec in OPTIONS {
+        let Some((min, max)) = spec.kind.int_range() else {
+            continue;
+        };
+        for n in [min, max] {
+            assert_eq!(flag(spec.key, &n.to_string()).unwrap(), n, "{}", spec.key);
+            let typed = OptionValue::Int(i64::try_from(n).unwrap());
+            assert_eq!(code(spec.key, typed).unwrap(), n, "{}", spec.key);
+        }
+        let below = i128::from(min) - 1;
+        let above = i128::from(max) + 1;
+        assert_rejected(spec, &below.to_string());
+        assert_rejected(spec, &above.to_string());
+        if let Ok(above) = i64::try_from(above) {
+            assert!(
+                code(spec.key, OptionValue::Int(above)).is_err(),
+                "{}",
+                spec.key
+            );
+        }
+        assert!(
+            code(spec.key, OptionValue::Int(below as i64)).is_err(),
+            "{}",
+            spec.key
+        );
+    }
+}
+
+#[test]
+fn duration_ranges_are_the_runtimes() {
+    let nanosecond = Duration::from_nanos(1);
+    for spec in OPTIONS {
+        let Some((min, max)) = spec.kind.duration_range() else {
+            continue;
+        };
+        let accepted = |d: Duration| {
+            let out = flag(spec.key, &format_duration(d))
+                .unwrap_or_else(|e| panic!("{} = {d:?}: {e}", spec.key));
+            assert_eq!(parse_duration(out.as_str().unwrap()), Ok(d), "{}", spec.key);
+        };
+        accepted(min);
+        if let Some(below) = min.checked_sub(nanosecond) {
+            assert_rejected(spec, &format_duration(below));
+        }
+        match max {
+            Some(max) => {
+                accepted(max);
+                assert_rejected(spec, &format_duration(max + nanosecond));
+            }
+            None => accepted(Duration::from_secs(365 * 86_400)),
+        }
+        let Kind::Duration { never, .. } = spec.kind else {
+            unreachable!("a duration range is a duration's")
+        };
+        if never {
+            assert_eq!(flag(spec.key, "never").unwrap(), "never", "{}", spec.key);
+        } else {
+            assert_rejected(spec, "never");
+        }
+        assert_rejected(spec, "5");
+    }
+}
+
+#[test]
+fn choices_are_the_runtimes() {
+    let defaults = serde_json::to_value(Options::default()).unwrap();
+    for spec in OPTIONS {
+        let Kind::OneOf(choices) = spec.kind else {
+            continue;
+        };
+        for choice in choices {
+            assert_eq!(flag(spec.key, choice).unwrap(), *choice, "{}", spec.key);
+        }
+        assert_rejected(spec, "none of these");
+        // The runtime's own list: serde names every variant when it meets an unknown one.
+        let mut tree = defaults.clone();
+        let slot = tree
+            .pointer_mut(&format!("/{}", spec.key.replace('.', "/")))
+            .unwrap();
+        *slot = Value::from("?");
+        let err = serde_json::from_value::<Options>(tree)
+            .unwrap_err()
+            .to_string();
+        let listed = err.split_once("expected").map_or("", |(_, list)| list);
+        let variants: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        assert_eq!(variants, *choices, "{}: {err}", spec.key);
+    }
+}
+
+#[test]
+fn text_kinds_are_checked_by_the_runtime() {
+    for spec in OPTIONS {
+        let (good, bad): (&[&str], &[&str]) = match spec.kind {
+            Kind::Ip => (&["127.0.0.1", "::1"], &["localhost", ""]),
+            Kind::UrlPath { or_url: false } => (&["/health"], &["health", "http://x/"]),
+            Kind::UrlPath { or_url: true } => (&["/", "http://10.0.0.1/ping"], &["https://x/"]),
+            Kind::Directory => (&["/run/app"], &[""][..usize::from(!spec.optional)]),
+            Kind::Text if spec.key == "log.level" => (&["warn,my_app=debug"], &["[nope"]),
+            _ => continue,
+        };
+        for text in good {
+            assert_eq!(flag(spec.key, text).unwrap(), *text, "{}", spec.key);
+        }
+        for text in bad {
+            assert_rejected(spec, text);
+        }
+    }
+}
+
+/// The README's option table is the one users read first; it must list every option.
+#[test]
+fn the_readme_lists_every_option() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let section = readme
+        .split("\n## Options\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has an Options section");
+    let mut listed: Vec<&str> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .flat_map(|row| {
+            let first_cell = row.split(" |").next().unwrap_or_default();
+            first_cell.split('`').step_by(2)
+        })
+        .map(|key| key.trim_matches([',', ' ']))
+        .filter(|key| !key.is_empty())
+        .collect();
+    listed.sort_unstable();
+    let mut keys: Vec<&str> = OPTIONS.iter().map(|s| s.key).collect();
+    keys.sort_unstable();
+    assert_eq!(listed, keys);
+}
