@@ -130,6 +130,11 @@ impl Ecv {
         }
     }
 
+    /// The options this ECV was built with.
+    pub(crate) fn options(&self) -> &EcvOptions {
+        &self.inner.options
+    }
+
     pub(crate) fn mode_is_monitor(&self) -> bool {
         self.inner.options.mode == EcvMode::Monitor
     }

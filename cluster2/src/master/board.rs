@@ -5,9 +5,10 @@
 //! The supervisor is the only writer (through the `pub(super)` methods); readers get copies
 //! through typed methods and never see a lock. Nothing here decides anything.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -105,6 +106,41 @@ pub(crate) struct QueuedReplacement {
     pub(crate) tries: u32,
 }
 
+/// How far back the history of each worker's figures goes (the debug page's charts).
+pub(crate) const HISTORY_SPAN: Duration = Duration::from_secs(600);
+/// The most samples kept per worker, whatever the heartbeat interval: a bound on memory.
+const HISTORY_SAMPLES: usize = 1200;
+
+/// One heartbeat's figures, as charted.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub(crate) struct Sample {
+    pub(crate) at_unix_secs: f64,
+    pub(crate) requests_per_second: f64,
+    pub(crate) cpu_percent: f64,
+    pub(crate) memory_bytes: u64,
+    pub(crate) open_connections: u64,
+    pub(crate) event_loop_lag_secs: f64,
+}
+
+impl Sample {
+    pub(crate) fn of(beat: &Heartbeat) -> Self {
+        Self {
+            at_unix_secs: unix_now(),
+            requests_per_second: beat.tps,
+            cpu_percent: beat.cpu,
+            memory_bytes: beat.memory,
+            open_connections: beat.open_connections,
+            event_loop_lag_secs: beat.event_loop_lag.as_secs_f64(),
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// The workers and the death queue at one moment.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
@@ -120,6 +156,8 @@ pub(crate) struct Board {
     /// An initial worker failed its warm-up.
     warm_up_failed: RwLock<bool>,
     totals: Mutex<Totals>,
+    /// The last [`HISTORY_SPAN`] of each live worker's heartbeats, by pid.
+    history: Mutex<BTreeMap<u32, VecDeque<Sample>>>,
 }
 
 impl Board {
@@ -189,11 +227,72 @@ impl Board {
         totals.panics += panics;
     }
 
+    /// Every live worker's recent figures, oldest first.
+    pub(crate) fn history(&self) -> BTreeMap<u32, Vec<Sample>> {
+        let history = self.history.lock().expect("board lock");
+        history
+            .iter()
+            .map(|(pid, samples)| (*pid, samples.iter().copied().collect()))
+            .collect()
+    }
+
+    /// Records a heartbeat's figures, forgetting what is older than the span.
+    pub(super) fn record(&self, pid: u32, sample: Sample) {
+        let mut history = self.history.lock().expect("board lock");
+        let samples = history.entry(pid).or_default();
+        let oldest = sample.at_unix_secs - HISTORY_SPAN.as_secs_f64();
+        while samples
+            .front()
+            .is_some_and(|s| s.at_unix_secs < oldest || samples.len() >= HISTORY_SAMPLES)
+        {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+    }
+
+    /// Forgets a worker that is gone.
+    pub(super) fn forget(&self, pid: u32) {
+        self.history.lock().expect("board lock").remove(&pid);
+    }
+
     pub(super) fn count_restart(&self) {
         self.totals.lock().expect("board lock").restarts += 1;
     }
 
     pub(super) fn count_replacement(&self) {
         self.totals.lock().expect("board lock").replacements += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at: f64) -> Sample {
+        Sample {
+            at_unix_secs: at,
+            requests_per_second: 1.0,
+            cpu_percent: 0.0,
+            memory_bytes: 0,
+            open_connections: 0,
+            event_loop_lag_secs: 0.0,
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_span_and_a_bounded_count() {
+        let board = Board::default();
+        let span = HISTORY_SPAN.as_secs_f64();
+        board.record(7, sample(1000.0));
+        board.record(7, sample(1000.0 + span / 2.0));
+        board.record(7, sample(1000.0 + span + 1.0));
+        // The first sample is older than the span at the third.
+        assert_eq!(board.history()[&7].len(), 2);
+        for i in 0..HISTORY_SAMPLES * 2 {
+            board.record(8, sample(5000.0 + i as f64 * 0.001));
+        }
+        assert_eq!(board.history()[&8].len(), HISTORY_SAMPLES);
+        board.forget(7);
+        assert!(!board.history().contains_key(&7));
     }
 }

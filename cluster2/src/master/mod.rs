@@ -17,7 +17,7 @@ pub(crate) mod stop;
 mod supervisor;
 mod workers;
 
-pub(crate) use board::{Board, WorkerState};
+pub(crate) use board::{Board, Sample, WorkerState, unix_now};
 pub use control::{pause, replace, resume, rolling_restart};
 
 use std::net::{SocketAddr, TcpListener};
@@ -150,6 +150,7 @@ async fn master(
         board: board.clone(),
         ecv: ecv.clone(),
         dependencies: parts.dependencies(),
+        refresh: options.heartbeat_interval,
     };
     let monitor_task = crate::monitor::serve(
         monitor,

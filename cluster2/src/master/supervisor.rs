@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::board::{Board, Phase, WorkerState};
+use super::board::{Board, Phase, Sample, WorkerState};
 use super::cache_manager::CacheManager;
 use super::children;
 use super::control::Control;
@@ -440,6 +440,7 @@ impl Supervisor {
         } else {
             None
         };
+        self.board.record(pid, Sample::of(&beat));
         proc.heartbeat = Some((beat, Instant::now()));
         if let Some(reason) = verdict {
             self.enqueue(Entry {
@@ -466,6 +467,7 @@ impl Supervisor {
         crate::status::forget_worker(pid);
         self.pid_files.remove_worker(pid);
         self.should_kill.forget(pid);
+        self.board.forget(pid);
         self.board.retire(
             proc.heartbeat.as_ref().map(|(beat, _)| beat),
             proc.errors,

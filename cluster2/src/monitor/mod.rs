@@ -3,6 +3,7 @@
 //! adds. It reads the master's board and journal and never changes them; changes go through
 //! the operator controls (`crate::master::pause` …), like any code in the master.
 
+mod dashboard;
 pub(crate) mod deps;
 mod events;
 mod metrics;
@@ -32,6 +33,8 @@ pub(crate) struct Monitor {
     pub(crate) board: Arc<Board>,
     pub(crate) ecv: Ecv,
     pub(crate) dependencies: deps::Dependencies,
+    /// How often the debug page's state is refreshed: the heartbeat interval.
+    pub(crate) refresh: std::time::Duration,
 }
 
 pub(crate) fn router(monitor: Monitor) -> Router {
@@ -39,7 +42,9 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         board,
         ecv,
         dependencies,
+        refresh,
     } = monitor;
+    let dashboard = dashboard::Dashboard::new(board.clone(), ecv.clone(), refresh);
     let workers_board = board.clone();
     let metrics_board = board.clone();
     let metrics_ecv = ecv.clone();
@@ -53,6 +58,10 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         .route("/statuses/{name}", get(get_status).post(set_status))
         .route("/deps", get(move || deps::serve(dependencies.clone())))
         .route("/caches", get(caches))
+        .route("/debug", get(dashboard::page))
+        .route("/debug/assets/page.js", get(dashboard::script))
+        .route("/debug/assets/page.css", get(dashboard::style))
+        .route("/debug/stream", get(move || dashboard.clone().stream()))
         .route("/events", get(events::stream))
         .route("/events/recent", get(events::recent))
         .route(
@@ -67,7 +76,7 @@ async fn index(deps: deps::Dependencies) -> Json<Value> {
         "name": deps.name,
         "version": deps.version,
         "pid": std::process::id(),
-        "routes": ["/workers", "/statuses", "/statuses/{name}", "/caches", "/deps", "/metrics", "/events", "/events/recent", "ECV (see --ecv.root)"],
+        "routes": ["/workers", "/statuses", "/statuses/{name}", "/caches", "/deps", "/metrics", "/events", "/events/recent", "/debug", "ECV (see --ecv.root)"],
     }))
 }
 

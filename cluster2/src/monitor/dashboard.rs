@@ -1,0 +1,240 @@
+//! The debug page (`GET /debug`, its script and styles) and its live feed
+//! (`GET /debug/stream`, server-sent events).
+//!
+//! The feed sends, first, every live worker's recent history (`history`: the board's last ten
+//! minutes of heartbeats) and then, once per heartbeat interval, the whole state of the
+//! cluster (`state`: workers, totals, ECV, death queue, caches, statuses). One task computes
+//! the state for every open page and only while at least one is open, so a page costs the
+//! master nothing when nobody looks and the same whether one or ten are open. Lifecycle
+//! events have their own stream (`/events`), which the page opens beside this one.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::http::header;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::ecv::Ecv;
+use crate::master::Board;
+
+const PAGE: &str = include_str!("debug_page/page.html");
+const SCRIPT: &str = include_str!("debug_page/page.js");
+const STYLE: &str = include_str!("debug_page/page.css");
+
+/// How long the feed waits for the cache manager's and the workers' figures before it sends
+/// the state without them.
+const GATHER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The page's answers, with headers that keep it to itself: its own script and styles only,
+/// never framed, nothing cached.
+pub(super) async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+                 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+pub(super) async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+pub(super) async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+/// The state of the cluster for every open page, computed by one task.
+#[derive(Clone)]
+pub(super) struct Dashboard {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    board: Arc<Board>,
+    ecv: Ecv,
+    interval: Duration,
+    latest: watch::Sender<Option<Arc<str>>>,
+    /// Whether the task that computes the state runs.
+    ticking: AtomicBool,
+}
+
+impl Dashboard {
+    pub(super) fn new(board: Arc<Board>, ecv: Ecv, interval: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                board,
+                ecv,
+                interval,
+                latest: watch::Sender::new(None),
+                ticking: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A receiver of the state; starts the computing task if none runs.
+    fn subscribe(&self) -> watch::Receiver<Option<Arc<str>>> {
+        // Subscribe first: the task stops only when it sees no receiver.
+        let receiver = self.inner.latest.subscribe();
+        if !self.inner.ticking.swap(true, Ordering::SeqCst) {
+            tokio::spawn(tick(self.inner.clone()));
+        }
+        receiver
+    }
+
+    pub(super) async fn stream(self) -> Response {
+        let history =
+            serde_json::to_string(&self.inner.board.history()).expect("samples serialize to JSON");
+        let mut receiver = self.subscribe();
+        // A page that opens between two ticks gets the latest state at once.
+        receiver.mark_changed();
+        let first = SseEvent::default().event("history").data(history);
+        let states = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                receiver.changed().await.ok()?;
+                // `None` until the first tick has computed a state.
+                let state = receiver.borrow_and_update().clone();
+                if let Some(state) = state {
+                    let event = SseEvent::default().event("state").data(&*state);
+                    return Some((event, receiver));
+                }
+            }
+        });
+        let events = futures_util::StreamExt::map(
+            futures_util::StreamExt::chain(futures_util::stream::iter([first]), states),
+            Ok::<_, Infallible>,
+        );
+        Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response()
+    }
+}
+
+/// Computes and sends the state once per interval while any page listens.
+async fn tick(inner: Arc<Inner>) {
+    loop {
+        if inner.latest.receiver_count() == 0 {
+            inner.ticking.store(false, Ordering::SeqCst);
+            // A page that subscribed between the count and the store found the flag still set
+            // and started no task: take the work back.
+            if inner.latest.receiver_count() == 0 || inner.ticking.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
+        let state = state(&inner).await.to_string();
+        inner.latest.send_replace(Some(state.into()));
+        tokio::time::sleep(inner.interval).await;
+    }
+}
+
+/// Everything the page shows besides the history and the timeline.
+async fn state(inner: &Inner) -> Value {
+    let snapshot = inner.board.snapshot();
+    let totals = inner.board.totals();
+    let workers: Vec<Value> = snapshot
+        .workers
+        .iter()
+        .map(|w| {
+            let beat = w.heartbeat.as_ref();
+            json!({
+                "id": w.id,
+                "pid": w.pid,
+                "state": w.state,
+                "uptime_secs": w.spawned_at.elapsed().as_secs_f64(),
+                "restarts": w.restarts,
+                "crash_streak": w.crash_streak,
+                "successor_of": w.successor_of,
+                "errors": w.errors,
+                "panics": w.panics,
+                "heartbeat_age_secs": beat.map(|(_, at)| at.elapsed().as_secs_f64()),
+                "requests": beat.map(|(b, _)| b.total_transactions),
+                "sample": beat.map(|(b, at)| {
+                    let mut sample = crate::master::Sample::of(b);
+                    sample.at_unix_secs -= at.elapsed().as_secs_f64();
+                    sample
+                }),
+            })
+        })
+        .collect();
+    let live_requests: u64 = snapshot
+        .workers
+        .iter()
+        .filter_map(|w| w.heartbeat.as_ref().map(|(b, _)| b.total_transactions))
+        .sum();
+    let requests_per_second: f64 = snapshot
+        .workers
+        .iter()
+        .filter_map(|w| w.heartbeat.as_ref().map(|(b, _)| b.tps))
+        .sum();
+    let ecv = match tokio::time::timeout(GATHER_TIMEOUT * 4, inner.ecv.check()).await {
+        Ok(Ok(())) => json!({ "up": true, "reason": null }),
+        Ok(Err(reason)) => json!({ "up": false, "reason": reason }),
+        Err(_) => json!({ "up": false, "reason": "the ECV check did not answer in time" }),
+    };
+    let caches = match tokio::time::timeout(GATHER_TIMEOUT, crate::cache::manager_stats()).await {
+        Ok(Ok(all)) => json!({ "namespaces": all }),
+        Ok(Err(e)) => json!({ "error": e.to_string() }),
+        Err(_) => json!({ "error": "the cache manager did not answer in time" }),
+    };
+    json!({
+        "at_unix_secs": crate::master::unix_now(),
+        "pid": std::process::id(),
+        "phase": format!("{:?}", inner.board.phase()).to_lowercase(),
+        "ecv": ecv,
+        "ecv_paths": {
+            "mark_up": inner.ecv.options().mark_up,
+            "mark_down": inner.ecv.options().mark_down,
+        },
+        "workers": workers,
+        "death_queue": snapshot.death_queue,
+        "totals": {
+            "requests": totals.requests + live_requests,
+            "requests_per_second": requests_per_second,
+            "restarts": totals.restarts,
+            "replacements": totals.replacements,
+        },
+        "caches": caches,
+        "statuses": statuses().await,
+    })
+}
+
+/// Every status across the cluster, each bounded in time.
+async fn statuses() -> Value {
+    let mut all = serde_json::Map::new();
+    for name in crate::status::statuses() {
+        let entries = match crate::status::query(&name, None, GATHER_TIMEOUT).await {
+            Ok(entries) => json!(entries),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        all.insert(name, entries);
+    }
+    Value::Object(all)
+}
