@@ -174,6 +174,9 @@ fn text_message(key: &str, kind: Kind, text: &str, invalid: &Invalid) -> String 
             };
             format!("`{key}` must be an IP address{hint}")
         }
+        (Kind::LogFilter, Invalid::LogFilter(e)) => {
+            format!("`{key}` must be a log filter like \"info\" or \"warn,my_app=debug\": {e}")
+        }
         (Kind::Directory, _) => {
             format!(
                 "`{key}` must name a directory: {}",
@@ -270,6 +273,11 @@ mod tests {
         assert_eq!(
             check("cache.spin", q!("5ms")).unwrap_err(),
             "`cache.spin` must be from 0s to 1ms"
+        );
+        assert_eq!(
+            check("log.level", q!("infoo")).unwrap_err(),
+            "`log.level` must be a log filter like \"info\" or \"warn,my_app=debug\": \
+             `infoo` is not a level; did you mean `info`?"
         );
     }
 

@@ -145,9 +145,9 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "log.level",
-        Kind::Text,
-        "a log filter like info or warn,my_app=debug",
-        "log filter for every process (RUST_LOG syntax)",
+        Kind::LogFilter,
+        "a log filter like info or warn,my_app=debug: a level or target=level, comma-separated",
+        "log filter for every process, like info or warn,my_app=debug",
     ),
     option(
         "ecv.mode",

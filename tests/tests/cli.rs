@@ -165,6 +165,31 @@ fn bad_values_name_the_flag_and_what_is_valid() {
     }
 }
 
+/// tracing reads a word that is not a level as a target to log at every level: `verbose` or
+/// `infoo` would be a filter that matches nothing, and the cluster would print nothing at all.
+#[test]
+fn log_filters_that_match_nothing_are_refused() {
+    const EXPECTED: &str = "expected a log filter like info or warn,my_app=debug: a level or \
+                            target=level, comma-separated";
+    assert_eq!(
+        usage_error(&["--log.level=verbose"], &[]),
+        format!(
+            "error: invalid value `verbose` for --log.level: {EXPECTED}; `verbose` is not a \
+             level (off, error, warn, info, debug, trace); to filter a target, give it a \
+             level: `verbose=debug`"
+        )
+    );
+    assert_eq!(
+        usage_error(&[], &[("CLUSTER2_LOG__LEVEL", "warn,my_app=infoo")]),
+        format!(
+            "error: invalid value `warn,my_app=infoo` for CLUSTER2_LOG__LEVEL: {EXPECTED}; in \
+             `my_app=infoo`, `infoo` is not a level; did you mean `info`?"
+        )
+    );
+    let o = check(&["--log.level=warn,my_app::db=DEBUG,hyper=off"], &[]);
+    assert_eq!(o["log"]["level"], "warn,my_app::db=DEBUG,hyper=off");
+}
+
 #[test]
 fn conflicting_ports_are_refused_naming_both_sources() {
     let line = usage_error(&["--port=7100"], &[("CLUSTER2_MON_PORT", "7100")]);

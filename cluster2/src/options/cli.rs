@@ -158,6 +158,7 @@ fn value_name(kind: Kind) -> String {
         Kind::UrlPath { .. } => "PATH".to_owned(),
         Kind::Directory => "DIR".to_owned(),
         Kind::Text => "TEXT".to_owned(),
+        Kind::LogFilter => "FILTER".to_owned(),
     }
 }
 

@@ -348,7 +348,8 @@ impl Options {
                 "conflict: the ECV and its controls need different paths".to_owned(),
             ));
         }
-        // What only tracing knows: the grammar of span filters (`app[request]=debug`).
+        // The schema checks levels and targets; span filters (`app[request]=debug`) have a
+        // grammar only tracing knows.
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             let expected = cluster2_options_schema::spec("log.level").map_or("", |s| s.expected);
             return Err(Problem::value(

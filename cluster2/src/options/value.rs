@@ -52,6 +52,7 @@ pub(crate) fn check(spec: &Spec, value: &Value) -> Result<(), Invalid> {
 /// What follows "expected …" when the reason is more precise than the option's `expected`.
 pub(crate) fn detail(invalid: &Invalid) -> Option<String> {
     match invalid {
+        Invalid::LogFilter(e) => Some(e.to_string()),
         Invalid::Duration(e @ (DurationError::NoUnit(_) | DurationError::UnknownUnit(_))) => {
             Some(e.to_string())
         }
