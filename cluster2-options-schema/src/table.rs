@@ -147,7 +147,8 @@ pub static OPTIONS: &[Spec] = &[
         "log.level",
         Kind::LogFilter,
         "a log filter like info or warn,my_app=debug: a level or target=level, comma-separated",
-        "log filter for every process, like info or warn,my_app=debug",
+        "log filter for every process, like info or warn,my_app=debug; RUST_LOG sets it too, \
+         over #[cluster2::main] and under the config file",
     ),
     option(
         "ecv.mode",

@@ -8,6 +8,8 @@ const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     Command::new(APP)
         .args(args)
+        // It sets `log.level`; the tests' own shell must not.
+        .env_remove("RUST_LOG")
         .envs(envs.iter().copied())
         .output()
         .expect("run the fixture")
@@ -188,6 +190,26 @@ fn log_filters_that_match_nothing_are_refused() {
     );
     let o = check(&["--log.level=warn,my_app::db=DEBUG,hyper=off"], &[]);
     assert_eq!(o["log"]["level"], "warn,my_app::db=DEBUG,hyper=off");
+}
+
+#[test]
+fn rust_log_sets_the_log_level_under_the_config_file() {
+    assert_eq!(check(&[], &[])["log"]["level"], "info");
+    let rust_log = ("RUST_LOG", "warn,my_app=debug");
+    assert_eq!(check(&[], &[rust_log])["log"]["level"], "warn,my_app=debug");
+    let file = TempFile::new("log.toml", "[log]\nlevel = \"error\"\n");
+    assert_eq!(check(&[&file.arg()], &[rust_log])["log"]["level"], "error");
+    let specific = ("CLUSTER2_LOG__LEVEL", "trace");
+    let o = check(&[&file.arg()], &[rust_log, specific]);
+    assert_eq!(o["log"]["level"], "trace");
+    let o = check(&[&file.arg(), "--log.level=off"], &[rust_log, specific]);
+    assert_eq!(o["log"]["level"], "off");
+
+    let line = usage_error(&[], &[("RUST_LOG", "verbose")]);
+    assert!(
+        line.starts_with("error: invalid value `verbose` for RUST_LOG: expected a log filter"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -87,7 +87,8 @@ fn build(name: &str, version: &str) -> clap::Command {
         .after_help(
             "Every option can also be set in the config file (--config), as an environment \
              variable (CLUSTER2_PORT, CLUSTER2_RESTART__DELAY) or in #[cluster2::main(...)]; \
-             the command line wins over the environment, which wins over the file.",
+             the command line wins over the environment, which wins over the file, which wins \
+             over RUST_LOG (for --log.level), which wins over #[cluster2::main(...)].",
         )
         .args_override_self(true)
         .disable_help_subcommand(true)

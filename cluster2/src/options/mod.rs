@@ -2,11 +2,12 @@
 //! What each option is (its kind, range, help) is the shared schema, `cluster2-options-schema`;
 //! this module holds the typed result of reading it.
 //!
-//! Options come from five layers, each overriding the one before:
+//! Options come from these layers, each overriding the one before:
 //! built-in defaults < `#[cluster2::main(...)]` (or [`Builder::option`](crate::Builder::option))
-//! < config file (`--config FILE.toml`) < environment (`CLUSTER2_PORT`, `CLUSTER2_CACHE__ENABLE`)
-//! < command line (`--port=8080`, `--cache.enable=false`). The master resolves them once and
-//! sends the result to every worker, so master and workers can never disagree.
+//! < `RUST_LOG` (for `log.level` only) < config file (`--config FILE.toml`) < environment
+//! (`CLUSTER2_PORT`, `CLUSTER2_CACHE__ENABLE`) < command line (`--port=8080`,
+//! `--cache.enable=false`). The master resolves them once and sends the result to every
+//! worker, so master and workers can never disagree.
 
 mod cli;
 mod duration;

@@ -92,12 +92,22 @@ pub(crate) struct CommandLine {
     pub(crate) config: Option<std::path::PathBuf>,
 }
 
+/// The variable most Rust programs take their log filter from. It sets `log.level` over the
+/// code's own choice, since it is how a developer asks any Rust program for more or less
+/// output; and under the config file and `CLUSTER2_LOG__LEVEL`, since it is often set once for
+/// a whole shell, while those two are set for this application.
+const RUST_LOG: &str = "RUST_LOG";
+
 /// Resolves every layer into validated options.
+///
+/// Lowest first: built-in defaults, `code`, `RUST_LOG` (for `log.level`), the config file,
+/// `CLUSTER2_*` variables, the command line.
 pub(crate) fn resolve(
     code: &[(String, OptionValue)],
     command_line: &CommandLine,
     env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Options> {
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
     let mut assignments: Vec<Assignment> = code
         .iter()
         .map(|(key, value)| Assignment {
@@ -106,6 +116,7 @@ pub(crate) fn resolve(
             source: Source::Code,
         })
         .collect();
+    assignments.extend(rust_log(&env)?);
     if let Some(path) = &command_line.config {
         assignments.extend(file_layer(path)?);
     }
@@ -281,25 +292,44 @@ pub(crate) fn env_name(key: &str) -> String {
     )
 }
 
-fn env_layer(env: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Vec<Assignment>> {
+fn env_layer(env: Vec<(OsString, OsString)>) -> Result<Vec<Assignment>> {
     let mut out = Vec::new();
     for (name, value) in env {
         let Some(name) = name.to_str() else { continue };
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        let value = value.into_string().map_err(|_| {
-            Error::config(format!("environment variable {name} is not valid UTF-8"))
-        })?;
         out.push(Assignment {
             key: rest.to_ascii_lowercase().replace("__", "."),
-            value: Raw::Text(value),
+            value: Raw::Text(utf8(name, value)?),
             source: Source::Env(name.to_owned()),
         });
     }
     // The environment has no order of its own; sort so that errors are reproducible.
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+/// `RUST_LOG`, unless unset or empty (`RUST_LOG= app` is a common way to unset it).
+fn rust_log(env: &[(OsString, OsString)]) -> Result<Option<Assignment>> {
+    let Some((_, value)) = env.iter().find(|(name, _)| name == RUST_LOG) else {
+        return Ok(None);
+    };
+    let value = utf8(RUST_LOG, value.clone())?;
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Assignment {
+        key: "log.level".to_owned(),
+        value: Raw::Text(value),
+        source: Source::Env(RUST_LOG.to_owned()),
+    }))
+}
+
+fn utf8(name: &str, value: OsString) -> Result<String> {
+    value
+        .into_string()
+        .map_err(|_| Error::config(format!("environment variable {name} is not valid UTF-8")))
 }
 
 fn file_layer(path: &Path) -> Result<Vec<Assignment>> {
@@ -391,6 +421,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.port, 3000);
+    }
+
+    #[test]
+    fn rust_log_sits_between_the_code_and_the_config_file() {
+        let level = |command_line: &CommandLine, vars: &[(&str, &str)]| {
+            let code = [("log.level".to_owned(), OptionValue::from("warn"))];
+            resolve(&code, command_line, env(vars)).map(|o| o.log.level)
+        };
+        assert_eq!(level(&flags(&[]), &[]).unwrap(), "warn");
+        assert_eq!(
+            level(&flags(&[]), &[("RUST_LOG", "debug")]).unwrap(),
+            "debug"
+        );
+        // `RUST_LOG= app` unsets it.
+        assert_eq!(level(&flags(&[]), &[("RUST_LOG", " ")]).unwrap(), "warn");
+
+        let path =
+            std::env::temp_dir().join(format!("cluster2-rust-log-{}.toml", std::process::id()));
+        std::fs::write(&path, "[log]\nlevel = \"error\"\n").unwrap();
+        let file = |pairs: &[(&str, &str)]| CommandLine {
+            config: Some(path.clone()),
+            ..flags(pairs)
+        };
+        let rust_log = ("RUST_LOG", "debug");
+        assert_eq!(level(&file(&[]), &[rust_log]).unwrap(), "error");
+        let specific = ("CLUSTER2_LOG__LEVEL", "trace");
+        assert_eq!(level(&file(&[]), &[rust_log, specific]).unwrap(), "trace");
+        let flag = [("log.level", "off")];
+        assert_eq!(level(&file(&flag), &[rust_log, specific]).unwrap(), "off");
+        std::fs::remove_file(&path).unwrap();
+
+        let err = level(&flags(&[]), &[("RUST_LOG", "verbose")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid value `verbose` for RUST_LOG: expected a log filter"),
+            "{err}"
+        );
+        // Only the value in force is checked: a layer above can override a stray RUST_LOG.
+        let over = flags(&[("log.level", "info")]);
+        assert_eq!(level(&over, &[("RUST_LOG", "verbose")]).unwrap(), "info");
     }
 
     #[test]
