@@ -86,7 +86,7 @@ pub static OPTIONS: &[Spec] = &[
         "workers",
         Kind::Count { min: 1, max: I64 },
         "a whole number of at least 1",
-        "number of worker processes (default: the number of CPUs)",
+        "number of worker processes (built in: one per CPU)",
     ),
     option(
         "threads",

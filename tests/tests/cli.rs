@@ -304,6 +304,56 @@ fn help_lists_every_option_with_its_default_and_version_names_the_app() {
     assert!(version.starts_with("cluster2-tests 0.0.0"), "{version}");
 }
 
+/// The fixture's `#[cluster2::main(port = 7001, workers = 2, stop_timeout = "10s")]` is what
+/// it runs with, so `--help` must show those, and every default it shows must be what `--check`
+/// resolves with nothing else given.
+#[test]
+fn help_shows_the_defaults_this_binary_runs_with() {
+    let out = run(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let resolved = check(&[], &[]);
+    let mut seen = 0;
+    for line in help.lines() {
+        let line = line.trim_start();
+        let Some(flag) = line
+            .split_whitespace()
+            .next()
+            .filter(|f| f.starts_with("--"))
+        else {
+            continue;
+        };
+        let Some((_, default)) = line.rsplit_once("[default: ") else {
+            continue;
+        };
+        let default = default.trim_end_matches(']');
+        let key = flag.trim_start_matches("--").replace('-', "_");
+        let pointer = format!("/{}", key.replace('.', "/"));
+        let value = resolved
+            .pointer(&pointer)
+            .unwrap_or_else(|| panic!("{key}"));
+        let shown = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "unset".to_owned(),
+            other => other.to_string(),
+        };
+        assert_eq!(default, shown, "{flag} in --help:\n{help}");
+        seen += 1;
+    }
+    assert_eq!(seen, cluster2_macros_keys().len(), "{help}");
+    for (flag, default) in [
+        ("--port", "7001"),
+        ("--workers", "2"),
+        ("--stop-timeout", "10s"),
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.contains(&format!("{flag} <")))
+            .unwrap();
+        assert!(line.ends_with(&format!("[default: {default}]")), "{line}");
+    }
+}
+
 #[test]
 fn the_macro_options_match_the_runtime_options() {
     let mut from_macro: Vec<&str> = cluster2_macros_keys().to_vec();

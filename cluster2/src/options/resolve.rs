@@ -131,6 +131,26 @@ pub(crate) fn resolve(
     merge(assignments)
 }
 
+/// The options as this binary's code sets them (`#[cluster2::main]` or `Builder::option` over
+/// the built-in defaults), for `--help` to show what the binary will use. A value that does not
+/// check out is left at its built-in default here: running the binary reports it.
+pub(crate) fn code_defaults(code: &[(String, OptionValue)]) -> Value {
+    let mut tree = defaults();
+    for (key, value) in code {
+        let Some(spec) = schema::spec(key) else {
+            continue;
+        };
+        let value = match raw(value) {
+            Raw::Typed(v) => v,
+            Raw::Text(t) => value::coerce(&t, spec),
+        };
+        if value::check(spec, &value).is_ok() {
+            *lookup_mut(&mut tree, key).expect("schema keys are options") = value;
+        }
+    }
+    tree
+}
+
 fn raw(value: &OptionValue) -> Raw {
     match value {
         OptionValue::Bool(b) => Raw::Typed(Value::Bool(*b)),
@@ -139,7 +159,7 @@ fn raw(value: &OptionValue) -> Raw {
     }
 }
 
-pub(crate) fn defaults() -> Value {
+fn defaults() -> Value {
     serde_json::to_value(Options::default()).expect("options serialize to JSON")
 }
 
