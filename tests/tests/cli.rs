@@ -252,6 +252,24 @@ fn environment_and_file_errors_name_their_source() {
         "{line}"
     );
 
+    // A number in quotes looks right until one is told it is a string.
+    let file = TempFile::new("quoted.toml", "port = \"9400\"\n");
+    assert_eq!(
+        usage_error(&[&file.arg()], &[]),
+        format!(
+            "error: invalid value `9400` for `port` in config file {}: expected a port number \
+             (0-65535), got the string \"9400\"",
+            file.0.display()
+        )
+    );
+    let file = TempFile::new("duration.toml", "stop_timeout = 30\n");
+    let line = usage_error(&[&file.arg()], &[]);
+    assert!(
+        line.contains("for `stop_timeout` in config file")
+            && line.ends_with("expected a duration like 500ms, 5s or 3d, got the number 30"),
+        "{line}"
+    );
+
     let file = TempFile::new("broken.toml", "port = \n");
     let line = usage_error(&[&file.arg()], &[]);
     assert!(line.contains("is not valid TOML"), "{line}");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
-use cluster2_options_schema::{self as schema, OPTIONS};
+use cluster2_options_schema::{self as schema, Invalid, OPTIONS};
 use serde_json::Value;
 
 use super::{Options, value};
@@ -163,10 +163,12 @@ fn defaults() -> Value {
     serde_json::to_value(Options::default()).expect("options serialize to JSON")
 }
 
-/// What was given for one key: its source, and the text to quote.
+/// What was given for one key: its source, the text to quote, and whether it came typed (so
+/// that a wrong type is worth naming).
 struct Given {
     source: Source,
     text: String,
+    typed: bool,
 }
 
 fn merge(assignments: Vec<Assignment>) -> Result<Options> {
@@ -185,18 +187,25 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
             }
             return Err(unknown(&key, &source));
         };
-        let (value, text) = match value {
+        let (value, text, typed) = match value {
             Raw::Typed(v) => {
                 let text = match &v {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                (v, text)
+                (v, text, true)
             }
-            Raw::Text(t) => (value::coerce(&t, spec), t),
+            Raw::Text(t) => (value::coerce(&t, spec), t, false),
         };
         *lookup_mut(&mut tree, &key).expect("schema keys are options") = value;
-        provenance.insert(key, Given { source, text });
+        provenance.insert(
+            key,
+            Given {
+                source,
+                text,
+                typed,
+            },
+        );
     }
 
     let label = |key: &str| match provenance.get(key) {
@@ -213,9 +222,16 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
     for spec in OPTIONS {
         let value = lookup(&tree, spec.key).expect("schema keys are options");
         if let Err(invalid) = value::check(spec, value) {
+            // A config file or the code gave a value of another type: `port = "9400"` looks
+            // like a port until one is told it is a string.
+            let typed = provenance.get(spec.key).is_some_and(|given| given.typed);
+            let got = match invalid {
+                Invalid::Type if typed => format!(", got {}", value::describe(value)),
+                _ => String::new(),
+            };
             let detail = value::detail(&invalid).map_or(String::new(), |d| format!("; {d}"));
             return Err(Error::config(format!(
-                "invalid value{} for {}: expected {}{detail}",
+                "invalid value{} for {}: expected {}{got}{detail}",
                 quoted(spec.key),
                 label(spec.key),
                 spec.expected
@@ -515,6 +531,20 @@ mod tests {
                 .starts_with("--restart is a group of options"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_named() {
+        let code = [("host".to_owned(), OptionValue::Int(127))];
+        let err = resolve(&code, &flags(&[]), env(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value `127` for `host` in #[cluster2::main]: expected an IP address, got \
+             the number 127"
+        );
+        // Text from flags and variables has no type of its own to name.
+        let err = resolve(&[], &flags(&[("port", "high")]), env(&[])).unwrap_err();
+        assert!(!err.to_string().contains("got"), "{err}");
     }
 
     #[test]

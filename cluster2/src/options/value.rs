@@ -60,6 +60,18 @@ pub(crate) fn detail(invalid: &Invalid) -> Option<String> {
     }
 }
 
+/// A typed value as a user would name it: `the string "9400"`, `the number 2.5`.
+pub(crate) fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing".to_owned(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Object(_) => "a table".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +101,8 @@ mod tests {
         let port = spec("port").unwrap();
         assert_eq!(check(port, &json!("9400")), Err(Invalid::Type));
         assert_eq!(check(port, &json!(9400.5)), Err(Invalid::Type));
+        assert_eq!(describe(&json!("9400")), "the string \"9400\"");
+        assert_eq!(describe(&json!(2.5)), "the number 2.5");
+        assert_eq!(describe(&json!(["a"])), "a list");
     }
 }
