@@ -26,6 +26,7 @@ pub(crate) fn describe(kind: Kind) -> &'static str {
         Kind::Ip => "an IP address in a string",
         Kind::Duration { never: false, .. } => "a duration string",
         Kind::Duration { never: true, .. } => "a duration string or \"never\"",
+        Kind::LogFilter => "a log filter in a string",
     }
 }
 
@@ -49,6 +50,7 @@ pub(crate) fn sample(kind: Kind) -> String {
         Kind::Duration { never: false, .. } => "\"5s\"".to_owned(),
         Kind::Duration { never: true, .. } => "\"3d\"".to_owned(),
         Kind::OneOf(choices) => format!("\"{}\"", choices[0]),
+        Kind::LogFilter => "\"info\"".to_owned(),
     }
 }
 

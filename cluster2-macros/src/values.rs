@@ -91,9 +91,16 @@ pub(crate) fn check_value(key: &str, kind: Kind, value: &Expr) -> Result<Lit, St
                     schema::written(key, "\"1s\"")
                 ));
             }
+            // The first unit that puts the number in range: `spin = 50` means 50us.
+            let digits = i.base10_digits();
+            let with_unit = ["s", "ms", "us"]
+                .map(|unit| format!("{digits}{unit}"))
+                .into_iter()
+                .find(|text| kind.check_text(text).is_ok())
+                .map_or_else(|| schema::sample(kind), |text| format!("\"{text}\""));
             Err(format!(
                 "`{key}` takes a string with a unit: write `{}`",
-                schema::written(key, &format!("\"{}s\"", i.base10_digits()))
+                schema::written(key, &with_unit)
             ))
         }
         _ => Err(wrong_type()),
@@ -173,6 +180,9 @@ fn text_message(key: &str, kind: Kind, text: &str, invalid: &Invalid) -> String 
                 format!(" like \"0.0.0.0\" or \"::1\", not `{text}`")
             };
             format!("`{key}` must be an IP address{hint}")
+        }
+        (Kind::LogFilter, Invalid::LogFilter(e)) => {
+            format!("`{key}` must be a log filter like \"info\" or \"warn,my_app=debug\": {e}")
         }
         (Kind::Directory, _) => {
             format!(
@@ -270,6 +280,19 @@ mod tests {
         assert_eq!(
             check("cache.spin", q!("5ms")).unwrap_err(),
             "`cache.spin` must be from 0s to 1ms"
+        );
+        assert_eq!(
+            check("cache.spin", q!(50)).unwrap_err(),
+            "`cache.spin` takes a string with a unit: write `cache(spin = \"50us\")`"
+        );
+        assert_eq!(
+            check("stop_timeout", q!(30)).unwrap_err(),
+            "`stop_timeout` takes a string with a unit: write `stop_timeout = \"30s\"`"
+        );
+        assert_eq!(
+            check("log.level", q!("infoo")).unwrap_err(),
+            "`log.level` must be a log filter like \"info\" or \"warn,my_app=debug\": \
+             `infoo` is not a level; did you mean `info`?"
         );
     }
 

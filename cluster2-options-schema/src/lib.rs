@@ -9,17 +9,20 @@
 //! - `#[cluster2::main]` (`cluster2-macros`) checks the same kinds and ranges when the binary
 //!   is compiled.
 //!
-//! The duration grammar ([`parse_duration`]) and the "did you mean" suggestions
-//! ([`did_you_mean`]) live here for the same reason: a value the macro accepts is a value the
-//! runtime accepts, and a typo gets the same suggestion at compile time and at start-up.
+//! The duration grammar ([`parse_duration`]), the log filter syntax ([`check_log_filter`]) and
+//! the "did you mean" suggestions ([`did_you_mean`]) live here for the same reason: a value
+//! the macro accepts is a value the runtime accepts, and a typo gets the same suggestion at
+//! compile time and at start-up.
 //!
 //! This crate is a part of cluster2, which pins it to an exact version; depend on `cluster2`.
 
 mod duration;
+mod log_filter;
 mod suggest;
 mod table;
 
 pub use duration::{DurationError, format_duration, is_never, parse_duration};
+pub use log_filter::{LEVELS, LogFilterError, check_log_filter};
 pub use suggest::did_you_mean;
 pub use table::OPTIONS;
 
@@ -83,6 +86,8 @@ pub enum Kind {
     Directory,
     /// Any text.
     Text,
+    /// A log filter in the syntax of [`check_log_filter`].
+    LogFilter,
 }
 
 /// The largest count that fits the runtime's `u32` fields.
@@ -121,6 +126,8 @@ pub enum Invalid {
     NotAnIp,
     /// Empty where something must be named.
     Empty,
+    /// Not a log filter.
+    LogFilter(LogFilterError),
 }
 
 impl Kind {
@@ -134,7 +141,8 @@ impl Kind {
             | Kind::OneOf(_)
             | Kind::UrlPath { .. }
             | Kind::Directory
-            | Kind::Text => Takes::Text,
+            | Kind::Text
+            | Kind::LogFilter => Takes::Text,
         }
     }
 
@@ -208,6 +216,7 @@ impl Kind {
             }
             Kind::Directory if text.is_empty() => Err(Invalid::Empty),
             Kind::Directory | Kind::Text => Ok(()),
+            Kind::LogFilter => check_log_filter(text).map_err(Invalid::LogFilter),
         }
     }
 
@@ -365,5 +374,9 @@ mod tests {
         assert_eq!(monitor.check_text("http://10.0.0.1/ping"), Ok(()));
         assert_eq!(monitor.check_text("https://x"), Err(Invalid::NotAPath));
         assert_eq!(Kind::Directory.check_text(""), Err(Invalid::Empty));
+        assert!(matches!(
+            Kind::LogFilter.check_text("verbose"),
+            Err(Invalid::LogFilter(_))
+        ));
     }
 }

@@ -64,6 +64,10 @@ mod tests {
         assert_eq!(did_you_mean("mon_prot", keys.clone()), ["mon_port"]);
         assert_eq!(did_you_mean("portt", keys.clone()), ["port"]);
         assert_eq!(did_you_mean("level", keys), ["log.level"]);
+        assert_eq!(
+            did_you_mean("infoo", crate::LEVELS.iter().copied()),
+            ["info"]
+        );
     }
 
     #[test]

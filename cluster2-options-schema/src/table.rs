@@ -86,7 +86,7 @@ pub static OPTIONS: &[Spec] = &[
         "workers",
         Kind::Count { min: 1, max: I64 },
         "a whole number of at least 1",
-        "number of worker processes (default: the number of CPUs)",
+        "number of worker processes (built in: one per CPU)",
     ),
     option(
         "threads",
@@ -145,9 +145,10 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "log.level",
-        Kind::Text,
-        "a log filter like info or warn,my_app=debug",
-        "log filter for every process (RUST_LOG syntax)",
+        Kind::LogFilter,
+        "a log filter like info or warn,my_app=debug: a level or target=level, comma-separated",
+        "log filter for every process, like info or warn,my_app=debug; RUST_LOG sets it too, \
+         over #[cluster2::main] and under the config file",
     ),
     option(
         "ecv.mode",

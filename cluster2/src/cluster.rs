@@ -201,7 +201,7 @@ impl Builder {
             .clone()
             .unwrap_or_else(|| std::env::args_os().collect());
         let (command_line, app_args, check, stop) =
-            match options::parse_command_line(&self.name, &self.version, args) {
+            match options::parse_command_line(&self.name, &self.version, &self.options, args) {
                 Command::Exit { code, output } => {
                     if code == 0 {
                         print!("{output}");

@@ -8,6 +8,8 @@ const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     Command::new(APP)
         .args(args)
+        // It sets `log.level`; the tests' own shell must not.
+        .env_remove("RUST_LOG")
         .envs(envs.iter().copied())
         .output()
         .expect("run the fixture")
@@ -165,6 +167,51 @@ fn bad_values_name_the_flag_and_what_is_valid() {
     }
 }
 
+/// tracing reads a word that is not a level as a target to log at every level: `verbose` or
+/// `infoo` would be a filter that matches nothing, and the cluster would print nothing at all.
+#[test]
+fn log_filters_that_match_nothing_are_refused() {
+    const EXPECTED: &str = "expected a log filter like info or warn,my_app=debug: a level or \
+                            target=level, comma-separated";
+    assert_eq!(
+        usage_error(&["--log.level=verbose"], &[]),
+        format!(
+            "error: invalid value `verbose` for --log.level: {EXPECTED}; `verbose` is not a \
+             level (off, error, warn, info, debug, trace); to filter a target, give it a \
+             level: `verbose=debug`"
+        )
+    );
+    assert_eq!(
+        usage_error(&[], &[("CLUSTER2_LOG__LEVEL", "warn,my_app=infoo")]),
+        format!(
+            "error: invalid value `warn,my_app=infoo` for CLUSTER2_LOG__LEVEL: {EXPECTED}; in \
+             `my_app=infoo`, `infoo` is not a level; did you mean `info`?"
+        )
+    );
+    let o = check(&["--log.level=warn,my_app::db=DEBUG,hyper=off"], &[]);
+    assert_eq!(o["log"]["level"], "warn,my_app::db=DEBUG,hyper=off");
+}
+
+#[test]
+fn rust_log_sets_the_log_level_under_the_config_file() {
+    assert_eq!(check(&[], &[])["log"]["level"], "info");
+    let rust_log = ("RUST_LOG", "warn,my_app=debug");
+    assert_eq!(check(&[], &[rust_log])["log"]["level"], "warn,my_app=debug");
+    let file = TempFile::new("log.toml", "[log]\nlevel = \"error\"\n");
+    assert_eq!(check(&[&file.arg()], &[rust_log])["log"]["level"], "error");
+    let specific = ("CLUSTER2_LOG__LEVEL", "trace");
+    let o = check(&[&file.arg()], &[rust_log, specific]);
+    assert_eq!(o["log"]["level"], "trace");
+    let o = check(&[&file.arg(), "--log.level=off"], &[rust_log, specific]);
+    assert_eq!(o["log"]["level"], "off");
+
+    let line = usage_error(&[], &[("RUST_LOG", "verbose")]);
+    assert!(
+        line.starts_with("error: invalid value `verbose` for RUST_LOG: expected a log filter"),
+        "{line}"
+    );
+}
+
 #[test]
 fn conflicting_ports_are_refused_naming_both_sources() {
     let line = usage_error(&["--port=7100"], &[("CLUSTER2_MON_PORT", "7100")]);
@@ -202,6 +249,24 @@ fn environment_and_file_errors_name_their_source() {
     let line = usage_error(&[&file.arg()], &[]);
     assert!(
         line.contains("invalid value `high` for `port` in config file"),
+        "{line}"
+    );
+
+    // A number in quotes looks right until one is told it is a string.
+    let file = TempFile::new("quoted.toml", "port = \"9400\"\n");
+    assert_eq!(
+        usage_error(&[&file.arg()], &[]),
+        format!(
+            "error: invalid value `9400` for `port` in config file {}: expected a port number \
+             (0-65535), got the string \"9400\"",
+            file.0.display()
+        )
+    );
+    let file = TempFile::new("duration.toml", "stop_timeout = 30\n");
+    let line = usage_error(&[&file.arg()], &[]);
+    assert!(
+        line.contains("for `stop_timeout` in config file")
+            && line.ends_with("expected a duration like 500ms, 5s or 3d, got the number 30"),
         "{line}"
     );
 
@@ -255,6 +320,56 @@ fn help_lists_every_option_with_its_default_and_version_names_the_app() {
     assert!(out.status.success());
     let version = String::from_utf8_lossy(&out.stdout);
     assert!(version.starts_with("cluster2-tests 0.0.0"), "{version}");
+}
+
+/// The fixture's `#[cluster2::main(port = 7001, workers = 2, stop_timeout = "10s")]` is what
+/// it runs with, so `--help` must show those, and every default it shows must be what `--check`
+/// resolves with nothing else given.
+#[test]
+fn help_shows_the_defaults_this_binary_runs_with() {
+    let out = run(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let resolved = check(&[], &[]);
+    let mut seen = 0;
+    for line in help.lines() {
+        let line = line.trim_start();
+        let Some(flag) = line
+            .split_whitespace()
+            .next()
+            .filter(|f| f.starts_with("--"))
+        else {
+            continue;
+        };
+        let Some((_, default)) = line.rsplit_once("[default: ") else {
+            continue;
+        };
+        let default = default.trim_end_matches(']');
+        let key = flag.trim_start_matches("--").replace('-', "_");
+        let pointer = format!("/{}", key.replace('.', "/"));
+        let value = resolved
+            .pointer(&pointer)
+            .unwrap_or_else(|| panic!("{key}"));
+        let shown = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "unset".to_owned(),
+            other => other.to_string(),
+        };
+        assert_eq!(default, shown, "{flag} in --help:\n{help}");
+        seen += 1;
+    }
+    assert_eq!(seen, cluster2_macros_keys().len(), "{help}");
+    for (flag, default) in [
+        ("--port", "7001"),
+        ("--workers", "2"),
+        ("--stop-timeout", "10s"),
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.contains(&format!("{flag} <")))
+            .unwrap();
+        assert!(line.ends_with(&format!("[default: {default}]")), "{line}");
+    }
 }
 
 #[test]

@@ -10,7 +10,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction};
 use cluster2_options_schema::{self as schema, Kind, OPTIONS};
 
-use super::resolve::{CommandLine, defaults};
+use super::OptionValue;
+use super::resolve::{CommandLine, code_defaults};
 
 /// The flags that are not options, for suggestions.
 const OTHER_FLAGS: &[&str] = &["config", "check", "stop", "help", "version"];
@@ -35,9 +36,12 @@ pub(crate) fn flag_name(key: &str) -> String {
     format!("--{}", key.replace('_', "-"))
 }
 
+/// Reads the command line; `code` is what the binary's code set (`#[cluster2::main]`,
+/// `Builder::option`), which `--help` shows as the defaults.
 pub(crate) fn parse_command_line(
     name: &str,
     version: &str,
+    code: &[(String, OptionValue)],
     args: impl IntoIterator<Item = OsString>,
 ) -> Command {
     // `app stop` is `app --stop`.
@@ -45,7 +49,7 @@ pub(crate) fn parse_command_line(
     if args.get(1).is_some_and(|a| a == "stop") {
         args[1] = OsString::from("--stop");
     }
-    let matches = match build(name, version).try_get_matches_from(args) {
+    let matches = match build(name, version, code).try_get_matches_from(args) {
         Ok(m) => m,
         Err(err) => return from_clap_error(&err),
     };
@@ -76,8 +80,10 @@ pub(crate) fn parse_command_line(
     }
 }
 
-fn build(name: &str, version: &str) -> clap::Command {
-    let defaults = defaults();
+fn build(name: &str, version: &str, code: &[(String, OptionValue)]) -> clap::Command {
+    // What this binary runs with when nothing else is given: its code's values over the
+    // built-in ones. `--help` describes this binary, not the library.
+    let defaults = code_defaults(code);
     let mut cmd = clap::Command::new(name.to_owned())
         .version(format!(
             "{version} (cluster2 {})",
@@ -85,9 +91,11 @@ fn build(name: &str, version: &str) -> clap::Command {
         ))
         .about("A web application served by a supervised cluster of worker processes (cluster2).")
         .after_help(
-            "Every option can also be set in the config file (--config), as an environment \
-             variable (CLUSTER2_PORT, CLUSTER2_RESTART__DELAY) or in #[cluster2::main(...)]; \
-             the command line wins over the environment, which wins over the file.",
+            "The defaults shown are this application's: its #[cluster2::main(...)] values over \
+             cluster2's own. Every option can also be set in the config file (--config) or as \
+             an environment variable (CLUSTER2_PORT, CLUSTER2_RESTART__DELAY); the command line \
+             wins over the environment, which wins over the file, which wins over RUST_LOG (for \
+             --log.level), which wins over the defaults.",
         )
         .args_override_self(true)
         .disable_help_subcommand(true)
@@ -158,6 +166,7 @@ fn value_name(kind: Kind) -> String {
         Kind::UrlPath { .. } => "PATH".to_owned(),
         Kind::Directory => "DIR".to_owned(),
         Kind::Text => "TEXT".to_owned(),
+        Kind::LogFilter => "FILTER".to_owned(),
     }
 }
 
@@ -229,7 +238,7 @@ mod tests {
         let argv = std::iter::once("app")
             .chain(args.iter().copied())
             .map(OsString::from);
-        parse_command_line("app", "1.0.0", argv)
+        parse_command_line("app", "1.0.0", &[], argv)
     }
 
     fn values(cmd: Command) -> Vec<(String, String)> {
@@ -313,5 +322,34 @@ mod tests {
             );
         }
         assert!(output.contains("[default: 8080]"));
+    }
+
+    /// `#[cluster2::main(port = 9090, workers = 4)]`: that is what runs, so that is what
+    /// `--help` shows.
+    #[test]
+    fn help_shows_the_defaults_the_code_set() {
+        let code = [
+            ("port".to_owned(), OptionValue::Int(9090)),
+            ("workers".to_owned(), OptionValue::Int(4)),
+            ("restart.delay".to_owned(), OptionValue::from("250ms")),
+            // Reported when the binary runs; here it leaves the built-in default.
+            ("mon_port".to_owned(), OptionValue::from("high")),
+        ];
+        let args = ["app", "--help"].map(OsString::from);
+        let Command::Exit { code: 0, output } = parse_command_line("app", "1.0.0", &code, args)
+        else {
+            panic!("--help should exit 0")
+        };
+        let line = |flag: &str| {
+            let at = output.find(&format!("{flag} <")).expect(flag);
+            output[at..].split(']').next().unwrap().to_owned()
+        };
+        assert!(line("--port").ends_with("[default: 9090"), "{output}");
+        assert!(line("--workers").ends_with("[default: 4"), "{output}");
+        assert!(
+            line("--restart.delay").ends_with("[default: 250ms"),
+            "{output}"
+        );
+        assert!(line("--mon-port").ends_with("[default: 8081"), "{output}");
     }
 }

@@ -2,11 +2,12 @@
 //! What each option is (its kind, range, help) is the shared schema, `cluster2-options-schema`;
 //! this module holds the typed result of reading it.
 //!
-//! Options come from five layers, each overriding the one before:
+//! Options come from these layers, each overriding the one before:
 //! built-in defaults < `#[cluster2::main(...)]` (or [`Builder::option`](crate::Builder::option))
-//! < config file (`--config FILE.toml`) < environment (`CLUSTER2_PORT`, `CLUSTER2_CACHE__ENABLE`)
-//! < command line (`--port=8080`, `--cache.enable=false`). The master resolves them once and
-//! sends the result to every worker, so master and workers can never disagree.
+//! < `RUST_LOG` (for `log.level` only) < config file (`--config FILE.toml`) < environment
+//! (`CLUSTER2_PORT`, `CLUSTER2_CACHE__ENABLE`) < command line (`--port=8080`,
+//! `--cache.enable=false`). The master resolves them once and sends the result to every
+//! worker, so master and workers can never disagree.
 
 mod cli;
 mod duration;
@@ -348,7 +349,8 @@ impl Options {
                 "conflict: the ECV and its controls need different paths".to_owned(),
             ));
         }
-        // What only tracing knows: the grammar of span filters (`app[request]=debug`).
+        // The schema checks levels and targets; span filters (`app[request]=debug`) have a
+        // grammar only tracing knows.
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             let expected = cluster2_options_schema::spec("log.level").map_or("", |s| s.expected);
             return Err(Problem::value(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
-use cluster2_options_schema::{self as schema, OPTIONS};
+use cluster2_options_schema::{self as schema, Invalid, OPTIONS};
 use serde_json::Value;
 
 use super::{Options, value};
@@ -92,12 +92,22 @@ pub(crate) struct CommandLine {
     pub(crate) config: Option<std::path::PathBuf>,
 }
 
+/// The variable most Rust programs take their log filter from. It sets `log.level` over the
+/// code's own choice, since it is how a developer asks any Rust program for more or less
+/// output; and under the config file and `CLUSTER2_LOG__LEVEL`, since it is often set once for
+/// a whole shell, while those two are set for this application.
+const RUST_LOG: &str = "RUST_LOG";
+
 /// Resolves every layer into validated options.
+///
+/// Lowest first: built-in defaults, `code`, `RUST_LOG` (for `log.level`), the config file,
+/// `CLUSTER2_*` variables, the command line.
 pub(crate) fn resolve(
     code: &[(String, OptionValue)],
     command_line: &CommandLine,
     env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Options> {
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
     let mut assignments: Vec<Assignment> = code
         .iter()
         .map(|(key, value)| Assignment {
@@ -106,6 +116,7 @@ pub(crate) fn resolve(
             source: Source::Code,
         })
         .collect();
+    assignments.extend(rust_log(&env)?);
     if let Some(path) = &command_line.config {
         assignments.extend(file_layer(path)?);
     }
@@ -120,6 +131,26 @@ pub(crate) fn resolve(
     merge(assignments)
 }
 
+/// The options as this binary's code sets them (`#[cluster2::main]` or `Builder::option` over
+/// the built-in defaults), for `--help` to show what the binary will use. A value that does not
+/// check out is left at its built-in default here: running the binary reports it.
+pub(crate) fn code_defaults(code: &[(String, OptionValue)]) -> Value {
+    let mut tree = defaults();
+    for (key, value) in code {
+        let Some(spec) = schema::spec(key) else {
+            continue;
+        };
+        let value = match raw(value) {
+            Raw::Typed(v) => v,
+            Raw::Text(t) => value::coerce(&t, spec),
+        };
+        if value::check(spec, &value).is_ok() {
+            *lookup_mut(&mut tree, key).expect("schema keys are options") = value;
+        }
+    }
+    tree
+}
+
 fn raw(value: &OptionValue) -> Raw {
     match value {
         OptionValue::Bool(b) => Raw::Typed(Value::Bool(*b)),
@@ -128,14 +159,16 @@ fn raw(value: &OptionValue) -> Raw {
     }
 }
 
-pub(crate) fn defaults() -> Value {
+fn defaults() -> Value {
     serde_json::to_value(Options::default()).expect("options serialize to JSON")
 }
 
-/// What was given for one key: its source, and the text to quote.
+/// What was given for one key: its source, the text to quote, and whether it came typed (so
+/// that a wrong type is worth naming).
 struct Given {
     source: Source,
     text: String,
+    typed: bool,
 }
 
 fn merge(assignments: Vec<Assignment>) -> Result<Options> {
@@ -154,18 +187,25 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
             }
             return Err(unknown(&key, &source));
         };
-        let (value, text) = match value {
+        let (value, text, typed) = match value {
             Raw::Typed(v) => {
                 let text = match &v {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                (v, text)
+                (v, text, true)
             }
-            Raw::Text(t) => (value::coerce(&t, spec), t),
+            Raw::Text(t) => (value::coerce(&t, spec), t, false),
         };
         *lookup_mut(&mut tree, &key).expect("schema keys are options") = value;
-        provenance.insert(key, Given { source, text });
+        provenance.insert(
+            key,
+            Given {
+                source,
+                text,
+                typed,
+            },
+        );
     }
 
     let label = |key: &str| match provenance.get(key) {
@@ -182,9 +222,16 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
     for spec in OPTIONS {
         let value = lookup(&tree, spec.key).expect("schema keys are options");
         if let Err(invalid) = value::check(spec, value) {
+            // A config file or the code gave a value of another type: `port = "9400"` looks
+            // like a port until one is told it is a string.
+            let typed = provenance.get(spec.key).is_some_and(|given| given.typed);
+            let got = match invalid {
+                Invalid::Type if typed => format!(", got {}", value::describe(value)),
+                _ => String::new(),
+            };
             let detail = value::detail(&invalid).map_or(String::new(), |d| format!("; {d}"));
             return Err(Error::config(format!(
-                "invalid value{} for {}: expected {}{detail}",
+                "invalid value{} for {}: expected {}{got}{detail}",
                 quoted(spec.key),
                 label(spec.key),
                 spec.expected
@@ -281,25 +328,44 @@ pub(crate) fn env_name(key: &str) -> String {
     )
 }
 
-fn env_layer(env: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Vec<Assignment>> {
+fn env_layer(env: Vec<(OsString, OsString)>) -> Result<Vec<Assignment>> {
     let mut out = Vec::new();
     for (name, value) in env {
         let Some(name) = name.to_str() else { continue };
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        let value = value.into_string().map_err(|_| {
-            Error::config(format!("environment variable {name} is not valid UTF-8"))
-        })?;
         out.push(Assignment {
             key: rest.to_ascii_lowercase().replace("__", "."),
-            value: Raw::Text(value),
+            value: Raw::Text(utf8(name, value)?),
             source: Source::Env(name.to_owned()),
         });
     }
     // The environment has no order of its own; sort so that errors are reproducible.
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+/// `RUST_LOG`, unless unset or empty (`RUST_LOG= app` is a common way to unset it).
+fn rust_log(env: &[(OsString, OsString)]) -> Result<Option<Assignment>> {
+    let Some((_, value)) = env.iter().find(|(name, _)| name == RUST_LOG) else {
+        return Ok(None);
+    };
+    let value = utf8(RUST_LOG, value.clone())?;
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Assignment {
+        key: "log.level".to_owned(),
+        value: Raw::Text(value),
+        source: Source::Env(RUST_LOG.to_owned()),
+    }))
+}
+
+fn utf8(name: &str, value: OsString) -> Result<String> {
+    value
+        .into_string()
+        .map_err(|_| Error::config(format!("environment variable {name} is not valid UTF-8")))
 }
 
 fn file_layer(path: &Path) -> Result<Vec<Assignment>> {
@@ -394,6 +460,46 @@ mod tests {
     }
 
     #[test]
+    fn rust_log_sits_between_the_code_and_the_config_file() {
+        let level = |command_line: &CommandLine, vars: &[(&str, &str)]| {
+            let code = [("log.level".to_owned(), OptionValue::from("warn"))];
+            resolve(&code, command_line, env(vars)).map(|o| o.log.level)
+        };
+        assert_eq!(level(&flags(&[]), &[]).unwrap(), "warn");
+        assert_eq!(
+            level(&flags(&[]), &[("RUST_LOG", "debug")]).unwrap(),
+            "debug"
+        );
+        // `RUST_LOG= app` unsets it.
+        assert_eq!(level(&flags(&[]), &[("RUST_LOG", " ")]).unwrap(), "warn");
+
+        let path =
+            std::env::temp_dir().join(format!("cluster2-rust-log-{}.toml", std::process::id()));
+        std::fs::write(&path, "[log]\nlevel = \"error\"\n").unwrap();
+        let file = |pairs: &[(&str, &str)]| CommandLine {
+            config: Some(path.clone()),
+            ..flags(pairs)
+        };
+        let rust_log = ("RUST_LOG", "debug");
+        assert_eq!(level(&file(&[]), &[rust_log]).unwrap(), "error");
+        let specific = ("CLUSTER2_LOG__LEVEL", "trace");
+        assert_eq!(level(&file(&[]), &[rust_log, specific]).unwrap(), "trace");
+        let flag = [("log.level", "off")];
+        assert_eq!(level(&file(&flag), &[rust_log, specific]).unwrap(), "off");
+        std::fs::remove_file(&path).unwrap();
+
+        let err = level(&flags(&[]), &[("RUST_LOG", "verbose")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid value `verbose` for RUST_LOG: expected a log filter"),
+            "{err}"
+        );
+        // Only the value in force is checked: a layer above can override a stray RUST_LOG.
+        let over = flags(&[("log.level", "info")]);
+        assert_eq!(level(&over, &[("RUST_LOG", "verbose")]).unwrap(), "info");
+    }
+
+    #[test]
     fn nested_keys_and_text_values() {
         let o = resolve(
             &[],
@@ -425,6 +531,20 @@ mod tests {
                 .starts_with("--restart is a group of options"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_named() {
+        let code = [("host".to_owned(), OptionValue::Int(127))];
+        let err = resolve(&code, &flags(&[]), env(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value `127` for `host` in #[cluster2::main]: expected an IP address, got \
+             the number 127"
+        );
+        // Text from flags and variables has no type of its own to name.
+        let err = resolve(&[], &flags(&[("port", "high")]), env(&[])).unwrap_err();
+        assert!(!err.to_string().contains("got"), "{err}");
     }
 
     #[test]

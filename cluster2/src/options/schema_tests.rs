@@ -214,7 +214,10 @@ fn text_kinds_are_checked_by_the_runtime() {
             Kind::UrlPath { or_url: false } => (&["/health"], &["health", "http://x/"]),
             Kind::UrlPath { or_url: true } => (&["/", "http://10.0.0.1/ping"], &["https://x/"]),
             Kind::Directory => (&["/run/app"], &[""][..usize::from(!spec.optional)]),
-            Kind::Text if spec.key == "log.level" => (&["warn,my_app=debug"], &["[nope"]),
+            Kind::LogFilter => (
+                &["warn,my_app=debug", "TRACE", "my_app[request]=debug"],
+                &["verbose", "infoo", "my_app=loud", "[nope"],
+            ),
             _ => continue,
         };
         for text in good {

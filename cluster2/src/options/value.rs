@@ -52,10 +52,23 @@ pub(crate) fn check(spec: &Spec, value: &Value) -> Result<(), Invalid> {
 /// What follows "expected …" when the reason is more precise than the option's `expected`.
 pub(crate) fn detail(invalid: &Invalid) -> Option<String> {
     match invalid {
+        Invalid::LogFilter(e) => Some(e.to_string()),
         Invalid::Duration(e @ (DurationError::NoUnit(_) | DurationError::UnknownUnit(_))) => {
             Some(e.to_string())
         }
         _ => None,
+    }
+}
+
+/// A typed value as a user would name it: `the string "9400"`, `the number 2.5`.
+pub(crate) fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing".to_owned(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Object(_) => "a table".to_owned(),
     }
 }
 
@@ -88,5 +101,8 @@ mod tests {
         let port = spec("port").unwrap();
         assert_eq!(check(port, &json!("9400")), Err(Invalid::Type));
         assert_eq!(check(port, &json!(9400.5)), Err(Invalid::Type));
+        assert_eq!(describe(&json!("9400")), "the string \"9400\"");
+        assert_eq!(describe(&json!(2.5)), "the number 2.5");
+        assert_eq!(describe(&json!(["a"])), "a list");
     }
 }
