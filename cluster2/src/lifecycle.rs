@@ -200,6 +200,20 @@ pub enum Event {
         /// Why the last successor failed.
         why: String,
     },
+    /// A worker's successor serves and the worker stays, out of traffic, for a debug session.
+    DebugSessionStarted {
+        /// The worker id it had.
+        worker: usize,
+        /// The process being debugged.
+        pid: u32,
+    },
+    /// A debug session ended; its worker is stopped.
+    DebugSessionEnded {
+        /// The worker id it had.
+        worker: usize,
+        /// The process that was debugged.
+        pid: u32,
+    },
     /// The ECV changed between up and down.
     Ecv {
         /// Whether it is up now.
@@ -258,6 +272,9 @@ pub enum ReplaceReason {
     },
     /// An operator asked (`POST /workers/{pid}/replace` or [`master::replace`](crate::master::replace)).
     Operator,
+    /// An operator started a debug session on it (`POST /debug/workers/{pid}/session`): it is
+    /// replaced and kept out of traffic until the session ends.
+    DebugSession,
     /// A rolling restart (SIGHUP, `POST /workers/restart` or
     /// [`master::rolling_restart`](crate::master::rolling_restart)).
     RollingRestart {
@@ -290,6 +307,7 @@ impl fmt::Display for ReplaceReason {
                 write!(f, "runaway: no heartbeat for {}", human(*silent_secs))
             }
             Self::Operator => f.write_str("replace requested"),
+            Self::DebugSession => f.write_str("debug session"),
             Self::RollingRestart { sighup: true } => f.write_str("rolling restart (SIGHUP)"),
             Self::RollingRestart { sighup: false } => f.write_str("rolling restart requested"),
         }

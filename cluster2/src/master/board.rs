@@ -68,6 +68,8 @@ pub(crate) struct WorkerInfo {
     pub(crate) heartbeat: Option<(Heartbeat, Instant)>,
     pub(crate) errors: u64,
     pub(crate) panics: u64,
+    /// Replaced and kept out of traffic for a debug session.
+    pub(crate) debugging: bool,
 }
 
 /// Where the cluster as a whole is.

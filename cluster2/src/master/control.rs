@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::board::WorkerState;
-use super::death_queue::Entry;
+use super::death_queue::{Entry, Retire};
 use super::supervisor::Supervisor;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::message::ToWorker;
-use crate::lifecycle::ReplaceReason;
+use crate::lifecycle::{self, Event, ReplaceReason};
 
 /// A request to the supervisor.
 pub(crate) enum Control {
@@ -21,12 +21,18 @@ pub(crate) enum Control {
     Resume(u32, oneshot::Sender<std::result::Result<(), String>>),
     Replace(u32, oneshot::Sender<std::result::Result<(), String>>),
     RollingRestart(oneshot::Sender<usize>),
+    DebugSession(u32, oneshot::Sender<std::result::Result<(), String>>),
+    EndDebugSession(u32, oneshot::Sender<std::result::Result<(), String>>),
 }
 
 impl Control {
     pub(crate) fn refuse(self, why: &str) {
         match self {
-            Control::Pause(_, r) | Control::Resume(_, r) | Control::Replace(_, r) => {
+            Control::Pause(_, r)
+            | Control::Resume(_, r)
+            | Control::Replace(_, r)
+            | Control::DebugSession(_, r)
+            | Control::EndDebugSession(_, r) => {
                 let _ = r.send(Err(why.to_owned()));
             }
             Control::RollingRestart(r) => drop(r),
@@ -90,29 +96,48 @@ pub async fn rolling_restart() -> Result<usize> {
     ask(Control::RollingRestart).await
 }
 
+/// Starts a debug session on worker `pid`: a successor takes its place (warm first, so the
+/// cluster keeps its capacity) and `pid` stays alive out of traffic until
+/// [`end_debug_session`].
+pub(crate) async fn debug_session(pid: u32) -> Result<()> {
+    ask(|r| Control::DebugSession(pid, r))
+        .await?
+        .map_err(refused)
+}
+
+/// Ends the debug session of `pid`: it is stopped gracefully.
+pub(crate) async fn end_debug_session(pid: u32) -> Result<()> {
+    ask(|r| Control::EndDebugSession(pid, r))
+        .await?
+        .map_err(refused)
+}
+
 impl Supervisor {
     pub(super) async fn control(&mut self, request: Control) {
         match request {
             Control::Pause(pid, reply) => self.pause(pid, true, reply).await,
             Control::Resume(pid, reply) => self.pause(pid, false, reply).await,
             Control::Replace(pid, reply) => {
+                let result = self
+                    .replace(pid, ReplaceReason::Operator, Retire::Drain)
+                    .await;
+                let _ = reply.send(result);
+            }
+            Control::DebugSession(pid, reply) => {
+                let result = self
+                    .replace(pid, ReplaceReason::DebugSession, Retire::KeepForDebugging)
+                    .await;
+                let _ = reply.send(result);
+            }
+            Control::EndDebugSession(pid, reply) => {
                 let result = match self.procs.get(&pid) {
-                    Some(p) if p.successor_of.is_none() && !p.expected_exit => {
-                        let entry = Entry {
-                            slot: p.slot,
-                            pid,
-                            reason: ReplaceReason::Operator,
-                            runaway: false,
-                        };
-                        if self.enqueue(entry).await {
-                            Ok(())
-                        } else {
-                            Err(format!(
-                                "worker pid {pid} is already queued for replacement"
-                            ))
-                        }
+                    Some(p) if p.debugging => {
+                        let worker = p.slot;
+                        self.stop_worker(pid).await;
+                        lifecycle::publish(Event::DebugSessionEnded { worker, pid });
+                        Ok(())
                     }
-                    Some(_) => Err(format!("worker pid {pid} is already being replaced")),
+                    Some(_) => Err(format!("worker pid {pid} is not in a debug session")),
                     None => Err(self.no_such_worker(pid)),
                 };
                 let _ = reply.send(result);
@@ -123,6 +148,51 @@ impl Supervisor {
             }
         }
         self.publish();
+    }
+
+    /// Queues `pid` for replacement for `reason`.
+    async fn replace(
+        &mut self,
+        pid: u32,
+        reason: ReplaceReason,
+        retire: Retire,
+    ) -> std::result::Result<(), String> {
+        match self.procs.get(&pid) {
+            Some(p) if p.debugging => Err(format!("worker pid {pid} is in a debug session")),
+            Some(p) if p.successor_of.is_none() && !p.expected_exit => {
+                let entry = Entry {
+                    slot: p.slot,
+                    pid,
+                    reason,
+                    retire,
+                };
+                if self.enqueue(entry).await {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "worker pid {pid} is already queued for replacement"
+                    ))
+                }
+            }
+            Some(_) => Err(format!("worker pid {pid} is already being replaced")),
+            None => Err(self.no_such_worker(pid)),
+        }
+    }
+
+    /// The successor of `pid` serves: `pid` stops accepting and stays for its debug session.
+    pub(super) async fn keep_for_debugging(&mut self, pid: u32) {
+        let Some(proc) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        // Its exit, whenever it comes, is no crash: its worker id has a successor already.
+        proc.expected_exit = true;
+        proc.debugging = true;
+        let worker = proc.slot;
+        if proc.state == WorkerState::Listening {
+            let _ = proc.child.tx.send(&ToWorker::Pause).await;
+        }
+        tracing::info!("worker {worker} (pid {pid}) is out of traffic for a debug session");
+        lifecycle::publish(Event::DebugSessionStarted { worker, pid });
     }
 
     async fn pause(&mut self, pid: u32, pause: bool, reply: oneshot::Sender<Result<(), String>>) {

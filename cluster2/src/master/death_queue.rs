@@ -18,14 +18,25 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 /// How long a runaway gets after its successor is ready before it is killed.
 const RUNAWAY_GRACE: Duration = Duration::from_secs(2);
 
+/// What becomes of the old worker once its successor serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Retire {
+    /// It stops accepting, finishes its requests and exits.
+    Drain,
+    /// It is killed shortly after: a runaway cannot drain.
+    Kill,
+    /// It stops accepting and stays, out of traffic, for a debug session; it is stopped when
+    /// the session ends.
+    KeepForDebugging,
+}
+
 /// A queued replacement.
 #[derive(Clone, Debug)]
 pub(super) struct Entry {
     pub(super) slot: usize,
     pub(super) pid: u32,
     pub(super) reason: ReplaceReason,
-    /// A runaway cannot drain: it is killed shortly after its successor is ready.
-    pub(super) runaway: bool,
+    pub(super) retire: Retire,
 }
 
 /// The replacement in progress.
@@ -252,7 +263,7 @@ impl Supervisor {
         if r.successor != Some(successor) {
             return;
         }
-        let (slot, old, runaway) = (r.entry.slot, r.entry.pid, r.entry.runaway);
+        let (slot, old, retire) = (r.entry.slot, r.entry.pid, r.entry.retire);
         if let Some(p) = self.procs.get_mut(&successor) {
             p.successor_of = None;
         }
@@ -267,8 +278,13 @@ impl Supervisor {
             self.replacement_done(old).await;
             return;
         }
+        if retire == Retire::KeepForDebugging {
+            self.keep_for_debugging(old).await;
+            self.replacement_done(old).await;
+            return;
+        }
         self.stop_worker(old).await;
-        let grace = if runaway {
+        let grace = if retire == Retire::Kill {
             RUNAWAY_GRACE.min(self.options.death_queue.timeout)
         } else {
             self.options.death_queue.timeout
@@ -319,7 +335,7 @@ impl Supervisor {
                 self.retry_successor(why).await;
             }
             Stage::Draining => {
-                let signal = if r.entry.runaway {
+                let signal = if r.entry.retire == Retire::Kill {
                     Signal::SIGKILL
                 } else {
                     Signal::SIGTERM
@@ -351,7 +367,7 @@ impl Supervisor {
                     slot,
                     pid,
                     reason: ReplaceReason::RollingRestart { sighup },
-                    runaway: false,
+                    retire: Retire::Drain,
                 };
                 if self.enqueue(entry).await {
                     queued += 1;
@@ -394,7 +410,7 @@ impl Supervisor {
                 reason: ReplaceReason::Runaway {
                     silent_secs: silent.as_secs_f64(),
                 },
-                runaway: true,
+                retire: Retire::Kill,
             })
             .await;
         }

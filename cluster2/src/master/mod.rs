@@ -18,6 +18,7 @@ mod supervisor;
 mod workers;
 
 pub(crate) use board::{Board, Sample, WorkerState, unix_now};
+pub(crate) use control::{debug_session, end_debug_session};
 pub use control::{pause, replace, resume, rolling_restart};
 
 use std::net::{SocketAddr, TcpListener};

@@ -25,7 +25,7 @@ use super::board::{Board, Phase, Sample, WorkerState};
 use super::cache_manager::CacheManager;
 use super::children;
 use super::control::Control;
-use super::death_queue::{DeathQueue, Entry};
+use super::death_queue::{DeathQueue, Entry, Retire};
 use super::pidfile::PidFiles;
 use super::shutdown::Signals;
 use super::spawn::{Kind, Spawner};
@@ -301,6 +301,7 @@ impl Supervisor {
                 panics: 0,
                 successor_of: replacing,
                 expected_exit: false,
+                debugging: false,
                 waiting: None,
             },
         );
@@ -447,7 +448,7 @@ impl Supervisor {
                 slot,
                 pid,
                 reason,
-                runaway: false,
+                retire: Retire::Drain,
             })
             .await;
         }

@@ -31,6 +31,8 @@ pub(super) struct Proc {
     pub(super) successor_of: Option<u32>,
     /// The master asked it to go: its exit is no crash.
     pub(super) expected_exit: bool,
+    /// Replaced and kept out of traffic for a debug session.
+    pub(super) debugging: bool,
     /// A caller waiting for a pause or resume to be confirmed.
     pub(super) waiting: Option<(bool, oneshot::Sender<Result<(), String>>)>,
 }
@@ -118,6 +120,7 @@ impl Supervisor {
                     heartbeat: p.heartbeat.clone(),
                     errors: p.errors,
                     panics: p.panics,
+                    debugging: p.debugging,
                 }
             })
             .collect();

@@ -172,6 +172,7 @@ async fn state(inner: &Inner) -> Value {
                 "restarts": w.restarts,
                 "crash_streak": w.crash_streak,
                 "successor_of": w.successor_of,
+                "debugging": w.debugging,
                 "errors": w.errors,
                 "panics": w.panics,
                 "heartbeat_age_secs": beat.map(|(_, at)| at.elapsed().as_secs_f64()),

@@ -4,6 +4,7 @@
 //! the operator controls (`crate::master::pause` …), like any code in the master.
 
 mod dashboard;
+mod debug_session;
 pub(crate) mod deps;
 mod events;
 mod metrics;
@@ -62,6 +63,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         .route("/debug/assets/page.js", get(dashboard::script))
         .route("/debug/assets/page.css", get(dashboard::style))
         .route("/debug/stream", get(move || dashboard.clone().stream()))
+        .merge(debug_session::routes())
         .route("/events", get(events::stream))
         .route("/events/recent", get(events::recent))
         .route(
@@ -106,15 +108,23 @@ async fn workers(board: Arc<Board>) -> Json<Value> {
                 "successor_of": w.successor_of,
                 "heartbeat": w.heartbeat.as_ref().map(|(hb, _)| hb),
                 "heartbeat_age_secs": w.heartbeat.as_ref().map(|(_, at)| at.elapsed().as_secs_f64()),
+                "debugging": w.debugging,
             })
         })
         .collect();
     Json(json!({ "workers": workers, "death_queue": queue }))
 }
 
+/// A pid from a path, or the 400 that says it is not one.
+fn pid_of(text: &str) -> Result<u32, Response> {
+    text.parse::<u32>()
+        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("`{text}` is not a pid")))
+}
+
 async fn worker_action(Path((pid, action)): Path<(String, String)>) -> Response {
-    let Ok(pid) = pid.parse::<u32>() else {
-        return error(StatusCode::BAD_REQUEST, format!("`{pid}` is not a pid"));
+    let pid = match pid_of(&pid) {
+        Ok(pid) => pid,
+        Err(response) => return response,
     };
     let result = match action.as_str() {
         "pause" => crate::master::pause(pid).await,

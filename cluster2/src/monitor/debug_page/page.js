@@ -173,10 +173,10 @@ const COLUMNS = [
   ["event_loop_lag_secs", (w) => fmtSecs(w.sample && w.sample.event_loop_lag_secs)],
 ];
 
-function actionButton(label, pid, action, danger) {
+function actionButton(label, pid, action, danger, path, question) {
   return el("button", {
     type: "button", class: danger ? "danger" : "", "data-action": action, "data-pid": String(pid),
-    onclick: () => act(label + " worker " + pid + "?", "/workers/" + pid + "/" + action),
+    onclick: () => act(question || label + " worker " + pid + "?", path || "/workers/" + pid + "/" + action),
   }, label);
 }
 
@@ -190,7 +190,7 @@ function renderWorkers(state) {
     const row = el("tr", { "data-pid": String(w.pid), class: w.pid === selected ? "selected" : "" },
       el("td", {}, String(w.id) + (w.successor_of ? " ↻" : "")),
       pidCell,
-      el("td", { class: "state state-" + w.state }, w.state),
+      el("td", { class: "state state-" + w.state }, w.state + (w.debugging ? " · debugging" : "")),
       el("td", {}, fmtSecs(w.uptime_secs)),
       el("td", {}, String(w.restarts)),
     );
@@ -200,9 +200,18 @@ function renderWorkers(state) {
     const age = w.heartbeat_age_secs;
     row.append(el("td", { class: age != null && age > 5 ? "ev-warn" : "" }, age == null ? "none yet" : fmtSecs(age) + " ago"));
     const actions = el("td", { class: "actions" });
-    if (w.state === "listening") actions.append(actionButton("Pause", w.pid, "pause"));
-    if (w.state === "paused") actions.append(actionButton("Resume", w.pid, "resume"));
-    if (w.state === "listening" || w.state === "paused") actions.append(actionButton("Replace", w.pid, "replace", true));
+    if (w.debugging) {
+      actions.append(actionButton("End session", w.pid, "end-session", true, "/debug/workers/" + w.pid + "/session/end",
+        "End the debug session of " + w.pid + "? It stops."));
+    } else {
+      if (w.state === "listening") actions.append(actionButton("Pause", w.pid, "pause"));
+      if (w.state === "paused") actions.append(actionButton("Resume", w.pid, "resume"));
+      if (w.state === "listening" || w.state === "paused") {
+        actions.append(actionButton("Debug", w.pid, "session", false, "/debug/workers/" + w.pid + "/session",
+          "Take worker " + w.pid + " out of traffic for a debug session? A successor warms up and takes its place first."));
+        actions.append(actionButton("Replace", w.pid, "replace", true));
+      }
+    }
     row.append(actions);
     body.append(row);
   }
@@ -285,6 +294,8 @@ function describe(e) {
     case "successor_failed": return [w + "successor failed (try " + e.attempt + " of " + e.tries + "): " + e.why, "ev-bad"];
     case "replacement_failed": return [w + "replacement given up: " + e.why, "ev-bad"];
     case "start_failed": return [w + e.stage + " failed: " + e.error, "ev-bad"];
+    case "debug_session_started": return [w + "out of traffic for a debug session", "ev-warn"];
+    case "debug_session_ended": return [w + "debug session ended", ""];
     case "ecv": return ["ECV " + (e.up ? "up" : "down") + " (" + e.reason + ")", e.up ? "ev-ok" : "ev-warn"];
     case "cache_manager_up": return ["cache manager up" + (e.pid ? " (pid " + e.pid + ")" : " (in the master)"), "ev-ok"];
     case "cache_manager_down": return ["cache manager (pid " + e.pid + ") down", "ev-bad"];
