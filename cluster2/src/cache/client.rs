@@ -214,7 +214,7 @@ impl Client {
                             }
                         }
                         self.inner.conn.send_replace(None);
-                        if super::is_stopping() {
+                        if super::global::is_stopping() {
                             tracing::debug!("lost the connection to the cache manager");
                         } else {
                             tracing::warn!(

@@ -116,7 +116,7 @@ pub(crate) fn load_all(dir: &Path) -> io::Result<Vec<(String, NsOptions, Vec<Loa
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(".log"))
-            .filter(|n| super::valid_namespace(n).is_ok())
+            .filter(|n| super::handle::valid_namespace(n).is_ok())
             .map(str::to_owned)
         else {
             continue;

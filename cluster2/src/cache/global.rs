@@ -1,0 +1,123 @@
+//! This process's cache, process-wide: its one client, set by `connect` in a cluster (workers
+//! and the master) or by [`enable`] without one; `start_manager`, which runs a manager task in
+//! this process (for `enable`, and in the master with `cache.mode = "master"`; the standalone
+//! manager is `process`); the flag that says this process is stopping; and the manager's
+//! figures for every namespace.
+//!
+//! The user's operations are in `handle`, which reaches the client through `client()`; what a
+//! manager does once started is `manager`'s business, never this file's.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::client::Client;
+use super::errors::unexpected;
+use super::manager;
+use super::protocol::{NsFigures, Op, Reply};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Running a cache manager inside this process; see [`enable`]. Build it like
+/// [`CacheOptions`](super::CacheOptions).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the manager listens; `None`: a fresh private directory.
+    pub socket: Option<PathBuf>,
+    /// Where persistent namespaces are kept.
+    pub persist_path: PathBuf,
+    /// The largest value, in bytes.
+    pub max_value: usize,
+    /// Default timeout of every operation.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            persist_path: PathBuf::from("cluster2-cache"),
+            max_value: 16 * 1024 * 1024,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+static CLIENT: OnceLock<Client> = OnceLock::new();
+
+/// Set when this process is stopping: losing the manager is then expected, not news.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn stopping() {
+    STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn is_stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Connects this process to the cluster's manager (workers and the master).
+pub(crate) fn connect(socket: PathBuf, max_value: usize, timeout: Duration) {
+    let _ = CLIENT.set(Client::new(socket, max_value, timeout));
+}
+
+pub(super) fn client() -> Result<&'static Client> {
+    CLIENT.get().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unavailable,
+            "the cache is not enabled in this process: run in a cluster with cache.enable = \
+             true, or call cluster2::cache::enable first",
+        )
+    })
+}
+
+/// Runs a cache manager inside this process and connects this process to it: the cache
+/// without a cluster. Needs a tokio runtime; fails if this process already has a cache.
+pub async fn enable(config: Config) -> Result<()> {
+    if CLIENT.get().is_some() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "the cache is already enabled in this process",
+        ));
+    }
+    let socket = match config.socket {
+        Some(s) => s,
+        None => crate::runtime_dir::create()?.join("cache.sock"),
+    };
+    start_manager(&socket, &config.persist_path, config.max_value)?;
+    connect(socket, config.max_value, config.timeout);
+    Ok(())
+}
+
+/// Starts a manager task in this process on `socket`.
+pub(crate) fn start_manager(socket: &Path, persist_path: &Path, max_value: usize) -> Result<()> {
+    let manager = manager::Manager::load(manager::ManagerConfig {
+        persist_path: persist_path.to_owned(),
+        max_value,
+    })
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Cache,
+            format!("cannot reload the cache from {}", persist_path.display()),
+        )
+        .with_source(e)
+    })?;
+    let listener = manager::bind(socket).map_err(|e| {
+        Error::new(
+            ErrorKind::Bind,
+            format!("cannot listen on the cache socket {}", socket.display()),
+        )
+        .with_source(e)
+    })?;
+    tokio::spawn(manager.serve(listener, tokio_util::sync::CancellationToken::new()));
+    Ok(())
+}
+
+/// The manager's figures for every namespace.
+pub async fn manager_stats() -> Result<Vec<NsFigures>> {
+    let client = client()?;
+    let timeout = client.timeout().min(Duration::from_secs(2));
+    match client.call(Op::Stats, timeout, "cache stats").await? {
+        Reply::Stats(all) => Ok(all),
+        other => Err(unexpected("cache stats", &other)),
+    }
+}
