@@ -51,7 +51,9 @@ pub(crate) fn run(
         &options.log.level,
     );
     // Bind before anything else exists: a busy port must fail with no child left behind.
-    let app = match bind(options.host, options.port, options.backlog as i32) {
+    // The schema allows any u32; the kernel caps the backlog anyway (somaxconn).
+    let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
+    let app = match bind(options.host, options.port, backlog) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(
