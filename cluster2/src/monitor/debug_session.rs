@@ -20,7 +20,7 @@ pub(super) fn routes() -> Router {
 async fn start(Path(pid): Path<String>) -> Response {
     let pid = match super::pid_of(&pid) {
         Ok(pid) => pid,
-        Err(response) => return response,
+        Err(e) => return super::error(StatusCode::BAD_REQUEST, e),
     };
     answer(
         pid,
@@ -32,7 +32,7 @@ async fn start(Path(pid): Path<String>) -> Response {
 async fn end(Path(pid): Path<String>) -> Response {
     let pid = match super::pid_of(&pid) {
         Ok(pid) => pid,
-        Err(response) => return response,
+        Err(e) => return super::error(StatusCode::BAD_REQUEST, e),
     };
     answer(
         pid,

@@ -115,16 +115,16 @@ async fn workers(board: Arc<Board>) -> Json<Value> {
     Json(json!({ "workers": workers, "death_queue": queue }))
 }
 
-/// A pid from a path, or the 400 that says it is not one.
-fn pid_of(text: &str) -> Result<u32, Response> {
+/// A pid from a path, or why it is not one (a 400).
+fn pid_of(text: &str) -> Result<u32, String> {
     text.parse::<u32>()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("`{text}` is not a pid")))
+        .map_err(|_| format!("`{text}` is not a pid"))
 }
 
 async fn worker_action(Path((pid, action)): Path<(String, String)>) -> Response {
     let pid = match pid_of(&pid) {
         Ok(pid) => pid,
-        Err(response) => return response,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let result = match action.as_str() {
         "pause" => crate::master::pause(pid).await,
