@@ -37,23 +37,18 @@ fn usage_error(args: &[&str], envs: &[(&str, &str)]) -> String {
     stderr.trim_end().to_owned()
 }
 
-struct TempFile(std::path::PathBuf);
+/// A config file with `contents`, removed when dropped.
+struct TempFile(cluster2_tests::TempPath);
 
 impl TempFile {
     fn new(name: &str, contents: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("cluster2-{}-{name}", std::process::id()));
-        std::fs::write(&path, contents).unwrap();
+        let path = cluster2_tests::TempPath::new(name);
+        std::fs::write(path.path(), contents).unwrap();
         Self(path)
     }
 
     fn arg(&self) -> String {
-        format!("--config={}", self.0.display())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        format!("--config={}", self.0.as_str())
     }
 }
 
@@ -259,7 +254,7 @@ fn environment_and_file_errors_name_their_source() {
         format!(
             "error: invalid value `9400` for `port` in config file {}: expected a port number \
              (0-65535), got the string \"9400\"",
-            file.0.display()
+            file.0.path().display()
         )
     );
     let file = TempFile::new("duration.toml", "stop_timeout = 30\n");

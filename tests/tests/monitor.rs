@@ -342,4 +342,15 @@ fn metrics_count_every_request_even_across_a_replaced_worker() {
     let after = sample(&metrics(), "cluster2_requests_total");
     assert!(after >= K as f64, "total went from {K} to {after}");
     assert_eq!(sample(&metrics(), "cluster2_restarts_total"), 1.0);
+    // The lifecycle stream's counts: one crash, and the exits and spawns behind it.
+    let text = metrics();
+    assert_eq!(sample(&text, "cluster2_worker_crashes_total"), 1.0);
+    assert_eq!(
+        sample(&text, "cluster2_lifecycle_events_total{event=\"exited\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "cluster2_lifecycle_events_total{event=\"spawned\"}"),
+        3.0
+    );
 }

@@ -1,7 +1,7 @@
 //! The master's journal of lifecycle events: a bounded, ordered log with one writer (the
 //! master's loop, through [`publish`]) and any number of readers, each holding only a cursor.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,6 +33,8 @@ pub(crate) struct Journal {
     records: Mutex<VecDeque<Arc<Record>>>,
     /// The newest sequence number; subscribers wait on it.
     latest: watch::Sender<u64>,
+    /// How many events of each kind, over the master's whole life (for `/metrics`).
+    counts: Mutex<BTreeMap<String, u64>>,
 }
 
 static JOURNAL: OnceLock<Journal> = OnceLock::new();
@@ -43,6 +45,7 @@ impl Journal {
         JOURNAL.get_or_init(|| Journal {
             records: Mutex::new(VecDeque::with_capacity(256)),
             latest: watch::Sender::new(0),
+            counts: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -55,6 +58,18 @@ impl Journal {
         let at_unix_secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        // Events are rare (a worker's life has a handful), so naming one through serde, the
+        // same name `/events` shows, costs nothing that matters.
+        let kind = serde_json::to_value(&event)
+            .ok()
+            .and_then(|v| v["event"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *self
+            .counts
+            .lock()
+            .expect("journal lock")
+            .entry(kind)
+            .or_default() += 1;
         let mut records = self.records.lock().expect("journal lock");
         let seq = records.back().map_or(1, |r| r.seq + 1);
         if records.len() == JOURNAL_CAPACITY {
@@ -77,6 +92,11 @@ impl Journal {
             latest: self.latest.subscribe(),
             missed: 0,
         }
+    }
+
+    /// How many events of each kind the master has seen.
+    pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().expect("journal lock").clone()
     }
 
     /// The events kept, oldest first.
@@ -167,6 +187,7 @@ mod tests {
         Box::leak(Box::new(Journal {
             records: Mutex::new(VecDeque::new()),
             latest: watch::Sender::new(0),
+            counts: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -195,5 +216,7 @@ mod tests {
         assert_eq!(first.seq, 11);
         assert_eq!(slow.missed(), 10);
         assert_eq!(journal.recent().len(), JOURNAL_CAPACITY);
+        // The counts cover every event, also those no longer kept.
+        assert_eq!(journal.counts()["stopped"], JOURNAL_CAPACITY as u64 + 10);
     }
 }

@@ -94,6 +94,8 @@ pub(crate) struct Totals {
     pub(crate) panics: u64,
     pub(crate) restarts: u64,
     pub(crate) replacements: u64,
+    /// Worker exits the master did not ask for.
+    pub(crate) crashes: u64,
 }
 
 /// One entry of the death queue, as shown.
@@ -259,6 +261,10 @@ impl Board {
 
     pub(super) fn count_restart(&self) {
         self.totals.lock().expect("board lock").restarts += 1;
+    }
+
+    pub(super) fn count_crash(&self) {
+        self.totals.lock().expect("board lock").crashes += 1;
     }
 
     pub(super) fn count_replacement(&self) {

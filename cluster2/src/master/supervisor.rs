@@ -506,6 +506,7 @@ impl Supervisor {
         }
         // A crash of a process whose successor is already on its way: the successor takes the
         // slot when it is ready, so no restart here.
+        self.board.count_crash();
         let replaced_soon = self.deaths.successor_coming_for(slot);
         self.deaths.forget(pid);
         let s = &mut self.slots[slot];

@@ -197,6 +197,28 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         retired.replacements as f64,
     );
 
+    // Every lifecycle event by kind, from the master's journal: crashes are `exited` events
+    // that the master did not expect, counted apart so that an alert needs no arithmetic.
+    if let Some(journal) = crate::lifecycle::Journal::get() {
+        let events = Family::<Labels, CounterF>::default();
+        registry.register(
+            "lifecycle_events",
+            "Lifecycle events the master published, by kind (see GET /events)",
+            events.clone(),
+        );
+        for (kind, count) in journal.counts() {
+            events
+                .get_or_create(&vec![("event".to_owned(), kind)])
+                .inc_by(count as f64);
+        }
+    }
+    total(
+        &mut registry,
+        "worker_crashes",
+        "Worker exits the master did not ask for",
+        retired.crashes as f64,
+    );
+
     // The cache manager's figures, when it answers quickly.
     if let Ok(Ok(all)) = tokio::time::timeout(
         std::time::Duration::from_millis(500),
