@@ -21,7 +21,7 @@ pub(crate) fn describe(kind: Kind) -> &'static str {
         Kind::Count { .. } => "a whole number",
         Kind::HttpStatus => "an HTTP status code",
         Kind::Bool => "`true` or `false`",
-        Kind::Text | Kind::Directory | Kind::OneOf(_) => "a string literal",
+        Kind::Text | Kind::Directory | Kind::OneOf(_) | Kind::Secret => "a string literal",
         Kind::UrlPath { .. } => "a path in a string",
         Kind::Ip => "an IP address in a string",
         Kind::Duration { never: false, .. } => "a duration string",
@@ -51,6 +51,7 @@ pub(crate) fn sample(kind: Kind) -> String {
         Kind::Duration { never: true, .. } => "\"3d\"".to_owned(),
         Kind::OneOf(choices) => format!("\"{}\"", choices[0]),
         Kind::LogFilter => "\"info\"".to_owned(),
+        Kind::Secret => "\"a-long-random-token\"".to_owned(),
     }
 }
 

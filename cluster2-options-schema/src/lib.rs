@@ -88,6 +88,9 @@ pub enum Kind {
     Text,
     /// A log filter in the syntax of [`check_log_filter`].
     LogFilter,
+    /// A credential, never shown: `--help`, `--check` and error messages leave its value out.
+    /// It travels in an HTTP header, so it is visible ASCII without spaces, and not empty.
+    Secret,
 }
 
 /// The largest count that fits the runtime's `u32` fields.
@@ -128,6 +131,8 @@ pub enum Invalid {
     Empty,
     /// Not a log filter.
     LogFilter(LogFilterError),
+    /// A secret with a space, a control character or a character outside ASCII.
+    NotAToken,
 }
 
 impl Kind {
@@ -142,7 +147,8 @@ impl Kind {
             | Kind::UrlPath { .. }
             | Kind::Directory
             | Kind::Text
-            | Kind::LogFilter => Takes::Text,
+            | Kind::LogFilter
+            | Kind::Secret => Takes::Text,
         }
     }
 
@@ -217,6 +223,9 @@ impl Kind {
             Kind::Directory if text.is_empty() => Err(Invalid::Empty),
             Kind::Directory | Kind::Text => Ok(()),
             Kind::LogFilter => check_log_filter(text).map_err(Invalid::LogFilter),
+            Kind::Secret if text.is_empty() => Err(Invalid::Empty),
+            Kind::Secret if text.bytes().all(|b| b.is_ascii_graphic()) => Ok(()),
+            Kind::Secret => Err(Invalid::NotAToken),
         }
     }
 
@@ -378,5 +387,14 @@ mod tests {
             Kind::LogFilter.check_text("verbose"),
             Err(Invalid::LogFilter(_))
         ));
+        assert_eq!(Kind::Secret.check_text("c2VjcmV0+/=_-.~"), Ok(()));
+        assert_eq!(Kind::Secret.check_text(""), Err(Invalid::Empty));
+        for bad in ["two words", "tab\tin", "line\n", "caf\u{e9}"] {
+            assert_eq!(
+                Kind::Secret.check_text(bad),
+                Err(Invalid::NotAToken),
+                "{bad:?}"
+            );
+        }
     }
 }

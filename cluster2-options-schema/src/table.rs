@@ -82,6 +82,19 @@ pub static OPTIONS: &[Spec] = &[
         "an IP address",
         "address the monitor app binds to",
     ),
+    optional(
+        "mon.token",
+        Kind::Secret,
+        "a token of visible ASCII characters without spaces, or none",
+        "token every monitor route but the ECV requires (Authorization: Bearer); required when \
+         mon_host is not loopback",
+    ),
+    option(
+        "mon.unsafe_no_token",
+        Kind::Bool,
+        "true or false",
+        "serve a monitor bound beyond loopback without a token: open to anyone who reaches it",
+    ),
     option(
         "workers",
         Kind::Count { min: 1, max: I64 },

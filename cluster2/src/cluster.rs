@@ -230,7 +230,7 @@ impl Builder {
         if check {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&options).expect("options serialize to JSON")
+                serde_json::to_string_pretty(&options.redacted()).expect("JSON values serialize")
             );
             return ExitCode::SUCCESS;
         }

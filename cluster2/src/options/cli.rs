@@ -133,8 +133,10 @@ fn build(name: &str, version: &str, code: &[(String, OptionValue)]) -> clap::Com
             .pointer(&format!("/{}", spec.key.replace('.', "/")))
             .expect("schema keys are options");
         let shown = match default {
-            serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Null => "unset".to_owned(),
+            // A token the code set is the binary's, not something to print.
+            _ if spec.kind == Kind::Secret => super::REDACTED.to_owned(),
+            serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
         let mut arg = Arg::new(spec.key)
@@ -167,6 +169,7 @@ fn value_name(kind: Kind) -> String {
         Kind::Directory => "DIR".to_owned(),
         Kind::Text => "TEXT".to_owned(),
         Kind::LogFilter => "FILTER".to_owned(),
+        Kind::Secret => "TOKEN".to_owned(),
     }
 }
 
@@ -351,5 +354,17 @@ mod tests {
             "{output}"
         );
         assert!(line("--mon-port").ends_with("[default: 8081"), "{output}");
+    }
+
+    #[test]
+    fn help_never_shows_a_token() {
+        let code = [("mon.token".to_owned(), OptionValue::from("hunter2-in-code"))];
+        let args = ["app", "--help"].map(OsString::from);
+        let Command::Exit { code: 0, output } = parse_command_line("app", "1.0.0", &code, args)
+        else {
+            panic!("--help should exit 0")
+        };
+        assert!(!output.contains("hunter2"), "{output}");
+        assert!(output.contains(&format!("[default: {}]", super::super::REDACTED)));
     }
 }

@@ -40,8 +40,11 @@ pub struct Options {
     /// TCP port of the monitor app served by the master. `0` picks any free port.
     pub mon_port: u16,
     /// Address the monitor app binds to. Loopback by default: its control endpoints are not
-    /// meant for the network.
+    /// meant for the network. Any other address needs [`MonitorOptions::token`] (or the
+    /// explicit opt-out [`MonitorOptions::unsafe_no_token`]).
     pub mon_host: IpAddr,
+    /// Who may use the monitor app.
+    pub mon: MonitorOptions,
     /// Number of worker processes.
     pub workers: usize,
     /// Runtime threads per worker; `0` divides the CPUs among the workers (at least one each).
@@ -78,6 +81,43 @@ pub struct Options {
     pub pids: Option<String>,
     /// The shared cache.
     pub cache: CacheSettings,
+}
+
+/// What `--check` and `--help` print instead of a secret.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// A credential among the options, such as [`MonitorOptions::token`]. `Debug` leaves its value
+/// out, and so do `--help`, `--check` and every error message; read it with
+/// [`Secret::expose`]. The master sends it to its own workers with the rest of the options.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({REDACTED})")
+    }
+}
+
+/// Who may use the monitor app. The ECV paths stay open to load balancers whatever is set
+/// here; see the README's "Who may use the monitor".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MonitorOptions {
+    /// When set, every monitor route except the ECV's requires `Authorization: Bearer <token>`.
+    /// Required when [`Options::mon_host`] is not a loopback address.
+    pub token: Option<Secret>,
+    /// Serve a monitor bound beyond loopback without a token: anyone who can reach it can read
+    /// the cluster and act on it. Logged as a warning at start.
+    pub unsafe_no_token: bool,
 }
 
 /// Where the cache manager runs.
@@ -272,6 +312,7 @@ impl Default for Options {
             host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             mon_port: 8081,
             mon_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            mon: MonitorOptions::default(),
             workers: cpus(),
             threads: 0,
             warm_up_port: None,
@@ -322,6 +363,20 @@ impl Options {
         }
     }
 
+    /// The options as `--check` prints them: secrets replaced by a placeholder.
+    pub(crate) fn redacted(&self) -> serde_json::Value {
+        let mut tree = serde_json::to_value(self).expect("options serialize to JSON");
+        for spec in cluster2_options_schema::OPTIONS {
+            if spec.kind == cluster2_options_schema::Kind::Secret {
+                let pointer = format!("/{}", spec.key.replace('.', "/"));
+                if let Some(value) = tree.pointer_mut(&pointer).filter(|v| !v.is_null()) {
+                    *value = REDACTED.into();
+                }
+            }
+        }
+        tree
+    }
+
     /// Checks that involve more than one option, and what only tracing can tell about a log
     /// filter. Each value on its own has already been checked against the schema.
     fn validate(&self) -> Result<(), Problem> {
@@ -347,6 +402,19 @@ impl Options {
                 "ecv.root",
                 "ecv.mark_up",
                 "conflict: the ECV and its controls need different paths".to_owned(),
+            ));
+        }
+        // Outside loopback the monitor's actions are open to the network: not without a token,
+        // unless the user says, in so many words, that this is unsafe.
+        if !self.mon_host.to_canonical().is_loopback()
+            && self.mon.token.is_none()
+            && !self.mon.unsafe_no_token
+        {
+            return Err(Problem::value(
+                "mon_host",
+                "the monitor would let anyone who reaches it act on the cluster: set a token \
+                 with --mon.token (CLUSTER2_MON__TOKEN), or accept an open monitor with \
+                 --mon.unsafe-no-token",
             ));
         }
         // The schema checks levels and targets; span filters (`app[request]=debug`) have a
@@ -403,6 +471,65 @@ mod tests {
         let bytes = postcard::to_stdvec(&options).unwrap();
         let back: Options = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, options);
+    }
+
+    #[test]
+    fn a_monitor_beyond_loopback_needs_a_token_or_the_opt_out() {
+        let open = Options {
+            mon_host: "0.0.0.0".parse().unwrap(),
+            ..Options::default()
+        };
+        let problem = open.validate().unwrap_err();
+        assert_eq!(problem.key, "mon_host");
+        assert!(
+            problem.message.contains("--mon.token"),
+            "{}",
+            problem.message
+        );
+        let with_token = Options {
+            mon: MonitorOptions {
+                token: Some(Secret("t".to_owned())),
+                unsafe_no_token: false,
+            },
+            ..open.clone()
+        };
+        with_token.validate().unwrap();
+        let opted_out = Options {
+            mon: MonitorOptions {
+                token: None,
+                unsafe_no_token: true,
+            },
+            ..open
+        };
+        opted_out.validate().unwrap();
+        for loopback in ["127.0.0.2", "::1", "::ffff:127.0.0.1"] {
+            let options = Options {
+                mon_host: loopback.parse().unwrap(),
+                ..Options::default()
+            };
+            options.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn secrets_are_left_out_of_debug_and_check() {
+        let options = Options {
+            mon: MonitorOptions {
+                token: Some(Secret("hunter2".to_owned())),
+                unsafe_no_token: false,
+            },
+            ..Options::default()
+        };
+        assert!(!format!("{options:?}").contains("hunter2"));
+        let shown = options.redacted();
+        assert_eq!(shown["mon"]["token"], REDACTED);
+        assert!(!shown.to_string().contains("hunter2"));
+        // Workers get the real thing.
+        let bytes = postcard::to_stdvec(&options).unwrap();
+        let back: Options = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.mon.token.unwrap().expose(), "hunter2");
+        // Unset stays unset.
+        assert!(Options::default().redacted()["mon"]["token"].is_null());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
-use cluster2_options_schema::{self as schema, Invalid, OPTIONS};
+use cluster2_options_schema::{self as schema, Invalid, Kind, OPTIONS};
 use serde_json::Value;
 
 use super::{Options, value};
@@ -212,10 +212,11 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
         Some(given) => describe(key, &given.source),
         None => describe(key, &Source::Default),
     };
-    let quoted = |key: &str| {
-        provenance
-            .get(key)
-            .map_or(String::new(), |given| format!(" `{}`", given.text))
+    // A secret's value is never repeated, not even to say what is wrong with it.
+    let secret = |key: &str| schema::spec(key).is_some_and(|s| s.kind == Kind::Secret);
+    let quoted = |key: &str| match provenance.get(key) {
+        Some(given) if !secret(key) => format!(" `{}`", given.text),
+        _ => String::new(),
     };
 
     // Every value against the schema, in its order, before serde sees any.
@@ -226,7 +227,9 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
             // like a port until one is told it is a string.
             let typed = provenance.get(spec.key).is_some_and(|given| given.typed);
             let got = match invalid {
-                Invalid::Type if typed => format!(", got {}", value::describe(value)),
+                Invalid::Type if typed && !secret(spec.key) => {
+                    format!(", got {}", value::describe(value))
+                }
                 _ => String::new(),
             };
             let detail = value::detail(&invalid).map_or(String::new(), |d| format!("; {d}"));
@@ -545,6 +548,30 @@ mod tests {
         // Text from flags and variables has no type of its own to name.
         let err = resolve(&[], &flags(&[("port", "high")]), env(&[])).unwrap_err();
         assert!(!err.to_string().contains("got"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_is_never_repeated_in_an_error() {
+        for bad in ["two words", "caf\u{e9}"] {
+            let err = resolve(&[], &flags(&[("mon.token", bad)]), env(&[])).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.starts_with("invalid value for --mon.token: expected"),
+                "{message}"
+            );
+            assert!(!message.contains(bad), "{message}");
+        }
+        let code = [("mon.token".to_owned(), OptionValue::Int(123_456_789))];
+        let message = resolve(&code, &flags(&[]), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains("123456789"), "{message}");
+        let token = resolve(&[], &flags(&[]), env(&[("CLUSTER2_MON__TOKEN", "s3cret")]))
+            .unwrap()
+            .mon
+            .token
+            .unwrap();
+        assert_eq!(token.expose(), "s3cret");
     }
 
     #[test]

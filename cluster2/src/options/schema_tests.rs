@@ -218,6 +218,7 @@ fn text_kinds_are_checked_by_the_runtime() {
                 &["warn,my_app=debug", "TRACE", "my_app[request]=debug"],
                 &["verbose", "infoo", "my_app=loud", "[nope"],
             ),
+            Kind::Secret => (&["s3cr3t-T0ken+/="], &["two words", "tab\tin", "caf\u{e9}"]),
             _ => continue,
         };
         for text in good {
