@@ -245,7 +245,7 @@ pub struct Response {
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     request(
         addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
     )
 }
 
@@ -338,7 +338,7 @@ impl KeepAlive {
         let reader = self.stream.as_mut().expect("connected above");
         reader
             .get_mut()
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())?;
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())?;
         let mut status_line = String::new();
         if reader.read_line(&mut status_line)? == 0 {
             return Err(std::io::Error::new(
@@ -395,7 +395,7 @@ pub fn post_body(
     request(
         addr,
         &format!(
-            "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: \
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: \
              {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         ),
@@ -471,7 +471,7 @@ impl Events {
         stream.set_read_timeout(Some(SOON)).expect("read timeout");
         stream
             .write_all(
-                b"GET /events?since=0 HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n",
+                b"GET /events?since=0 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n",
             )
             .expect("send the request");
         let mut reader = BufReader::new(stream);

@@ -1,6 +1,7 @@
 //! The debug page in a real headless Chromium, driven over WebDriver by chromedriver, against a
 //! real cluster: it lists every worker and the cache's namespaces, its figures move without a
 //! reload, its pause and resume buttons act on the cluster, and the browser logs no error.
+//! With a monitor token, it asks for the token and then does the same.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without them the
 //! test fails and names the command that installs them.
@@ -150,15 +151,13 @@ fn worker_state(monitor: SocketAddr, pid: u32) -> String {
 
 /// Clicks the row's `action` button, then the dialog's Confirm.
 async fn act(client: &Client, pid: u32, action: &str) {
-    client
-        .find(Locator::Css(&format!(
-            "button[data-action='{action}'][data-pid='{pid}']"
-        )))
-        .await
-        .unwrap_or_else(|e| panic!("no {action} button for {pid}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    let button = format!("button[data-action='{action}'][data-pid='{pid}']");
+    // The rows are redrawn on every state: a button found just before a redraw is gone by the
+    // time of the click, so find and click again until a click lands.
+    until(client, &format!("a {action} button for {pid}"), async |c| {
+        c.find(Locator::Css(&button)).await.ok()?.click().await.ok()
+    })
+    .await;
     let confirm = client
         .wait()
         .at_most(SOON)
@@ -277,5 +276,71 @@ async fn the_debug_page_shows_the_cluster_live_and_acts_on_it() {
         .map(|entries| entries.iter().filter(|e| e["level"] == "SEVERE").collect())
         .unwrap_or_default();
     assert!(errors.is_empty(), "the browser logged errors: {errors:#?}");
+    client.close().await.unwrap();
+}
+
+/// With `mon.token`, the page opens without it (a browser cannot send it on a navigation),
+/// asks for it, and then shows the cluster and acts on it, sending it with every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debug_page_asks_for_the_token_and_uses_it() {
+    const TOKEN: &str = "page-token-0123456789";
+    let token_flag = format!("--mon.token={TOKEN}");
+    let cluster = Cluster::start(APP, &["--workers=1", &token_flag], &[]);
+    let target = cluster.workers[0];
+    let state = || {
+        let raw = format!(
+            "GET /workers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let workers: Value =
+            serde_json::from_str(&cluster2_tests::request(cluster.monitor, &raw).unwrap().body)
+                .unwrap();
+        workers["workers"][0]["state"].as_str().unwrap().to_owned()
+    };
+    let driver = Driver::start();
+    let profile = TempPath::new("chromium-profile-token");
+    let client = browser(&driver, &profile).await;
+    client
+        .goto(&format!("http://{}/debug", cluster.monitor))
+        .await
+        .unwrap();
+
+    let input = client
+        .wait()
+        .at_most(SOON)
+        .for_element(Locator::Css("dialog#token[open] #token-input"))
+        .await
+        .expect("the page asks for the token");
+    input.send_keys(TOKEN).await.unwrap();
+    client
+        .find(Locator::Css("#token-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    until(&client, "the worker's row", async |c| {
+        c.find(Locator::Css(&format!("#workers tr[data-pid='{target}']")))
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+    act(&client, target, "pause").await;
+    assert!(
+        cluster2_tests::eventually(SOON, || state() == "paused"),
+        "the pause did not reach the cluster"
+    );
+    until(&client, "the paused state", async |c| {
+        let state = text_of(c, &format!("#workers tr[data-pid='{target}'] td.state")).await?;
+        (state == "paused").then_some(())
+    })
+    .await;
+    act(&client, target, "resume").await;
+    assert!(
+        cluster2_tests::eventually(SOON, || state() == "listening"),
+        "the resume did not reach the cluster"
+    );
     client.close().await.unwrap();
 }

@@ -218,7 +218,7 @@ fn bad_methods_paths_and_bodies() {
     assert_eq!(
         request(
             m,
-            "DELETE /workers HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            "DELETE /workers HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         )
         .unwrap()
         .status,
@@ -226,7 +226,7 @@ fn bad_methods_paths_and_bodies() {
     );
     let big = "x".repeat(200 * 1024);
     let raw = format!(
-        "POST /statuses/worker HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n\"{big}\"",
+        "POST /statuses/worker HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n\"{big}\"",
         big.len() + 2
     );
     assert_eq!(request(m, &raw).unwrap().status, 413);

@@ -159,6 +159,7 @@ async fn master(
         monitor,
         monitor_app,
         parts.configure_monitor(),
+        crate::monitor::guard::Guard::new(&options, mon_addr),
         monitor_stop.clone(),
     )
     .await

@@ -7,6 +7,7 @@ mod dashboard;
 mod debug_session;
 pub(crate) mod deps;
 mod events;
+pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
 mod metrics;
 
 use std::net::TcpListener;
@@ -205,6 +206,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     monitor: Monitor,
     configure: Option<ConfigureMonitor>,
+    guard: guard::Guard,
     stop: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -216,6 +218,7 @@ pub(crate) async fn serve(
     let app = app
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let app = app.layer(guard); // outermost: who may ask comes before anything is read
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
