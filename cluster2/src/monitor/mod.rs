@@ -4,6 +4,7 @@
 //! the operator controls (`crate::master::pause` …), like any code in the master.
 
 mod dashboard;
+mod debug_logs;
 pub(crate) mod deps;
 mod events;
 mod metrics;
@@ -68,6 +69,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
             "/metrics",
             get(move || metrics::render(metrics_board.clone(), metrics_ecv.clone())),
         )
+        .merge(debug_logs::routes())
         .merge(ecv.routes())
 }
 
@@ -106,6 +108,7 @@ async fn workers(board: Arc<Board>) -> Json<Value> {
                 "successor_of": w.successor_of,
                 "heartbeat": w.heartbeat.as_ref().map(|(hb, _)| hb),
                 "heartbeat_age_secs": w.heartbeat.as_ref().map(|(_, at)| at.elapsed().as_secs_f64()),
+                "log_filter": crate::log::current_filter(w.pid),
             })
         })
         .collect();
