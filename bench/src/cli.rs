@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
-usage: cluster2-bench <startup|rss|http|emitter|cache|rolling|layer|all> [OPTIONS]
+usage: cluster2-bench <startup|rss|http|emitter|cache|rolling|layer|logs|all> [OPTIONS]
 
 Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
 Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
@@ -16,6 +16,8 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   cache     cache get/set from a worker vs redis-benchmark on a Unix socket (1 and 16 clients)
   rolling   SIGHUP rolling restart of hello (2 workers) under wrk: failures, p99 during/before
   layer     cost of the request-counting layer per request, as a share of hello's throughput
+  logs      hello (2 workers) under wrk with no log stream open vs one worker's live log
+            stream open (filter info, then debug): same cluster, rotating order
   all       every one, in that order
 
 Options:
@@ -23,12 +25,14 @@ Options:
   --rss-runs N        rss: runs per peer [default: 3]
   --settle DURATION   rss: idle time between \"ready\" and reading /proc [default: 1s]
   --workers N         startup, rss: workers of hello and of the node cluster [default: 4]
-  --http-workers N    http: workers of hello and of the node cluster [default: 2]
-  --rounds N          http: rounds; each round runs every server once [default: 2]
-  --duration DURATION http: length of each measured wrk run [default: 10s]
-  --warmup DURATION   http: unmeasured wrk run before each measured one (0 to skip) [default: 2s]
-  --connections N     http: wrk -c [default: 64]
-  --wrk-threads N     http: wrk -t [default: 2]
+  --http-workers N    http, logs: workers of hello and of the node cluster [default: 2]
+  --rounds N          http, logs: rounds; each round runs every server (or mode) once
+                      [default: 2]
+  --duration DURATION http, logs: length of each measured wrk run [default: 10s]
+  --warmup DURATION   http: unmeasured wrk run before each measured one, logs: before the
+                      first (0 to skip) [default: 2s]
+  --connections N     http, logs: wrk -c [default: 64]
+  --wrk-threads N     http, logs: wrk -t [default: 2]
   --variants          http: also measure hello --workers=1, hello --threads=2, bare-hyper
                       --threads=1, and bare-hyper with, one at a time, what a cluster2 worker
                       adds (an axum Router, hyper-util's auto builder, the header read
@@ -58,6 +62,7 @@ pub(crate) enum Which {
     Cache,
     Rolling,
     Layer,
+    Logs,
     All,
 }
 
@@ -82,6 +87,9 @@ impl Which {
     }
     pub(crate) fn layer(self) -> bool {
         matches!(self, Self::Layer | Self::All)
+    }
+    pub(crate) fn logs(self) -> bool {
+        matches!(self, Self::Logs | Self::All)
     }
 }
 
@@ -156,11 +164,12 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "cache" => Which::Cache,
                 "rolling" => Which::Rolling,
                 "layer" => Which::Layer,
+                "logs" => Which::Logs,
                 "all" => Which::All,
                 _ => {
                     return Err(format!(
                         "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, rolling, \
-                         layer or all)"
+                         layer, logs or all)"
                     ));
                 }
             });
@@ -230,8 +239,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
             _ => return Err(format!("unknown option {key}")),
         }
     }
-    config.which = which
-        .ok_or("which benchmark? startup, rss, http, emitter, cache, rolling, layer or all")?;
+    config.which = which.ok_or(
+        "which benchmark? startup, rss, http, emitter, cache, rolling, layer, logs or all",
+    )?;
     if config.connections < config.wrk_threads {
         return Err("--connections must be at least --wrk-threads".to_owned());
     }

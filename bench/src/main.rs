@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p example-hello -p cluster2-bench
-//! cargo run --release -p cluster2-bench -- <startup|rss|http|all> [--runs N] [--duration 10s]
+//! cargo run --release -p cluster2-bench -- <startup|rss|http|logs|all> [--runs N] [--duration 10s]
 //! ```
 //!
 //! Every figure is reported next to its peer's from the same run, and as a ratio, because
@@ -20,6 +20,7 @@ mod cpu;
 mod http;
 mod ipc;
 mod layer;
+mod logs;
 mod proc;
 mod report;
 mod rolling;
@@ -127,6 +128,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.layer() {
         let section = layer::run(config, &bins, config.hello_rps).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.logs() {
+        let section = logs::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     Ok(md)

@@ -44,7 +44,7 @@ mod exit; // every exit status, and what a child's means
 mod heartbeat; // what workers report to the master
 mod ipc; // master <-> worker channel, messages and inherited fds
 pub mod lifecycle; // the cluster's life as typed events, kept by the master
-mod log; // one-line-per-event logging labelled with the process
+mod log; // log lines labelled with the process; the filter changed live; streaming to the monitor
 pub mod master; // the supervising process; public: operator controls
 mod monitor; // the master's monitor app on mon_port
 pub mod options; // every option, its default and its layering

@@ -450,9 +450,9 @@ fn remove_path(path: &std::path::Path) {
     }
 }
 
-/// The master's lifecycle events, read from the monitor's `/events` stream (server-sent
-/// events over chunked HTTP/1.1) from the oldest event the master kept, so nothing that
-/// happened before the test connected is missed.
+/// A stream of server-sent events from the monitor, over chunked HTTP/1.1: the master's
+/// lifecycle events (`/events?since=0`, from the oldest event the master kept, so nothing
+/// that happened before the test connected is missed), or any other SSE path.
 #[derive(Debug)]
 pub struct Events {
     reader: BufReader<TcpStream>,
@@ -464,14 +464,25 @@ pub struct Events {
     cursor: usize,
 }
 
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    /// Its `event:` name; `message` when it has none.
+    pub name: String,
+    /// Its `data`, as JSON.
+    pub data: serde_json::Value,
+}
+
 impl Events {
-    /// Connects to the monitor at `monitor` and reads the stream's head.
-    pub fn open(monitor: SocketAddr) -> Self {
+    /// Connects to the monitor at `monitor`, asks for `path` (`/events?since=0`) and reads the
+    /// stream's head.
+    pub fn open(monitor: SocketAddr, path: &str) -> Self {
         let mut stream = TcpStream::connect_timeout(&monitor, SOON).expect("connect to monitor");
         stream.set_read_timeout(Some(SOON)).expect("read timeout");
         stream
             .write_all(
-                b"GET /events?since=0 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n",
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+                    .as_bytes(),
             )
             .expect("send the request");
         let mut reader = BufReader::new(stream);
@@ -486,7 +497,7 @@ impl Events {
         }
         assert!(
             head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("chunked"),
-            "unexpected /events head: {head}"
+            "unexpected head for {path}: {head}"
         );
         Self {
             reader,
@@ -514,7 +525,7 @@ impl Events {
                 }
             }
             match self.next_event(deadline) {
-                Ok(Some(event)) => self.seen.push(event),
+                Ok(Some(event)) => self.seen.push(event.data),
                 Ok(None) => panic!(
                     "the event stream ended before a `{kind}` event:\n{}",
                     self.dump()
@@ -528,7 +539,7 @@ impl Events {
     pub fn next_any(&mut self) -> serde_json::Value {
         if self.cursor == self.seen.len() {
             match self.next_event(Instant::now() + SOON) {
-                Ok(Some(event)) => self.seen.push(event),
+                Ok(Some(event)) => self.seen.push(event.data),
                 Ok(None) => panic!("the event stream ended:\n{}", self.dump()),
                 Err(TimedOut) => panic!("no event for {SOON:?}; events:\n{}", self.dump()),
             }
@@ -560,10 +571,31 @@ impl Events {
             .join("\n")
     }
 
-    /// The next SSE event's `data`, as JSON; `None` at the end of the stream. The stream's
-    /// keep-alive comments keep the socket busy, so the deadline is checked on every line.
-    fn next_event(&mut self, deadline: Instant) -> Result<Option<serde_json::Value>, TimedOut> {
+    /// The next event, whatever its name, without recording it; `None` once the stream has
+    /// ended (or stayed silent, keep-alives included, for [`SOON`]).
+    pub fn next_sse(&mut self) -> Option<SseEvent> {
+        self.next_event(Instant::now() + SOON).ok().flatten()
+    }
+
+    /// Reads the stream on a thread of its own, so that a test can send requests while
+    /// events arrive; the receiver disconnects when the stream ends.
+    pub fn in_background(mut self) -> Receiver<SseEvent> {
+        let (tx, events) = channel();
+        std::thread::spawn(move || {
+            while let Some(event) = self.next_sse() {
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        events
+    }
+
+    /// The next SSE event; `None` at the end of the stream. The stream's keep-alive comments
+    /// keep the socket busy, so the deadline is checked on every line.
+    fn next_event(&mut self, deadline: Instant) -> Result<Option<SseEvent>, TimedOut> {
         let mut data = String::new();
+        let mut name = String::new();
         loop {
             if Instant::now() > deadline {
                 return Err(TimedOut);
@@ -576,13 +608,20 @@ impl Events {
                 if data.is_empty() {
                     continue; // the end of a comment (keep-alive) or of nothing
                 }
-                return Ok(Some(
-                    serde_json::from_str(&data)
+                return Ok(Some(SseEvent {
+                    name: if name.is_empty() {
+                        "message".to_owned()
+                    } else {
+                        name
+                    },
+                    data: serde_json::from_str(&data)
                         .unwrap_or_else(|e| panic!("bad event data {data:?}: {e}")),
-                ));
+                }));
             }
             if let Some(rest) = line.strip_prefix("data:") {
                 data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+            } else if let Some(rest) = line.strip_prefix("event:") {
+                name = rest.trim().to_owned();
             }
         }
     }
@@ -639,13 +678,13 @@ impl Proc {
             .expect("monitor=")
             .parse()
             .expect("monitor address");
-        Events::open(monitor)
+        Events::open(monitor, "/events?since=0")
     }
 }
 
 impl Cluster {
     /// The master's lifecycle events from the start.
     pub fn events(&self) -> Events {
-        Events::open(self.monitor)
+        Events::open(self.monitor, "/events?since=0")
     }
 }

@@ -58,7 +58,7 @@ fn ecv_control_mode_life_cycle() {
     assert_eq!(post(monitor, "/ecv/markUp").status, 200);
     assert_eq!(ecv(monitor).status, 200);
     // Each switch is an event, with its reason.
-    let mut events = cluster2_tests::Events::open(monitor);
+    let mut events = cluster2_tests::Events::open(monitor, "/events?since=0");
     let switches: Vec<(bool, String)> = (0..3)
         .map(|_| {
             let e = events.next_of("ecv");

@@ -71,6 +71,7 @@ fn serve() -> Result<ExitCode, String> {
             tokio::select! {
                 msg = from_master.recv() => match msg {
                     Ok(Some(ToWorker::Stop)) | Ok(None) | Err(_) => break,
+                    Ok(Some(ToWorker::Logs(control))) => crate::log::control(control, &to_master),
                     Ok(Some(_)) => {}
                 },
                 _ = term.recv() => break,

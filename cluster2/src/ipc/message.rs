@@ -29,6 +29,41 @@ pub(crate) enum ToWorker {
         /// The new value, as JSON.
         set: Option<Vec<u8>>,
     },
+    /// About this process's log lines.
+    Logs(LogControl),
+}
+
+/// What the master asks of a child's logging.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum LogControl {
+    /// Start (`true`) or stop forwarding log lines to the master: someone started watching,
+    /// or the last watcher left.
+    Forward(bool),
+    /// Replace the log filter (`RUST_LOG` syntax, already validated by the master); answered
+    /// by `ToMaster::LogFilterSet` with the same `id`.
+    SetFilter { id: u64, filter: String },
+}
+
+/// One log line, as a process forwards it while someone watches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LogLine {
+    pub(crate) level: LogLevel,
+    pub(crate) target: String,
+    pub(crate) message: String,
+    /// The event's other fields, in the order they were written, each formatted as text.
+    pub(crate) fields: Vec<(String, String)>,
+    /// When the line was logged, in seconds since the Unix epoch.
+    pub(crate) at_unix_secs: f64,
+}
+
+/// The level of a [`LogLine`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
 }
 
 /// A user event in transit. Its payload is JSON, self-describing, so that a listener decoding
@@ -86,6 +121,11 @@ pub(crate) enum ToMaster {
     Paused,
     /// The worker accepts again (answer to `Resume`).
     Resumed,
+    /// Log lines, while the master asked for them, and how many were dropped since the last
+    /// batch because the buffer was full.
+    Logs { lines: Vec<LogLine>, dropped: u64 },
+    /// The answer to `LogControl::SetFilter`: done, or why not.
+    LogFilterSet { id: u64, result: Result<(), String> },
 }
 
 /// The step of a worker's start-up that failed.

@@ -57,14 +57,26 @@ pub(super) async fn start(
         }
     };
     let _ = tx.send(&ToWorker::Hello(Box::new(hello))).await;
+    crate::log::hub::child_started(pid, tx.clone());
     let reader = tokio::spawn(read(pid, rx, inputs.clone()));
     let signals = watch_exit(pid, child, Some(reader), inputs.clone());
     Ok(Child { pid, tx, signals })
 }
 
-/// Forwards the child's messages until its channel closes. Events and status traffic are
-/// routed here, off the supervisor's loop: they are many and need no supervisor state.
-async fn read(pid: u32, mut rx: channel::Receiver<ToMaster>, inputs: mpsc::UnboundedSender<Input>) {
+/// Forwards the child's messages until its channel closes. Events, status traffic and log
+/// lines are routed here, off the supervisor's loop: they are many and need no supervisor
+/// state.
+async fn read(pid: u32, rx: channel::Receiver<ToMaster>, inputs: mpsc::UnboundedSender<Input>) {
+    read_messages(pid, rx, inputs).await;
+    // Its log watchers' streams end here.
+    crate::log::hub::child_gone(pid);
+}
+
+async fn read_messages(
+    pid: u32,
+    mut rx: channel::Receiver<ToMaster>,
+    inputs: mpsc::UnboundedSender<Input>,
+) {
     loop {
         match rx.recv().await {
             Ok(Some(ToMaster::Emit { event, targets })) => {
@@ -75,6 +87,12 @@ async fn read(pid: u32, mut rx: channel::Receiver<ToMaster>, inputs: mpsc::Unbou
             }
             Ok(Some(ToMaster::StatusReply { id, result })) => {
                 crate::status::complete(id, result);
+            }
+            Ok(Some(ToMaster::Logs { lines, dropped })) => {
+                crate::log::hub::received(pid, lines, dropped);
+            }
+            Ok(Some(ToMaster::LogFilterSet { id, result })) => {
+                crate::log::hub::filter_set(id, result);
             }
             Ok(Some(msg)) => {
                 if inputs.send(Input::Message { pid, msg }).is_err() {

@@ -405,7 +405,11 @@ impl Supervisor {
                     }
                 }
             }
-            ToMaster::Emit { .. } | ToMaster::StatusNames(_) | ToMaster::StatusReply { .. } => {
+            ToMaster::Emit { .. }
+            | ToMaster::StatusNames(_)
+            | ToMaster::StatusReply { .. }
+            | ToMaster::Logs { .. }
+            | ToMaster::LogFilterSet { .. } => {
                 // Routed by the reader task.
             }
         }

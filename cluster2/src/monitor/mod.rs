@@ -5,6 +5,7 @@
 
 mod dashboard;
 mod debug_session;
+mod debug_logs;
 pub(crate) mod deps;
 mod events;
 pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
@@ -71,6 +72,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
             "/metrics",
             get(move || metrics::render(metrics_board.clone(), metrics_ecv.clone())),
         )
+        .merge(debug_logs::routes())
         .merge(ecv.routes())
 }
 
@@ -110,6 +112,7 @@ async fn workers(board: Arc<Board>) -> Json<Value> {
                 "heartbeat": w.heartbeat.as_ref().map(|(hb, _)| hb),
                 "heartbeat_age_secs": w.heartbeat.as_ref().map(|(_, at)| at.elapsed().as_secs_f64()),
                 "debugging": w.debugging,
+                "log_filter": crate::log::current_filter(w.pid),
             })
         })
         .collect();

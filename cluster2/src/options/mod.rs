@@ -417,17 +417,25 @@ impl Options {
                  --mon.unsafe-no-token",
             ));
         }
-        // The schema checks levels and targets; span filters (`app[request]=debug`) have a
-        // grammar only tracing knows.
-        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
-            let expected = cluster2_options_schema::spec("log.level").map_or("", |s| s.expected);
-            return Err(Problem::value(
-                "log.level",
-                format!("expected {expected} ({e})"),
-            ));
+        if let Err(message) = log_filter(&self.log.level) {
+            return Err(Problem::value("log.level", message));
         }
         Ok(())
     }
+}
+
+/// Reads a log filter as `log.level` is read, for the option and for a filter changed live:
+/// the schema's check (each directive a level or `target=level`), then tracing's own parse,
+/// which alone knows span filters (`app[request]=debug`). The error says what was expected and
+/// what is wrong: `expected a log filter like … ; `verbose` is not a level …`.
+pub(crate) fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    let spec = cluster2_options_schema::spec("log.level").expect("log.level is an option");
+    if let Err(invalid) = spec.kind.check_text(text) {
+        let detail = value::detail(&invalid).map_or(String::new(), |d| format!("; {d}"));
+        return Err(format!("expected {}{detail}", spec.expected));
+    }
+    text.parse::<tracing_subscriber::EnvFilter>()
+        .map_err(|e| format!("expected {} ({e})", spec.expected))
 }
 
 /// A semantic problem with one option or a pair of options.
@@ -463,6 +471,21 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Options::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_log_filter_is_read_as_log_level_is() {
+        assert!(log_filter("info,my_app=trace").is_ok());
+        assert!(log_filter("my_app[request]=debug").is_ok());
+        let e = log_filter("infoo").unwrap_err();
+        assert!(e.starts_with("expected a log filter like info"), "{e}");
+        assert!(
+            e.ends_with("`infoo` is not a level; did you mean `info`?"),
+            "{e}"
+        );
+        // Past the schema, tracing's own grammar: a span filter it cannot read.
+        let e = log_filter("my_app[{=]=debug").unwrap_err();
+        assert!(e.starts_with("expected a log filter like info"), "{e}");
     }
 
     #[test]

@@ -140,6 +140,7 @@ impl Worker {
 
         // Messages from the master; EOF means it is gone.
         let tx = stop_tx.clone();
+        let to_master_logs = to_master.clone();
         tokio::spawn(async move {
             loop {
                 match from_master.recv().await {
@@ -162,6 +163,9 @@ impl Worker {
                     Ok(Some(ToWorker::Event(event))) => crate::emitter::deliver(event),
                     Ok(Some(ToWorker::StatusQuery { id, name, set })) => {
                         crate::status::answer(id, name, set);
+                    }
+                    Ok(Some(ToWorker::Logs(control))) => {
+                        crate::log::control(control, &to_master_logs);
                     }
                     Ok(None) => {
                         let _ = tx.send(Stop::Orphaned);

@@ -48,6 +48,31 @@ struct EmitTo {
     pid: u32,
 }
 
+#[derive(Deserialize)]
+struct LogThis {
+    level: String,
+    msg: String,
+}
+
+/// `/log?level=debug&msg=…`: logs `msg` at `level` with a field `pid`, and answers the pid.
+async fn log_this(Query(q): Query<LogThis>) -> (axum::http::StatusCode, String) {
+    let pid = std::process::id();
+    match q.level.as_str() {
+        "error" => tracing::error!(pid, "{}", q.msg),
+        "warn" => tracing::warn!(pid, "{}", q.msg),
+        "info" => tracing::info!(pid, "{}", q.msg),
+        "debug" => tracing::debug!(pid, "{}", q.msg),
+        "trace" => tracing::trace!(pid, "{}", q.msg),
+        other => {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("no level {other}"),
+            );
+        }
+    }
+    (axum::http::StatusCode::OK, pid.to_string())
+}
+
 /// The value of the mutable status `worker`: this process's pid until someone sets it.
 static WORKER_STATUS: Mutex<String> = Mutex::new(String::new());
 
@@ -224,6 +249,7 @@ async fn app() -> Result<Router, String> {
     Ok(Router::new()
         .route("/", get(|| async { "hello world" }))
         .route("/pid", get(|| async { std::process::id().to_string() }))
+        .route("/log", get(log_this))
         .route(
             "/seq",
             get(

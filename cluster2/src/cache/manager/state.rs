@@ -158,6 +158,7 @@ impl State {
             }
         }
         self.namespaces.insert(name.to_owned(), ns);
+        tracing::debug!(namespace = %name, persist = options.persist, "cache namespace created");
         Reply::Used {
             options,
             existed: false,

@@ -1,0 +1,315 @@
+//! The master's side of log streaming and live log filters: which processes can be watched
+//! (every child whose channel is open, and the master itself), how many watch each one, the
+//! fan-out of each process's lines to its watchers, and each process's current filter.
+//!
+//! A process forwards its lines only while it has at least one watcher: the first watcher
+//! turns forwarding on, the last one to leave turns it off. Lines arrive in batches (from
+//! `master::children`' reader, off the supervisor's loop), are turned into JSON once, and go
+//! into a `broadcast` channel per process that every watcher reads: a watcher that falls
+//! [`FAN_OUT`] lines behind skips what it missed and is told how many, and never holds up
+//! the others. When a child's channel closes its entry goes, which ends its watchers' streams.
+//!
+//! Master only: the entries are children of this process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use tokio::sync::{broadcast, oneshot};
+
+use super::forward::{self, Sink};
+use crate::ipc::channel::Sender;
+use crate::ipc::message::{LogControl, LogLevel, LogLine, ToWorker};
+
+/// Lines kept per watched process for its slowest watcher.
+pub(crate) const FAN_OUT: usize = 1024;
+/// How long the master waits for a child to confirm a new filter.
+const FILTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a watcher receives.
+#[derive(Clone, Debug)]
+pub(crate) enum Item {
+    /// One line, as the JSON the monitor sends.
+    Line(Arc<str>),
+    /// The process dropped this many lines before they reached the master.
+    Dropped(u64),
+}
+
+/// A process that can be watched.
+struct Proc {
+    /// The channel to it; `None` for the master itself.
+    tx: Option<Sender<ToWorker>>,
+    lines: broadcast::Sender<Item>,
+    watchers: usize,
+    /// The filter set live, if one was.
+    filter: Option<String>,
+    /// Tells this entry from a later one for a recycled pid.
+    generation: u64,
+}
+
+impl Proc {
+    fn new(tx: Option<Sender<ToWorker>>, generation: u64) -> Self {
+        Self {
+            tx,
+            lines: broadcast::channel(FAN_OUT).0,
+            watchers: 0,
+            filter: None,
+            generation,
+        }
+    }
+
+    /// Tells the process to start or stop forwarding its lines.
+    fn forward(&self, on: bool) {
+        match &self.tx {
+            // A full channel loses the message: the lines then come although nobody watches
+            // (and are thrown away here), or do not come for this watcher. Both are harmless,
+            // and a channel four thousand messages behind has bigger problems.
+            Some(tx) => {
+                let _ = tx.try_send(&ToWorker::Logs(LogControl::Forward(on)));
+            }
+            None if on => forward::start(Sink::Local),
+            None => forward::stop(),
+        }
+    }
+}
+
+struct Hub {
+    procs: HashMap<u32, Proc>,
+    /// The last generation or request id handed out.
+    last_id: u64,
+    /// Filter changes waiting for their child's answer: id → (pid, answer).
+    pending: HashMap<u64, (u32, oneshot::Sender<Result<(), String>>)>,
+}
+
+fn hub() -> MutexGuard<'static, Hub> {
+    static HUB: OnceLock<Mutex<Hub>> = OnceLock::new();
+    HUB.get_or_init(|| {
+        // The master can be watched from the start.
+        let procs = HashMap::from([(std::process::id(), Proc::new(None, 0))]);
+        Mutex::new(Hub {
+            procs,
+            last_id: 0,
+            pending: HashMap::new(),
+        })
+    })
+    .lock()
+    .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A child's channel is open: it can be watched.
+pub(crate) fn child_started(pid: u32, tx: Sender<ToWorker>) {
+    let mut hub = hub();
+    hub.last_id += 1;
+    let proc = Proc::new(Some(tx), hub.last_id);
+    hub.procs.insert(pid, proc);
+}
+
+/// A child's channel closed: its watchers' streams end, its pending filter changes fail.
+pub(crate) fn child_gone(pid: u32) {
+    let mut hub = hub();
+    hub.procs.remove(&pid);
+    hub.pending.retain(|_, (of, _)| *of != pid);
+}
+
+/// One watcher of one process's lines; dropping it leaves.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    pid: u32,
+    generation: u64,
+    /// The lines; closed when the process is gone.
+    pub(crate) lines: broadcast::Receiver<Item>,
+}
+
+/// Starts watching `pid`; `None` if no such process can be watched.
+pub(crate) fn watch(pid: u32) -> Option<Watch> {
+    let mut hub = hub();
+    let proc = hub.procs.get_mut(&pid)?;
+    proc.watchers += 1;
+    if proc.watchers == 1 {
+        proc.forward(true);
+    }
+    Some(Watch {
+        pid,
+        generation: proc.generation,
+        lines: proc.lines.subscribe(),
+    })
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut hub = hub();
+        let Some(proc) = hub.procs.get_mut(&self.pid) else {
+            return;
+        };
+        if proc.generation == self.generation {
+            proc.watchers -= 1;
+            if proc.watchers == 0 {
+                proc.forward(false);
+            }
+        }
+    }
+}
+
+/// Lines from `pid`, and how many it dropped before them.
+pub(crate) fn received(pid: u32, lines: Vec<LogLine>, dropped: u64) {
+    let Some(out) = hub().procs.get(&pid).map(|p| p.lines.clone()) else {
+        return;
+    };
+    // Lines still on their way when the last watcher left.
+    if out.receiver_count() == 0 {
+        return;
+    }
+    if dropped > 0 {
+        let _ = out.send(Item::Dropped(dropped));
+    }
+    for line in &lines {
+        let json = serde_json::to_string(&Json(line)).expect("a log line serializes");
+        let _ = out.send(Item::Line(json.into()));
+    }
+}
+
+/// A child's answer to a filter change.
+pub(crate) fn filter_set(id: u64, result: Result<(), String>) {
+    if let Some((_, answer)) = hub().pending.remove(&id) {
+        let _ = answer.send(result);
+    }
+}
+
+/// Why a filter was not changed.
+#[derive(Debug)]
+pub(crate) enum FilterError {
+    /// No process with this pid can be reached.
+    NoProcess,
+    /// The process refused it (its subscriber is the application's), with its reason.
+    Refused(String),
+    /// The process exited before it answered.
+    Exited,
+    /// The process did not answer in time.
+    NoAnswer,
+}
+
+/// Replaces the log filter of `pid` (the master's own or a child's) with `filter`, already
+/// checked, and records it.
+pub(crate) async fn set_filter(pid: u32, filter: &str) -> Result<(), FilterError> {
+    let (tx, generation, id, answer) = {
+        let mut hub = hub();
+        let Some(proc) = hub.procs.get_mut(&pid) else {
+            return Err(FilterError::NoProcess);
+        };
+        let Some(tx) = proc.tx.clone() else {
+            super::set_filter(filter).map_err(FilterError::Refused)?;
+            proc.filter = Some(filter.to_owned());
+            drop(hub);
+            tracing::info!("log filter of the master (pid {pid}) set to `{filter}`");
+            return Ok(());
+        };
+        let generation = proc.generation;
+        hub.last_id += 1;
+        let id = hub.last_id;
+        let (done, answer) = oneshot::channel();
+        hub.pending.insert(id, (pid, done));
+        (tx, generation, id, answer)
+    };
+    let message = ToWorker::Logs(LogControl::SetFilter {
+        id,
+        filter: filter.to_owned(),
+    });
+    if tx.send(&message).await.is_err() {
+        hub().pending.remove(&id);
+        return Err(FilterError::Exited);
+    }
+    let answer = tokio::time::timeout(FILTER_TIMEOUT, answer).await;
+    hub().pending.remove(&id);
+    match answer {
+        Ok(Ok(Ok(()))) => {
+            if let Some(proc) = hub().procs.get_mut(&pid) {
+                if proc.generation == generation {
+                    proc.filter = Some(filter.to_owned());
+                }
+            }
+            tracing::info!("log filter of pid {pid} set to `{filter}`");
+            Ok(())
+        }
+        Ok(Ok(Err(why))) => Err(FilterError::Refused(why)),
+        Ok(Err(_)) => Err(FilterError::Exited),
+        Err(_) => Err(FilterError::NoAnswer),
+    }
+}
+
+/// Every process that can be watched or given a filter: the master first, then its children
+/// by pid.
+pub(crate) fn pids() -> Vec<u32> {
+    let master = std::process::id();
+    let mut children: Vec<u32> = hub()
+        .procs
+        .keys()
+        .copied()
+        .filter(|&pid| pid != master)
+        .collect();
+    children.sort_unstable();
+    std::iter::once(master).chain(children).collect()
+}
+
+/// The log filter `pid` runs with now: the one last set live, or the configured `log.level`.
+/// `None` if the master knows no such process.
+pub(crate) fn current_filter(pid: u32) -> Option<String> {
+    let filter = hub().procs.get(&pid)?.filter.clone();
+    Some(filter.unwrap_or_else(super::configured))
+}
+
+/// A line as the monitor sends it:
+/// `{"level":"INFO","target":…,"message":…,"fields":{…},"at_unix_secs":…}`.
+struct Json<'a>(&'a LogLine);
+
+impl Serialize for Json<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let line = self.0;
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("level", level(line.level))?;
+        map.serialize_entry("target", &line.target)?;
+        map.serialize_entry("message", &line.message)?;
+        map.serialize_entry("fields", &Fields(&line.fields))?;
+        map.serialize_entry("at_unix_secs", &line.at_unix_secs)?;
+        map.end()
+    }
+}
+
+struct Fields<'a>(&'a [(String, String)]);
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+fn level(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Error => "ERROR",
+        LogLevel::Warn => "WARN",
+        LogLevel::Info => "INFO",
+        LogLevel::Debug => "DEBUG",
+        LogLevel::Trace => "TRACE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_in_json() {
+        let line = LogLine {
+            level: LogLevel::Warn,
+            target: "my_app::db".to_owned(),
+            message: "slow query".to_owned(),
+            fields: vec![("ms".to_owned(), "120".to_owned())],
+            at_unix_secs: 1.5,
+        };
+        assert_eq!(
+            serde_json::to_string(&Json(&line)).unwrap(),
+            r#"{"level":"WARN","target":"my_app::db","message":"slow query","fields":{"ms":"120"},"at_unix_secs":1.5}"#
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Logging for every process of the cluster: one line per event on standard error, prefixed
+//! with the process it came from, since master and workers share the terminal; a filter that
+//! can be changed while the process runs; and the lines of any process streamed to the
+//! monitor while someone watches them.
+//!
+//! The subscriber is a registry with three layers. First the filter: one global `EnvFilter`
+//! behind `reload`, so that it can be replaced live (a per-layer filter cannot be reloaded),
+//! and so that both other layers see only what it lets through: what is streamed is what
+//! standard error shows. Then the line writer, then the forwarding layer (`forward`), which
+//! costs one atomic load per line while nobody watches. The master's side of streaming, who
+//! watches which process and the fan-out to each watcher, is `hub`.
+
+pub(crate) mod forward; // a process's side of streaming: the forwarding layer and its task
+pub(crate) mod hub; // the master's side: watchers per process, fan-out, each process's filter
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+use crate::ipc::channel::Sender;
+use crate::ipc::message::{LogControl, ToMaster};
+
+pub(crate) use hub::current_filter;
+
+/// Replaces the filter of this process's subscriber; set only when cluster2's subscriber is
+/// the one installed.
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// The filter this process started with (`log.level`).
+static CONFIGURED: OnceLock<String> = OnceLock::new();
+
+struct Line {
+    label: String,
+}
+
+impl<S, N> FormatEvent<S, N> for Line
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        SystemTime.format_time(&mut writer)?;
+        let meta = event.metadata();
+        write!(writer, " {:>5} {}: ", meta.level(), self.label)?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// Installs the subscriber unless the application installed its own first.
+pub(crate) fn init(label: String, level: &str) {
+    // Validated with the options; the fallback only guards against a racing change.
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .event_format(Line { label });
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(forward::Forward)
+        .try_init()
+        .is_ok();
+    let _ = CONFIGURED.set(level.to_owned());
+    if installed {
+        let _ = FILTER.set(handle);
+    }
+}
+
+/// The filter this process started with.
+fn configured() -> String {
+    CONFIGURED.get().cloned().unwrap_or_default()
+}
+
+/// Replaces this process's log filter, checked as `log.level` is.
+pub(crate) fn set_filter(text: &str) -> Result<(), String> {
+    let filter = crate::options::log_filter(text)?;
+    let handle = FILTER.get().ok_or(
+        "this process logs through a subscriber the application installed, whose filter \
+         cluster2 cannot change",
+    )?;
+    handle
+        .reload(filter)
+        .map_err(|e| format!("cannot replace the log filter: {e}"))
+}
+
+/// What a child does when the master asks about its logs.
+pub(crate) fn control(control: LogControl, to_master: &Sender<ToMaster>) {
+    match control {
+        LogControl::Forward(true) => forward::start(forward::Sink::Master(to_master.clone())),
+        LogControl::Forward(false) => forward::stop(),
+        LogControl::SetFilter { id, filter } => {
+            let result = set_filter(&filter);
+            let to_master = to_master.clone();
+            tokio::spawn(async move {
+                let _ = to_master.send(&ToMaster::LogFilterSet { id, result }).await;
+            });
+        }
+    }
+}
