@@ -280,7 +280,7 @@ async fn measure(config: &Config, server: &Server) -> Result<Measured, String> {
     })
 }
 
-async fn wrk(config: &Config, url: &str, duration: Duration) -> Result<Wrk, String> {
+pub(crate) async fn wrk(config: &Config, url: &str, duration: Duration) -> Result<Wrk, String> {
     let secs = duration.as_secs_f64().ceil().max(1.0) as u64;
     let args = [
         format!("-t{}", config.wrk_threads),

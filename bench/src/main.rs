@@ -21,6 +21,7 @@ mod http;
 mod ipc;
 mod layer;
 mod proc;
+mod profile;
 mod report;
 mod rolling;
 mod rss;
@@ -123,6 +124,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.rolling() {
         let section = rolling::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.profile() {
+        let section = profile::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     if config.which.layer() {

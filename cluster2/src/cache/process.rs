@@ -71,6 +71,9 @@ fn serve() -> Result<ExitCode, String> {
             tokio::select! {
                 msg = from_master.recv() => match msg {
                     Ok(Some(ToWorker::Stop)) | Ok(None) | Err(_) => break,
+                    Ok(Some(ToWorker::Profile { id, seconds, format })) => {
+                        crate::worker::profile::answer(id, seconds, format, to_master.clone());
+                    }
                     Ok(Some(_)) => {}
                 },
                 _ = term.recv() => break,

@@ -65,6 +65,8 @@ pub(super) async fn start(
 /// Forwards the child's messages until its channel closes. Events and status traffic are
 /// routed here, off the supervisor's loop: they are many and need no supervisor state.
 async fn read(pid: u32, mut rx: channel::Receiver<ToMaster>, inputs: mpsc::UnboundedSender<Input>) {
+    // Profiles still awaited from this child fail at once when it is gone.
+    let _profiles = crate::monitor::debug_profile::ForgetOnDrop(pid);
     loop {
         match rx.recv().await {
             Ok(Some(ToMaster::Emit { event, targets })) => {
@@ -75,6 +77,9 @@ async fn read(pid: u32, mut rx: channel::Receiver<ToMaster>, inputs: mpsc::Unbou
             }
             Ok(Some(ToMaster::StatusReply { id, result })) => {
                 crate::status::complete(id, result);
+            }
+            Ok(Some(ToMaster::ProfileDone { id, result })) => {
+                crate::monitor::debug_profile::complete(id, result);
             }
             Ok(Some(msg)) => {
                 if inputs.send(Input::Message { pid, msg }).is_err() {

@@ -404,7 +404,10 @@ impl Supervisor {
                     }
                 }
             }
-            ToMaster::Emit { .. } | ToMaster::StatusNames(_) | ToMaster::StatusReply { .. } => {
+            ToMaster::Emit { .. }
+            | ToMaster::StatusNames(_)
+            | ToMaster::StatusReply { .. }
+            | ToMaster::ProfileDone { .. } => {
                 // Routed by the reader task.
             }
         }

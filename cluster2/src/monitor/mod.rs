@@ -3,6 +3,7 @@
 //! adds. It reads the master's board and journal and never changes them; changes go through
 //! the operator controls (`crate::master::pause` …), like any code in the master.
 
+pub(crate) mod debug_profile; // /debug/workers/{pid}/profile and /stacks
 pub(crate) mod deps;
 mod events;
 mod metrics;
@@ -60,6 +61,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
             get(move || metrics::render(metrics_board.clone(), metrics_ecv.clone())),
         )
         .merge(ecv.routes())
+        .merge(debug_profile::routes())
 }
 
 async fn index(deps: deps::Dependencies) -> Json<Value> {

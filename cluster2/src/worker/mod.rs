@@ -6,6 +6,7 @@
 
 pub(crate) mod counting; // what the request path counts: the CountLayer, connections
 mod head_timer; // recycled timers for the response-head deadline
+pub(crate) mod profile; // CPU profiles of this process, asked for by the master
 mod reporter; // the heartbeat task: CPU, memory, lag, and the counters
 mod serve; // accept loop on the inherited listener
 
@@ -140,6 +141,7 @@ impl Worker {
 
         // Messages from the master; EOF means it is gone.
         let tx = stop_tx.clone();
+        let replies = to_master.clone();
         tokio::spawn(async move {
             loop {
                 match from_master.recv().await {
@@ -163,6 +165,11 @@ impl Worker {
                     Ok(Some(ToWorker::StatusQuery { id, name, set })) => {
                         crate::status::answer(id, name, set);
                     }
+                    Ok(Some(ToWorker::Profile {
+                        id,
+                        seconds,
+                        format,
+                    })) => profile::answer(id, seconds, format, replies.clone()),
                     Ok(None) => {
                         let _ = tx.send(Stop::Orphaned);
                         return;
