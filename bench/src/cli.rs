@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
-usage: cluster2-bench <startup|rss|http|emitter|cache|rolling|layer|logs|all> [OPTIONS]
+usage: cluster2-bench <startup|rss|http|emitter|cache|rolling|profile|layer|logs|all> [OPTIONS]
 
 Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
 Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
@@ -15,6 +15,8 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   emitter   emitter round trips and one-way throughput vs node's cluster IPC (one worker)
   cache     cache get/set from a worker vs redis-benchmark on a Unix socket (1 and 16 clients)
   rolling   SIGHUP rolling restart of hello (2 workers) under wrk: failures, p99 during/before
+  profile   wrk throughput of hello (1 worker) without and with a CPU profile of its worker
+            (the monitor's /debug/workers/{pid}/profile, 99 Hz) running, alternately
   layer     cost of the request-counting layer per request, as a share of hello's throughput
   logs      hello (2 workers) under wrk with no log stream open vs one worker's live log
             stream open (filter info, then debug): same cluster, rotating order
@@ -26,13 +28,14 @@ Options:
   --settle DURATION   rss: idle time between \"ready\" and reading /proc [default: 1s]
   --workers N         startup, rss: workers of hello and of the node cluster [default: 4]
   --http-workers N    http, logs: workers of hello and of the node cluster [default: 2]
-  --rounds N          http, logs: rounds; each round runs every server (or mode) once
-                      [default: 2]
-  --duration DURATION http, logs: length of each measured wrk run [default: 10s]
-  --warmup DURATION   http: unmeasured wrk run before each measured one, logs: before the
-                      first (0 to skip) [default: 2s]
-  --connections N     http, logs: wrk -c [default: 64]
-  --wrk-threads N     http, logs: wrk -t [default: 2]
+  --rounds N          http, logs, profile: rounds; each round runs every server (or mode, or
+                      case) once [default: 2]
+  --duration DURATION http, logs, profile: length of each measured wrk run (profile: and of
+                      the profile, whole seconds up to 60) [default: 10s]
+  --warmup DURATION   http: unmeasured wrk run before each measured one; logs, profile: before
+                      the first (0 to skip) [default: 2s]
+  --connections N     http, logs, profile: wrk -c [default: 64]
+  --wrk-threads N     http, logs, profile: wrk -t [default: 2]
   --variants          http: also measure hello --workers=1, hello --threads=2, bare-hyper
                       --threads=1, and bare-hyper with, one at a time, what a cluster2 worker
                       adds (an axum Router, hyper-util's auto builder, the header read
@@ -61,6 +64,7 @@ pub(crate) enum Which {
     Emitter,
     Cache,
     Rolling,
+    Profile,
     Layer,
     Logs,
     All,
@@ -84,6 +88,9 @@ impl Which {
     }
     pub(crate) fn rolling(self) -> bool {
         matches!(self, Self::Rolling | Self::All)
+    }
+    pub(crate) fn profile(self) -> bool {
+        matches!(self, Self::Profile | Self::All)
     }
     pub(crate) fn layer(self) -> bool {
         matches!(self, Self::Layer | Self::All)
@@ -163,13 +170,14 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "emitter" => Which::Emitter,
                 "cache" => Which::Cache,
                 "rolling" => Which::Rolling,
+                "profile" => Which::Profile,
                 "layer" => Which::Layer,
                 "logs" => Which::Logs,
                 "all" => Which::All,
                 _ => {
                     return Err(format!(
                         "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, rolling, \
-                         layer, logs or all)"
+                         profile, layer, logs or all)"
                     ));
                 }
             });
@@ -240,7 +248,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
         }
     }
     config.which = which.ok_or(
-        "which benchmark? startup, rss, http, emitter, cache, rolling, layer, logs or all",
+        "which benchmark? startup, rss, http, emitter, cache, rolling, profile, layer, logs or all",
     )?;
     if config.connections < config.wrk_threads {
         return Err("--connections must be at least --wrk-threads".to_owned());

@@ -22,6 +22,7 @@ mod ipc;
 mod layer;
 mod logs;
 mod proc;
+mod profile;
 mod report;
 mod rolling;
 mod rss;
@@ -124,6 +125,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.rolling() {
         let section = rolling::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.profile() {
+        let section = profile::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     if config.which.layer() {

@@ -38,6 +38,8 @@ pub(crate) struct Ready {
     pub(crate) port: u16,
     /// The processes serving it.
     pub(crate) workers: Vec<u32>,
+    /// The monitor's address, when the line names one (cluster2's does).
+    pub(crate) monitor: Option<std::net::SocketAddr>,
 }
 
 /// How a child stopped.
@@ -121,6 +123,7 @@ impl Proc {
                             at: line.at,
                             port,
                             workers,
+                            monitor: parse_monitor(&line.text),
                         });
                     }
                 }
@@ -346,6 +349,13 @@ pub(crate) fn parse_ready(line: &str) -> Option<(u16, Vec<u32>)> {
         }
     }
     Some((port?, workers.filter(|w| !w.is_empty())?))
+}
+
+/// `… monitor=HOST:PORT …` in a ready line → that address.
+fn parse_monitor(line: &str) -> Option<std::net::SocketAddr> {
+    line.split_whitespace()
+        .find_map(|token| token.strip_prefix("monitor="))
+        .and_then(|addr| addr.parse().ok())
 }
 
 /// Live (not zombie) processes whose process group is `pgid`.

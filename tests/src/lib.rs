@@ -274,6 +274,61 @@ pub fn request(addr: SocketAddr, raw: &str) -> std::io::Result<Response> {
     })
 }
 
+/// An HTTP/1.1 response with its headers and its body as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names in lower case, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, as sent (the server closes the connection after it).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET path` on a fresh connection, keeping the headers and the body's bytes: for binary
+/// answers. The body is what follows the head up to the server's close, so the answer must not
+/// be chunked.
+pub fn get_raw(addr: SocketAddr, path: &str) -> std::io::Result<RawResponse> {
+    let mut stream = TcpStream::connect_timeout(&addr, SOON)?;
+    stream.set_read_timeout(Some(SOON))?;
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| invalid(format!("no response head in {} bytes", bytes.len())))?;
+    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(head.clone()))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(RawResponse {
+        status,
+        headers,
+        body: bytes[end + 4..].to_vec(),
+    })
+}
+
 /// Whether a process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -481,8 +536,10 @@ impl Events {
         stream.set_read_timeout(Some(SOON)).expect("read timeout");
         stream
             .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
-                    .as_bytes(),
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"
+                )
+                .as_bytes(),
             )
             .expect("send the request");
         let mut reader = BufReader::new(stream);

@@ -72,6 +72,9 @@ fn serve() -> Result<ExitCode, String> {
                 msg = from_master.recv() => match msg {
                     Ok(Some(ToWorker::Stop)) | Ok(None) | Err(_) => break,
                     Ok(Some(ToWorker::Logs(control))) => crate::log::control(control, &to_master),
+                    Ok(Some(ToWorker::Profile { id, seconds, format })) => {
+                        crate::worker::profile::answer(id, seconds, format, to_master.clone());
+                    }
                     Ok(Some(_)) => {}
                 },
                 _ = term.recv() => break,

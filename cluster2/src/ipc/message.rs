@@ -31,6 +31,12 @@ pub(crate) enum ToWorker {
     },
     /// About this process's log lines.
     Logs(LogControl),
+    /// Sample this process's CPU for `seconds`, then answer with `ProfileDone`.
+    Profile {
+        id: u64,
+        seconds: u32,
+        format: ProfileFormat,
+    },
 }
 
 /// What the master asks of a child's logging.
@@ -64,6 +70,25 @@ pub(crate) enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+/// How a CPU profile is rendered, by the process that recorded it (only it can resolve its
+/// own symbols).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ProfileFormat {
+    /// An SVG flame graph.
+    Svg,
+    /// A pprof `Profile` message, uncompressed protobuf.
+    Pprof,
+}
+
+/// Why a process has no profile to give.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ProfileFailure {
+    /// A profile of this process is already being recorded.
+    Busy,
+    /// Anything else, said for people.
+    Failed(String),
 }
 
 /// A user event in transit. Its payload is JSON, self-describing, so that a listener decoding
@@ -114,6 +139,11 @@ pub(crate) enum ToMaster {
     StatusReply {
         id: u64,
         result: Result<Vec<u8>, String>,
+    },
+    /// The answer to `Profile`: the rendered profile, at most a frame's worth of bytes.
+    ProfileDone {
+        id: u64,
+        result: Result<Vec<u8>, ProfileFailure>,
     },
     /// The worker's periodic report.
     Heartbeat(Box<crate::heartbeat::Heartbeat>),

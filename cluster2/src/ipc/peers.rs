@@ -12,6 +12,8 @@ struct Peers {
     master: Option<Sender<ToMaster>>,
     /// In the master: pid → (worker id, channel).
     workers: HashMap<u32, (usize, Sender<ToWorker>)>,
+    /// In the master: the standalone cache manager (pid, channel), while it runs.
+    cache_manager: Option<(u32, Sender<ToWorker>)>,
 }
 
 fn peers() -> &'static RwLock<Peers> {
@@ -36,6 +38,27 @@ pub(crate) fn add_worker(pid: u32, id: usize, sender: Sender<ToWorker>) {
 /// In the master: a worker is gone.
 pub(crate) fn remove_worker(pid: u32) {
     peers().write().expect("peers lock").workers.remove(&pid);
+}
+
+/// In the master: the standalone cache manager started (`Some`) or is gone (`None`). It is
+/// not a worker: events and statuses never reach it, only requests addressed to its pid.
+pub(crate) fn set_cache_manager(manager: Option<(u32, Sender<ToWorker>)>) {
+    peers().write().expect("peers lock").cache_manager = manager;
+}
+
+/// In the master: the standalone cache manager's pid, while it runs.
+pub(crate) fn cache_manager_pid() -> Option<u32> {
+    let peers = peers().read().expect("peers lock");
+    peers.cache_manager.as_ref().map(|(pid, _)| *pid)
+}
+
+/// Sends to one child, a worker or the standalone cache manager. `None` if `pid` is neither.
+pub(crate) fn to_child(pid: u32, msg: &ToWorker) -> Option<Result<(), TrySendError>> {
+    let peers = peers().read().expect("peers lock");
+    match &peers.cache_manager {
+        Some((manager, sender)) if *manager == pid => Some(sender.try_send(msg)),
+        _ => peers.workers.get(&pid).map(|(_, s)| s.try_send(msg)),
+    }
 }
 
 /// Sends to the master, if this is a worker. `Ok(false)` outside a cluster.

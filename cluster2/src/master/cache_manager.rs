@@ -75,6 +75,7 @@ impl Supervisor {
         let hello = self.hello(usize::MAX);
         match children::start(&self.spawner, Kind::CacheManager, hello, &self.inputs).await {
             Ok(child) => {
+                crate::ipc::peers::set_cache_manager(Some((child.pid, child.tx.clone())));
                 self.cache.process = Some(CacheProcess {
                     child,
                     started: Instant::now(),
@@ -123,6 +124,7 @@ impl Supervisor {
         let Some(cache) = self.cache.process.take() else {
             return;
         };
+        crate::ipc::peers::set_cache_manager(None);
         if self.stopping {
             tracing::info!("cache manager (pid {pid}) {how}");
             lifecycle::publish(Event::CacheManagerDown {

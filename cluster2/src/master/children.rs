@@ -63,10 +63,12 @@ pub(super) async fn start(
     Ok(Child { pid, tx, signals })
 }
 
-/// Forwards the child's messages until its channel closes. Events, status traffic and log
-/// lines are routed here, off the supervisor's loop: they are many and need no supervisor
-/// state.
+/// Forwards the child's messages until its channel closes. Events, status traffic, log lines
+/// and profiles are routed here, off the supervisor's loop: they are many and need no
+/// supervisor state.
 async fn read(pid: u32, rx: channel::Receiver<ToMaster>, inputs: mpsc::UnboundedSender<Input>) {
+    // Profiles still awaited from this child fail at once when it is gone.
+    let _profiles = crate::monitor::debug_profile::ForgetOnDrop(pid);
     read_messages(pid, rx, inputs).await;
     // Its log watchers' streams end here.
     crate::log::hub::child_gone(pid);
@@ -93,6 +95,9 @@ async fn read_messages(
             }
             Ok(Some(ToMaster::LogFilterSet { id, result })) => {
                 crate::log::hub::filter_set(id, result);
+            }
+            Ok(Some(ToMaster::ProfileDone { id, result })) => {
+                crate::monitor::debug_profile::complete(id, result);
             }
             Ok(Some(msg)) => {
                 if inputs.send(Input::Message { pid, msg }).is_err() {

@@ -409,7 +409,8 @@ impl Supervisor {
             | ToMaster::StatusNames(_)
             | ToMaster::StatusReply { .. }
             | ToMaster::Logs { .. }
-            | ToMaster::LogFilterSet { .. } => {
+            | ToMaster::LogFilterSet { .. }
+            | ToMaster::ProfileDone { .. } => {
                 // Routed by the reader task.
             }
         }

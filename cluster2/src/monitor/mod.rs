@@ -4,8 +4,9 @@
 //! the operator controls (`crate::master::pause` …), like any code in the master.
 
 mod dashboard;
-mod debug_session;
 mod debug_logs;
+pub(crate) mod debug_profile; // /debug/workers/{pid}/profile and /stacks
+mod debug_session;
 pub(crate) mod deps;
 mod events;
 pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
@@ -74,6 +75,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         )
         .merge(debug_logs::routes())
         .merge(ecv.routes())
+        .merge(debug_profile::routes())
 }
 
 async fn index(deps: deps::Dependencies) -> Json<Value> {

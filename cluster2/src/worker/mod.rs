@@ -6,6 +6,7 @@
 
 pub(crate) mod counting; // what the request path counts: the CountLayer, connections
 mod head_timer; // recycled timers for the response-head deadline
+pub(crate) mod profile; // CPU profiles of this process, asked for by the master
 mod reporter; // the heartbeat task: CPU, memory, lag, and the counters
 mod serve; // accept loop on the inherited listener
 
@@ -141,6 +142,7 @@ impl Worker {
         // Messages from the master; EOF means it is gone.
         let tx = stop_tx.clone();
         let to_master_logs = to_master.clone();
+        let replies = to_master.clone();
         tokio::spawn(async move {
             loop {
                 match from_master.recv().await {
@@ -167,6 +169,11 @@ impl Worker {
                     Ok(Some(ToWorker::Logs(control))) => {
                         crate::log::control(control, &to_master_logs);
                     }
+                    Ok(Some(ToWorker::Profile {
+                        id,
+                        seconds,
+                        format,
+                    })) => profile::answer(id, seconds, format, replies.clone()),
                     Ok(None) => {
                         let _ = tx.send(Stop::Orphaned);
                         return;

@@ -35,6 +35,37 @@ struct Slow {
     ms: u64,
 }
 
+#[derive(Deserialize)]
+struct Block {
+    ms: u64,
+    /// Stop blocking early once this file exists.
+    until: Option<String>,
+}
+
+/// Spins the CPU for `ms`: what `/busy` runs, under a name that profiles are checked for.
+#[inline(never)]
+fn fixture_busy_loop(ms: u64) -> u64 {
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    let mut spins = 0u64;
+    while std::time::Instant::now() < until {
+        spins = std::hint::black_box(spins + 1);
+    }
+    spins
+}
+
+/// Blocks the calling thread for `ms`, or until the file `until` exists: what `/block` runs,
+/// under a name that thread stacks are checked for.
+#[inline(never)]
+fn fixture_blocking_sleep(ms: u64, until: Option<&str>) {
+    let end = std::time::Instant::now() + Duration::from_millis(ms);
+    while std::time::Instant::now() < end {
+        if until.is_some_and(|path| std::path::Path::new(path).exists()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// What `/health` answers; monitor-mode ECV tests flip it.
 static HEALTH: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(200);
 
@@ -277,20 +308,14 @@ async fn app() -> Result<Router, String> {
         )
         .route(
             "/busy",
-            get(|Query(slow): Query<Slow>| async move {
-                let until = std::time::Instant::now() + Duration::from_millis(slow.ms);
-                let mut spins = 0u64;
-                while std::time::Instant::now() < until {
-                    spins = std::hint::black_box(spins + 1);
-                }
-                spins.to_string()
-            }),
+            get(|Query(slow): Query<Slow>| async move { fixture_busy_loop(slow.ms).to_string() }),
         )
         .route(
             "/block",
-            get(|Query(slow): Query<Slow>| async move {
+            get(|Query(block): Query<Block>| async move {
+                tracing::info!(pid = std::process::id(), "block request started");
                 // Blocks the runtime thread on purpose: what a badly written handler does.
-                std::thread::sleep(Duration::from_millis(slow.ms));
+                fixture_blocking_sleep(block.ms, block.until.as_deref());
                 "blocked"
             }),
         )
