@@ -481,8 +481,10 @@ impl Events {
         stream.set_read_timeout(Some(SOON)).expect("read timeout");
         stream
             .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
-                    .as_bytes(),
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"
+                )
+                .as_bytes(),
             )
             .expect("send the request");
         let mut reader = BufReader::new(stream);

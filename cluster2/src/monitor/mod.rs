@@ -4,8 +4,8 @@
 //! the operator controls (`crate::master::pause` …), like any code in the master.
 
 mod dashboard;
-mod debug_session;
 mod debug_logs;
+mod debug_session;
 pub(crate) mod deps;
 mod events;
 pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
