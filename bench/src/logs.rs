@@ -213,7 +213,7 @@ impl LogStream {
             .await
             .map_err(|e| format!("cannot connect to the monitor at {monitor}: {e}"))?;
         let request = format!(
-            "GET /debug/workers/{pid}/logs HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+            "GET /debug/workers/{pid}/logs HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"
         );
         stream
             .write_all(request.as_bytes())
@@ -267,7 +267,7 @@ async fn post(monitor: SocketAddr, path: &str, body: &str) -> Result<(), String>
         .await
         .map_err(|e| format!("cannot connect to the monitor at {monitor}: {e}"))?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: text/plain\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );

@@ -185,7 +185,7 @@ async fn get(
         let mut stream = tokio::net::TcpStream::connect(monitor).await?;
         stream
             .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                     .as_bytes(),
             )
             .await?;

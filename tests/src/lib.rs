@@ -302,7 +302,7 @@ pub fn get_raw(addr: SocketAddr, path: &str) -> std::io::Result<RawResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, SOON)?;
     stream.set_read_timeout(Some(SOON))?;
     stream.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
     )?;
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes)?;

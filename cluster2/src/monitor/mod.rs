@@ -3,14 +3,14 @@
 //! adds. It reads the master's board and journal and never changes them; changes go through
 //! the operator controls (`crate::master::pause` …), like any code in the master.
 
-mod dashboard;
-mod debug_logs;
+mod dashboard; // the debug page and its live feed
+mod debug_logs; // a process's live log lines and its log filter
 pub(crate) mod debug_profile; // /debug/workers/{pid}/profile and /stacks
-mod debug_session;
-pub(crate) mod deps;
-mod events;
+mod debug_session; // taking a worker out of traffic to inspect it
+pub(crate) mod deps; // /deps, from the embedded Cargo.lock
+mod events; // /events: the lifecycle journal as server-sent events
 pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
-mod metrics;
+mod metrics; // /metrics in OpenMetrics text
 
 use std::net::TcpListener;
 use std::sync::Arc;
