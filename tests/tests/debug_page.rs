@@ -258,13 +258,67 @@ async fn the_debug_page_shows_the_cluster_live_and_acts_on_it() {
     })
     .await;
 
+    // Debug one worker: open it, set its filter to debug, and see a debug line it logs.
+    let open = format!("#workers tr[data-pid='{target}'] td.pid button");
+    until(&client, "the worker's pid to click", async |c| {
+        c.find(Locator::Css(&open)).await.ok()?.click().await.ok()
+    })
+    .await;
+    let filter = client.find(Locator::Css("#d-filter")).await.unwrap();
+    filter.send_keys("debug").await.unwrap();
+    client
+        .find(Locator::Css("#d-set-filter"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(SOON)
+        .for_element(Locator::Css("#confirm-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        cluster2_tests::eventually(SOON, || {
+            let workers: Value =
+                serde_json::from_str(&get(cluster.monitor, "/workers").unwrap().body).unwrap();
+            workers["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w["pid"] == target && w["log_filter"] == "debug")
+        }),
+        "the filter did not reach worker {target}"
+    );
+    // Until the chosen worker answers one, ask for a debug line with a marker.
+    let marker = "page-debug-marker";
+    assert!(
+        (0..2000).any(
+            |_| get(cluster.app, &format!("/log?level=debug&msg={marker}"))
+                .unwrap()
+                .body
+                == target.to_string()
+        ),
+        "worker {target} never took a /log request"
+    );
+    until(
+        &client,
+        "the worker's debug line in the log panel",
+        async |c| text_of(c, "#d-logs").await?.contains(marker).then_some(()),
+    )
+    .await;
+
     // A picture of the page at work, for people (committed as docs/debug-page.png when asked).
     let png = client.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     let target_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     std::fs::create_dir_all(&target_dir).unwrap();
     std::fs::write(target_dir.join("debug-page.png"), &png).unwrap();
-    if std::env::var_os("CLUSTER2_UPDATE_SCREENSHOT").is_some() {
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
         let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
         std::fs::write(docs.join("debug-page.png"), &png).unwrap();
     }

@@ -7,6 +7,10 @@
 //! the state for every open page and only while at least one is open, so a page costs the
 //! master nothing when nobody looks and the same whether one or ten are open. Lifecycle
 //! events have their own stream (`/events`), which the page opens beside this one.
+//!
+//! With `mon.token`, a browser opening `/debug` without the token gets the page as a 401
+//! (`guard.rs`); the script asks for the token and sends it as `Authorization: Bearer` on
+//! every request, streams included; the assets need none.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -173,6 +177,7 @@ async fn state(inner: &Inner) -> Value {
                 "crash_streak": w.crash_streak,
                 "successor_of": w.successor_of,
                 "debugging": w.debugging,
+                "log_filter": crate::log::current_filter(w.pid),
                 "errors": w.errors,
                 "panics": w.panics,
                 "heartbeat_age_secs": beat.map(|(_, at)| at.elapsed().as_secs_f64()),

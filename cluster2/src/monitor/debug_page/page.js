@@ -194,6 +194,7 @@ function renderWorkers(state) {
       el("td", {}, fmtSecs(w.uptime_secs)),
       el("td", {}, String(w.restarts)),
     );
+    if (w.log_filter) row.title = "log filter: " + w.log_filter;
     for (const [field, show] of COLUMNS) {
       row.append(el("td", {}, el("span", { class: "v" }, show(w)), spark(series(w.pid, field), now)));
     }
@@ -354,7 +355,10 @@ function select(pid) {
   $("d-pid").textContent = String(pid);
   $("d-logs").textContent = "";
   $("d-output").textContent = "";
-  $("d-note").textContent = "live log lines of pid " + pid;
+  const shown = lastState && lastState.workers.find((w) => w.pid === pid);
+  const filter = shown && shown.log_filter ? shown.log_filter : "";
+  $("d-filter").placeholder = filter || "debug, info,my_app=trace";
+  $("d-note").textContent = "live log lines of pid " + pid + (filter ? " · filter " + filter : "");
   if (logStream) logStream.stop();
   logStream = stream(() => "/debug/workers/" + pid + "/logs", (type, data) => {
     if (type === "dropped") { appendLog({ level: "WARN", message: data + " lines dropped (the page could not keep up)" }); return; }
