@@ -219,7 +219,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
 }
 
 /// After `delay`, how many established connections to `port` each of `pids` holds.
-async fn sample_connections(port: u16, pids: &[u32], delay: Duration) -> Vec<usize> {
+pub(crate) async fn sample_connections(port: u16, pids: &[u32], delay: Duration) -> Vec<usize> {
     tokio::time::sleep(delay).await;
     let mut inodes = std::collections::HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {

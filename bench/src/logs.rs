@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::cli::Config;
 use crate::cpu::{CpuClocks, CpuUse};
-use crate::http::{Wrk, wrk};
+use crate::http::{Wrk, sample_connections, wrk};
 use crate::proc::group_members;
 use crate::report::met;
 use crate::servers::Bins;
@@ -49,6 +49,10 @@ struct Run {
     /// Lines and drop counts the stream brought during the run.
     lines: u64,
     dropped: u64,
+    /// Established connections of each worker, halfway through the run: wrk's connections
+    /// are shared out anew in each run, and an uneven share moves the throughput more than
+    /// anything measured here.
+    connections: Vec<usize>,
 }
 
 pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> {
@@ -57,7 +61,8 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
     let running = server.start(config.timeout).await?;
     let monitor = SocketAddr::from(([127, 0, 0, 1], mon_port));
     let url = format!("http://127.0.0.1:{}/", running.ready.port);
-    let watched = running.ready.workers[0];
+    let workers = running.ready.workers.clone();
+    let watched = workers[0];
     let modes = [
         Mode::Closed,
         Mode::Streaming("info"),
@@ -72,6 +77,13 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         wrk(config, &url, config.warmup).await?;
     }
     let group = group_members(running.proc.pid() as i32);
+    let target = Target {
+        url: &url,
+        port: running.ready.port,
+        monitor,
+        workers: &workers,
+        group: &group,
+    };
     let mut runs: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
     let (mut redone, mut disturbed) = (0, 0);
     for round in 0..config.rounds {
@@ -79,11 +91,12 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
             let i = (round + k) % modes.len();
             let mut attempt = 0;
             loop {
-                let run = measure(config, &url, monitor, watched, modes[i], &group).await?;
+                let run = measure(config, &target, modes[i]).await?;
                 let noisy = run.cpu.other + run.cpu.steal > config.max_other;
                 eprintln!(
                     "  round {}/{}: {:<48} {:>7.0} req/s, p99 {:.2} ms, {:.1} µs CPU/req, \
-                     CPUs server {:.2} wrk {:.2} other {:.2}, {} lines streamed, {} dropped{}",
+                     CPUs server {:.2} wrk {:.2} other {:.2}, connections {:?}, {} lines \
+                     streamed, {} dropped{}",
                     round + 1,
                     config.rounds,
                     modes[i].label(),
@@ -93,6 +106,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                     run.cpu.server,
                     run.cpu.wrk,
                     run.cpu.other + run.cpu.steal,
+                    run.connections,
                     run.lines,
                     run.dropped,
                     if noisy { " (disturbed)" } else { "" }
@@ -125,9 +139,9 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
     let _ = writeln!(
         md,
         "| run | requests/s | rounds (min – max) | vs no stream | latency p99 | server CPU per \
-         request | lines streamed | dropped | errors |"
+         request | connections per worker | lines streamed | dropped | errors |"
     );
-    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     let rps: Vec<f64> = runs
         .iter()
         .map(|r| median(&r.iter().map(|r| r.wrk.requests_per_sec).collect::<Vec<_>>()))
@@ -137,13 +151,21 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         let all = pick(|r| r.wrk.requests_per_sec);
         let _ = writeln!(
             md,
-            "| {} | {r:.0} | {:.0} – {:.0} | {:.3}× | {:.2} ms | {:.1} µs | {} | {} | {} |",
+            "| {} | {r:.0} | {:.0} – {:.0} | {:.3}× | {:.2} ms | {:.1} µs | {} | {} | {} | {} |",
             mode.label(),
             min(&all),
             max(&all),
             r / rps[0],
             median(&pick(|r| r.wrk.latency_ms[3])),
             median(&pick(|r| r.cpu_us_per_request)),
+            samples
+                .iter()
+                .map(|r| {
+                    let c: Vec<String> = r.connections.iter().map(usize::to_string).collect();
+                    c.join("/")
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
             samples.iter().map(|r| r.lines).sum::<u64>(),
             samples.iter().map(|r| r.dropped).sum::<u64>(),
             samples.iter().map(|r| r.wrk.errors).sum::<u64>(),
@@ -158,6 +180,15 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
             met(ratio >= TARGET)
         );
     }
+    if runs.iter().flatten().all(|r| r.lines == 0) {
+        let _ = writeln!(
+            md,
+            "\nhello logs nothing per request, at `info` or `debug` (hyper has no tracing; axum \
+             traces only rejected requests): the streaming runs measure a worker whose \
+             forwarding is switched on, with a client connected to the master, and no line to \
+             carry."
+        );
+    }
     let _ = writeln!(
         md,
         "\nRuns measured again because other processes kept more than {} CPUs busy: {redone}; \
@@ -167,16 +198,28 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
     Ok(md)
 }
 
-/// One wrk run in `mode`: the worker's filter set, the stream opened (or not), wrk, the stream
-/// closed.
-async fn measure(
-    config: &Config,
-    url: &str,
+/// The cluster under test.
+struct Target<'a> {
+    url: &'a str,
+    port: u16,
     monitor: SocketAddr,
-    pid: u32,
-    mode: Mode,
-    group: &[i32],
-) -> Result<Run, String> {
+    /// The first one is watched.
+    workers: &'a [u32],
+    /// Every process of the cluster, for their CPU time.
+    group: &'a [i32],
+}
+
+/// One wrk run in `mode`: the first worker's filter set, its stream opened (or not), wrk, the
+/// stream closed.
+async fn measure(config: &Config, target: &Target<'_>, mode: Mode) -> Result<Run, String> {
+    let Target {
+        url,
+        port,
+        monitor,
+        workers,
+        group,
+    } = *target;
+    let pid = workers[0];
     let filter = match mode {
         Mode::Closed => "info",
         Mode::Streaming(filter) => filter,
@@ -187,7 +230,11 @@ async fn measure(
         Mode::Streaming(_) => Some(LogStream::open(monitor, pid).await?),
     };
     let before = CpuClocks::read(group);
-    let wrk = wrk(config, url, config.duration).await?;
+    let (wrk, connections) = tokio::join!(
+        wrk(config, url, config.duration),
+        sample_connections(port, workers, config.duration / 2),
+    );
+    let wrk = wrk?;
     let cpu = CpuClocks::read(group).since(&before);
     let (lines, dropped) = stream.map_or((0, 0), LogStream::close);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -196,6 +243,7 @@ async fn measure(
         cpu,
         lines,
         dropped,
+        connections,
         wrk,
     })
 }

@@ -205,9 +205,14 @@ fn a_workers_stream_carries_its_lines_and_no_other_workers() {
     let mut logged = Logged::default();
     let mut stream = Watched::open(&cluster, chosen);
     stream.until_forwarding(&cluster, &mut logged);
+    // A second watcher of the same worker (another tab) gets every line from when it opened.
+    let mut twin = Watched::open(&cluster, chosen);
 
     logged.on_each(&cluster, &[chosen, other], "info", "mark");
     let last = logged.on(&cluster, chosen, "info", "mark");
+    twin.wait_message(&last);
+    assert_eq!(twin.messages("mark"), logged.by(chosen, "mark"));
+    drop(twin);
     let line = stream.wait_message(&last);
     assert_eq!(line["level"], "INFO", "{line}");
     assert_eq!(line["target"], "fixture_app", "{line}");

@@ -297,6 +297,68 @@ fn level(level: LogLevel) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipc::channel::{Receiver, channel};
+    use crate::ipc::message::ToMaster;
+
+    fn line(message: &str) -> LogLine {
+        LogLine {
+            level: LogLevel::Info,
+            target: "t".to_owned(),
+            message: message.to_owned(),
+            fields: Vec::new(),
+            at_unix_secs: 0.0,
+        }
+    }
+
+    async fn next_forward(child: &mut Receiver<ToWorker>) -> bool {
+        match child.recv().await.unwrap() {
+            Some(ToWorker::Logs(LogControl::Forward(on))) => on,
+            other => panic!("expected a forwarding switch, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn watchers_switch_forwarding_get_every_line_and_end_with_the_child() {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let (tx, _from_child, _) = channel::<ToWorker, ToMaster>(a);
+        let (_to_master, mut child, _) = channel::<ToMaster, ToWorker>(b);
+        // Not a real process: no pid is this high.
+        let pid = u32::MAX - 7;
+        child_started(pid, tx);
+
+        // The first watcher switches forwarding on, the last one off; none in between.
+        let first = watch(pid).unwrap();
+        let second = watch(pid).unwrap();
+        assert!(next_forward(&mut child).await);
+        drop(first);
+        drop(second);
+        assert!(!next_forward(&mut child).await);
+
+        let mut one = watch(pid).unwrap();
+        let mut two = watch(pid).unwrap();
+        assert!(next_forward(&mut child).await);
+        received(pid, vec![line("a"), line("b")], 3);
+        for watcher in [&mut one, &mut two] {
+            assert!(matches!(watcher.lines.recv().await, Ok(Item::Dropped(3))));
+            for message in ["a", "b"] {
+                let Ok(Item::Line(json)) = watcher.lines.recv().await else {
+                    panic!("expected a line");
+                };
+                assert!(
+                    json.contains(&format!(r#""message":"{message}""#)),
+                    "{json}"
+                );
+            }
+        }
+
+        child_gone(pid);
+        assert!(matches!(
+            one.lines.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+        assert!(watch(pid).is_none());
+        assert_eq!(current_filter(pid), None);
+    }
 
     #[test]
     fn a_line_in_json() {

@@ -12,17 +12,24 @@
 //! `info,my_app=trace`), as the body, plain or as a JSON string.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::Path;
-use axum::http::StatusCode;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use crate::log::hub::{self, FilterError, Item};
+use crate::log::hub::{self, FilterError, Item, Watch};
+
+/// A comment is sent after this long without a line, so that proxies keep the stream open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Events written to the client in one chunk, at most.
+const CHUNK: usize = 256;
 
 pub(super) fn routes() -> Router {
     Router::new()
@@ -37,20 +44,56 @@ async fn logs(Path(pid): Path<String>) -> Response {
     let Some(watch) = hub::watch(pid) else {
         return super::error(StatusCode::NOT_FOUND, no_process(pid));
     };
-    let events = futures_util::stream::unfold(watch, |mut watch| async move {
-        let event = match watch.lines.recv().await {
-            Ok(Item::Line(json)) => SseEvent::default().data(&*json),
-            Ok(Item::Dropped(n)) | Err(RecvError::Lagged(n)) => {
-                SseEvent::default().event("dropped").data(n.to_string())
-            }
-            // The process is gone.
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok::<_, Infallible>(event), watch))
+    let chunks = futures_util::stream::unfold(watch, |mut watch| async move {
+        let chunk = next_chunk(&mut watch).await?;
+        Some((Ok::<_, Infallible>(chunk), watch))
     });
-    Sse::new(events)
-        .keep_alive(KeepAlive::default())
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(chunks),
+    )
         .into_response()
+}
+
+/// The next events for the client, as SSE text: every line already waiting, up to [`CHUNK`],
+/// in one write rather than one per line; a keep-alive comment after a quiet while; `None`
+/// once the process is gone.
+async fn next_chunk(watch: &mut Watch) -> Option<Bytes> {
+    let first = match tokio::time::timeout(KEEP_ALIVE, watch.lines.recv()).await {
+        Err(_) => return Some(Bytes::from_static(b":\n\n")),
+        Ok(Err(RecvError::Closed)) => return None,
+        Ok(Ok(item)) => Ok(item),
+        Ok(Err(RecvError::Lagged(n))) => Err(n),
+    };
+    let mut text = String::new();
+    write_event(&mut text, first);
+    for _ in 1..CHUNK {
+        match watch.lines.try_recv() {
+            Ok(item) => write_event(&mut text, Ok(item)),
+            Err(TryRecvError::Lagged(n)) => write_event(&mut text, Err(n)),
+            // The end, if closed, comes with the next call.
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
+    Some(Bytes::from(text))
+}
+
+/// One SSE event: a line, or how many lines were lost (`Err`: this client fell behind).
+fn write_event(text: &mut String, item: Result<Item, u64>) {
+    match item {
+        Ok(Item::Line(json)) => {
+            // JSON has no raw line breaks, so one `data:` field holds it.
+            text.push_str("data: ");
+            text.push_str(&json);
+            text.push_str("\n\n");
+        }
+        Ok(Item::Dropped(n)) | Err(n) => {
+            let _ = write!(text, "event: dropped\ndata: {n}\n\n");
+        }
+    }
 }
 
 async fn log_level(Path(target): Path<String>, body: String) -> Response {
@@ -139,6 +182,18 @@ fn explain(pid: u32, e: &FilterError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_as_the_page_reads_them() {
+        let mut text = String::new();
+        write_event(&mut text, Ok(Item::Line(r#"{"message":"hi"}"#.into())));
+        write_event(&mut text, Ok(Item::Dropped(3)));
+        write_event(&mut text, Err(2));
+        assert_eq!(
+            text,
+            "data: {\"message\":\"hi\"}\n\nevent: dropped\ndata: 3\n\nevent: dropped\ndata: 2\n\n"
+        );
+    }
 
     #[test]
     fn a_filter_plain_or_as_a_json_string() {
