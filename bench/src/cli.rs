@@ -40,10 +40,10 @@ Options:
                       --threads=1, and bare-hyper with, one at a time, what a cluster2 worker
                       adds (an axum Router, hyper-util's auto builder, the header read
                       timer), to see where hello's time goes
-  --max-other CPUS    a run during which other processes kept more than this many CPUs busy
-                      is disturbed, and measured again [default: 0.25]
-  --retries N         how many times a disturbed run is measured again before it is kept,
-                      and counted as disturbed in the report [default: 3]
+  --max-other CPUS    http, profile: a run during which other processes kept more than this
+                      many CPUs busy is disturbed, and measured again [default: 0.25]
+  --retries N         http, profile: how many times a disturbed run is measured again before
+                      it is kept, and counted as disturbed in the report [default: 3]
   --hello-rps N       layer: hello's requests/s to relate the cost to [default: measured]
   --timeout DURATION  longest wait for a \"ready\" line or for a stop [default: 30s]
   --node PATH         node.js binary [default: node]

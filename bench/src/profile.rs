@@ -21,8 +21,16 @@ const MAX_SECONDS: u64 = 60;
 /// One wrk run, and the profile that ran beside it if any.
 struct Run {
     wrk: Wrk,
+    /// Over the wrk run only: not the rendering of the profile, which follows its sampling.
     cpu: CpuUse,
     profile: Option<Profiled>,
+}
+
+impl Run {
+    /// CPU time the server's processes used per request, in microseconds.
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu.server * self.cpu.wall * 1e6 / self.wrk.requests.max(1) as f64
+    }
 }
 
 /// What the monitor answered.
@@ -45,6 +53,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
     let worker = running.ready.workers[0];
     let url = format!("http://127.0.0.1:{}/", running.ready.port);
     let group = group_members(running.proc.pid() as i32);
+    let path = format!("/debug/workers/{worker}/profile?seconds={seconds}");
     eprintln!(
         "profile: {} rounds of wrk -t{} -c{} -d{seconds}s against {}, without and with a \
          {seconds} s profile of worker {worker}",
@@ -54,58 +63,47 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         wrk(config, &url, config.warmup).await?;
     }
     let (mut plain, mut profiled) = (Vec::new(), Vec::new());
+    let (mut redone, mut disturbed) = (0, 0);
     for round in 0..config.rounds {
         // Alternate which goes first, so that a drift of the machine favours neither.
         for with_profile in [round % 2 == 1, round % 2 == 0] {
-            let before = CpuClocks::read(&group);
-            let run = if with_profile {
-                let path = format!("/debug/workers/{worker}/profile?seconds={seconds}");
-                let (measured, answer) = tokio::join!(
-                    wrk(config, &url, duration),
-                    get(monitor, &path, duration + config.timeout)
+            let mut attempt = 0;
+            let run = loop {
+                let profile = with_profile.then_some((monitor, path.as_str()));
+                let run = measure(config, &url, &group, duration, profile).await?;
+                let noisy = run.cpu.other + run.cpu.steal > config.max_other;
+                eprintln!(
+                    "  round {}/{}: {:<8} {:>7.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} µs \
+                     CPU/req, CPUs server {:.2} other {:.2}{}{}",
+                    round + 1,
+                    config.rounds,
+                    if with_profile { "profiled" } else { "plain" },
+                    run.wrk.requests_per_sec,
+                    run.wrk.latency_ms[0],
+                    run.wrk.latency_ms[3],
+                    run.cpu_us_per_request(),
+                    run.cpu.server,
+                    run.cpu.other + run.cpu.steal,
+                    run.profile.as_ref().map_or_else(String::new, |p| format!(
+                        ", profile: HTTP {}, {} bytes in {:.2} s",
+                        p.status,
+                        p.bytes,
+                        p.took.as_secs_f64()
+                    )),
+                    if noisy { " (disturbed)" } else { "" }
                 );
-                let (status, bytes, took) = answer?;
-                Run {
-                    wrk: measured?,
-                    cpu: CpuClocks::read(&group).since(&before),
-                    profile: Some(Profiled {
-                        status,
-                        bytes,
-                        took,
-                    }),
+                if let Some(p) = run.profile.as_ref().filter(|p| p.status != 200) {
+                    return Err(format!("the profile request failed with HTTP {}", p.status));
                 }
-            } else {
-                Run {
-                    wrk: wrk(config, &url, duration).await?,
-                    cpu: CpuClocks::read(&group).since(&before),
-                    profile: None,
+                if noisy && attempt < config.retries {
+                    attempt += 1;
+                    redone += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
+                disturbed += usize::from(noisy);
+                break run;
             };
-            eprintln!(
-                "  round {}/{}: {:<12} {:>7.0} req/s, p50 {:.2} ms, p99 {:.2} ms, CPUs server \
-                 {:.2} other {:.2}{}",
-                round + 1,
-                config.rounds,
-                if with_profile {
-                    "profiled"
-                } else {
-                    "no profile"
-                },
-                run.wrk.requests_per_sec,
-                run.wrk.latency_ms[0],
-                run.wrk.latency_ms[3],
-                run.cpu.server,
-                run.cpu.other + run.cpu.steal,
-                run.profile.as_ref().map_or_else(String::new, |p| format!(
-                    ", profile: HTTP {}, {} bytes in {:.1} s",
-                    p.status,
-                    p.bytes,
-                    p.took.as_secs_f64()
-                )),
-            );
-            if let Some(p) = run.profile.as_ref().filter(|p| p.status != 200) {
-                return Err(format!("the profile request failed with HTTP {}", p.status));
-            }
             if with_profile {
                 profiled.push(run);
             } else {
@@ -124,53 +122,89 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
     );
     let _ = writeln!(
         md,
-        "| worker | requests/s | rounds (min – max) | latency p50 | p99 | CPUs busy: server / other |"
+        "| worker | requests/s | rounds (min – max) | latency p50 | p99 | server CPU per request \
+         | CPUs busy: server / other |"
     );
-    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|");
+    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|");
     for (label, runs) in [("not profiled", &plain), ("profiled", &profiled)] {
         let pick = |f: fn(&Run) -> f64| -> Vec<f64> { runs.iter().map(f).collect() };
         let r = pick(|m| m.wrk.requests_per_sec);
         let _ = writeln!(
             md,
-            "| {label} | {:.0} | {:.0} – {:.0} | {:.2} ms | {:.2} ms | {:.2} / {:.2} |",
+            "| {label} | {:.0} | {:.0} – {:.0} | {:.2} ms | {:.2} ms | {:.1} µs | {:.2} / {:.2} |",
             median(&r),
             min(&r),
             max(&r),
             median(&pick(|m| m.wrk.latency_ms[0])),
             median(&pick(|m| m.wrk.latency_ms[3])),
+            median(&pick(Run::cpu_us_per_request)),
             median(&pick(|m| m.cpu.server)),
             median(&pick(|m| m.cpu.other + m.cpu.steal)),
         );
     }
-    let base = median(
-        &plain
-            .iter()
-            .map(|m| m.wrk.requests_per_sec)
-            .collect::<Vec<_>>(),
-    );
-    let with = median(
-        &profiled
-            .iter()
-            .map(|m| m.wrk.requests_per_sec)
-            .collect::<Vec<_>>(),
-    );
+    let of = |f: fn(&Run) -> f64| {
+        let pick = |runs: &[Run]| median(&runs.iter().map(f).collect::<Vec<_>>());
+        100.0 * pick(&profiled) / pick(&plain)
+    };
     let answers: Vec<&Profiled> = profiled.iter().filter_map(|m| m.profile.as_ref()).collect();
     let _ = writeln!(
         md,
-        "\nThroughput while profiled: **{:.1} %** of the unprofiled figure (a drop of {:.1} %). \
-         The SVG answers were {} bytes (median) and came {:.1} s (median) after the request, \
-         the sampling included.",
-        100.0 * with / base,
-        100.0 * (1.0 - with / base),
+        "\nWhile profiled: requests/s **{:.1} %** of the unprofiled figure, server CPU per \
+         request **{:.1} %** of it. The SVG answers were {:.0} bytes (median) and came {:.2} s \
+         (median) after the {seconds} s of sampling.  ",
+        of(|m| m.wrk.requests_per_sec),
+        of(Run::cpu_us_per_request),
         median(&answers.iter().map(|p| p.bytes as f64).collect::<Vec<_>>()),
         median(
             &answers
                 .iter()
-                .map(|p| p.took.as_secs_f64())
+                .map(|p| p.took.as_secs_f64() - seconds as f64)
                 .collect::<Vec<_>>()
         ),
     );
+    let _ = writeln!(
+        md,
+        "Runs measured again because other processes kept more than {} CPUs busy: {redone}; \
+         kept although disturbed: {disturbed}.",
+        config.max_other
+    );
     Ok(md)
+}
+
+/// One wrk run of `duration`; with `profile` (the monitor and the path), a profile requested
+/// at the same moment.
+async fn measure(
+    config: &Config,
+    url: &str,
+    group: &[i32],
+    duration: Duration,
+    profile: Option<(SocketAddr, &str)>,
+) -> Result<Run, String> {
+    let before = CpuClocks::read(group);
+    let traffic = async {
+        let measured = wrk(config, url, duration).await;
+        (measured, CpuClocks::read(group).since(&before))
+    };
+    let Some((monitor, path)) = profile else {
+        let (measured, cpu) = traffic.await;
+        return Ok(Run {
+            wrk: measured?,
+            cpu,
+            profile: None,
+        });
+    };
+    let ((measured, cpu), answer) =
+        tokio::join!(traffic, get(monitor, path, duration + config.timeout));
+    let (status, bytes, took) = answer?;
+    Ok(Run {
+        wrk: measured?,
+        cpu,
+        profile: Some(Profiled {
+            status,
+            bytes,
+            took,
+        }),
+    })
 }
 
 /// `GET path` on the monitor: the status, the bytes of the whole response, and how long it

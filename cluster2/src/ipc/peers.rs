@@ -1,5 +1,6 @@
 //! Who this process can talk to: nobody (a plain process), the master (a worker), or every
-//! worker (the master). The emitter and the status registry route through here.
+//! worker and the standalone cache manager (the master). The emitter, the status registry and
+//! the monitor's profile requests route through here.
 
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};

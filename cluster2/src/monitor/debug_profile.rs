@@ -10,6 +10,7 @@
 //!   children's parent, which Yama's default `ptrace_scope` (1) lets attach.
 
 use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -21,7 +22,6 @@ use axum::extract::{Path, Query};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 
 use super::error;
@@ -324,14 +324,28 @@ fn ptrace_scope() -> u8 {
 }
 
 /// Runs `eu-stack` on `pid`, bounded in time and output.
+///
+/// Its output goes to files, not pipes: while it is attached, every thread of the traced process
+/// is stopped, and when that process is the master, which would read the pipes, eu-stack
+/// blocked on a full one would never be continued.
 async fn eu_stack(pid: u32) -> Result<String, Refusal> {
+    let scratch = |e: std::io::Error| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot make a scratch file for {EU_STACK}'s output: {e}"),
+        )
+    };
+    let (out, err) = (
+        scratch_file("stacks").map_err(scratch)?,
+        scratch_file("stacks-err").map_err(scratch)?,
+    );
     let mut child = tokio::process::Command::new(EU_STACK)
         // -i: inlined frames too, which are most of a Rust program's; -s: file and line;
         // -r: names as they are in the binary, demangled here (eu-stack knows only C++'s).
         .args(["-i", "-s", "-r", "-p", &pid.to_string()])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out.try_clone().map_err(scratch)?)
+        .stderr(err.try_clone().map_err(scratch)?)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| {
@@ -350,17 +364,7 @@ async fn eu_stack(pid: u32) -> Result<String, Refusal> {
                 )
             }
         })?;
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    let run = async {
-        let (out, err) = tokio::join!(
-            read_capped(stdout, MAX_STACKS_BYTES),
-            read_capped(stderr, MAX_STDERR_BYTES)
-        );
-        (child.wait().await, out, err)
-    };
-    let Ok((status, (out, truncated), (err, _))) = tokio::time::timeout(STACKS_TIMEOUT, run).await
-    else {
+    let Ok(status) = tokio::time::timeout(STACKS_TIMEOUT, child.wait()).await else {
         let _ = child.start_kill();
         let _ = child.wait().await;
         // Killed while attaching, eu-stack can leave its stop signal pending on the process:
@@ -377,6 +381,22 @@ async fn eu_stack(pid: u32) -> Result<String, Refusal> {
             ),
         ));
     };
+    let read = |e: std::io::Error| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read {EU_STACK}'s output: {e}"),
+        )
+    };
+    // A few megabytes at most, from the page cache: still, not on the runtime's threads.
+    let heads = tokio::task::spawn_blocking(move || {
+        Ok::<_, std::io::Error>((
+            read_head(out, MAX_STACKS_BYTES)?,
+            read_head(err, MAX_STDERR_BYTES)?,
+        ))
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let ((out, truncated), (err, _)) = heads.map_err(read)?;
     let err = String::from_utf8_lossy(&err).trim().to_owned();
     let code = status.ok().and_then(|s| s.code());
     // 0: every frame shown; 1: some frames could not be unwound, the rest are worth showing.
@@ -444,22 +464,32 @@ fn demangle_frame(line: &str) -> Option<String> {
     ))
 }
 
-/// Reads `from` to its end, keeping at most `cap` bytes; whether some were dropped. Reading on
-/// past the cap lets the writer finish rather than block on a full pipe.
-async fn read_capped(mut from: impl AsyncRead + Unpin, cap: usize) -> (Vec<u8>, bool) {
+/// A file for one use, already unlinked: it is gone when its last descriptor closes.
+fn scratch_file(what: &str) -> std::io::Result<std::fs::File> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "cluster2-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+/// The first `cap` bytes of `file`, and whether it holds more.
+fn read_head(mut file: std::fs::File, cap: usize) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::{Read, Seek};
+    let len = file.metadata()?.len();
+    file.seek(std::io::SeekFrom::Start(0))?;
     let mut kept = Vec::new();
-    let mut chunk = vec![0; 64 * 1024];
-    let mut truncated = false;
-    loop {
-        match from.read(&mut chunk).await {
-            Ok(0) | Err(_) => return (kept, truncated),
-            Ok(n) => {
-                let room = cap - kept.len();
-                kept.extend_from_slice(&chunk[..n.min(room)]);
-                truncated |= n > room;
-            }
-        }
-    }
+    file.take(cap as u64).read_to_end(&mut kept)?;
+    Ok((kept, len > cap as u64))
 }
 
 #[cfg(test)]
@@ -519,12 +549,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn output_past_the_cap_is_read_and_dropped() {
-        let data = vec![b'x'; 200_000];
-        let (kept, truncated) = read_capped(&data[..], 100_000).await;
+    #[test]
+    fn output_past_the_cap_is_left_out() {
+        use std::io::Write;
+        let mut file = scratch_file("test").unwrap();
+        file.write_all(&[b'x'; 200_000]).unwrap();
+        let (kept, truncated) = read_head(file.try_clone().unwrap(), 100_000).unwrap();
         assert_eq!((kept.len(), truncated), (100_000, true));
-        let (kept, truncated) = read_capped(&data[..10], 100_000).await;
-        assert_eq!((kept.len(), truncated), (10, false));
+        let (kept, truncated) = read_head(file, 200_000).unwrap();
+        assert_eq!((kept.len(), truncated), (200_000, false));
     }
 }
