@@ -55,6 +55,8 @@ function stream(pathFn, onEvent, onState) {
       controller = new AbortController();
       try {
         const response = await api(pathFn(), { signal: controller.signal, headers: { Accept: "text/event-stream" } });
+        // A process that is gone stays gone: say so and stop asking.
+        if (response.status === 404) { onState(false, await errorText(response)); return; }
         if (!response.ok) throw new Error(await errorText(response));
         onState(true);
         delay = 500;
@@ -327,10 +329,10 @@ function confirmDialog(text) {
   return new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true }));
 }
 
-async function act(question, path, body) {
+async function act(question, path, body, type) {
   if (!(await confirmDialog(question))) return;
   try {
-    const response = await api(path, body === undefined ? { method: "POST" } : { method: "POST", headers: { "Content-Type": "application/json" }, body });
+    const response = await api(path, body === undefined ? { method: "POST" } : { method: "POST", headers: { "Content-Type": type || "application/json" }, body });
     if (!response.ok) { toast(await errorText(response), true); return; }
     toast("done: " + question.replace(/\?$/, ""));
   } catch (e) { toast(e.message, true); }
@@ -379,7 +381,7 @@ function appendLog(line) {
 async function setFilter(target) {
   const filter = $("d-filter").value.trim();
   if (!filter) { toast("write a filter first, e.g. debug", true); return; }
-  await act("Set the log filter of " + (target === "all" ? "every process" : "pid " + target) + " to " + filter + "?", "/debug/workers/" + target + "/log-level", filter);
+  await act("Set the log filter of " + (target === "all" ? "every process" : "pid " + target) + " to " + filter + "?", "/debug/workers/" + target + "/log-level", filter, "text/plain");
 }
 $("d-set-filter").addEventListener("click", () => setFilter(selected));
 $("d-set-filter-all").addEventListener("click", () => setFilter("all"));
