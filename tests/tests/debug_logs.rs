@@ -129,15 +129,24 @@ impl Watched {
     fn until_forwarding(&mut self, cluster: &Cluster, logged: &mut Logged) {
         let deadline = Instant::now() + SOON;
         loop {
-            let msg = logged.on(cluster, self.pid, "info", "ready");
+            logged.on(cluster, self.pid, "info", "ready");
             self.take();
-            if self.find(|l| l["message"] == msg.as_str()).is_some() {
+            // Any of its lines proves forwarding is on. (Not only the newest: lines gather
+            // for a few milliseconds before they are sent, so the newest is usually still on
+            // its way when this looks.)
+            let ours = |l: &Value| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("ready"))
+            };
+            if self.find(ours).is_some() {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "no line of pid {} arrived on its stream",
-                self.pid
+                "no line of pid {} arrived on its stream; it carried: {:#?}",
+                self.pid,
+                self.seen
             );
         }
     }
