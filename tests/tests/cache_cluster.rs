@@ -68,29 +68,38 @@ fn the_originals_read_write_mixes_all_succeed() {
 #[test]
 fn one_loader_for_a_hundred_concurrent_gets_across_workers() {
     let mut cluster = Cluster::start(APP, &["--workers=2"], &[]);
-    let answers = concurrently(
-        cluster.app,
-        (0..100).map(|_| "/cache/load?key=hot".to_owned()).collect(),
-    );
-    let values: HashSet<String> = answers
-        .iter()
-        .map(|a| {
-            assert_eq!(a.status, 200, "{a:?}");
-            a.body.split(" for ").next().unwrap().to_owned()
-        })
-        .collect();
-    assert_eq!(
-        values.len(),
-        1,
-        "everyone got the one loaded value: {values:?}"
-    );
-    let served_by: HashSet<&str> = answers
-        .iter()
-        .map(|a| a.body.split(" for ").nth(1).unwrap())
-        .collect();
-    assert_eq!(served_by.len(), 2, "the gets were spread over both workers");
-    cluster.proc.wait_for("loader ran");
-    // Let any other loader line arrive, then count: exactly one.
+    // Which worker takes a connection is the kernel's choice: a burst can land on one worker
+    // only. Each wave uses a fresh key, and waves go on until one spread over both workers, so
+    // that single flight is shown across processes; every wave must load its key once.
+    let mut waves = 0;
+    let spread = (0..8).any(|wave| {
+        waves += 1;
+        let answers = concurrently(
+            cluster.app,
+            (0..100)
+                .map(|_| format!("/cache/load?key=hot{wave}"))
+                .collect(),
+        );
+        let values: HashSet<String> = answers
+            .iter()
+            .map(|a| {
+                assert_eq!(a.status, 200, "{a:?}");
+                a.body.split(" for ").next().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(
+            values.len(),
+            1,
+            "everyone got the one loaded value of hot{wave}: {values:?}"
+        );
+        let served_by: HashSet<&str> = answers
+            .iter()
+            .map(|a| a.body.split(" for ").nth(1).unwrap())
+            .collect();
+        served_by.len() == 2
+    });
+    assert!(spread, "no wave of 100 gets reached both workers");
+    // Let any other loader line arrive, then count: exactly one per key.
     cluster.proc.signal(Signal::SIGTERM);
     cluster.proc.wait_exit();
     let loaders = cluster
@@ -99,7 +108,7 @@ fn one_loader_for_a_hundred_concurrent_gets_across_workers() {
         .iter()
         .filter(|l| l.contains("loader ran"))
         .count();
-    assert_eq!(loaders, 1, "{:#?}", cluster.proc.log);
+    assert_eq!(loaders, waves, "{:#?}", cluster.proc.log);
 }
 
 #[test]
