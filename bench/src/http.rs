@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::retry::Disturbance;
+
 use crate::cli::Config;
 use crate::cpu::{CpuClocks, CpuUse};
 use crate::proc::{Proc, group_members};
@@ -76,8 +78,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         "http: {} rounds of wrk -t{} -c{} -d{:?} ({warmup}), rotating the order",
         config.rounds, config.wrk_threads, config.connections, config.duration
     );
-    let mut redone = 0;
-    let mut disturbed = 0;
+    let mut disturbance = Disturbance::default();
     for round in 0..config.rounds {
         let n = peers.len();
         for k in 0..n {
@@ -107,13 +108,12 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                     if noisy { " (disturbed)" } else { "" }
                 );
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                if noisy && attempt < config.retries {
-                    attempt += 1;
-                    redone += 1;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                if disturbance
+                    .measure_again(noisy, &mut attempt, config.retries)
+                    .await
+                {
                     continue;
                 }
-                disturbed += usize::from(noisy);
                 peer.runs.push(measured);
                 break;
             }
@@ -194,6 +194,10 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         cpu[0] / cpu[1],
         cpu[2] / cpu[0]
     );
+    let Disturbance {
+        redone,
+        kept: disturbed,
+    } = disturbance;
     let _ = writeln!(
         md,
         "Runs measured again because other processes kept more than {} CPUs busy: {redone}; \

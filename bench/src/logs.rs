@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::retry::Disturbance;
+
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -85,7 +87,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         group: &group,
     };
     let mut runs: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
-    let (mut redone, mut disturbed) = (0, 0);
+    let mut disturbance = Disturbance::default();
     for round in 0..config.rounds {
         for k in 0..modes.len() {
             let i = (round + k) % modes.len();
@@ -111,13 +113,12 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                     run.dropped,
                     if noisy { " (disturbed)" } else { "" }
                 );
-                if noisy && attempt < config.retries {
-                    attempt += 1;
-                    redone += 1;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                if disturbance
+                    .measure_again(noisy, &mut attempt, config.retries)
+                    .await
+                {
                     continue;
                 }
-                disturbed += usize::from(noisy);
                 runs[i].push(run);
                 break;
             }
@@ -189,6 +190,10 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
              carry."
         );
     }
+    let Disturbance {
+        redone,
+        kept: disturbed,
+    } = disturbance;
     let _ = writeln!(
         md,
         "\nRuns measured again because other processes kept more than {} CPUs busy: {redone}; \

@@ -24,6 +24,7 @@ mod logs;
 mod proc;
 mod profile;
 mod report;
+mod retry;
 mod rolling;
 mod rss;
 mod servers;

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::retry::Disturbance;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cli::Config;
@@ -63,7 +65,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         wrk(config, &url, config.warmup).await?;
     }
     let (mut plain, mut profiled) = (Vec::new(), Vec::new());
-    let (mut redone, mut disturbed) = (0, 0);
+    let mut disturbance = Disturbance::default();
     for round in 0..config.rounds {
         // Alternate which goes first, so that a drift of the machine favours neither.
         for with_profile in [round % 2 == 1, round % 2 == 0] {
@@ -95,13 +97,12 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                 if let Some(p) = run.profile.as_ref().filter(|p| p.status != 200) {
                     return Err(format!("the profile request failed with HTTP {}", p.status));
                 }
-                if noisy && attempt < config.retries {
-                    attempt += 1;
-                    redone += 1;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                if disturbance
+                    .measure_again(noisy, &mut attempt, config.retries)
+                    .await
+                {
                     continue;
                 }
-                disturbed += usize::from(noisy);
                 break run;
             };
             if with_profile {
@@ -162,6 +163,10 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                 .collect::<Vec<_>>()
         ),
     );
+    let Disturbance {
+        redone,
+        kept: disturbed,
+    } = disturbance;
     let _ = writeln!(
         md,
         "Runs measured again because other processes kept more than {} CPUs busy: {redone}; \

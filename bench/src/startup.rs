@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::retry::Disturbance;
+
 use crate::cli::Config;
 use crate::cpu;
 use crate::report::{met, ms};
@@ -38,8 +40,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         "startup: {} runs of each, alternating which goes first",
         config.runs
     );
-    let mut redone = 0;
-    let mut disturbed = 0;
+    let mut disturbance = Disturbance::default();
     for run in 0..config.runs {
         let order: [usize; 2] = if run % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
@@ -68,13 +69,12 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                         String::new()
                     }
                 );
-                if noisy && attempt < config.retries {
-                    attempt += 1;
-                    redone += 1;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                if disturbance
+                    .measure_again(noisy, &mut attempt, config.retries)
+                    .await
+                {
                     continue;
                 }
-                disturbed += usize::from(noisy);
                 peer.startup_ms.push(startup);
                 peer.stop_ms.push(as_ms(stopped.took));
                 break;
@@ -114,6 +114,10 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         node / hello,
         node / hello
     );
+    let Disturbance {
+        redone,
+        kept: disturbed,
+    } = disturbance;
     let _ = writeln!(
         md,
         "Runs measured again because other processes kept more than {} CPUs busy around them: \
