@@ -167,6 +167,26 @@ async fn act(client: &Client, pid: u32, action: &str) {
     confirm.click().await.unwrap();
 }
 
+/// Pauses `target` from the page and resumes it: each reaches the cluster (`state` reads the
+/// worker's state from `/workers`), and the page shows the pause.
+async fn pause_and_resume(client: &Client, target: u32, state: impl Fn() -> String) {
+    act(client, target, "pause").await;
+    assert!(
+        cluster2_tests::eventually(SOON, || state() == "paused"),
+        "the pause did not reach the cluster"
+    );
+    until(client, "the paused state", async |c| {
+        let state = text_of(c, &format!("#workers tr[data-pid='{target}'] td.state")).await?;
+        (state == "paused").then_some(())
+    })
+    .await;
+    act(client, target, "resume").await;
+    assert!(
+        cluster2_tests::eventually(SOON, || state() == "listening"),
+        "the resume did not reach the cluster"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_debug_page_shows_the_cluster_live_and_acts_on_it() {
     let cluster = Cluster::start(APP, &["--workers=2", "--heartbeat-interval=200ms"], &[]);
@@ -230,22 +250,7 @@ async fn the_debug_page_shows_the_cluster_live_and_acts_on_it() {
 
     // Pause from the page: the cluster says paused; resume undoes it; the page follows.
     let target = cluster.workers[0];
-    act(&client, target, "pause").await;
-    assert!(
-        cluster2_tests::eventually(SOON, || worker_state(cluster.monitor, target) == "paused"),
-        "the pause did not reach the cluster"
-    );
-    until(&client, "the paused state", async |c| {
-        let state = text_of(c, &format!("#workers tr[data-pid='{target}'] td.state")).await?;
-        (state == "paused").then_some(())
-    })
-    .await;
-    act(&client, target, "resume").await;
-    assert!(
-        cluster2_tests::eventually(SOON, || worker_state(cluster.monitor, target)
-            == "listening"),
-        "the resume did not reach the cluster"
-    );
+    pause_and_resume(&client, target, || worker_state(cluster.monitor, target)).await;
     // The timeline shows both, from the lifecycle stream.
     until(&client, "paused and resumed in the timeline", async |c| {
         let paused = c
@@ -381,20 +386,6 @@ async fn the_debug_page_asks_for_the_token_and_uses_it() {
             .map(drop)
     })
     .await;
-    act(&client, target, "pause").await;
-    assert!(
-        cluster2_tests::eventually(SOON, || state() == "paused"),
-        "the pause did not reach the cluster"
-    );
-    until(&client, "the paused state", async |c| {
-        let state = text_of(c, &format!("#workers tr[data-pid='{target}'] td.state")).await?;
-        (state == "paused").then_some(())
-    })
-    .await;
-    act(&client, target, "resume").await;
-    assert!(
-        cluster2_tests::eventually(SOON, || state() == "listening"),
-        "the resume did not reach the cluster"
-    );
+    pause_and_resume(&client, target, state).await;
     client.close().await.unwrap();
 }
