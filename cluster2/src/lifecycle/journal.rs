@@ -55,9 +55,7 @@ impl Journal {
     }
 
     fn push(&self, event: Event) {
-        let at_unix_secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let at_unix_secs = unix_now();
         // Events are rare (a worker's life has a handful), so naming one through serde, the
         // same name `/events` shows, costs nothing that matters.
         let kind = serde_json::to_value(&event)
@@ -114,6 +112,14 @@ impl Journal {
         let skipped = record.seq - cursor - 1;
         Some((record, skipped))
     }
+}
+
+/// Now, in seconds since the Unix epoch: how every record of cluster2 is stamped (events,
+/// heartbeat samples, forwarded log lines), so that a page can put them on one time axis.
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Records the event in the master's journal (a no-op in other processes).

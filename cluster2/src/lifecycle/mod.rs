@@ -25,7 +25,7 @@
 mod journal;
 
 pub use journal::{JOURNAL_CAPACITY, Record, Subscription, subscribe};
-pub(crate) use journal::{Journal, publish};
+pub(crate) use journal::{Journal, publish, unix_now};
 
 use std::fmt;
 use std::net::SocketAddr;

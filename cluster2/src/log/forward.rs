@@ -16,7 +16,7 @@
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
@@ -139,9 +139,7 @@ fn capture(event: &Event<'_>) -> LogLine {
         target: meta.target().to_owned(),
         message: fields.message,
         fields: fields.others,
-        at_unix_secs: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
+        at_unix_secs: crate::lifecycle::unix_now(),
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -129,7 +129,7 @@ pub(crate) struct Sample {
 impl Sample {
     pub(crate) fn of(beat: &Heartbeat) -> Self {
         Self {
-            at_unix_secs: unix_now(),
+            at_unix_secs: crate::lifecycle::unix_now(),
             requests_per_second: beat.tps,
             cpu_percent: beat.cpu,
             memory_bytes: beat.memory,
@@ -137,12 +137,6 @@ impl Sample {
             event_loop_lag_secs: beat.event_loop_lag.as_secs_f64(),
         }
     }
-}
-
-pub(crate) fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The workers and the death queue at one moment.

@@ -211,7 +211,7 @@ async fn state(inner: &Inner) -> Value {
         Err(_) => json!({ "error": "the cache manager did not answer in time" }),
     };
     json!({
-        "at_unix_secs": crate::master::unix_now(),
+        "at_unix_secs": crate::lifecycle::unix_now(),
         "pid": std::process::id(),
         "phase": format!("{:?}", inner.board.phase()).to_lowercase(),
         "ecv": ecv,
