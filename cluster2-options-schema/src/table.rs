@@ -90,6 +90,16 @@ pub static OPTIONS: &[Spec] = &[
          mon_host is not loopback",
     ),
     option(
+        "mon.max_profile",
+        Kind::Duration {
+            positive: true,
+            max: Some(Duration::from_secs(3600)),
+            never: false,
+        },
+        "a duration from 1s to 1h, like 30s or 5m",
+        "longest CPU profile the debug routes take (their seconds parameter is capped by it)",
+    ),
+    option(
         "mon.unsafe_no_token",
         Kind::Bool,
         "true or false",

@@ -328,6 +328,47 @@ async fn the_debug_page_shows_the_cluster_live_and_acts_on_it() {
         std::fs::write(docs.join("debug-page.png"), &png).unwrap();
     }
 
+    // Debug a new worker from the page: its log panel opens on it and shows its start-up from
+    // the first line; released, it serves in the place of another.
+    until(&client, "the debug-new button", async |c| {
+        c.find(Locator::Css("#a-debug-new"))
+            .await
+            .ok()?
+            .click()
+            .await
+            .ok()
+    })
+    .await;
+    client
+        .wait()
+        .at_most(SOON)
+        .for_element(Locator::Css("#confirm-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let held: u32 = until(&client, "the new debug worker's panel", async |c| {
+        let pid: u32 = text_of(c, "#d-pid").await?.parse().ok()?;
+        (!cluster.workers.contains(&pid)).then_some(pid)
+    })
+    .await;
+    until(&client, "the debug worker's first lines", async |c| {
+        let logs = text_of(c, "#d-logs").await?;
+        (logs.contains("held out of traffic") && logs.contains("configure_app started"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        cluster2_tests::eventually(SOON, || worker_state(cluster.monitor, held) == "paused"),
+        "the debug worker is not held"
+    );
+    act(&client, held, "release").await;
+    assert!(
+        cluster2_tests::eventually(SOON, || worker_state(cluster.monitor, held) == "listening"),
+        "the release did not reach the cluster"
+    );
+
     // No error in the browser's console.
     let log = client.issue_cmd(BrowserLog).await.unwrap();
     let errors: Vec<&Value> = log

@@ -172,6 +172,20 @@ fn bad_requests_are_refused_with_the_valid_range() {
     }
 }
 
+#[test]
+fn the_longest_profile_is_an_option() {
+    let cluster = Cluster::start(APP, &["--workers=1", "--mon.max_profile=2s"], &[]);
+    let worker = cluster.workers[0];
+    let r = profile(cluster.monitor, worker, "seconds=3");
+    assert_eq!(r.status, 400, "{}", text(&r));
+    let message = error_of(&r);
+    assert!(
+        message.contains("from 1 to 2") && message.contains("--mon.max_profile"),
+        "{message}"
+    );
+    assert_eq!(profile(cluster.monitor, worker, "seconds=2").status, 200);
+}
+
 /// Whether eu-stack can be run here. Where the machine is expected to have it
 /// (`REQUIRE_EU_STACK`, set by CI, which installs it), its absence fails the test.
 fn eu_stack_installed() -> bool {

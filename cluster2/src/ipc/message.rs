@@ -117,6 +117,10 @@ pub(crate) struct Hello {
     pub(crate) app_args: Vec<String>,
     /// Where the cache manager listens, when the cache is enabled.
     pub(crate) cache_socket: Option<std::path::PathBuf>,
+    /// An extra worker started for debugging ("debug new"): it logs with this filter and
+    /// forwards its lines from its very first one, and it does not accept on the shared port
+    /// until the master releases it.
+    pub(crate) debug_new: Option<String>,
 }
 
 /// From a worker to the master.

@@ -211,6 +211,33 @@ pub enum Event {
         /// The process that was debugged.
         pid: u32,
     },
+    /// An extra worker was started for debugging ("debug new"), held out of traffic; its log
+    /// lines are kept from its very first one for whoever watches it.
+    DebugWorkerStarted {
+        /// The worker id whose place it takes if it is released.
+        worker: usize,
+        /// The extra process.
+        pid: u32,
+        /// The log filter it runs with.
+        filter: String,
+    },
+    /// A debug worker was released into traffic: it serves as worker id `worker` and the
+    /// process that served that id (if any) drains and stops.
+    DebugWorkerReleased {
+        /// The worker id it serves as now.
+        worker: usize,
+        /// The released process.
+        pid: u32,
+        /// The process it took over from, told to stop.
+        replaced: Option<u32>,
+    },
+    /// A debug worker was dismissed without serving; it is stopped.
+    DebugWorkerDismissed {
+        /// The worker id it was held for.
+        worker: usize,
+        /// The dismissed process.
+        pid: u32,
+    },
     /// The ECV changed between up and down.
     Ecv {
         /// Whether it is up now.

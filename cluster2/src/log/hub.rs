@@ -9,9 +9,13 @@
 //! [`FAN_OUT`] lines behind skips what it missed and is told how many, and never holds up
 //! the others. When a child's channel closes its entry goes, which ends its watchers' streams.
 //!
+//! A debug worker ("debug new") is the exception: it forwards from its very first line, and
+//! the hub keeps its lines (the last [`KEPT`]) until it is released or gone, so that whoever
+//! opens its stream, whenever, sees its start-up from the beginning.
+//!
 //! Master only: the entries are children of this process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -25,6 +29,9 @@ use crate::ipc::message::{LogControl, LogLevel, LogLine, ToWorker};
 
 /// Lines kept per watched process for its slowest watcher.
 pub(crate) const FAN_OUT: usize = 1024;
+/// Lines of a debug worker kept for its watchers, at most; older ones are dropped (and
+/// counted) first.
+pub(crate) const KEPT: usize = 4096;
 /// How long the master waits for a child to confirm a new filter.
 const FILTER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,6 +54,38 @@ struct Proc {
     filter: Option<String>,
     /// Tells this entry from a later one for a recycled pid.
     generation: u64,
+    /// A debug worker's lines since its start, for watchers yet to come.
+    kept: Option<Kept>,
+}
+
+/// The lines a debug worker sent so far: the newest [`KEPT`], and how many older ones went.
+#[derive(Default)]
+struct Kept {
+    lines: VecDeque<Arc<str>>,
+    dropped: u64,
+}
+
+impl Kept {
+    fn push(&mut self, item: &Item) {
+        match item {
+            Item::Line(line) => {
+                if self.lines.len() == KEPT {
+                    self.lines.pop_front();
+                    self.dropped += 1;
+                }
+                self.lines.push_back(line.clone());
+            }
+            Item::Dropped(n) => self.dropped += n,
+        }
+    }
+
+    /// What a new watcher is sent first.
+    fn replay(&self) -> VecDeque<Item> {
+        let lost = (self.dropped > 0).then_some(Item::Dropped(self.dropped));
+        lost.into_iter()
+            .chain(self.lines.iter().cloned().map(Item::Line))
+            .collect()
+    }
 }
 
 impl Proc {
@@ -57,6 +96,7 @@ impl Proc {
             watchers: 0,
             filter: None,
             generation,
+            kept: None,
         }
     }
 
@@ -98,12 +138,29 @@ fn hub() -> MutexGuard<'static, Hub> {
     .unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A child's channel is open: it can be watched.
-pub(crate) fn child_started(pid: u32, tx: Sender<ToWorker>) {
+/// A child's channel is open: it can be watched. A debug worker (`debug_filter`, the filter it
+/// logs with) forwards from its start, and its lines are kept until [`stop_keeping`].
+pub(crate) fn child_started(pid: u32, tx: Sender<ToWorker>, debug_filter: Option<String>) {
     let mut hub = hub();
     hub.last_id += 1;
-    let proc = Proc::new(Some(tx), hub.last_id);
+    let mut proc = Proc::new(Some(tx), hub.last_id);
+    if debug_filter.is_some() {
+        proc.filter = debug_filter;
+        proc.kept = Some(Kept::default());
+    }
     hub.procs.insert(pid, proc);
+}
+
+/// A debug worker was released into traffic: its lines are no longer kept, and it forwards
+/// only while watched, like any process.
+pub(crate) fn stop_keeping(pid: u32) {
+    let mut hub = hub();
+    let Some(proc) = hub.procs.get_mut(&pid) else {
+        return;
+    };
+    if proc.kept.take().is_some() && proc.watchers == 0 {
+        proc.forward(false);
+    }
 }
 
 /// A child's channel closed: its watchers' streams end, its pending filter changes fail.
@@ -118,6 +175,8 @@ pub(crate) fn child_gone(pid: u32) {
 pub(crate) struct Watch {
     pid: u32,
     generation: u64,
+    /// What came before this watcher (a debug worker's kept lines), to send first.
+    pub(crate) backlog: VecDeque<Item>,
     /// The lines; closed when the process is gone.
     pub(crate) lines: broadcast::Receiver<Item>,
 }
@@ -127,12 +186,14 @@ pub(crate) fn watch(pid: u32) -> Option<Watch> {
     let mut hub = hub();
     let proc = hub.procs.get_mut(&pid)?;
     proc.watchers += 1;
-    if proc.watchers == 1 {
+    if proc.watchers == 1 && proc.kept.is_none() {
         proc.forward(true);
     }
+    // Under the hub's lock, as `received` keeps and sends: no line is in both, none in neither.
     Some(Watch {
         pid,
         generation: proc.generation,
+        backlog: proc.kept.as_ref().map(Kept::replay).unwrap_or_default(),
         lines: proc.lines.subscribe(),
     })
 }
@@ -145,7 +206,7 @@ impl Drop for Watch {
         };
         if proc.generation == self.generation {
             proc.watchers -= 1;
-            if proc.watchers == 0 {
+            if proc.watchers == 0 && proc.kept.is_none() {
                 proc.forward(false);
             }
         }
@@ -154,9 +215,25 @@ impl Drop for Watch {
 
 /// Lines from `pid`, and how many it dropped before them.
 pub(crate) fn received(pid: u32, lines: Vec<LogLine>, dropped: u64) {
-    let Some(out) = hub().procs.get(&pid).map(|p| p.lines.clone()) else {
+    let mut hub = hub();
+    let Some(proc) = hub.procs.get_mut(&pid) else {
         return;
     };
+    if let Some(kept) = proc.kept.as_mut() {
+        // A debug worker: kept and sent under the lock (see `watch`). Only one process at a
+        // time is one, so its lines holding the hub's lock for a moment is no contention.
+        let items = (dropped > 0)
+            .then_some(Item::Dropped(dropped))
+            .into_iter()
+            .chain(lines.iter().map(|line| Item::Line(to_json(line))));
+        for item in items {
+            kept.push(&item);
+            let _ = proc.lines.send(item);
+        }
+        return;
+    }
+    let out = proc.lines.clone();
+    drop(hub);
     // Lines still on their way when the last watcher left.
     if out.receiver_count() == 0 {
         return;
@@ -165,9 +242,14 @@ pub(crate) fn received(pid: u32, lines: Vec<LogLine>, dropped: u64) {
         let _ = out.send(Item::Dropped(dropped));
     }
     for line in &lines {
-        let json = serde_json::to_string(&Json(line)).expect("a log line serializes");
-        let _ = out.send(Item::Line(json.into()));
+        let _ = out.send(Item::Line(to_json(line)));
     }
+}
+
+fn to_json(line: &LogLine) -> Arc<str> {
+    serde_json::to_string(&Json(line))
+        .expect("a log line serializes")
+        .into()
 }
 
 /// A child's answer to a filter change.
@@ -324,7 +406,7 @@ mod tests {
         let (_to_master, mut child, _) = channel::<ToMaster, ToWorker>(b);
         // Not a real process: no pid is this high.
         let pid = u32::MAX - 7;
-        child_started(pid, tx);
+        child_started(pid, tx, None);
 
         // The first watcher switches forwarding on, the last one off; none in between.
         let first = watch(pid).unwrap();
@@ -358,6 +440,45 @@ mod tests {
         ));
         assert!(watch(pid).is_none());
         assert_eq!(current_filter(pid), None);
+    }
+
+    #[tokio::test]
+    async fn a_debug_workers_lines_are_kept_for_watchers_to_come_until_it_is_released() {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let (tx, _from_child, _) = channel::<ToWorker, ToMaster>(a);
+        let (_to_master, mut child, _) = channel::<ToMaster, ToWorker>(b);
+        let pid = u32::MAX - 8;
+        child_started(pid, tx, Some("debug".to_owned()));
+        assert_eq!(current_filter(pid).as_deref(), Some("debug"));
+
+        // Lines before anyone watches, more than are kept: the oldest go, and are counted.
+        let early: Vec<LogLine> = (0..KEPT + 3).map(|i| line(&format!("early {i}"))).collect();
+        received(pid, early, 2);
+        let mut first = watch(pid).unwrap();
+        let backlog: Vec<Item> = first.backlog.drain(..).collect();
+        assert!(matches!(backlog[0], Item::Dropped(5)), "{:?}", backlog[0]);
+        assert_eq!(backlog.len(), KEPT + 1);
+        let Item::Line(oldest) = &backlog[1] else {
+            panic!("expected a line")
+        };
+        assert!(oldest.contains(r#""message":"early 3""#), "{oldest}");
+
+        // Live lines reach the watcher, and a later watcher gets them in its backlog too.
+        received(pid, vec![line("live")], 0);
+        assert!(matches!(first.lines.recv().await, Ok(Item::Line(l)) if l.contains("live")));
+        let second = watch(pid).unwrap();
+        assert_eq!(second.backlog.len(), KEPT + 1);
+        // Watchers leaving do not stop a held worker's forwarding.
+        drop(first);
+        drop(second);
+
+        // Released: nothing is kept any more, and nobody watching turns forwarding off.
+        stop_keeping(pid);
+        assert!(!next_forward(&mut child).await);
+        received(pid, vec![line("after")], 0);
+        let third = watch(pid).unwrap();
+        assert!(third.backlog.is_empty());
+        child_gone(pid);
     }
 
     #[test]

@@ -68,8 +68,19 @@ pub(crate) struct WorkerInfo {
     pub(crate) heartbeat: Option<(Heartbeat, Instant)>,
     pub(crate) errors: u64,
     pub(crate) panics: u64,
-    /// Replaced and kept out of traffic for a debug session.
-    pub(crate) debugging: bool,
+    /// Kept out of traffic for debugging, and why.
+    pub(crate) debugging: Option<Debugging>,
+}
+
+/// Why a worker is out of traffic for debugging (`"debugging"` in `/workers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Debugging {
+    /// A debug session: replaced by a successor, kept alive to be inspected until it ends.
+    Session,
+    /// "Debug new": an extra worker held out of traffic from its start, until released into
+    /// traffic or dismissed.
+    New,
 }
 
 /// Where the cluster as a whole is.

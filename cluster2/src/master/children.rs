@@ -56,8 +56,9 @@ pub(super) async fn start(
             return Err(format!("cannot talk to pid {pid}: {e}"));
         }
     };
+    let debug_filter = hello.debug_new.clone();
     let _ = tx.send(&ToWorker::Hello(Box::new(hello))).await;
-    crate::log::hub::child_started(pid, tx.clone());
+    crate::log::hub::child_started(pid, tx.clone(), debug_filter);
     let reader = tokio::spawn(read(pid, rx, inputs.clone()));
     let signals = watch_exit(pid, child, Some(reader), inputs.clone());
     Ok(Child { pid, tx, signals })

@@ -10,10 +10,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::board::WorkerState;
 use super::death_queue::{Entry, Retire};
+use super::debugging::DebugRequest;
 use super::supervisor::Supervisor;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::message::ToWorker;
-use crate::lifecycle::{self, Event, ReplaceReason};
+use crate::lifecycle::ReplaceReason;
 
 /// A request to the supervisor.
 pub(crate) enum Control {
@@ -21,21 +22,18 @@ pub(crate) enum Control {
     Resume(u32, oneshot::Sender<std::result::Result<(), String>>),
     Replace(u32, oneshot::Sender<std::result::Result<(), String>>),
     RollingRestart(oneshot::Sender<usize>),
-    DebugSession(u32, oneshot::Sender<std::result::Result<(), String>>),
-    EndDebugSession(u32, oneshot::Sender<std::result::Result<(), String>>),
+    /// Debug sessions and debug workers (`debugging.rs`).
+    Debug(DebugRequest),
 }
 
 impl Control {
     pub(crate) fn refuse(self, why: &str) {
         match self {
-            Control::Pause(_, r)
-            | Control::Resume(_, r)
-            | Control::Replace(_, r)
-            | Control::DebugSession(_, r)
-            | Control::EndDebugSession(_, r) => {
+            Control::Pause(_, r) | Control::Resume(_, r) | Control::Replace(_, r) => {
                 let _ = r.send(Err(why.to_owned()));
             }
             Control::RollingRestart(r) => drop(r),
+            Control::Debug(request) => request.refuse(why),
         }
     }
 }
@@ -52,7 +50,7 @@ pub(crate) fn install() -> mpsc::UnboundedReceiver<Control> {
 /// How long a worker may take to confirm a pause or resume.
 const CONFIRM: Duration = Duration::from_secs(5);
 
-async fn ask<T>(make: impl FnOnce(oneshot::Sender<T>) -> Control) -> Result<T> {
+pub(super) async fn ask<T>(make: impl FnOnce(oneshot::Sender<T>) -> Control) -> Result<T> {
     let control = CONTROL.get().ok_or_else(|| {
         Error::new(
             ErrorKind::NotFound,
@@ -96,22 +94,6 @@ pub async fn rolling_restart() -> Result<usize> {
     ask(Control::RollingRestart).await
 }
 
-/// Starts a debug session on worker `pid`: a successor takes its place (warm first, so the
-/// cluster keeps its capacity) and `pid` stays alive out of traffic until
-/// [`end_debug_session`].
-pub(crate) async fn debug_session(pid: u32) -> Result<()> {
-    ask(|r| Control::DebugSession(pid, r))
-        .await?
-        .map_err(refused)
-}
-
-/// Ends the debug session of `pid`: it is stopped gracefully.
-pub(crate) async fn end_debug_session(pid: u32) -> Result<()> {
-    ask(|r| Control::EndDebugSession(pid, r))
-        .await?
-        .map_err(refused)
-}
-
 impl Supervisor {
     pub(super) async fn control(&mut self, request: Control) {
         match request {
@@ -123,25 +105,7 @@ impl Supervisor {
                     .await;
                 let _ = reply.send(result);
             }
-            Control::DebugSession(pid, reply) => {
-                let result = self
-                    .replace(pid, ReplaceReason::DebugSession, Retire::KeepForDebugging)
-                    .await;
-                let _ = reply.send(result);
-            }
-            Control::EndDebugSession(pid, reply) => {
-                let result = match self.procs.get(&pid) {
-                    Some(p) if p.debugging => {
-                        let worker = p.slot;
-                        self.stop_worker(pid).await;
-                        lifecycle::publish(Event::DebugSessionEnded { worker, pid });
-                        Ok(())
-                    }
-                    Some(_) => Err(format!("worker pid {pid} is not in a debug session")),
-                    None => Err(self.no_such_worker(pid)),
-                };
-                let _ = reply.send(result);
-            }
+            Control::Debug(request) => self.debug(request).await,
             Control::RollingRestart(reply) => {
                 let n = self.rolling_restart(false).await;
                 let _ = reply.send(n);
@@ -151,14 +115,14 @@ impl Supervisor {
     }
 
     /// Queues `pid` for replacement for `reason`.
-    async fn replace(
+    pub(super) async fn replace(
         &mut self,
         pid: u32,
         reason: ReplaceReason,
         retire: Retire,
     ) -> std::result::Result<(), String> {
         match self.procs.get(&pid) {
-            Some(p) if p.debugging => Err(format!("worker pid {pid} is in a debug session")),
+            Some(p) if p.debugging.is_some() => Err(debugging(pid)),
             Some(p) if p.successor_of.is_none() && !p.expected_exit => {
                 let entry = Entry {
                     slot: p.slot,
@@ -179,22 +143,6 @@ impl Supervisor {
         }
     }
 
-    /// The successor of `pid` serves: `pid` stops accepting and stays for its debug session.
-    pub(super) async fn keep_for_debugging(&mut self, pid: u32) {
-        let Some(proc) = self.procs.get_mut(&pid) else {
-            return;
-        };
-        // Its exit, whenever it comes, is no crash: its worker id has a successor already.
-        proc.expected_exit = true;
-        proc.debugging = true;
-        let worker = proc.slot;
-        if proc.state == WorkerState::Listening {
-            let _ = proc.child.tx.send(&ToWorker::Pause).await;
-        }
-        tracing::info!("worker {worker} (pid {pid}) is out of traffic for a debug session");
-        lifecycle::publish(Event::DebugSessionStarted { worker, pid });
-    }
-
     async fn pause(&mut self, pid: u32, pause: bool, reply: oneshot::Sender<Result<(), String>>) {
         let missing = self.no_such_worker(pid);
         let Some(proc) = self.procs.get_mut(&pid) else {
@@ -206,6 +154,10 @@ impl Supervisor {
         } else {
             WorkerState::Listening
         };
+        if proc.debugging.is_some() {
+            let _ = reply.send(Err(debugging(pid)));
+            return;
+        }
         if proc.state == want {
             let _ = reply.send(Ok(()));
             return;
@@ -230,8 +182,16 @@ impl Supervisor {
         proc.waiting = Some((pause, reply));
     }
 
-    fn no_such_worker(&self, pid: u32) -> String {
+    pub(super) fn no_such_worker(&self, pid: u32) -> String {
         let pids: Vec<String> = self.procs.keys().map(u32::to_string).collect();
         format!("no worker with pid {pid}; workers: {}", pids.join(", "))
     }
+}
+
+/// Why a worker kept for debugging refuses the usual controls.
+fn debugging(pid: u32) -> String {
+    format!(
+        "worker pid {pid} is out of traffic for debugging: end its session, or release or \
+         dismiss it, from /debug"
+    )
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::board::{QueuedReplacement, WorkerState};
-use super::supervisor::Supervisor;
+use super::supervisor::{Spawn, Supervisor};
 use crate::lifecycle::{self, Event, ReplaceReason, human};
 
 /// How long an old worker gets after SIGTERM before SIGKILL.
@@ -92,7 +92,8 @@ impl DeathQueue {
             .is_some_and(|r| r.entry.slot == slot && r.successor.is_some())
     }
 
-    fn holds(&self, pid: u32) -> bool {
+    /// Whether `pid` is queued for replacement or being replaced.
+    pub(super) fn holds(&self, pid: u32) -> bool {
         self.is_replacing(pid) || self.queue.iter().any(|e| e.pid == pid)
     }
 
@@ -197,7 +198,7 @@ impl Supervisor {
         r.stage = Stage::Successor;
         r.deadline = tokio::time::Instant::now() + self.options.death_queue.timeout;
         let (slot, old) = (r.entry.slot, r.entry.pid);
-        let successor = self.spawn(slot, Some(old)).await;
+        let successor = self.spawn(slot, Spawn::SuccessorOf(old)).await;
         if let Some(r) = self.deaths.replacing.as_mut() {
             r.successor = successor;
             if successor.is_none() {
@@ -387,6 +388,9 @@ impl Supervisor {
                 matches!(p.state, WorkerState::Listening | WorkerState::Paused)
                     && p.successor_of.is_none()
                     && !p.expected_exit
+                    // A debug worker may be stopped in a debugger or be profiled: the operator
+                    // decides what happens to it.
+                    && p.debugging.is_none()
             })
             .filter_map(|p| {
                 let last = p

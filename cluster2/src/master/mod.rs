@@ -9,6 +9,7 @@ mod cache_manager;
 mod children;
 mod control;
 mod death_queue;
+mod debugging;
 mod pidfile;
 mod restart;
 mod shutdown;
@@ -18,8 +19,10 @@ mod supervisor;
 mod workers;
 
 pub(crate) use board::{Board, Sample, WorkerState};
-pub(crate) use control::{debug_session, end_debug_session};
 pub use control::{pause, replace, resume, rolling_restart};
+pub(crate) use debugging::{
+    debug_new, debug_session, dismiss_debug_worker, end_debug_session, release_debug_worker,
+};
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
@@ -154,6 +157,11 @@ async fn master(
         ecv: ecv.clone(),
         dependencies: parts.dependencies(),
         refresh: options.heartbeat_interval,
+        max_profile_secs: options
+            .mon
+            .max_profile
+            .as_secs()
+            .clamp(1, u64::from(u32::MAX)) as u32,
     };
     let monitor_task = crate::monitor::serve(
         monitor,

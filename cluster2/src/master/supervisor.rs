@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::board::{Board, Phase, Sample, WorkerState};
+use super::board::{Board, Debugging, Phase, Sample, WorkerState};
 use super::cache_manager::CacheManager;
 use super::children;
 use super::control::Control;
@@ -57,6 +57,18 @@ pub(super) enum Input {
         slot: usize,
     },
     CacheRestartDue,
+}
+
+/// Which process [`Supervisor::spawn`] starts for a worker id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Spawn<'a> {
+    /// The process that serves the id (at start, or a restart after a crash).
+    Active,
+    /// A successor that takes the id over from this process once it listens (death queue).
+    SuccessorOf(u32),
+    /// An extra worker held out of traffic for debugging, logging with this filter from its
+    /// first line; it takes the id over only if an operator releases it.
+    DebugNew(&'a str),
 }
 
 /// What the supervisor is started with; `master::run` builds it.
@@ -134,7 +146,7 @@ pub(super) async fn supervise(
         }
     }
     for slot in 0..sup.slots.len() {
-        sup.spawn(slot, None).await;
+        sup.spawn(slot, Spawn::Active).await;
     }
 
     let startup_deadline = tokio::time::Instant::now() + sup.options.startup_timeout;
@@ -257,22 +269,34 @@ impl Supervisor {
             options: (*self.options).clone(),
             app_args: self.app_args.to_vec(),
             cache_socket: self.cache.socket.clone(),
+            debug_new: None,
         }
     }
 
-    /// Starts a process for `slot`; as the successor of `replacing` if given.
-    pub(super) async fn spawn(&mut self, slot: usize, replacing: Option<u32>) -> Option<u32> {
-        if replacing.is_none() {
+    /// Starts a process for `slot`: its serving process, a successor, or a debug worker.
+    pub(super) async fn spawn(&mut self, slot: usize, how: Spawn<'_>) -> Option<u32> {
+        let replacing = match how {
+            Spawn::SuccessorOf(old) => Some(old),
+            _ => None,
+        };
+        if how == Spawn::Active {
             self.slots[slot].restart_at = None;
         }
-        let hello = self.hello(slot);
+        let mut hello = self.hello(slot);
+        let debugging = match how {
+            Spawn::DebugNew(filter) => {
+                hello.debug_new = Some(filter.to_owned());
+                Some(Debugging::New)
+            }
+            _ => None,
+        };
         let child =
             match children::start(&self.spawner, Kind::Worker(slot), hello, &self.inputs).await {
                 Ok(child) => child,
                 Err(e) => {
                     tracing::error!("worker {slot}: {e}");
-                    self.slots[slot].last_failure = Some(e);
-                    if replacing.is_none() {
+                    if how == Spawn::Active {
+                        self.slots[slot].last_failure = Some(e);
                         self.schedule_restart(slot, Duration::from_secs(1));
                     }
                     return None;
@@ -301,11 +325,11 @@ impl Supervisor {
                 panics: 0,
                 successor_of: replacing,
                 expected_exit: false,
-                debugging: false,
+                debugging,
                 waiting: None,
             },
         );
-        if replacing.is_none() {
+        if how == Spawn::Active {
             self.slots[slot].active = Some(pid);
         }
         self.publish();
@@ -331,7 +355,7 @@ impl Supervisor {
                     && self.slots[slot].active.is_none()
                     && self.slots[slot].restart_at.is_some()
                 {
-                    self.spawn(slot, None).await;
+                    self.spawn(slot, Spawn::Active).await;
                 }
             }
         }
@@ -359,10 +383,16 @@ impl Supervisor {
                 });
             }
             ToMaster::StartFailed { stage, error } => {
-                tracing::error!("worker {slot} (pid {pid}) {stage} failed: {error}");
-                self.slots[slot].last_failure = Some(format!("{stage} failed: {error}"));
-                if stage == StartStage::WarmUp && self.board.phase() == Phase::Starting {
-                    self.board.note_warm_up_failed();
+                if proc.debugging == Some(Debugging::New) {
+                    // Its failure is what the operator came to see; the worker id's own
+                    // process is unaffected.
+                    tracing::error!("debug worker (pid {pid}) {stage} failed: {error}");
+                } else {
+                    tracing::error!("worker {slot} (pid {pid}) {stage} failed: {error}");
+                    self.slots[slot].last_failure = Some(format!("{stage} failed: {error}"));
+                    if stage == StartStage::WarmUp && self.board.phase() == Phase::Starting {
+                        self.board.note_warm_up_failed();
+                    }
                 }
                 lifecycle::publish(Event::StartFailed {
                     worker: slot,
@@ -370,6 +400,15 @@ impl Supervisor {
                     stage: stage.to_string(),
                     error,
                 });
+            }
+            ToMaster::Listening if proc.debugging == Some(Debugging::New) => {
+                // Ready, and held: it does not accept until released.
+                if proc.state != WorkerState::Stopping {
+                    proc.state = WorkerState::Paused;
+                }
+                proc.listening_since = Some(Instant::now());
+                tracing::info!("debug worker (pid {pid}) is ready, held out of traffic");
+                lifecycle::publish(Event::Paused { worker: slot, pid });
             }
             ToMaster::Listening => {
                 if proc.state != WorkerState::Stopping {
@@ -494,6 +533,15 @@ impl Supervisor {
             expected,
         });
 
+        if proc.debugging == Some(Debugging::New) {
+            // An extra process: its worker id keeps its own, whatever happened to this one.
+            if proc.expected_exit {
+                tracing::info!("debug worker (pid {pid}) {how}");
+            } else {
+                tracing::error!("debug worker (pid {pid}) {how}");
+            }
+            return;
+        }
         // The death queue's own processes.
         if self.deaths.is_replacing(pid) {
             tracing::info!("worker {slot} (pid {pid}) {how}");
@@ -540,7 +588,7 @@ impl Supervisor {
             crash_streak: streak,
         });
         if delay.is_zero() {
-            self.spawn(slot, None).await;
+            self.spawn(slot, Spawn::Active).await;
         } else {
             self.schedule_restart(slot, delay);
         }

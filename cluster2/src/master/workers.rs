@@ -8,7 +8,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
-use super::board::{WorkerInfo, WorkerState};
+use super::board::{Debugging, WorkerInfo, WorkerState};
 use super::children::Child;
 use super::restart::CrashStreak;
 use super::supervisor::Supervisor;
@@ -31,8 +31,8 @@ pub(super) struct Proc {
     pub(super) successor_of: Option<u32>,
     /// The master asked it to go: its exit is no crash.
     pub(super) expected_exit: bool,
-    /// Replaced and kept out of traffic for a debug session.
-    pub(super) debugging: bool,
+    /// Kept out of traffic for debugging: a debug session, or a new worker held from its start.
+    pub(super) debugging: Option<Debugging>,
     /// A caller waiting for a pause or resume to be confirmed.
     pub(super) waiting: Option<(bool, oneshot::Sender<Result<(), String>>)>,
 }

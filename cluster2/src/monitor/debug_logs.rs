@@ -62,6 +62,14 @@ async fn logs(Path(pid): Path<String>) -> Response {
 /// in one write rather than one per line; a keep-alive comment after a quiet while; `None`
 /// once the process is gone.
 async fn next_chunk(watch: &mut Watch) -> Option<Bytes> {
+    if !watch.backlog.is_empty() {
+        let mut text = String::new();
+        let n = watch.backlog.len().min(CHUNK);
+        for item in watch.backlog.drain(..n) {
+            write_event(&mut text, Ok(item));
+        }
+        return Some(Bytes::from(text));
+    }
     let first = match tokio::time::timeout(KEEP_ALIVE, watch.lines.recv()).await {
         Err(_) => return Some(Bytes::from_static(b":\n\n")),
         Ok(Err(RecvError::Closed)) => return None,
@@ -148,7 +156,7 @@ async fn everyone(filter: &str) -> Response {
 }
 
 /// The filter in a body: plain text, or a JSON string as a page that posts JSON sends it.
-fn filter_text(body: &str) -> String {
+pub(super) fn filter_text(body: &str) -> String {
     let body = body.trim();
     if body.starts_with('"') {
         if let Ok(text) = serde_json::from_str::<String>(body) {

@@ -29,10 +29,6 @@ use crate::ipc::channel::TrySendError;
 use crate::ipc::message::{ProfileFailure, ProfileFormat, ToWorker};
 use crate::ipc::peers;
 
-/// The longest profile one may ask for.
-// TODO(option): debug.max_profile_seconds
-const MAX_PROFILE_SECONDS: u32 = 60;
-
 /// How long past `seconds` the master waits for a child's profile: resolving symbols the first
 /// time reads the binary's debug information, which takes a while in a large binary.
 const RENDER_GRACE: Duration = Duration::from_secs(30);
@@ -53,9 +49,13 @@ const MAX_STACKS_BYTES: usize = 4 * 1024 * 1024;
 /// The most of `eu-stack`'s error output kept for an error message.
 const MAX_STDERR_BYTES: usize = 16 * 1024;
 
-pub(super) fn routes() -> Router {
+/// `max_seconds`: the longest profile one may ask for (`mon.max_profile`).
+pub(super) fn routes(max_seconds: u32) -> Router {
     Router::new()
-        .route("/debug/workers/{pid}/profile", get(profile))
+        .route(
+            "/debug/workers/{pid}/profile",
+            get(move |pid, query| profile(pid, query, max_seconds)),
+        )
         .route("/debug/workers/{pid}/stacks", get(stacks))
 }
 
@@ -103,12 +103,15 @@ struct ProfileQuery {
     format: ProfileFormat,
 }
 
-fn profile_query(params: &HashMap<String, String>) -> Result<ProfileQuery, String> {
-    let range = format!("a whole number of seconds from 1 to {MAX_PROFILE_SECONDS}");
+fn profile_query(
+    params: &HashMap<String, String>,
+    max_seconds: u32,
+) -> Result<ProfileQuery, String> {
+    let range = format!("a whole number of seconds from 1 to {max_seconds} (--mon.max_profile)");
     let seconds = match params.get("seconds").map(String::as_str) {
         None | Some("") => return Err(format!("`seconds` is required: {range}")),
         Some(s) => match s.parse::<u32>() {
-            Ok(n) if (1..=MAX_PROFILE_SECONDS).contains(&n) => n,
+            Ok(n) if (1..=max_seconds).contains(&n) => n,
             _ => return Err(format!("`seconds` must be {range}, not `{s}`")),
         },
     };
@@ -127,9 +130,10 @@ fn profile_query(params: &HashMap<String, String>) -> Result<ProfileQuery, Strin
 async fn profile(
     Path(pid): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    max_seconds: u32,
 ) -> Response {
     let query = match query {
-        Ok(Query(params)) => profile_query(&params),
+        Ok(Query(params)) => profile_query(&params, max_seconds),
         Err(rejection) => Err(rejection.body_text()),
     };
     let ProfileQuery { seconds, format } = match query {
@@ -501,7 +505,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        profile_query(&params)
+        profile_query(&params, 60)
     }
 
     #[test]

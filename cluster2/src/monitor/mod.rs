@@ -39,6 +39,8 @@ pub(crate) struct Monitor {
     pub(crate) dependencies: deps::Dependencies,
     /// How often the debug page's state is refreshed: the heartbeat interval.
     pub(crate) refresh: std::time::Duration,
+    /// The longest CPU profile taken (`mon.max_profile`), in whole seconds.
+    pub(crate) max_profile_secs: u32,
 }
 
 pub(crate) fn router(monitor: Monitor) -> Router {
@@ -47,6 +49,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         ecv,
         dependencies,
         refresh,
+        max_profile_secs,
     } = monitor;
     let dashboard = dashboard::Dashboard::new(board.clone(), ecv.clone(), refresh);
     let workers_board = board.clone();
@@ -75,7 +78,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         )
         .merge(debug_logs::routes())
         .merge(ecv.routes())
-        .merge(debug_profile::routes())
+        .merge(debug_profile::routes(max_profile_secs))
 }
 
 async fn index(deps: deps::Dependencies) -> Json<Value> {

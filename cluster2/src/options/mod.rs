@@ -108,16 +108,30 @@ impl std::fmt::Debug for Secret {
 
 /// Who may use the monitor app. The ECV paths stay open to load balancers whatever is set
 /// here; see the README's "Who may use the monitor".
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct MonitorOptions {
     /// When set, every monitor route except the ECV's requires `Authorization: Bearer <token>`.
     /// Required when [`Options::mon_host`] is not a loopback address.
     pub token: Option<Secret>,
+    /// The longest CPU profile `GET /debug/workers/{pid}/profile` takes: its `seconds` is capped
+    /// by it (a profile slows the worker it samples).
+    #[serde(with = "duration")]
+    pub max_profile: Duration,
     /// Serve a monitor bound beyond loopback without a token: anyone who can reach it can read
     /// the cluster and act on it. Logged as a warning at start.
     pub unsafe_no_token: bool,
+}
+
+impl Default for MonitorOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            max_profile: Duration::from_secs(60),
+            unsafe_no_token: false,
+        }
+    }
 }
 
 /// Where the cache manager runs.
@@ -512,15 +526,15 @@ mod tests {
         let with_token = Options {
             mon: MonitorOptions {
                 token: Some(Secret("t".to_owned())),
-                unsafe_no_token: false,
+                ..MonitorOptions::default()
             },
             ..open.clone()
         };
         with_token.validate().unwrap();
         let opted_out = Options {
             mon: MonitorOptions {
-                token: None,
                 unsafe_no_token: true,
+                ..MonitorOptions::default()
             },
             ..open
         };
@@ -539,7 +553,7 @@ mod tests {
         let options = Options {
             mon: MonitorOptions {
                 token: Some(Secret("hunter2".to_owned())),
-                unsafe_no_token: false,
+                ..MonitorOptions::default()
             },
             ..Options::default()
         };

@@ -47,9 +47,11 @@ pub(crate) fn run(parts: Parts, id: usize, main: MainBody) -> ExitCode {
 fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
     let (Inherited { hello, channel }, listener) = child::start_worker()?;
     let options = Arc::new(hello.options);
+    // A debug worker logs at the level the operator chose, from its first line.
+    let debug_new = hello.debug_new;
     crate::log::init(
         format!("worker {id}[{}]", std::process::id()),
-        &options.log.level,
+        debug_new.as_deref().unwrap_or(&options.log.level),
     );
 
     let threads = options.worker_threads();
@@ -77,6 +79,7 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
         id,
         options,
         app_args: hello.app_args.into(),
+        held: debug_new.is_some(),
     };
     let code = runtime.block_on(async {
         if let Some(socket) = cache_socket {
@@ -103,6 +106,9 @@ struct Worker {
     id: usize,
     options: Arc<Options>,
     app_args: Arc<[String]>,
+    /// A debug worker ("debug new"): it forwards its log lines from the start, and does not
+    /// accept on the shared port until the master releases it (a `Resume`).
+    held: bool,
 }
 
 /// Why a worker stops.
@@ -133,11 +139,16 @@ impl Worker {
         };
         let (to_master, mut from_master, _writer) = channel::channel::<ToMaster, ToWorker>(channel);
         crate::ipc::peers::set_master(to_master.clone());
+        if self.held {
+            // Before any of the application's code runs: its start-up is what is watched.
+            crate::log::forward::start(crate::log::forward::Sink::Master(to_master.clone()));
+            tracing::info!("debug worker: held out of traffic until released");
+        }
         // Statuses registered so far (by #[status] or in configure_app) are announced now;
         // later registrations announce themselves.
         crate::status::announce();
         let (stop_tx, mut stop_rx) = mpsc::unbounded_channel::<Stop>();
-        let (accepting, accepting_rx) = tokio::sync::watch::channel(true);
+        let (accepting, accepting_rx) = tokio::sync::watch::channel(!self.held);
 
         // Messages from the master; EOF means it is gone.
         let tx = stop_tx.clone();

@@ -260,6 +260,8 @@ fn register_statuses() {
 
 #[cluster2::configure_app]
 async fn app() -> Result<Router, String> {
+    // The application's first line: what a debug worker's log stream must begin with.
+    tracing::debug!(pid = std::process::id(), "configure_app started");
     if flag("FIXTURE_CRASH_AT_START") {
         std::process::exit(9);
     }

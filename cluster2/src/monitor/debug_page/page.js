@@ -192,7 +192,7 @@ function renderWorkers(state) {
     const row = el("tr", { "data-pid": String(w.pid), class: w.pid === selected ? "selected" : "" },
       el("td", {}, String(w.id) + (w.successor_of ? " ↻" : "")),
       pidCell,
-      el("td", { class: "state state-" + w.state }, w.state + (w.debugging ? " · debugging" : "")),
+      el("td", { class: "state state-" + w.state }, w.state + (w.debugging === "new" ? " · debug worker, held" : w.debugging ? " · debug session" : "")),
       el("td", {}, fmtSecs(w.uptime_secs)),
       el("td", {}, String(w.restarts)),
     );
@@ -203,7 +203,14 @@ function renderWorkers(state) {
     const age = w.heartbeat_age_secs;
     row.append(el("td", { class: age != null && age > 5 ? "ev-warn" : "" }, age == null ? "none yet" : fmtSecs(age) + " ago"));
     const actions = el("td", { class: "actions" });
-    if (w.debugging) {
+    if (w.debugging === "new") {
+      if (w.state === "paused") {
+        actions.append(actionButton("Release", w.pid, "release", false, "/debug/workers/" + w.pid + "/release",
+          "Release debug worker " + w.pid + " into traffic? It takes the place of worker " + w.id + ", which drains and stops."));
+      }
+      actions.append(actionButton("Dismiss", w.pid, "dismiss", true, "/debug/workers/" + w.pid + "/dismiss",
+        "Dismiss debug worker " + w.pid + "? It stops without serving."));
+    } else if (w.debugging) {
       actions.append(actionButton("End session", w.pid, "end-session", true, "/debug/workers/" + w.pid + "/session/end",
         "End the debug session of " + w.pid + "? It stops."));
     } else {
@@ -299,6 +306,9 @@ function describe(e) {
     case "start_failed": return [w + e.stage + " failed: " + e.error, "ev-bad"];
     case "debug_session_started": return [w + "out of traffic for a debug session", "ev-warn"];
     case "debug_session_ended": return [w + "debug session ended", ""];
+    case "debug_worker_started": return ["debug worker pid " + e.pid + " started for worker " + e.worker + ", logging at " + e.filter + ", held out of traffic", "ev-warn"];
+    case "debug_worker_released": return ["debug worker pid " + e.pid + " released: serves as worker " + e.worker + (e.replaced ? " in place of pid " + e.replaced : ""), "ev-ok"];
+    case "debug_worker_dismissed": return ["debug worker pid " + e.pid + " dismissed", ""];
     case "ecv": return ["ECV " + (e.up ? "up" : "down") + " (" + e.reason + ")", e.up ? "ev-ok" : "ev-warn"];
     case "cache_manager_up": return ["cache manager up" + (e.pid ? " (pid " + e.pid + ")" : " (in the master)"), "ev-ok"];
     case "cache_manager_down": return ["cache manager (pid " + e.pid + ") down", "ev-bad"];
@@ -338,6 +348,17 @@ async function act(question, path, body, type) {
   } catch (e) { toast(e.message, true); }
 }
 
+$("a-debug-new").addEventListener("click", async () => {
+  const filter = $("a-new-filter").value.trim() || "debug";
+  if (!(await confirmDialog("Start a new worker held out of traffic, logging at " + filter + " from its first line?"))) return;
+  try {
+    const response = await api("/debug/workers/new", { method: "POST", headers: { "Content-Type": "text/plain" }, body: filter });
+    if (!response.ok) { toast(await errorText(response), true); return; }
+    const started = await response.json();
+    toast("debug worker " + started.pid + " starting for worker " + started.worker);
+    select(started.pid);
+  } catch (e) { toast(e.message, true); }
+});
 $("a-restart").addEventListener("click", () => act("Replace every worker, one at a time?", "/workers/restart"));
 $("a-ecv-up").addEventListener("click", () => act("Mark the ECV up (let traffic in)?", (lastState && lastState.ecv_paths ? lastState.ecv_paths.mark_up : "/ecv/markUp")));
 $("a-ecv-down").addEventListener("click", () => act("Mark the ECV down (load balancers stop sending traffic)?", (lastState && lastState.ecv_paths ? lastState.ecv_paths.mark_down : "/ecv/markDown")));
