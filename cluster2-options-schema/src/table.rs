@@ -149,6 +149,13 @@ pub static OPTIONS: &[Spec] = &[
         "protocols of the application port: auto (HTTP/1.1 and h2c), http1 or http2",
     ),
     option(
+        "balance",
+        Kind::OneOf(&["even", "kernel"]),
+        "even or kernel",
+        "how connections spread over the workers: even (each takes its turn, as node's round \
+         robin) or kernel (the first to wake takes what it can)",
+    ),
+    option(
         "backlog",
         Kind::Count { min: 1, max: U32 },
         "a whole number of at least 1",

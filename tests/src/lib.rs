@@ -375,6 +375,17 @@ impl KeepAlive {
         Self { addr, stream: None }
     }
 
+    /// A client of `addr`, connected now: opening many of these one after another opens a
+    /// burst of connections before any request is sent.
+    pub fn connected(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, SOON)?;
+        stream.set_read_timeout(Some(SOON))?;
+        Ok(Self {
+            addr,
+            stream: Some(BufReader::new(stream)),
+        })
+    }
+
     /// `GET path` on the kept connection; any failure is returned (and the connection dropped).
     pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
         let result = self.try_get(path);

@@ -1,5 +1,6 @@
 //! File descriptors that need `unsafe`: those a child inherits from the master at fixed
-//! numbers, and a socket registered with tokio's reactor for one readiness kind.
+//! numbers, a socket registered with tokio's reactor for one readiness kind, and the counters
+//! the master and its workers share in memory ([`SharedCounters`]).
 //!
 //! The master maps the inherited ones in the child with `command-fds` (see `master::spawn`);
 //! the child claims each exactly once here. This is one of the two places where cluster2 needs
@@ -20,16 +21,25 @@ use tokio::io::unix::AsyncFd;
 pub(crate) const LISTENER_FD: RawFd = 3;
 /// The worker's end of its socketpair with the master.
 pub(crate) const CHANNEL_FD: RawFd = 4;
+/// The connection-balance table ([`SharedCounters`]), for workers.
+pub(crate) const BALANCE_FD: RawFd = 5;
 
 static LISTENER_TAKEN: AtomicBool = AtomicBool::new(false);
 static CHANNEL_TAKEN: AtomicBool = AtomicBool::new(false);
+static BALANCE_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// Claims an inherited socket. Fails if it was claimed already or is not an open socket (the
 /// process was not started by a cluster2 master).
 pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
+    take_inherited(fd, SFlag::S_IFSOCK, "a socket")
+}
+
+/// Claims an inherited fd of file type `kind` (`what`, for messages).
+fn take_inherited(fd: RawFd, kind: SFlag, what: &str) -> io::Result<OwnedFd> {
     let taken = match fd {
         LISTENER_FD => &LISTENER_TAKEN,
         CHANNEL_FD => &CHANNEL_TAKEN,
+        BALANCE_FD => &BALANCE_TAKEN,
         _ => return Err(io::Error::other(format!("fd {fd} is not inherited"))),
     };
     if taken.swap(true, Ordering::SeqCst) {
@@ -37,18 +47,16 @@ pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
             "inherited fd {fd} was claimed twice"
         )));
     }
-    // SAFETY: `fd` is one of the two numbers the master maps into every worker before exec,
-    // and the flag above makes this the only place that ever borrows or owns it. The borrow only
+    // SAFETY: `fd` is one of the numbers the master maps into its children before exec, and
+    // the flag above makes this the only place that ever borrows or owns it. The borrow only
     // lives for the `fstat` call, which fails cleanly (EBADF) if nothing is open at that number.
     let stat = fstat(unsafe { BorrowedFd::borrow_raw(fd) })
         .map_err(|e| io::Error::other(format!("inherited fd {fd} is not open: {e}")))?;
-    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
-        return Err(io::Error::other(format!(
-            "inherited fd {fd} is not a socket"
-        )));
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != kind {
+        return Err(io::Error::other(format!("inherited fd {fd} is not {what}")));
     }
-    // SAFETY: the fd is open (fstat succeeded), is a socket, and nothing else in this process
-    // owns it: std opens every fd with O_CLOEXEC, so only the master's explicit mapping put an
+    // SAFETY: the fd is open (fstat succeeded), is of the kind expected, and nothing else in
+    // this process owns it: std opens every fd with O_CLOEXEC, so only the master's explicit mapping put an
     // fd at this number, and the flag above guarantees a single owner.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     // The mapping cleared close-on-exec so the fd survived our exec; restore it, or programs
@@ -58,10 +66,126 @@ pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
+/// A socket type that owns its file descriptor: it stays open, and is the same one, until the
+/// value is dropped.
+pub(crate) trait OwnedSocket: std::os::fd::AsRawFd {}
+impl OwnedSocket for UnixStream {}
+impl OwnedSocket for std::net::TcpListener {}
+
 /// Registers `socket` with the current runtime's reactor for `interest` alone (tokio's own
-/// socket types register for both kinds; see `ipc::frame_socket` for why that costs).
-pub(crate) fn register(socket: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixStream>> {
-    // SAFETY: a `UnixStream` owns its file descriptor: it stays open, and is the same one,
-    // until the stream is dropped, which only the `AsyncFd` can do once it owns the stream.
+/// socket types register for both kinds; see `ipc::frame_socket` for why that costs; and a
+/// listener registered here can wait for a pending connection without accepting it).
+pub(crate) fn register<S: OwnedSocket>(socket: S, interest: Interest) -> io::Result<AsyncFd<S>> {
+    // SAFETY: an `OwnedSocket` owns its file descriptor: it stays open, and is the same one,
+    // until the socket is dropped, which only the `AsyncFd` can do once it owns the socket.
     unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(|e| e.into_parts().1)
+}
+
+/// Counters in memory shared by the master and its workers: a memfd the master creates, sizes
+/// and seals, and every worker maps. Each counter is an `AtomicU32`, written by the process
+/// that owns it and read by all.
+///
+/// Sealed against shrinking and growing, the mapping can never lose its pages under a reader
+/// (no SIGBUS); shared memory is only ever touched through atomics, so a process that dies
+/// mid-write leaves a whole value behind, never a torn one.
+#[derive(Debug)]
+pub(crate) struct SharedCounters {
+    base: std::ptr::NonNull<std::sync::atomic::AtomicU32>,
+    len: usize,
+}
+
+// SAFETY: the mapping is only reached through `&[AtomicU32]`, which is `Sync`; moving the owner
+// to another thread moves nothing but the pointer, and the mapping lives until `drop`.
+unsafe impl Send for SharedCounters {}
+// SAFETY: as above: every access is an atomic operation on a shared reference.
+unsafe impl Sync for SharedCounters {}
+
+/// The largest table accepted from an inherited fd: far more than any cluster needs.
+const MAX_SHARED_COUNTERS: usize = 1 << 16;
+
+impl SharedCounters {
+    /// Creates a table of `len` counters, all zero; returns it and the fd to hand to children.
+    pub(crate) fn create(len: usize) -> io::Result<(Self, OwnedFd)> {
+        use nix::fcntl::SealFlag;
+        use nix::sys::memfd::{MFdFlags, memfd_create};
+        let len = len.clamp(1, MAX_SHARED_COUNTERS);
+        let fd = memfd_create(
+            c"cluster2-balance",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )?;
+        let bytes = len * std::mem::size_of::<u32>();
+        nix::unistd::ftruncate(&fd, bytes as i64)?;
+        fcntl(
+            &fd,
+            FcntlArg::F_ADD_SEALS(
+                SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL,
+            ),
+        )?;
+        Ok((Self::map(&fd, len)?, fd))
+    }
+
+    /// Maps the table the master handed this worker at [`BALANCE_FD`].
+    pub(crate) fn inherit() -> io::Result<Self> {
+        let fd = take_inherited(BALANCE_FD, SFlag::S_IFREG, "a shared-memory file")?;
+        Self::map_fd(&fd).map_err(|e| io::Error::other(format!("inherited fd {BALANCE_FD}: {e}")))
+    }
+
+    /// Maps the table behind `fd`, after checking that it is one: sealed against shrinking, a
+    /// whole number of counters, not empty, not huge.
+    pub(crate) fn map_fd(fd: &OwnedFd) -> io::Result<Self> {
+        let seals = fcntl(fd, FcntlArg::F_GET_SEALS)?;
+        let sealed = nix::fcntl::SealFlag::from_bits_truncate(seals);
+        if !sealed.contains(nix::fcntl::SealFlag::F_SEAL_SHRINK) {
+            return Err(io::Error::other("not a sealed table"));
+        }
+        let bytes = usize::try_from(fstat(fd)?.st_size).unwrap_or(0);
+        let len = bytes / std::mem::size_of::<u32>();
+        if len == 0 || len > MAX_SHARED_COUNTERS || bytes % std::mem::size_of::<u32>() != 0 {
+            return Err(io::Error::other(format!(
+                "a size of {bytes} bytes is not a table"
+            )));
+        }
+        Self::map(fd, len)
+    }
+
+    fn map(fd: &OwnedFd, len: usize) -> io::Result<Self> {
+        use nix::sys::mman::{MapFlags, ProtFlags, mmap};
+        let bytes = std::num::NonZeroUsize::new(len * std::mem::size_of::<u32>())
+            .ok_or_else(|| io::Error::other("an empty table"))?;
+        // SAFETY: a fresh shared mapping of a sealed memfd of exactly `bytes` bytes (created so,
+        // or checked above): nothing else in this process aliases it, it cannot shrink under us,
+        // and it stays mapped (the fd may close) until `drop` unmaps it.
+        let base = unsafe {
+            mmap(
+                None,
+                bytes,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
+                0,
+            )
+        }?;
+        Ok(Self {
+            base: base.cast(),
+            len,
+        })
+    }
+
+    /// The counters.
+    pub(crate) fn counters(&self) -> &[std::sync::atomic::AtomicU32] {
+        // SAFETY: `base` points at `len` u32s of a live, page-aligned mapping (so aligned for
+        // `AtomicU32`, which has the layout of `u32`); other processes write it too, which is
+        // sound because every access, here and there, is atomic.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SharedCounters {
+    fn drop(&mut self) {
+        // SAFETY: `base` and the size are those `mmap` returned, and no reference from
+        // `counters` outlives `self`.
+        let _ = unsafe {
+            nix::sys::mman::munmap(self.base.cast(), self.len * std::mem::size_of::<u32>())
+        };
+    }
 }

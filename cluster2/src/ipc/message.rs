@@ -121,6 +121,9 @@ pub(crate) struct Hello {
     /// forwards its lines from its very first one, and it does not accept on the shared port
     /// until the master releases it.
     pub(crate) debug_new: Option<String>,
+    /// This worker's seat at the connection-balance table (`crate::balance`), inherited at
+    /// `BALANCE_FD`; `None` when the worker accepts without taking turns.
+    pub(crate) balance_seat: Option<u32>,
 }
 
 /// From a worker to the master.

@@ -138,7 +138,23 @@ async fn master(
         .try_clone()
         .map_err(|e| format!("cannot share the application listener: {e}"))?
         .into();
-    let spawner = Spawner::start(listener_fd, exe)
+    let seats = match options.balance {
+        crate::options::Balance::Even => Some(
+            crate::balance::Seats::create(options.workers)
+                .map_err(|e| format!("cannot create the connection-balance table: {e}"))?,
+        ),
+        crate::options::Balance::Kernel => None,
+    };
+    let balance_fd = match &seats {
+        Some(seats) => Some(
+            seats
+                .fd()
+                .try_clone()
+                .map_err(|e| format!("cannot share the connection-balance table: {e}"))?,
+        ),
+        None => None,
+    };
+    let spawner = Spawner::start(listener_fd, balance_fd, exe)
         .map_err(|e| format!("cannot start the spawner thread: {e}"))?;
 
     Journal::install();
@@ -179,6 +195,7 @@ async fn master(
         options,
         app_args,
         spawner,
+        seats,
         board,
         ecv,
         pid_files,

@@ -1,5 +1,5 @@
-//! Re-executes this binary as a worker, handing it the shared listener and its end of a fresh
-//! socketpair at fixed fd numbers.
+//! Re-executes this binary as a worker, handing it the shared listener, its end of a fresh
+//! socketpair and the connection-balance table at fixed fd numbers.
 //!
 //! Every spawn happens on one dedicated, long-lived thread. The parent-death signal that makes
 //! a worker stop when the master dies is tied by Linux to the *thread* that forked the child,
@@ -19,7 +19,7 @@ use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
-use crate::ipc::fd::{CHANNEL_FD, LISTENER_FD};
+use crate::ipc::fd::{BALANCE_FD, CHANNEL_FD, LISTENER_FD};
 use crate::role::{CACHE_ENV, MASTER_PID_ENV, WORKER_ENV};
 
 /// A started worker process and the master's end of its channel.
@@ -52,7 +52,12 @@ pub(crate) struct Spawner {
 impl Spawner {
     /// Starts the spawner thread. `exe` is the path this binary was started from: successors
     /// run whatever is at that path now, so replacing the file deploys new code.
-    pub(crate) fn start(listener: OwnedFd, exe: PathBuf) -> io::Result<Self> {
+    /// `balance`: the connection-balance table every worker maps, when there is one.
+    pub(crate) fn start(
+        listener: OwnedFd,
+        balance: Option<OwnedFd>,
+        exe: PathBuf,
+    ) -> io::Result<Self> {
         let handle = tokio::runtime::Handle::current();
         let args: Vec<OsString> = std::env::args_os().skip(1).collect();
         let (requests, incoming) = std_mpsc::channel::<Request>();
@@ -62,7 +67,8 @@ impl Spawner {
                 // Children spawned here are reaped by the runtime's process driver.
                 let _runtime = handle.enter();
                 for request in incoming {
-                    let result = spawn_process(&exe, &args, &listener, request.kind);
+                    let result =
+                        spawn_process(&exe, &args, &listener, balance.as_ref(), request.kind);
                     let _ = request.reply.send(result);
                 }
             })?;
@@ -84,6 +90,7 @@ fn spawn_process(
     exe: &PathBuf,
     args: &[OsString],
     listener: &OwnedFd,
+    balance: Option<&OwnedFd>,
     kind: Kind,
 ) -> io::Result<Spawned> {
     let (ours, theirs) = UnixStream::pair()?;
@@ -104,6 +111,12 @@ fn spawn_process(
                 parent_fd: listener.try_clone()?,
                 child_fd: LISTENER_FD,
             });
+            if let Some(balance) = balance {
+                fds.push(FdMapping {
+                    parent_fd: balance.try_clone()?,
+                    child_fd: BALANCE_FD,
+                });
+            }
         }
         Kind::CacheManager => {
             command.env(CACHE_ENV, "1");

@@ -30,6 +30,7 @@ use super::pidfile::PidFiles;
 use super::shutdown::Signals;
 use super::spawn::{Kind, Spawner};
 use super::workers::{Proc, Slot};
+use crate::balance::Seats;
 use crate::cluster::{MainBody, ShouldKill};
 use crate::ecv::Ecv;
 use crate::exit;
@@ -76,6 +77,8 @@ pub(super) struct Setup {
     pub(super) options: Arc<Options>,
     pub(super) app_args: Arc<[String]>,
     pub(super) spawner: Spawner,
+    /// The connection-balance table's seats, when connections are spread evenly.
+    pub(super) seats: Option<Seats>,
     pub(super) board: Arc<Board>,
     pub(super) ecv: Ecv,
     pub(super) pid_files: PidFiles,
@@ -88,6 +91,7 @@ pub(super) struct Supervisor {
     pub(super) options: Arc<Options>,
     app_args: Arc<[String]>,
     pub(super) spawner: Spawner,
+    seats: Option<Seats>,
     pub(super) procs: BTreeMap<u32, Proc>,
     pub(super) slots: Vec<Slot>,
     pub(super) inputs: mpsc::UnboundedSender<Input>,
@@ -110,6 +114,7 @@ pub(super) async fn supervise(
         options,
         app_args,
         spawner,
+        seats,
         board,
         ecv,
         pid_files,
@@ -129,6 +134,7 @@ pub(super) async fn supervise(
         options,
         app_args,
         spawner,
+        seats,
         procs: BTreeMap::new(),
         inputs,
         board,
@@ -270,6 +276,7 @@ impl Supervisor {
             app_args: self.app_args.to_vec(),
             cache_socket: self.cache.socket.clone(),
             debug_new: None,
+            balance_seat: None,
         }
     }
 
@@ -283,6 +290,8 @@ impl Supervisor {
             self.slots[slot].restart_at = None;
         }
         let mut hello = self.hello(slot);
+        hello.balance_seat = self.seats.as_mut().and_then(Seats::take);
+        let seat = hello.balance_seat;
         let debugging = match how {
             Spawn::DebugNew(filter) => {
                 hello.debug_new = Some(filter.to_owned());
@@ -295,6 +304,7 @@ impl Supervisor {
                 Ok(child) => child,
                 Err(e) => {
                     tracing::error!("worker {slot}: {e}");
+                    self.free_seat(seat);
                     if how == Spawn::Active {
                         self.slots[slot].last_failure = Some(e);
                         self.schedule_restart(slot, Duration::from_secs(1));
@@ -327,6 +337,7 @@ impl Supervisor {
                 expected_exit: false,
                 debugging,
                 waiting: None,
+                seat,
             },
         );
         if how == Spawn::Active {
@@ -508,6 +519,7 @@ impl Supervisor {
             return;
         };
         let slot = proc.slot;
+        self.free_seat(proc.seat);
         crate::ipc::peers::remove_worker(pid);
         crate::status::forget_worker(pid);
         self.pid_files.remove_worker(pid);
@@ -591,6 +603,13 @@ impl Supervisor {
             self.spawn(slot, Spawn::Active).await;
         } else {
             self.schedule_restart(slot, delay);
+        }
+    }
+
+    /// A worker process is gone (or never started): its balance seat is free again.
+    fn free_seat(&mut self, seat: Option<u32>) {
+        if let (Some(seats), Some(seat)) = (self.seats.as_mut(), seat) {
+            seats.free(seat);
         }
     }
 

@@ -35,6 +35,8 @@ pub(super) struct Proc {
     pub(super) debugging: Option<Debugging>,
     /// A caller waiting for a pause or resume to be confirmed.
     pub(super) waiting: Option<(bool, oneshot::Sender<Result<(), String>>)>,
+    /// Its seat at the connection-balance table, freed when it exits.
+    pub(super) seat: Option<u32>,
 }
 
 impl Proc {

@@ -62,6 +62,8 @@ pub struct Options {
     pub stop_timeout: Duration,
     /// HTTP protocols the application port speaks.
     pub server: ServerProtocol,
+    /// How new connections spread over the workers.
+    pub balance: Balance,
     /// Length of the accept queue of the application port.
     pub backlog: u32,
     /// Restarting workers that crash.
@@ -295,6 +297,20 @@ pub enum ServerProtocol {
     Http2,
 }
 
+/// How new connections spread over the workers, which all accept from the application port's
+/// one queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Balance {
+    /// Each worker takes its turn: one holding more than an even share of the accepting
+    /// workers' open connections leaves new ones to the others (for a bounded moment), so a
+    /// burst spreads evenly and a resumed or new worker gets the next connections.
+    Even,
+    /// The kernel's way: whichever worker wakes first takes what it can.
+    Kernel,
+}
+
 /// How crashed workers are restarted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -334,6 +350,7 @@ impl Default for Options {
             startup_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(30),
             server: ServerProtocol::Auto,
+            balance: Balance::Even,
             backlog: 1024,
             restart: RestartOptions::default(),
             log: LogOptions::default(),

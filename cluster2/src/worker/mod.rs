@@ -46,6 +46,12 @@ pub(crate) fn run(parts: Parts, id: usize, main: MainBody) -> ExitCode {
 
 fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
     let (Inherited { hello, channel }, listener) = child::start_worker()?;
+    // The balance table's fd is claimed before anything else can open a file descriptor.
+    let turn = match hello.balance_seat.map(crate::balance::Turn::inherit) {
+        Some(Ok(turn)) => Some(turn),
+        Some(Err(e)) => return Err(format!("connection balance: {e}")),
+        None => None,
+    };
     let options = Arc::new(hello.options);
     // A debug worker logs at the level the operator chose, from its first line.
     let debug_new = hello.debug_new;
@@ -80,6 +86,7 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
         options,
         app_args: hello.app_args.into(),
         held: debug_new.is_some(),
+        turn,
     };
     let code = runtime.block_on(async {
         if let Some(socket) = cache_socket {
@@ -109,6 +116,8 @@ struct Worker {
     /// A debug worker ("debug new"): it forwards its log lines from the start, and does not
     /// accept on the shared port until the master releases it (a `Resume`).
     held: bool,
+    /// Its seat at the balance table, when connections are spread evenly.
+    turn: Option<Arc<crate::balance::Turn>>,
 }
 
 /// Why a worker stops.
@@ -338,7 +347,9 @@ impl Worker {
             Arc::default(),
             None,
             tokio::sync::watch::channel(true).1,
-        );
+            None,
+        )
+        .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
         let _ = to_master.send(&ToMaster::Warming { addr: warm_addr }).await;
         let warm_up = parts
             .warm_up()
@@ -372,7 +383,9 @@ impl Worker {
             conns.clone(),
             Some(app_stats.clone()),
             accepting,
-        );
+            self.turn.clone(),
+        )
+        .map_err(|e| (StartStage::WarmUpListener, format!("shared listener: {e}")))?;
         let _ = to_master.send(&ToMaster::Listening).await;
         let final_beat =
             reporter::spawn_reporter(self.id, self.options.heartbeat_interval, app_stats, conns);

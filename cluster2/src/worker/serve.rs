@@ -1,5 +1,7 @@
 //! The accept loop: serves the app on a listener until told to stop, then lets in-flight
-//! requests finish within a deadline.
+//! requests finish within a deadline. On the shared port it takes its turn with the other
+//! workers (`crate::balance`): it waits for a pending connection, and takes it only if that
+//! is this worker's turn.
 
 use std::io;
 use std::sync::Arc;
@@ -11,7 +13,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
-use tokio::net::TcpListener;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +24,7 @@ use std::convert::Infallible;
 use super::counting::{AppStats, ConnStats, CountLayer};
 use super::head_timer::HeadTimer;
 use crate::app::{App, ConnInfo};
+use crate::balance::{self, Decision, Holding, Turn};
 use crate::options::ServerProtocol;
 
 /// A running server; [`Server::shutdown`] stops it.
@@ -45,7 +50,11 @@ impl Server {
         stats: Arc<ConnStats>,
         app_stats: Option<Arc<AppStats>>,
         accepting: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
+        turn: Option<Arc<Turn>>,
+    ) -> io::Result<Self> {
+        // Readiness without accepting: a worker that leaves a connection to the others must
+        // see that one is pending without taking it.
+        let listener = crate::ipc::fd::register(listener.into_std()?, Interest::READABLE)?;
         let stop_accepting = CancellationToken::new();
         let closing = Arc::new(AtomicBool::new(false));
         // Only the shared port's traffic is the application's: the warm-up server is uncounted.
@@ -57,6 +66,7 @@ impl Server {
                 protocol,
                 stats,
                 accepting,
+                turn,
                 stop_accepting.clone(),
                 closing.clone(),
             )),
@@ -66,15 +76,16 @@ impl Server {
                 protocol,
                 stats,
                 accepting,
+                turn,
                 stop_accepting.clone(),
                 closing.clone(),
             )),
         };
-        Self {
+        Ok(Self {
             stop_accepting,
             closing,
             task,
-        }
+        })
     }
 
     /// Stops accepting (the listener closes), then waits up to `deadline` for open connections
@@ -101,12 +112,14 @@ impl Server {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop<S>(
-    listener: TcpListener,
+    listener: AsyncFd<std::net::TcpListener>,
     app: S,
     protocol: ServerProtocol,
     stats: Arc<ConnStats>,
     mut accepting: tokio::sync::watch::Receiver<bool>,
+    turn: Option<Arc<Turn>>,
     stop_accepting: CancellationToken,
     closing: Arc<AtomicBool>,
 ) -> GracefulShutdown
@@ -133,19 +146,26 @@ where
         ServerProtocol::Http1 => builder.http1_only(),
         ServerProtocol::Http2 => builder.http2_only(),
     };
-    let local = listener.local_addr().ok();
+    let local = listener.get_ref().local_addr().ok();
     // Whether anyone can still pause this server (the switch's sender is alive).
     let mut pausable = true;
+    let mut holding = Holding::default();
     loop {
         // Paused: the listener stays open (the kernel keeps queueing), this worker just does
         // not take connections; the other workers do.
         if pausable && !*accepting.borrow_and_update() {
+            if let Some(turn) = &turn {
+                turn.set_accepting(false);
+            }
             tokio::select! {
                 biased;
                 () = stop_accepting.cancelled() => break,
                 changed = accepting.changed() => pausable = changed.is_ok(),
             }
             continue;
+        }
+        if let Some(turn) = &turn {
+            turn.set_accepting(true);
         }
         let accepted = tokio::select! {
             biased;
@@ -154,7 +174,7 @@ where
                 pausable = changed.is_ok();
                 continue;
             }
-            accepted = listener.accept() => accepted,
+            accepted = next_connection(&listener, turn.as_deref(), &mut holding) => accepted,
         };
         let (stream, remote) = match accepted {
             Ok(pair) => pair,
@@ -167,6 +187,7 @@ where
                 continue;
             }
         };
+        let open = turn.as_ref().map(Turn::opened);
         let _ = stream.set_nodelay(true);
         let service = Handler {
             app: app.clone(),
@@ -181,6 +202,7 @@ where
             ServerProtocol::Auto => spawn_connection(
                 &graceful,
                 &stats,
+                open,
                 builder
                     .serve_connection_with_upgrades(io, service)
                     .into_owned(),
@@ -188,11 +210,44 @@ where
             ServerProtocol::Http1 | ServerProtocol::Http2 => spawn_connection(
                 &graceful,
                 &stats,
+                open,
                 builder.serve_connection(io, service).into_owned(),
             ),
         }
     }
+    if let Some(turn) = &turn {
+        turn.set_accepting(false);
+    }
     graceful
+}
+
+/// The next connection this worker takes: it waits until one is pending, and, taking turns,
+/// leaves it to the other workers while it holds more than its share (`crate::balance`).
+/// Cancel-safe: a connection is only ever taken inside a poll that returns it.
+async fn next_connection(
+    listener: &AsyncFd<std::net::TcpListener>,
+    turn: Option<&Turn>,
+    holding: &mut Holding,
+) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        if turn.is_some_and(|turn| turn.decide(holding) == Decision::HoldBack) {
+            // The readiness stays: if the others take the connection, the next accept says
+            // so (WouldBlock) and clears it.
+            drop(ready);
+            tokio::time::sleep(balance::RECHECK).await;
+            continue;
+        }
+        match ready.try_io(|listener| listener.get_ref().accept()) {
+            Ok(Ok((stream, remote))) => {
+                stream.set_nonblocking(true)?;
+                return Ok((TcpStream::from_std(stream)?, remote));
+            }
+            Ok(Err(err)) => return Err(err),
+            // Taken by another worker first.
+            Err(_would_block) => continue,
+        }
+    }
 }
 
 /// What hyper calls for each request of a connection: the app, with the connection's
@@ -261,8 +316,13 @@ where
     }
 }
 
-fn spawn_connection<C>(graceful: &GracefulShutdown, stats: &Arc<ConnStats>, connection: C)
-where
+/// Serves one connection; `open` counts it at the balance table while it lives.
+fn spawn_connection<C>(
+    graceful: &GracefulShutdown,
+    stats: &Arc<ConnStats>,
+    open: Option<balance::Open>,
+    connection: C,
+) where
     C: GracefulConnection + Send + 'static,
     C::Error: Send,
 {
@@ -275,6 +335,7 @@ where
         // answered what could be answered.
         let _ = connection.await;
         stats.open.fetch_sub(1, Ordering::Relaxed);
+        drop(open);
     });
 }
 
