@@ -276,6 +276,52 @@ fn environment_and_file_errors_name_their_source() {
     );
 }
 
+/// `--config` reads regular files only, of at most 1 MiB: a FIFO would block for ever and
+/// `/dev/zero` would never end. Each is one clear line and exit status 2, at once.
+#[test]
+fn a_config_that_is_not_a_small_regular_file_is_refused_at_once() {
+    let line = usage_error(&["--config=/dev/zero"], &[]);
+    assert_eq!(
+        line,
+        "error: config file /dev/zero is a device, not a regular file: give a TOML file"
+    );
+
+    let dir = cluster2_tests::TempPath::new("config-dir");
+    std::fs::create_dir(dir.path()).unwrap();
+    let line = usage_error(&[&format!("--config={}", dir.as_str())], &[]);
+    assert!(
+        line.ends_with("is a directory, not a regular file: give a TOML file"),
+        "{line}"
+    );
+
+    // No writer will ever come: opening it must not wait for one.
+    let fifo = cluster2_tests::TempPath::new("config.fifo");
+    nix::unistd::mkfifo(fifo.path(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let line = usage_error(&[&format!("--config={}", fifo.as_str())], &[]);
+    assert!(
+        line.ends_with("is a FIFO, not a regular file: give a TOML file"),
+        "{line}"
+    );
+
+    // Valid TOML, only too long: comments past the limit.
+    let mut big = String::from("port = 7005\n");
+    while big.len() <= 1 << 20 {
+        big.push_str("# a comment line, repeated until the file is past one mebibyte\n");
+    }
+    let file = TempFile::new("big.toml", &big);
+    let line = usage_error(&[&file.arg()], &[]);
+    assert!(
+        line.ends_with("is larger than the limit of 1048576 bytes (1 MiB)"),
+        "{line}"
+    );
+    // At the limit it is read.
+    big.truncate(1 << 20);
+    let at_limit = big.rfind('\n').unwrap() + 1;
+    big.truncate(at_limit);
+    let file = TempFile::new("at-limit.toml", &big);
+    assert_eq!(check(&[&file.arg()], &[])["port"], 7005);
+}
+
 #[test]
 fn stray_arguments_are_refused() {
     let line = usage_error(&["serve"], &[]);
