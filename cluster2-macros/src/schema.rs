@@ -4,9 +4,11 @@
 //! What an option is (its key, kind, range and choices) comes from `cluster2-options-schema`,
 //! the table the runtime reads too: a value this macro accepts is a value the runtime accepts.
 
+use std::time::Duration;
+
 pub(crate) use cluster2_options_schema::{
-    Invalid, Kind, OPTIONS, Takes, did_you_mean, format_duration, is_group, members, spec,
-    top_level,
+    Invalid, Kind, MORE_THAN_ZERO, OPTIONS, Takes, did_you_mean, format_duration, is_group,
+    members, spec, top_level,
 };
 
 /// The kind of the option `key`, if there is one.
@@ -46,7 +48,11 @@ pub(crate) fn sample(kind: Kind) -> String {
         Kind::Directory => "\"/run/my-app\"".to_owned(),
         Kind::UrlPath { .. } => "\"/health\"".to_owned(),
         Kind::Ip => "\"127.0.0.1\"".to_owned(),
-        Kind::Duration { max: Some(max), .. } => format!("\"{}\"", format_duration(max)),
+        // Short ranges (a spin of a millisecond at most) show their top; others a value in the
+        // middle of every range in the table.
+        Kind::Duration { max, .. } if max < Duration::from_secs(5) => {
+            format!("\"{}\"", format_duration(max))
+        }
         Kind::Duration { never: false, .. } => "\"5s\"".to_owned(),
         Kind::Duration { never: true, .. } => "\"3d\"".to_owned(),
         Kind::OneOf(choices) => format!("\"{}\"", choices[0]),

@@ -87,8 +87,9 @@ pub(crate) fn check_value(key: &str, kind: Kind, value: &Expr) -> Result<Lit, St
         (_, Lit::Int(i)) if matches!(kind, Kind::Duration { .. }) => {
             if kind.check_duration(std::time::Duration::ZERO).is_err() && i.base10_digits() == "0" {
                 return Err(format!(
-                    "`{key}` takes a string with a unit, and must be more than 0s: write `{}`",
-                    schema::written(key, "\"1s\"")
+                    "`{key}` takes a string with a unit, and must be {}: write `{}`",
+                    duration_bounds(kind),
+                    schema::written(key, &schema::sample(kind))
                 ));
             }
             // The first unit that puts the number in range: `spin = 50` means 50us.
@@ -142,20 +143,8 @@ fn text_message(key: &str, kind: Kind, text: &str, invalid: &Invalid) -> String 
             format!("`{key}` {detail}")
         }
         // The runtime rejects these too, at start-up.
-        (Kind::Duration { max, .. }, Invalid::TooSmall) => match max {
-            Some(max) => format!(
-                "`{key}` must be more than 0s and at most {}",
-                schema::format_duration(max)
-            ),
-            None => format!("`{key}` must be more than 0s"),
-        },
-        (Kind::Duration { positive, max, .. }, Invalid::TooLarge) => {
-            let max = schema::format_duration(max.expect("only a maximum makes it too long"));
-            if positive {
-                format!("`{key}` must be more than 0s and at most {max}")
-            } else {
-                format!("`{key}` must be from 0s to {max}")
-            }
+        (Kind::Duration { .. }, Invalid::TooSmall | Invalid::TooLarge) => {
+            format!("`{key}` must be {}", duration_bounds(kind))
         }
         (Kind::OneOf(choices), _) => {
             let choices: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
@@ -198,6 +187,18 @@ fn text_message(key: &str, kind: Kind, text: &str, invalid: &Invalid) -> String 
     }
 }
 
+/// The range of a duration kind, completing "must be …": `more than 0s and at most 1day`,
+/// `from 10ms to 1h`.
+fn duration_bounds(kind: Kind) -> String {
+    let (min, max) = kind.duration_range().expect("a duration kind");
+    let max = schema::format_duration(max);
+    if min == schema::MORE_THAN_ZERO {
+        format!("more than 0s and at most {max}")
+    } else {
+        format!("from {} to {max}", schema::format_duration(min))
+    }
+}
+
 /// A suffixed literal, so that the generated `.option(key, 8080i64)` needs neither inference
 /// nor a cast (a cast trips `trivial_numeric_casts` in crates that deny it).
 fn int(value: u64, span: Span) -> Lit {
@@ -229,17 +230,33 @@ mod tests {
                 .contains("or \"never\"")
         );
         assert_eq!(check("stop_timeout", q!("0s")).as_deref(), Ok("\"0s\""));
-        for key in [
-            "heartbeat_interval",
-            "startup_timeout",
-            "nanny.tolerance",
-            "death_queue.timeout",
-            "cache.timeout",
+        for (key, range) in [
+            ("heartbeat_interval", "from 10ms to 1h"),
+            ("startup_timeout", "more than 0s and at most 1day"),
+            ("nanny.tolerance", "more than 0s and at most 1day"),
+            ("death_queue.timeout", "more than 0s and at most 1day"),
+            ("cache.timeout", "more than 0s and at most 1h"),
+            ("restart.delay", "from 10ms to 1h"),
         ] {
             let err = check(key, q!("0ms")).unwrap_err();
-            assert_eq!(err, format!("`{key}` must be more than 0s"));
-            assert!(check(key, q!(0)).unwrap_err().contains("more than 0s"));
+            assert_eq!(err, format!("`{key}` must be {range}"));
+            assert!(check(key, q!(0)).unwrap_err().contains(range));
         }
+        // Every duration has a top.
+        assert_eq!(
+            check("stop_timeout", q!("8d")).unwrap_err(),
+            "`stop_timeout` must be from 0s to 7days"
+        );
+        assert!(
+            check("workers", q!(100000))
+                .unwrap_err()
+                .contains("from 1 to 1024")
+        );
+        assert!(
+            check("threads", q!(100000))
+                .unwrap_err()
+                .contains("from 0 to 1024")
+        );
         assert_eq!(check("ecv.expect_status", q!(204)).as_deref(), Ok("204i64"));
         for bad in [q!(99), q!(600), q!(-1)] {
             assert!(
@@ -252,9 +269,9 @@ mod tests {
         assert!(
             check("death_queue.retries", q!(0))
                 .unwrap_err()
-                .contains("at least 1")
+                .contains("from 1 to 100")
         );
-        assert!(check("death_queue.retries", q!(4294967296)).is_err());
+        assert!(check("death_queue.retries", q!(101)).is_err());
         assert!(check("cache.max_value", q!(1073741825)).is_err());
         assert!(
             check("ecv.root", q!("health"))
@@ -323,12 +340,12 @@ mod tests {
             if let Some((min, max)) = spec.kind.duration_range() {
                 let quoted = |d| format!("\"{}\"", schema::format_duration(d));
                 assert!(check_str(spec.key, &quoted(min)).is_ok(), "{}", spec.key);
-                if let Some(max) = max {
-                    assert!(check_str(spec.key, &quoted(max)).is_ok(), "{}", spec.key);
-                    let past = max + std::time::Duration::from_nanos(1);
-                    assert!(check_str(spec.key, &quoted(past)).is_err(), "{}", spec.key);
-                }
+                assert!(check_str(spec.key, &quoted(max)).is_ok(), "{}", spec.key);
+                let past = max + std::time::Duration::from_nanos(1);
+                assert!(check_str(spec.key, &quoted(past)).is_err(), "{}", spec.key);
                 if !min.is_zero() {
+                    let below = min - std::time::Duration::from_nanos(1);
+                    assert!(check_str(spec.key, &quoted(below)).is_err(), "{}", spec.key);
                     assert!(check_str(spec.key, "\"0s\"").is_err(), "{}", spec.key);
                 }
             }

@@ -24,7 +24,7 @@ mod table;
 pub use duration::{DurationError, format_duration, is_never, parse_duration};
 pub use log_filter::{LEVELS, LogFilterError, check_log_filter};
 pub use suggest::did_you_mean;
-pub use table::OPTIONS;
+pub use table::{MAX_WORKERS, OPTIONS, WORKERS_PER_CPU};
 
 use std::time::Duration;
 
@@ -66,12 +66,13 @@ pub enum Kind {
     HttpStatus,
     /// An IPv4 or IPv6 address.
     Ip,
-    /// A duration in the grammar of [`parse_duration`].
+    /// A duration in the grammar of [`parse_duration`], from `min` to `max`.
     Duration {
-        /// Whether `0s` is rejected.
-        positive: bool,
-        /// The longest duration accepted, if any.
-        max: Option<Duration>,
+        /// The shortest duration accepted: [`Duration::ZERO`], [`MORE_THAN_ZERO`], or a floor.
+        min: Duration,
+        /// The longest duration accepted. Every duration has one: the runtime adds durations
+        /// to clocks, and no setting needs years.
+        max: Duration,
         /// Whether `never` is accepted too.
         never: bool,
     },
@@ -92,6 +93,10 @@ pub enum Kind {
     /// It travels in an HTTP header, so it is visible ASCII without spaces, and not empty.
     Secret,
 }
+
+/// The `min` of a duration that must be more than `0s` (an interval or a deadline that would
+/// otherwise fire at once, for ever), with no other floor.
+pub const MORE_THAN_ZERO: Duration = Duration::from_nanos(1);
 
 /// The largest count that fits the runtime's `u32` fields.
 pub const U32: u64 = u32::MAX as u64;
@@ -115,7 +120,8 @@ pub enum Takes {
 pub enum Invalid {
     /// A value of another type: text for a number, a number for a duration.
     Type,
-    /// Below the range: a number under `min`, or `0s` where a duration must be positive.
+    /// Below the range: a number under `min`, or a duration under its `min` (`0s` where it must
+    /// be more).
     TooSmall,
     /// Above the range: a number over `max`, or a duration over its `max`.
     TooLarge,
@@ -162,17 +168,10 @@ impl Kind {
         }
     }
 
-    /// The shortest and longest duration accepted (`None`: no limit), for durations.
-    pub fn duration_range(self) -> Option<(Duration, Option<Duration>)> {
+    /// The shortest and longest duration accepted, for durations.
+    pub fn duration_range(self) -> Option<(Duration, Duration)> {
         match self {
-            Kind::Duration { positive, max, .. } => {
-                let min = if positive {
-                    Duration::from_nanos(1)
-                } else {
-                    Duration::ZERO
-                };
-                Some((min, max))
-            }
+            Kind::Duration { min, max, .. } => Some((min, max)),
             _ => None,
         }
     }
@@ -236,7 +235,7 @@ impl Kind {
         };
         if duration < min {
             Err(Invalid::TooSmall)
-        } else if max.is_some_and(|max| duration > max) {
+        } else if duration > max {
             Err(Invalid::TooLarge)
         } else {
             Ok(())
@@ -319,17 +318,18 @@ mod tests {
                     assert!(expected.contains(&max.to_string()), "{}", spec.key);
                 }
             }
-            if let Kind::Duration {
-                positive,
-                max,
-                never,
-            } = spec.kind
-            {
+            if let Kind::Duration { min, max, never } = spec.kind {
                 assert!(expected.contains("duration"), "{}", spec.key);
-                assert_eq!(positive, expected.contains("more than 0s"), "{}", spec.key);
-                if let Some(max) = max {
-                    assert!(expected.contains(&format_duration(max)), "{}", spec.key);
+                assert_eq!(
+                    min == MORE_THAN_ZERO,
+                    expected.contains("more than 0s"),
+                    "{}",
+                    spec.key
+                );
+                if min > MORE_THAN_ZERO {
+                    assert!(expected.contains(&format_duration(min)), "{}", spec.key);
                 }
+                assert!(expected.contains(&format_duration(max)), "{}", spec.key);
                 assert_eq!(never, expected.contains("never"), "{}", spec.key);
             }
             if let Kind::OneOf(choices) = spec.kind {

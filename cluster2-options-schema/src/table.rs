@@ -2,24 +2,38 @@
 
 use std::time::Duration;
 
-use crate::{I64, Kind, Spec, U32};
+use crate::{Kind, MORE_THAN_ZERO, Spec};
 
-/// A duration that may be `0s`.
-const DURATION: Kind = Kind::Duration {
-    positive: false,
-    max: None,
-    never: false,
-};
-const ANY_DURATION: &str = "a duration like 500ms, 5s or 3d";
+// Every number and duration has an upper bound: no setting needs more, and beyond them a typo
+// (`--workers=100000`, `--threads=100000`) or a unit slip (`--stop-timeout=30000d`) takes the
+// host down or overflows a clock. The README's options table states each range.
 
-/// A duration that must be more than `0s`: an interval or a deadline that would otherwise fire
-/// at once, forever.
-const POSITIVE_DURATION: Kind = Kind::Duration {
-    positive: true,
-    max: None,
-    never: false,
-};
-const POSITIVE: &str = "a duration of more than 0s, like 500ms, 5s or 3d";
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A duration from `min` to `max`.
+const fn duration(min: Duration, max: Duration) -> Kind {
+    Kind::Duration {
+        min,
+        max,
+        never: false,
+    }
+}
+
+/// The most workers a cluster runs, even when `force_workers` lifts the per-CPU limit.
+pub const MAX_WORKERS: u64 = 1024;
+
+/// Workers per CPU beyond which `force_workers` must be set: more only share the same CPUs,
+/// and a typo should not fork hundreds of processes.
+pub const WORKERS_PER_CPU: u64 = 8;
+
+/// The floor under `restart.delay`: with `0s` a worker that crashes at once is restarted
+/// hundreds of times a second, since doubling nothing stays nothing.
+const MIN_RESTART_DELAY: Duration = Duration::from_millis(10);
+
+/// The floor under `restart.max_delay`: a worker that keeps crashing is restarted at most ten
+/// times a second.
+const MIN_RESTART_MAX_DELAY: Duration = Duration::from_millis(100);
 
 const PORT: Kind = Kind::Port { min: 0 };
 const ANY_PORT: &str = "a port number (0-65535)";
@@ -91,11 +105,7 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "mon.max_profile",
-        Kind::Duration {
-            positive: true,
-            max: Some(Duration::from_secs(3600)),
-            never: false,
-        },
+        duration(Duration::from_secs(1), HOUR),
         "a duration from 1s to 1h, like 30s or 5m",
         "longest CPU profile the debug routes take (their seconds parameter is capped by it)",
     ),
@@ -107,14 +117,24 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "workers",
-        Kind::Count { min: 1, max: I64 },
-        "a whole number of at least 1",
-        "number of worker processes (built in: one per CPU)",
+        Kind::Count {
+            min: 1,
+            max: MAX_WORKERS,
+        },
+        "a whole number from 1 to 1024",
+        "number of worker processes (built in: one per CPU); more than 8 per CPU needs \
+         --force-workers",
+    ),
+    option(
+        "force_workers",
+        Kind::Bool,
+        "true or false",
+        "run more than 8 workers per CPU (up to 1024 in all), which a typo would otherwise do",
     ),
     option(
         "threads",
-        Kind::Count { min: 0, max: I64 },
-        "a whole number (0: automatic)",
+        Kind::Count { min: 0, max: 1024 },
+        "a whole number from 0 to 1024 (0: automatic)",
         "runtime threads per worker (0: the CPUs divided among the workers)",
     ),
     // Workers bind `warm_up_port + id`: from 0, worker 1 would try port 1.
@@ -126,20 +146,20 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "heartbeat_interval",
-        POSITIVE_DURATION,
-        POSITIVE,
+        duration(Duration::from_millis(10), HOUR),
+        "a duration from 10ms to 1h, like 500ms or 5s",
         "how often workers report to the master",
     ),
     option(
         "startup_timeout",
-        POSITIVE_DURATION,
-        POSITIVE,
+        duration(MORE_THAN_ZERO, DAY),
+        "a duration of more than 0s, up to 1day, like 30s or 5m",
         "how long the master waits for every initial worker to be listening",
     ),
     option(
         "stop_timeout",
-        DURATION,
-        ANY_DURATION,
+        duration(Duration::ZERO, Duration::from_secs(7 * 86_400)),
+        "a duration from 0s to 7days, like 500ms, 5s or 3d",
         "how long in-flight requests may take to finish on a graceful stop",
     ),
     option(
@@ -157,21 +177,26 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "backlog",
-        Kind::Count { min: 1, max: U32 },
-        "a whole number of at least 1",
+        Kind::Count {
+            min: 1,
+            max: 65_535,
+        },
+        "a whole number from 1 to 65535",
         "length of the accept queue of the application port",
     ),
     option(
         "restart.delay",
-        DURATION,
-        ANY_DURATION,
-        "delay before restarting a crashed worker; doubles with each crash in a row",
+        duration(MIN_RESTART_DELAY, HOUR),
+        "a duration from 10ms to 1h, like 100ms or 1s",
+        "delay before restarting a crashed worker; doubles with each crash in a row (at least \
+         10ms, so that a worker crashing at once cannot restart-storm)",
     ),
     option(
         "restart.max_delay",
-        DURATION,
-        ANY_DURATION,
-        "longest delay between restarts; a worker up this long ends its crash streak",
+        duration(MIN_RESTART_MAX_DELAY, DAY),
+        "a duration from 100ms to 1day, like 30s or 5m",
+        "longest delay between restarts (at least 100ms); a worker up this long ends its crash \
+         streak",
     ),
     option(
         "log.level",
@@ -212,8 +237,8 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "ecv.timeout",
-        DURATION,
-        ANY_DURATION,
+        duration(Duration::ZERO, HOUR),
+        "a duration from 0s to 1h, like 500ms or 2s",
         "how long a monitor-mode probe may take (a timeout means down)",
     ),
     optional(
@@ -242,18 +267,18 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "ecv.drain_delay",
-        DURATION,
-        ANY_DURATION,
+        duration(Duration::ZERO, HOUR),
+        "a duration from 0s to 1h, like 5s",
         "on shutdown, how long the ECV is down before the workers stop",
     ),
     option(
         "max_age",
         Kind::Duration {
-            positive: false,
-            max: None,
+            min: Duration::ZERO,
+            max: Duration::from_secs(30 * 86_400),
             never: true,
         },
-        "a duration like 500ms, 5s or 3d, or never",
+        "a duration from 0s to 30days, like 12h or 3d, or never",
         "replace a worker once it has been up this long (never: keep it)",
     ),
     option(
@@ -264,20 +289,20 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "nanny.tolerance",
-        POSITIVE_DURATION,
-        POSITIVE,
+        duration(MORE_THAN_ZERO, DAY),
+        "a duration of more than 0s, up to 1day, like 30s",
         "a worker silent this long is a runaway and is replaced",
     ),
     option(
         "death_queue.timeout",
-        POSITIVE_DURATION,
-        POSITIVE,
+        duration(MORE_THAN_ZERO, DAY),
+        "a duration of more than 0s, up to 1day, like 60s",
         "how long a successor may take to be ready, and an old worker to exit",
     ),
     option(
         "death_queue.retries",
-        Kind::Count { min: 1, max: U32 },
-        "a whole number of at least 1",
+        Kind::Count { min: 1, max: 100 },
+        "a whole number from 1 to 100",
         "successors tried before a replacement is given up",
     ),
     optional(
@@ -315,17 +340,13 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "cache.timeout",
-        POSITIVE_DURATION,
-        POSITIVE,
+        duration(MORE_THAN_ZERO, HOUR),
+        "a duration of more than 0s, up to 1h, like 5s",
         "default timeout of every cache operation, and a loader's lease",
     ),
     option(
         "cache.spin",
-        Kind::Duration {
-            positive: false,
-            max: Some(MAX_CACHE_SPIN),
-            never: false,
-        },
+        duration(Duration::ZERO, MAX_CACHE_SPIN),
         "a duration from 0s to 1ms, like 50us",
         "how long the standalone cache manager looks for the next request before it sleeps",
     ),

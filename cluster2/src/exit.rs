@@ -7,7 +7,9 @@
 use std::process::ExitCode;
 
 /// The master could not start (a port, the runtime, a child, start-up timed out), or it was
-/// stopped by force; also a child whose own set-up failed before it could report.
+/// stopped by force; also a child whose own set-up failed before it could report. From
+/// `stop`: nothing to stop (no pid file, or a stale one), a pid file it will not trust (it
+/// signals nothing then), or processes it had to kill.
 pub(crate) const FAILURE: u8 = 1;
 /// A mistake in the command line, an option, a config file or the registered functions.
 pub(crate) const USAGE: u8 = 2;

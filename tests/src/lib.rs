@@ -26,6 +26,9 @@ pub struct Proc {
     /// Lines before this index were matched or passed over by a wait.
     cursor: usize,
     exited: Option<ExitStatus>,
+    /// Where its private runtime directory may be: `$XDG_RUNTIME_DIR` as it was given, and the
+    /// temp dir.
+    runtime_bases: Vec<std::path::PathBuf>,
 }
 
 impl Proc {
@@ -42,6 +45,16 @@ impl Proc {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let xdg = envs
+            .iter()
+            .find(|(k, _)| *k == "XDG_RUNTIME_DIR")
+            .map(|(_, v)| std::ffi::OsString::from(v))
+            .or_else(|| std::env::var_os("XDG_RUNTIME_DIR"));
+        let runtime_bases = xdg
+            .map(std::path::PathBuf::from)
+            .into_iter()
+            .chain([std::env::temp_dir()])
+            .collect();
         let (tx, lines) = channel();
         let stderr = child.stderr.take().expect("piped");
         std::thread::spawn(move || {
@@ -58,6 +71,7 @@ impl Proc {
             log: Vec::new(),
             cursor: 0,
             exited: None,
+            runtime_bases,
         }
     }
 
@@ -163,6 +177,14 @@ impl Drop for Proc {
             // Workers follow their master (parent-death signal and channel EOF).
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        // A master killed here (or by its test) cannot remove its private directory; the next
+        // cluster would sweep it, but the suite leaves none behind.
+        for base in &self.runtime_bases {
+            let dir = base.join(format!("cluster2-{}", self.child.id()));
+            if dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 }

@@ -51,12 +51,16 @@ async fn until_lock_waits(namespace: &str, n: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_in_a_plain_process() {
     let persist = cluster2_tests::TempPath::new("cache-plain");
-    let config = cache::Config {
+    // A socket in a directory this test removes: the private directory a plain process gets
+    // by default would outlive it (a later cluster sweeps it, but the suite leaves none).
+    let run = cluster2_tests::TempPath::new("cache-plain-run");
+    let mut config = cache::Config {
         persist_path: persist.path().to_owned(),
         max_value: 64 * 1024,
         timeout: Duration::from_secs(3),
         ..Default::default()
     };
+    config.socket = Some(run.path().join("cache.sock"));
     cache::enable(config.clone()).await.unwrap();
     assert_eq!(
         cache::enable(config).await.unwrap_err().kind(),

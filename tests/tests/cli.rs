@@ -120,7 +120,7 @@ fn bad_values_name_the_flag_and_what_is_valid() {
         ),
         (
             &["--workers=0"],
-            "invalid value `0` for --workers: expected a whole number of at least 1",
+            "invalid value `0` for --workers: expected a whole number from 1 to 1024",
         ),
         // Ranges come from the option schema, the one #[cluster2::main] checks at compile time.
         (
@@ -132,8 +132,8 @@ fn bad_values_name_the_flag_and_what_is_valid() {
             "invalid value `0` for --warm-up-port: expected a port number (1-65535), or none",
         ),
         (
-            &["--heartbeat-interval=0s"],
-            "invalid value `0s` for --heartbeat-interval: expected a duration of more than 0s",
+            &["--startup-timeout=0s"],
+            "invalid value `0s` for --startup-timeout: expected a duration of more than 0s",
         ),
         (
             &["--server=http3"],
@@ -141,8 +141,8 @@ fn bad_values_name_the_flag_and_what_is_valid() {
         ),
         (
             &["--stop-timeout=5"],
-            "invalid value `5` for --stop-timeout: expected a duration like 500ms, 5s or 3d; \
-             a number needs a unit: 5s, 5ms or 5m",
+            "invalid value `5` for --stop-timeout: expected a duration from 0s to 7days, like \
+             500ms, 5s or 3d; a number needs a unit: 5s, 5ms or 5m",
         ),
         (
             &["--port"],
@@ -160,6 +160,86 @@ fn bad_values_name_the_flag_and_what_is_valid() {
             "{args:?}: {line}"
         );
     }
+}
+
+/// Every number and duration has an upper bound (and the restart delays a floor): beyond them
+/// a typo forks a thousand workers, panics the runtime or overflows a clock. Each is refused
+/// with exit status 2, naming the flag and the valid range.
+#[test]
+fn every_number_and_duration_is_bounded() {
+    let cases: &[(&str, &str)] = &[
+        ("--workers=100000", "a whole number from 1 to 1024"),
+        (
+            "--threads=100000",
+            "a whole number from 0 to 1024 (0: automatic)",
+        ),
+        ("--backlog=70000", "a whole number from 1 to 65535"),
+        ("--death-queue.retries=1000", "a whole number from 1 to 100"),
+        ("--heartbeat-interval=0s", "a duration from 10ms to 1h"),
+        ("--heartbeat-interval=2h", "a duration from 10ms to 1h"),
+        (
+            "--startup-timeout=2d",
+            "a duration of more than 0s, up to 1day",
+        ),
+        ("--stop-timeout=30000d", "a duration from 0s to 7days"),
+        // 0s gave hundreds of restarts a second: doubling nothing stays nothing.
+        ("--restart.delay=0s", "a duration from 10ms to 1h"),
+        ("--restart.max-delay=50ms", "a duration from 100ms to 1day"),
+        ("--ecv.timeout=2h", "a duration from 0s to 1h"),
+        ("--ecv.drain-delay=2h", "a duration from 0s to 1h"),
+        ("--max-age=1000d", "a duration from 0s to 30days"),
+        (
+            "--nanny.tolerance=2d",
+            "a duration of more than 0s, up to 1day",
+        ),
+        (
+            "--death-queue.timeout=2d",
+            "a duration of more than 0s, up to 1day",
+        ),
+        ("--cache.timeout=2h", "a duration of more than 0s, up to 1h"),
+        (
+            "--cache.max-value=2000000000",
+            "a number of bytes (1 to 1073741824)",
+        ),
+    ];
+    for (arg, range) in cases {
+        let (flag, value) = arg.split_once('=').unwrap();
+        let line = usage_error(&[arg], &[]);
+        assert!(
+            line.starts_with(&format!(
+                "error: invalid value `{value}` for {flag}: expected {range}"
+            )),
+            "{arg}: {line}"
+        );
+    }
+    // The floors themselves are accepted.
+    let o = check(&["--restart.delay=10ms", "--restart.max-delay=100ms"], &[]);
+    assert_eq!(o["restart"]["delay"], "10ms");
+}
+
+/// More than 8 workers per CPU is most likely a typo: refused unless forced, and the message
+/// says how to force it.
+#[test]
+fn more_than_8_workers_per_cpu_need_force_workers() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let most = 8 * cpus;
+    assert_eq!(check(&[&format!("--workers={most}")], &[])["workers"], most);
+    let over = format!("--workers={}", most + 1);
+    let line = usage_error(&[&over], &[]);
+    assert_eq!(
+        line,
+        format!(
+            "error: invalid value `{}` for --workers: more than 8 workers per CPU (this machine \
+             has {cpus}, so at most {most}); set --force-workers to run them anyway (at most \
+             1024)",
+            most + 1
+        )
+    );
+    let o = check(&[&over, "--force-workers"], &[]);
+    assert_eq!(
+        (o["workers"].as_u64(), o["force_workers"].as_bool()),
+        (Some(most as u64 + 1), Some(true))
+    );
 }
 
 /// tracing reads a word that is not a level as a target to log at every level: `verbose` or
@@ -261,7 +341,9 @@ fn environment_and_file_errors_name_their_source() {
     let line = usage_error(&[&file.arg()], &[]);
     assert!(
         line.contains("for `stop_timeout` in config file")
-            && line.ends_with("expected a duration like 500ms, 5s or 3d, got the number 30"),
+            && line.ends_with(
+                "expected a duration from 0s to 7days, like 500ms, 5s or 3d, got the number 30"
+            ),
         "{line}"
     );
 
@@ -274,6 +356,52 @@ fn environment_and_file_errors_name_their_source() {
         line.contains("cannot read config file /nonexistent/cluster2.toml"),
         "{line}"
     );
+}
+
+/// `--config` reads regular files only, of at most 1 MiB: a FIFO would block for ever and
+/// `/dev/zero` would never end. Each is one clear line and exit status 2, at once.
+#[test]
+fn a_config_that_is_not_a_small_regular_file_is_refused_at_once() {
+    let line = usage_error(&["--config=/dev/zero"], &[]);
+    assert_eq!(
+        line,
+        "error: config file /dev/zero is a device, not a regular file: give a TOML file"
+    );
+
+    let dir = cluster2_tests::TempPath::new("config-dir");
+    std::fs::create_dir(dir.path()).unwrap();
+    let line = usage_error(&[&format!("--config={}", dir.as_str())], &[]);
+    assert!(
+        line.ends_with("is a directory, not a regular file: give a TOML file"),
+        "{line}"
+    );
+
+    // No writer will ever come: opening it must not wait for one.
+    let fifo = cluster2_tests::TempPath::new("config.fifo");
+    nix::unistd::mkfifo(fifo.path(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let line = usage_error(&[&format!("--config={}", fifo.as_str())], &[]);
+    assert!(
+        line.ends_with("is a FIFO, not a regular file: give a TOML file"),
+        "{line}"
+    );
+
+    // Valid TOML, only too long: comments past the limit.
+    let mut big = String::from("port = 7005\n");
+    while big.len() <= 1 << 20 {
+        big.push_str("# a comment line, repeated until the file is past one mebibyte\n");
+    }
+    let file = TempFile::new("big.toml", &big);
+    let line = usage_error(&[&file.arg()], &[]);
+    assert!(
+        line.ends_with("is larger than the limit of 1048576 bytes (1 MiB)"),
+        "{line}"
+    );
+    // At the limit it is read.
+    big.truncate(1 << 20);
+    let at_limit = big.rfind('\n').unwrap() + 1;
+    big.truncate(at_limit);
+    let file = TempFile::new("at-limit.toml", &big);
+    assert_eq!(check(&[&file.arg()], &[])["port"], 7005);
 }
 
 #[test]

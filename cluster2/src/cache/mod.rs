@@ -41,7 +41,9 @@
 //! - Expiry: an expired entry is never returned; a background sweep removes expired entries
 //!   and notifies watchers.
 //! - Persistence: a persistent namespace survives manager restarts, crashes and SIGKILL (see
-//!   the log format in `persist.rs`). Other namespaces start empty after a restart.
+//!   the log format in `persist/format.rs`). A damaged log loses only its damaged records,
+//!   reported in the log with a copy of the file kept beside it. Other namespaces start empty
+//!   after a restart.
 
 mod busy_poll; // the standalone manager's short wait for the next request before sleeping
 mod client; // a process's one connection to the manager: reconnects, timeouts, watches
@@ -49,7 +51,7 @@ mod errors; // how cache errors name the operation, key and namespace that faile
 mod global; // this process's one client (connect, enable), an in-process manager, stopping flag
 mod handle; // the user's API: use_cache, the Cache handle and its operations, options, counters
 pub(crate) mod manager; // the owning side: namespaces, single-flight loads, expiry
-mod persist; // the append-only logs persistent namespaces survive restarts in
+mod persist; // the append-only logs persistent namespaces survive restarts in, and their files' safety
 pub(crate) mod process; // the standalone manager process, started by the master
 mod protocol; // what clients and the manager say to each other
 mod request_writer; // client requests written by the calling task, batched when contended

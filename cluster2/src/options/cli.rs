@@ -103,7 +103,7 @@ fn build(name: &str, version: &str, code: &[(String, OptionValue)]) -> clap::Com
             Arg::new("config")
                 .long("config")
                 .value_name("FILE.toml")
-                .help("read options from a TOML file"),
+                .help("read options from a TOML file (a regular file of at most 1 MiB)"),
         )
         .arg(
             Arg::new("check")

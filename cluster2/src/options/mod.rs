@@ -19,6 +19,7 @@ mod value;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use cluster2_options_schema as schema;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use cli::{Command, parse_command_line};
@@ -45,8 +46,11 @@ pub struct Options {
     pub mon_host: IpAddr,
     /// Who may use the monitor app.
     pub mon: MonitorOptions,
-    /// Number of worker processes.
+    /// Number of worker processes: at most 8 per CPU unless [`Options::force_workers`], and
+    /// at most 1024.
     pub workers: usize,
+    /// Run more than 8 workers per CPU (up to 1024 in all).
+    pub force_workers: bool,
     /// Runtime threads per worker; `0` divides the CPUs among the workers (at least one each).
     pub threads: usize,
     /// First port tried for the per-worker warm-up listeners on 127.0.0.1; unset: any free port.
@@ -344,6 +348,7 @@ impl Default for Options {
             mon_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             mon: MonitorOptions::default(),
             workers: cpus(),
+            force_workers: false,
             threads: 0,
             warm_up_port: None,
             heartbeat_interval: Duration::from_secs(5),
@@ -408,8 +413,9 @@ impl Options {
         tree
     }
 
-    /// Checks that involve more than one option, and what only tracing can tell about a log
-    /// filter. Each value on its own has already been checked against the schema.
+    /// Checks that involve more than one option or this machine (workers per CPU), and what
+    /// only tracing can tell about a log filter. Each value on its own has already been
+    /// checked against the schema.
     fn validate(&self) -> Result<(), Problem> {
         if self.port != 0 && self.port == self.mon_port {
             return Err(Problem::conflict(
@@ -418,6 +424,19 @@ impl Options {
                 format!(
                     "are both {}: the application and the monitor need different ports",
                     self.port
+                ),
+            ));
+        }
+        let cpus = cpus() as u64;
+        let most = cpus.saturating_mul(schema::WORKERS_PER_CPU);
+        if self.workers as u64 > most && !self.force_workers {
+            return Err(Problem::value(
+                "workers",
+                format!(
+                    "more than {} workers per CPU (this machine has {cpus}, so at most {most}); \
+                     set --force-workers to run them anyway (at most {})",
+                    schema::WORKERS_PER_CPU,
+                    schema::MAX_WORKERS
                 ),
             ));
         }
@@ -584,6 +603,32 @@ mod tests {
         assert_eq!(back.mon.token.unwrap().expose(), "hunter2");
         // Unset stays unset.
         assert!(Options::default().redacted()["mon"]["token"].is_null());
+    }
+
+    #[test]
+    fn more_than_8_workers_per_cpu_need_force_workers() {
+        let most = cpus() * 8;
+        let at_most = Options {
+            workers: most,
+            ..Options::default()
+        };
+        at_most.validate().unwrap();
+        let over = Options {
+            workers: most + 1,
+            ..Options::default()
+        };
+        let problem = over.validate().unwrap_err();
+        assert_eq!(problem.key, "workers");
+        assert!(
+            problem.message.contains("--force-workers"),
+            "{}",
+            problem.message
+        );
+        let forced = Options {
+            force_workers: true,
+            ..over
+        };
+        forced.validate().unwrap();
     }
 
     #[test]

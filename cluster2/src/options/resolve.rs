@@ -371,10 +371,66 @@ fn utf8(name: &str, value: OsString) -> Result<String> {
         .map_err(|_| Error::config(format!("environment variable {name} is not valid UTF-8")))
 }
 
+/// The largest config file read: far more than any real one needs, and a bound on what a wrong
+/// path (`/dev/zero`, a log file) can cost.
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a config file: a regular file (not a FIFO, which would block, nor a device, which may
+/// never end, nor a directory) of at most [`MAX_CONFIG_BYTES`], read with a bound even if it
+/// grows meanwhile.
+fn read_config(path: &Path) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let shown = path.display();
+    let cannot = |e: std::io::Error| {
+        Error::config(format!("cannot read config file {shown}")).with_source(e)
+    };
+    // Opening a FIFO for reading waits for a writer; without blocking it cannot.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    let kind = meta.file_type();
+    let not_a_file = if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    };
+    if let Some(what) = not_a_file {
+        return Err(Error::config(format!(
+            "config file {shown} is {what}, not a regular file: give a TOML file"
+        )));
+    }
+    let too_large = || {
+        Error::config(format!(
+            "config file {shown} is larger than the limit of {MAX_CONFIG_BYTES} bytes (1 MiB)"
+        ))
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Error::config(format!("config file {shown} is not UTF-8 text")))
+}
+
 fn file_layer(path: &Path) -> Result<Vec<Assignment>> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::config(format!("cannot read config file {shown}")).with_source(e))?;
+    let text = read_config(path)?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
         // toml's message spans several lines with a caret; keep the first, it names the spot.
         let first = e.to_string().lines().next().unwrap_or_default().to_owned();

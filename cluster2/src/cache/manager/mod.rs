@@ -132,13 +132,8 @@ impl Manager {
 
 /// Binds the manager's socket in a private directory, replacing a stale socket file.
 pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        crate::runtime_dir::ensure_private(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    UnixListener::bind(path)
+    // Created 0600 before it listens: `runtime_dir` owns the socket's privacy.
+    let listener = crate::runtime_dir::listen(path)?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
 }
