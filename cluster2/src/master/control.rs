@@ -2,6 +2,9 @@
 //! master process (for example from the `main` body or a monitor route; the monitor app exposes
 //! them as `POST /workers/{pid}/pause`, `/resume`, `/replace` and `POST /workers/restart`), and
 //! the supervisor's handling of each request on its loop.
+//!
+//! A refusal carries its kind ([`Refused`]) beside the words, so that callers (the monitor's
+//! status codes, the public [`ErrorKind`]) decide on the kind and never on the text.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -15,25 +18,60 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::message::ToWorker;
 use crate::lifecycle::{self, Event, ReplaceReason};
 
+/// Why the supervisor did not do what was asked of one worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No worker of this cluster has the pid (or it exited before it confirmed).
+    NoSuchWorker,
+    /// The worker's state does not allow it now: not serving, already being replaced, in a
+    /// debug session or not in one.
+    Conflict,
+    /// The cluster is shutting down.
+    Stopping,
+}
+
+/// A refusal: its kind, and the words for people (naming the pid).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) kind: Refused,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(kind: Refused, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The supervisor's answer to a request about one worker.
+pub(crate) type Reply = oneshot::Sender<std::result::Result<(), Refusal>>;
+
 /// A request to the supervisor.
 pub(crate) enum Control {
-    Pause(u32, oneshot::Sender<std::result::Result<(), String>>),
-    Resume(u32, oneshot::Sender<std::result::Result<(), String>>),
-    Replace(u32, oneshot::Sender<std::result::Result<(), String>>),
+    Pause(u32, Reply),
+    Resume(u32, Reply),
+    Replace(u32, Reply),
     RollingRestart(oneshot::Sender<usize>),
-    DebugSession(u32, oneshot::Sender<std::result::Result<(), String>>),
-    EndDebugSession(u32, oneshot::Sender<std::result::Result<(), String>>),
+    DebugSession(u32, Reply),
+    EndDebugSession(u32, Reply),
 }
 
 impl Control {
-    pub(crate) fn refuse(self, why: &str) {
+    /// Answers a request the supervisor will not handle: the cluster is shutting down.
+    pub(crate) fn refuse_stopping(self) {
         match self {
             Control::Pause(_, r)
             | Control::Resume(_, r)
             | Control::Replace(_, r)
             | Control::DebugSession(_, r)
             | Control::EndDebugSession(_, r) => {
-                let _ = r.send(Err(why.to_owned()));
+                let _ = r.send(Err(Refusal::new(
+                    Refused::Stopping,
+                    "the cluster is shutting down",
+                )));
             }
             Control::RollingRestart(r) => drop(r),
         }
@@ -55,26 +93,44 @@ const CONFIRM: Duration = Duration::from_secs(5);
 async fn ask<T>(make: impl FnOnce(oneshot::Sender<T>) -> Control) -> Result<T> {
     let control = CONTROL.get().ok_or_else(|| {
         Error::new(
-            ErrorKind::NotFound,
+            ErrorKind::Unavailable,
             "not the master of a running cluster: operator controls work in the master only",
         )
     })?;
+    let stopping = || Error::new(ErrorKind::Unavailable, "the cluster is shutting down");
     let (reply, answer) = oneshot::channel();
-    control
-        .send(make(reply))
-        .map_err(|_| Error::new(ErrorKind::Io, "the cluster is stopping"))?;
+    control.send(make(reply)).map_err(|_| stopping())?;
     tokio::time::timeout(CONFIRM, answer)
         .await
-        .map_err(|_| Error::new(ErrorKind::Timeout, "the worker did not confirm within 5s"))?
-        .map_err(|_| Error::new(ErrorKind::Io, "the cluster is stopping"))
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the worker did not confirm within {}",
+                    crate::log::human(CONFIRM)
+                ),
+            )
+        })?
+        .map_err(|_| stopping())
 }
 
-fn refused(e: String) -> Error {
-    Error::new(ErrorKind::NotFound, e)
+/// A refusal as the public error: its kind decides the [`ErrorKind`].
+fn refused(refusal: Refusal) -> Error {
+    let kind = match refusal.kind {
+        Refused::NoSuchWorker => ErrorKind::NotFound,
+        Refused::Conflict => ErrorKind::Conflict,
+        Refused::Stopping => ErrorKind::Unavailable,
+    };
+    Error::new(kind, refusal.message)
 }
 
 /// Stops worker `pid` from accepting new connections. It keeps its open connections and all
 /// its state; the other workers take the new connections.
+///
+/// Fails with [`ErrorKind::NotFound`] when no worker has this pid, [`ErrorKind::Conflict`] when
+/// the worker is not serving, [`ErrorKind::Timeout`] when it does not confirm in time, and
+/// [`ErrorKind::Unavailable`] outside a running cluster's master or while it shuts down; the
+/// other controls fail the same ways.
 pub async fn pause(pid: u32) -> Result<()> {
     ask(|r| Control::Pause(pid, r)).await?.map_err(refused)
 }
@@ -137,7 +193,10 @@ impl Supervisor {
                         lifecycle::publish(Event::DebugSessionEnded { worker, pid });
                         Ok(())
                     }
-                    Some(_) => Err(format!("worker pid {pid} is not in a debug session")),
+                    Some(_) => Err(Refusal::new(
+                        Refused::Conflict,
+                        format!("worker pid {pid} is not in a debug session"),
+                    )),
                     None => Err(self.no_such_worker(pid)),
                 };
                 let _ = reply.send(result);
@@ -156,9 +215,10 @@ impl Supervisor {
         pid: u32,
         reason: ReplaceReason,
         retire: Retire,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), Refusal> {
+        let conflict = |message: String| Err(Refusal::new(Refused::Conflict, message));
         match self.procs.get(&pid) {
-            Some(p) if p.debugging => Err(format!("worker pid {pid} is in a debug session")),
+            Some(p) if p.debugging => conflict(format!("worker pid {pid} is in a debug session")),
             Some(p) if p.successor_of.is_none() && !p.expected_exit => {
                 let entry = Entry {
                     slot: p.slot,
@@ -169,12 +229,12 @@ impl Supervisor {
                 if self.enqueue(entry).await {
                     Ok(())
                 } else {
-                    Err(format!(
+                    conflict(format!(
                         "worker pid {pid} is already queued for replacement"
                     ))
                 }
             }
-            Some(_) => Err(format!("worker pid {pid} is already being replaced")),
+            Some(_) => conflict(format!("worker pid {pid} is already being replaced")),
             None => Err(self.no_such_worker(pid)),
         }
     }
@@ -195,7 +255,7 @@ impl Supervisor {
         lifecycle::publish(Event::DebugSessionStarted { worker, pid });
     }
 
-    async fn pause(&mut self, pid: u32, pause: bool, reply: oneshot::Sender<Result<(), String>>) {
+    async fn pause(&mut self, pid: u32, pause: bool, reply: Reply) {
         let missing = self.no_such_worker(pid);
         let Some(proc) = self.procs.get_mut(&pid) else {
             let _ = reply.send(Err(missing));
@@ -211,9 +271,9 @@ impl Supervisor {
             return;
         }
         if !matches!(proc.state, WorkerState::Listening | WorkerState::Paused) {
-            let _ = reply.send(Err(format!(
-                "worker pid {pid} is {}, not serving",
-                proc.state.name()
+            let _ = reply.send(Err(Refusal::new(
+                Refused::Conflict,
+                format!("worker pid {pid} is {}, not serving", proc.state.name()),
             )));
             return;
         }
@@ -223,15 +283,21 @@ impl Supervisor {
             ToWorker::Resume
         };
         if proc.child.tx.send(&msg).await.is_err() {
-            let _ = reply.send(Err("the worker is gone".to_owned()));
+            let _ = reply.send(Err(Refusal::new(
+                Refused::NoSuchWorker,
+                format!("worker pid {pid} is gone"),
+            )));
             return;
         }
         // Answered when the worker confirms.
         proc.waiting = Some((pause, reply));
     }
 
-    fn no_such_worker(&self, pid: u32) -> String {
+    fn no_such_worker(&self, pid: u32) -> Refusal {
         let pids: Vec<String> = self.procs.keys().map(u32::to_string).collect();
-        format!("no worker with pid {pid}; workers: {}", pids.join(", "))
+        Refusal::new(
+            Refused::NoSuchWorker,
+            format!("no worker with pid {pid}; workers: {}", pids.join(", ")),
+        )
     }
 }

@@ -17,7 +17,7 @@ pub(crate) mod stop;
 mod supervisor;
 mod workers;
 
-pub(crate) use board::{Board, Sample, WorkerState};
+pub(crate) use board::{Board, WorkerInfo, WorkerState};
 pub(crate) use control::{debug_session, end_debug_session};
 pub use control::{pause, replace, resume, rolling_restart};
 

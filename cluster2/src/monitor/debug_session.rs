@@ -44,12 +44,7 @@ async fn end(Path(pid): Path<String>) -> Response {
 fn answer(pid: u32, done: &str, result: crate::Result<()>) -> Response {
     match result {
         Ok(()) => Json(json!({ "pid": pid, "done": done })).into_response(),
-        Err(e) if e.kind() == crate::ErrorKind::Timeout => {
-            super::error(StatusCode::GATEWAY_TIMEOUT, e.to_string())
-        }
-        Err(e) if e.to_string().starts_with("no worker with pid") => {
-            super::error(StatusCode::NOT_FOUND, e.to_string())
-        }
-        Err(e) => super::error(StatusCode::CONFLICT, e.to_string()),
+        // The control's kind decides: not found, conflict, timeout, shutting down.
+        Err(e) => super::errors::from_error(&e),
     }
 }
