@@ -32,8 +32,11 @@ pub enum ErrorKind {
     Decode,
     /// A bounded queue to another process is full; the message was dropped.
     Overflow,
-    /// No such name is registered (a status, for example).
+    /// No such name is registered (a status, for example), or no worker has the pid.
     NotFound,
+    /// What is named exists, but its state does not allow the operation now (a worker that is
+    /// already being replaced, or not serving).
+    Conflict,
     /// Something this operation needs is not running or not reachable.
     Unavailable,
     /// The cache manager refused or could not do what was asked.

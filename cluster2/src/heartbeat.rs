@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 
 /// One report from a worker. The master keeps the latest of each worker.
 ///
-/// In JSON (the monitor's `/workers`) every duration is a number of seconds, named with a
-/// `_secs` suffix: `"uptime_secs": 12.5`, `"event_loop_lag_secs": 0.0012`.
+/// Its words are those of the monitor's `/metrics`: requests, connections, CPU in percent,
+/// memory in bytes; counters since the worker started end in `_total`. In JSON every duration
+/// is a number of seconds, named with a `_secs` suffix: `"uptime_secs": 12.5`,
+/// `"event_loop_lag_secs": 0.0012`. The monitor's `/workers` shows it (without the pid, worker
+/// id and uptime, which the worker's entry has) as `heartbeat`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Heartbeat {
@@ -26,36 +29,38 @@ pub struct Heartbeat {
     pub uptime: Duration,
     /// CPU used over the last interval, in percent of one core (may exceed 100 with several
     /// runtime threads).
-    pub cpu: f64,
+    pub cpu_percent: f64,
     /// Resident memory, in bytes.
-    pub memory: u64,
+    pub memory_bytes: u64,
     /// Connections open on the shared port right now.
     pub open_connections: u64,
     /// Connections accepted on the shared port since start.
-    pub total_connections: u64,
-    /// Requests answered since the last heartbeat.
-    pub transactions: u64,
-    /// Summed time to the response head of those requests.
-    #[serde(rename = "durations_secs", with = "secs")]
-    pub durations: Duration,
-    /// Requests per second over the last interval.
-    pub tps: f64,
+    pub connections_total: u64,
+    /// Requests answered over the interval this heartbeat covers.
+    pub requests: u64,
+    /// Summed time to the response head of those requests (divided by `requests`: their mean
+    /// latency).
+    #[serde(rename = "request_duration_secs", with = "secs")]
+    pub request_duration: Duration,
+    /// Requests per second over the interval.
+    pub requests_per_second: f64,
     /// Requests answered since start.
-    pub total_transactions: u64,
+    pub requests_total: u64,
     /// Summed time to the response head of every request since start.
-    #[serde(rename = "total_durations_secs", with = "secs")]
-    pub total_durations: Duration,
-    /// 5xx responses since the last heartbeat.
+    #[serde(rename = "request_duration_total_secs", with = "secs")]
+    pub request_duration_total: Duration,
+    /// 5xx responses over the interval.
     pub errors: u64,
-    /// Handler panics since the last heartbeat (each answered with a 500).
+    /// Handler panics over the interval (each answered with a 500).
     pub panics: u64,
-    /// How late a short timer fired, at worst, over the last interval: how long the runtime
-    /// was kept from running ready tasks.
+    /// How late a short timer fired, at worst, over the interval: how long the runtime was kept
+    /// from running ready tasks.
     #[serde(rename = "event_loop_lag_secs", with = "secs")]
     pub event_loop_lag: Duration,
-    /// The time this heartbeat covers.
-    #[serde(rename = "cycle_secs", with = "secs")]
-    pub cycle: Duration,
+    /// The interval this heartbeat covers: since the previous one (about `heartbeat_interval`;
+    /// shorter for the first and the last).
+    #[serde(rename = "interval_secs", with = "secs")]
+    pub interval: Duration,
 }
 
 /// A `Duration` as seconds (an `f64`) in human-readable formats, and as serde's own compact
@@ -98,19 +103,19 @@ mod tests {
             pid: 7,
             worker: 1,
             uptime,
-            cpu: 1.5,
-            memory: 1 << 20,
+            cpu_percent: 1.5,
+            memory_bytes: 1 << 20,
             open_connections: 2,
-            total_connections: 9,
-            transactions: 4,
-            durations: Duration::from_millis(250),
-            tps: 0.8,
-            total_transactions: 40,
-            total_durations: Duration::from_millis(2500),
+            connections_total: 9,
+            requests: 4,
+            request_duration: Duration::from_millis(250),
+            requests_per_second: 0.8,
+            requests_total: 40,
+            request_duration_total: Duration::from_millis(2500),
             errors: 0,
             panics: 0,
             event_loop_lag: Duration::from_micros(1500),
-            cycle: Duration::from_secs(5),
+            interval: Duration::from_secs(5),
         }
     }
 
@@ -119,16 +124,16 @@ mod tests {
         let beat = beat(Duration::new(1, 5));
         let json = serde_json::to_value(&beat).unwrap();
         assert_eq!(json["uptime_secs"], 1.000000005);
-        assert_eq!(json["durations_secs"], 0.25);
-        assert_eq!(json["total_durations_secs"], 2.5);
+        assert_eq!(json["request_duration_secs"], 0.25);
+        assert_eq!(json["request_duration_total_secs"], 2.5);
         assert_eq!(json["event_loop_lag_secs"], 0.0015);
-        assert_eq!(json["cycle_secs"], 5.0);
+        assert_eq!(json["interval_secs"], 5.0);
         for old in [
             "uptime",
-            "durations",
-            "total_durations",
+            "request_duration",
+            "request_duration_total",
             "event_loop_lag",
-            "cycle",
+            "interval",
         ] {
             assert!(json.get(old).is_none(), "{old} in {json}");
         }
@@ -144,7 +149,7 @@ mod tests {
                 ..beat
             }
         );
-        json["cycle_secs"] = (-1.0).into();
+        json["interval_secs"] = (-1.0).into();
         let err = serde_json::from_value::<Heartbeat>(json)
             .unwrap_err()
             .to_string();
@@ -160,7 +165,7 @@ mod tests {
         assert_eq!(postcard::from_bytes::<Heartbeat>(&bytes).unwrap(), beat);
         // Seconds and nanoseconds as varints, as serde writes a `Duration`: five seconds is
         // two bytes, not the eight of an f64.
-        let cycle = postcard::to_allocvec(&(5u64, 0u32)).unwrap();
-        assert!(bytes.ends_with(&cycle), "{bytes:?}");
+        let interval = postcard::to_allocvec(&(5u64, 0u32)).unwrap();
+        assert!(bytes.ends_with(&interval), "{bytes:?}");
     }
 }

@@ -25,7 +25,7 @@
 //! `#[cluster2::configure_monitor]` (routes on the monitor app), `#[cluster2::ecv_validator]`
 //! (monitor-mode ECV decisions, see [`ecv`]) and `#[cluster2::should_kill]` (when to replace a
 //! worker, see [`robustness`]). Events between processes are in [`emitter`], the shared cache
-//! in [`cache`], operator controls in [`master`].
+//! in [`cache`], operator controls in [`master`], the monitor's HTTP API in [`monitor_api`].
 //!
 //! The master binds the port once and re-executes the same binary as each worker, handing
 //! it the listening socket; a worker configures the app, warms up on a private listener, then
@@ -48,6 +48,8 @@ pub mod lifecycle; // the cluster's life as typed events, kept by the master
 mod log; // log lines labelled with the process; the filter changed live; streaming to the monitor
 pub mod master; // the supervising process; public: operator controls
 mod monitor; // the master's monitor app on mon_port
+#[doc = include_str!("../docs/monitor-api.md")]
+pub mod monitor_api {} // the monitor's routes and every field of their JSON, documented
 pub mod options; // every option, its default and its layering
 mod registry; // link-time registration of the attribute macros' functions
 pub mod robustness; // recycle decisions: assert_old, AssertDegraded

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::Role;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::message::{ToMaster, ToWorker};
 use crate::ipc::peers;
@@ -37,17 +38,80 @@ use crate::ipc::peers;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One process's answer.
+///
+/// In JSON (the monitor's `/statuses`), which process it is reads as `"role": "master"` or
+/// `"role": "worker"` with its id in `"worker"` (`null` for the master).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "EntryJson", try_from = "EntryJson")]
 #[non_exhaustive]
 pub struct StatusEntry {
     /// The process that answered (or failed to).
     pub pid: u32,
+    /// Which process that is: the master or a worker (with its id).
+    pub role: Role,
     /// The status's name.
     pub name: String,
     /// The view, when the process answered.
     pub status: Option<Value>,
     /// Why there is no view: a timeout, a failing view, a value of the wrong shape.
     pub error: Option<String>,
+}
+
+/// A [`StatusEntry`] as JSON: the role as a word and the worker id beside it.
+#[derive(Serialize, Deserialize)]
+struct EntryJson {
+    pid: u32,
+    role: RoleName,
+    worker: Option<usize>,
+    name: String,
+    status: Option<Value>,
+    error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RoleName {
+    Master,
+    Worker,
+}
+
+impl From<StatusEntry> for EntryJson {
+    fn from(e: StatusEntry) -> Self {
+        let (role, worker) = match e.role {
+            Role::Worker(id) => (RoleName::Worker, Some(id)),
+            Role::Master => (RoleName::Master, None),
+        };
+        Self {
+            pid: e.pid,
+            role,
+            worker,
+            name: e.name,
+            status: e.status,
+            error: e.error,
+        }
+    }
+}
+
+impl TryFrom<EntryJson> for StatusEntry {
+    type Error = String;
+
+    fn try_from(e: EntryJson) -> std::result::Result<Self, String> {
+        let role = match (e.role, e.worker) {
+            (RoleName::Master, None) => Role::Master,
+            (RoleName::Worker, Some(id)) => Role::Worker(id),
+            (RoleName::Master, Some(id)) => {
+                return Err(format!("a master entry has no worker id, but got {id}"));
+            }
+            (RoleName::Worker, None) => return Err("a worker entry needs its worker id".into()),
+        };
+        Ok(Self {
+            pid: e.pid,
+            role,
+            name: e.name,
+            status: e.status,
+            error: e.error,
+        })
+    }
 }
 
 /// A worker's answer to a query: the view as JSON, or why there is none.
@@ -239,11 +303,26 @@ pub async fn query(name: &str, set: Option<Value>, timeout: Duration) -> Result<
         let set = set.clone();
         waits.push(tokio::spawn(async move {
             let pid = std::process::id();
+            let role = match crate::role::current() {
+                crate::role::ProcessRole::Worker(id) => Role::Worker(id),
+                // A plain process answers as the master of itself.
+                _ => Role::Master,
+            };
             let answer = tokio::time::timeout(timeout, run_entry(entry, set)).await;
-            entry_from(pid, &name, answer.unwrap_or_else(|_| Err(late(timeout))))
+            entry_from(
+                pid,
+                role,
+                &name,
+                answer.unwrap_or_else(|_| Err(late(timeout))),
+            )
         }));
     }
     for pid in remote {
+        // A worker the master no longer knows has exited: it is no part of the answer.
+        let Some(worker) = peers::worker_id(pid) else {
+            continue;
+        };
+        let role = Role::Worker(worker);
         let id = registry.next_query.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         registry.pending.lock().expect("status lock").insert(id, tx);
@@ -271,7 +350,7 @@ pub async fn query(name: &str, set: Option<Value>, timeout: Duration) -> Result<
                 .lock()
                 .expect("status lock")
                 .remove(&id);
-            entry_from(pid, &name, answer)
+            entry_from(pid, role, &name, answer)
         }));
     }
     let mut entries = Vec::with_capacity(waits.len());
@@ -293,13 +372,19 @@ fn late(timeout: Duration) -> String {
     format!("no answer within {}", humantime::format_duration(timeout))
 }
 
-fn entry_from(pid: u32, name: &str, answer: std::result::Result<Value, String>) -> StatusEntry {
+fn entry_from(
+    pid: u32,
+    role: Role,
+    name: &str,
+    answer: std::result::Result<Value, String>,
+) -> StatusEntry {
     let (status, error) = match answer {
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e)),
     };
     StatusEntry {
         pid,
+        role,
         name: name.to_owned(),
         status,
         error,

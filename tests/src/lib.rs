@@ -321,11 +321,18 @@ impl RawResponse {
 /// answers. The body is what follows the head up to the server's close, so the answer must not
 /// be chunked.
 pub fn get_raw(addr: SocketAddr, path: &str) -> std::io::Result<RawResponse> {
+    request_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Sends raw bytes (which should ask for `Connection: close`) and keeps the answer's headers
+/// and body, as [`get_raw`].
+pub fn request_raw(addr: SocketAddr, raw: &str) -> std::io::Result<RawResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, SOON)?;
     stream.set_read_timeout(Some(SOON))?;
-    stream.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )?;
+    stream.write_all(raw.as_bytes())?;
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes)?;
     let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);

@@ -93,7 +93,12 @@ fn serving(monitor: std::net::SocketAddr) -> Vec<(u64, u32)> {
         .unwrap()
         .iter()
         .filter(|w| w["state"] == "listening")
-        .map(|w| (w["id"].as_u64().unwrap(), w["pid"].as_u64().unwrap() as u32))
+        .map(|w| {
+            (
+                w["worker"].as_u64().unwrap(),
+                w["pid"].as_u64().unwrap() as u32,
+            )
+        })
         .collect()
 }
 

@@ -228,6 +228,23 @@ async fn the_debug_page_shows_the_cluster_live_and_acts_on_it() {
     })
     .await;
 
+    // The rows show each worker's heartbeat (CPU in percent, memory in bytes), and every
+    // status entry says which process answered.
+    until(&client, "heartbeat figures in every row", async |c| {
+        let rows = c.find_all(Locator::Css("#workers tbody tr")).await.ok()?;
+        for row in rows {
+            let text = row.text().await.ok()?;
+            (text.contains(" %") && text.contains("iB")).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    until(&client, "the statuses by process", async |c| {
+        let text = text_of(c, "#statuses").await?;
+        (text.contains("master (pid ") && text.contains("worker 0 (pid ")).then_some(())
+    })
+    .await;
+
     // The figures move without a reload.
     let before = until(&client, "a request count", async |c| {
         let t = text_of(c, "#t-requests").await?;

@@ -104,7 +104,7 @@ fn worker_ids(monitor: std::net::SocketAddr) -> Vec<(u64, u32, String)> {
         .iter()
         .map(|w| {
             (
-                w["id"].as_u64().unwrap(),
+                w["worker"].as_u64().unwrap(),
                 w["pid"].as_u64().unwrap() as u32,
                 w["state"].as_str().unwrap().to_owned(),
             )
@@ -202,7 +202,7 @@ fn a_new_debug_worker_logs_from_its_first_line_and_serves_only_once_released() {
     assert_eq!(exited["expected"], true, "{exited}");
     let shown = worker(cluster.monitor, pid).expect("listed");
     assert_eq!(shown["state"], "listening", "{shown}");
-    assert_eq!(shown["id"], id, "{shown}");
+    assert_eq!(shown["worker"], id, "{shown}");
     assert!(shown["debugging"].is_null(), "{shown}");
     assert!(eventually(cluster2_tests::SOON, || {
         get(cluster.app, "/pid")

@@ -27,7 +27,7 @@ fn number(line: &str, key: &str) -> f64 {
 }
 
 #[test]
-fn transactions_over_the_heartbeats_add_up_to_the_requests_sent() {
+fn requests_over_the_heartbeats_add_up_to_the_requests_sent() {
     let mut cluster = Cluster::start(APP, ARGS, &[]);
     const K: u64 = 25;
     for _ in 0..K {
@@ -37,8 +37,8 @@ fn transactions_over_the_heartbeats_add_up_to_the_requests_sent() {
     let mut last_total = 0;
     while sum < K {
         let beat = beat(&mut cluster);
-        sum += number(&beat, "transactions") as u64;
-        last_total = number(&beat, "total_transactions") as u64;
+        sum += number(&beat, "requests") as u64;
+        last_total = number(&beat, "requests_total") as u64;
     }
     assert_eq!(
         sum, K,
@@ -48,7 +48,7 @@ fn transactions_over_the_heartbeats_add_up_to_the_requests_sent() {
     // Later heartbeats add nothing.
     for _ in 0..2 {
         let beat = beat(&mut cluster);
-        assert_eq!(number(&beat, "transactions"), 0.0, "{beat}");
+        assert_eq!(number(&beat, "requests"), 0.0, "{beat}");
     }
 }
 
@@ -56,13 +56,13 @@ fn transactions_over_the_heartbeats_add_up_to_the_requests_sent() {
 fn cpu_rises_under_a_busy_handler() {
     let mut cluster = Cluster::start(APP, ARGS, &[]);
     let idle = (0..3)
-        .map(|_| number(&beat(&mut cluster), "cpu"))
+        .map(|_| number(&beat(&mut cluster), "cpu_percent"))
         .fold(f64::MAX, f64::min);
     let app = cluster.app;
     let busy = std::thread::spawn(move || get(app, "/busy?ms=1500").unwrap());
     let mut peak: f64 = 0.0;
     while !busy.is_finished() {
-        peak = peak.max(number(&beat(&mut cluster), "cpu"));
+        peak = peak.max(number(&beat(&mut cluster), "cpu_percent"));
     }
     busy.join().unwrap();
     assert!(peak > idle + 20.0, "cpu idle {idle}%, busy peak {peak}%");
@@ -71,11 +71,11 @@ fn cpu_rises_under_a_busy_handler() {
 #[test]
 fn event_loop_lag_rises_when_a_handler_blocks_and_errors_are_counted() {
     let mut cluster = Cluster::start(APP, &[ARGS, &["--threads=1"]].concat(), &[]);
-    let idle = number(&beat(&mut cluster), "lag_ms");
+    let idle = number(&beat(&mut cluster), "event_loop_lag_ms");
     assert_eq!(get(cluster.app, "/block?ms=800").unwrap().body, "blocked");
     let mut peak: f64 = 0.0;
     for _ in 0..3 {
-        peak = peak.max(number(&beat(&mut cluster), "lag_ms"));
+        peak = peak.max(number(&beat(&mut cluster), "event_loop_lag_ms"));
     }
     assert!(
         peak > idle.max(1.0) * 10.0 && peak >= 400.0,
@@ -100,28 +100,36 @@ fn event_loop_lag_rises_when_a_handler_blocks_and_errors_are_counted() {
 }
 
 #[test]
-fn the_monitor_shows_heartbeat_durations_as_seconds() {
+fn the_monitor_shows_heartbeat_durations_as_seconds_and_each_fact_once() {
     let cluster = Cluster::start(APP, ARGS, &[]);
-    let heartbeat = || -> Value {
+    let worker = || -> Value {
         let body = get(cluster.monitor, "/workers").unwrap().body;
         let workers: Value = serde_json::from_str(&body).unwrap();
-        workers["workers"][0]["heartbeat"].clone()
+        workers["workers"][0].clone()
     };
     assert!(
-        eventually(SOON, || !heartbeat().is_null()),
+        eventually(SOON, || !worker()["heartbeat"].is_null()),
         "the master has a heartbeat"
     );
-    let beat = heartbeat();
+    let worker = worker();
+    let beat = &worker["heartbeat"];
     for key in [
-        "uptime_secs",
-        "durations_secs",
-        "total_durations_secs",
+        "age_secs",
+        "interval_secs",
+        "request_duration_secs",
+        "request_duration_total_secs",
         "event_loop_lag_secs",
-        "cycle_secs",
     ] {
         assert!(beat[key].is_number(), "{key} in {beat}");
     }
-    assert!(beat.get("uptime").is_none(), "{beat}");
-    let uptime = beat["uptime_secs"].as_f64().unwrap();
-    assert!(uptime > 0.0 && uptime < SOON.as_secs_f64() * 10.0, "{beat}");
+    // The entry has the pid, the worker id and the uptime; the heartbeat does not repeat them.
+    for key in ["pid", "worker", "uptime_secs", "uptime"] {
+        assert!(beat.get(key).is_none(), "{key} in {beat}");
+    }
+    assert_eq!(worker["pid"], cluster.workers[0], "{worker}");
+    let uptime = worker["uptime_secs"].as_f64().unwrap();
+    assert!(
+        uptime > 0.0 && uptime < SOON.as_secs_f64() * 10.0,
+        "{worker}"
+    );
 }

@@ -190,18 +190,108 @@ fn ecv_monitor_mode_with_a_user_validator_and_unreachable_urls() {
     assert!(r.body.contains("failed"), "{}", r.body);
 }
 
+/// `name@version` of a `/deps` package.
+fn key(p: &serde_json::Value) -> String {
+    format!(
+        "{}@{}",
+        p["name"].as_str().unwrap(),
+        p["version"].as_str().unwrap()
+    )
+}
+
 #[test]
-fn deps_lists_tokio_with_its_version_and_custom_routes_are_served() {
+fn deps_lists_each_package_once_and_custom_routes_are_served() {
     let cluster = Cluster::start(BUILDER, &[], &[]);
     let r = get(cluster.monitor, "/deps").unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
+    // Each package once, not each path to it: the nested tree this replaces was over half a
+    // megabyte for a hello world.
+    assert!(r.body.len() < 128 * 1024, "/deps is {} bytes", r.body.len());
     let deps: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(deps["name"], "cluster2-tests");
-    let tokio = &deps["dependencies"]["tokio"];
-    let version = tokio["version"].as_str().unwrap();
-    assert!(version.starts_with("1."), "{tokio}");
+    let packages = deps["packages"].as_array().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for p in packages {
+        assert!(seen.insert(key(p)), "{} listed twice", key(p));
+    }
+    let named = |name: &str| {
+        packages
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in /deps"))
+    };
+    let tokio = named("tokio");
+    assert!(
+        tokio["version"].as_str().unwrap().starts_with("1."),
+        "{tokio}"
+    );
     assert!(tokio["source"].as_str().unwrap().starts_with("registry+"));
-    assert_eq!(deps["dependencies"]["cluster2"]["source"], "local");
+    assert_eq!(named("cluster2")["source"], "local");
+    // The root's direct dependencies, and only they, are marked; every dependency named is
+    // listed (`name`, or `name@version` where the lock holds several versions).
+    let direct: std::collections::BTreeSet<String> = packages
+        .iter()
+        .filter(|p| p["direct"] == true)
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    let declared: std::collections::BTreeSet<String> = deps["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().split('@').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(direct, declared);
+    assert!(
+        direct.contains("tokio") && direct.contains("cluster2"),
+        "{direct:?}"
+    );
+    assert_eq!(named("pin-project-lite")["direct"], false);
+    for p in packages {
+        for d in p["dependencies"].as_array().unwrap() {
+            let d = d.as_str().unwrap();
+            let found = if d.contains('@') {
+                seen.contains(d)
+            } else {
+                packages.iter().any(|q| q["name"] == d)
+            };
+            assert!(found, "{} depends on {d}, which is not listed", key(p));
+        }
+    }
+
+    // The tree on request: each package spelled out once, later appearances marked.
+    let r = get(cluster.monitor, "/deps?view=tree").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.len() < 256 * 1024,
+        "the tree is {} bytes",
+        r.body.len()
+    );
+    let tree: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let mut expanded = std::collections::BTreeMap::<String, usize>::new();
+    let mut stack = vec![&tree];
+    while let Some(node) = stack.pop() {
+        if let Some(children) = node["dependencies"].as_array() {
+            *expanded.entry(key(node)).or_default() += 1;
+            stack.extend(children);
+        } else {
+            assert_eq!(node["deduplicated"], true, "{node}");
+        }
+    }
+    assert!(expanded.values().all(|&n| n == 1), "{expanded:?}");
+    assert_eq!(
+        expanded.len(),
+        packages.len() + 1,
+        "every package, and the root"
+    );
+
+    let r = get(cluster.monitor, "/deps?view=nested").unwrap();
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.contains("`list` (the default) or `tree`"),
+        "{}",
+        r.body
+    );
+
     assert_eq!(
         get(cluster.monitor, "/custom").unwrap().body,
         "custom route"

@@ -284,7 +284,7 @@ fn pause_and_resume_steer_new_connections() {
     );
     // Mistakes are clear.
     let r = post(cluster.monitor, "/workers/1/pause");
-    assert_eq!(r.status, 409);
+    assert_eq!(r.status, 404);
     assert!(r.body.contains("no worker with pid 1"), "{}", r.body);
     assert_eq!(
         post(cluster.monitor, &format!("/workers/{a}/explode")).status,

@@ -111,7 +111,11 @@ fn a_failed_warm_up_is_reported_with_its_error_and_retried() {
     );
     let exited = events.wait("exited", |e| e["pid"] == failed["pid"]);
     assert_eq!(exited["exit"]["status"], 3, "{exited}");
-    assert_eq!(exited["exit"]["meaning"], "start-up failed", "{exited}");
+    // The status is explained by what the worker reported.
+    assert_eq!(
+        exited["exit"]["meaning"], "warm-up failed: cache not primed",
+        "{exited}"
+    );
     // Retried: a second attempt warms up again, in a new process.
     let second = events.wait("start_failed", |e| e["stage"] == "warm-up");
     assert_ne!(pid(&failed), pid(&second), "a new process tried again");

@@ -80,6 +80,12 @@ pub(crate) fn master() -> Option<Sender<ToMaster>> {
     peers().read().expect("peers lock").master.clone()
 }
 
+/// In the master: the worker id of worker `pid`, while it lives.
+pub(crate) fn worker_id(pid: u32) -> Option<usize> {
+    let peers = peers().read().expect("peers lock");
+    peers.workers.get(&pid).map(|(id, _)| *id)
+}
+
 /// Sends to one worker. `None` if there is no such worker.
 pub(crate) fn to_worker(pid: u32, msg: &ToWorker) -> Option<Result<(), TrySendError>> {
     let peers = peers().read().expect("peers lock");

@@ -31,9 +31,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::log::human_secs;
 
 /// One thing that happened to the cluster.
 ///
@@ -316,8 +317,8 @@ impl fmt::Display for ReplaceReason {
             } => write!(
                 f,
                 "old: up {}, max_age {}",
-                human(*uptime_secs),
-                human(*max_age_secs)
+                human_secs(*uptime_secs),
+                human_secs(*max_age_secs)
             ),
             Self::Degraded {
                 requests_per_second,
@@ -328,7 +329,7 @@ impl fmt::Display for ReplaceReason {
             ),
             Self::ShouldKill => f.write_str("should_kill decided"),
             Self::Runaway { silent_secs } => {
-                write!(f, "runaway: no heartbeat for {}", human(*silent_secs))
+                write!(f, "runaway: no heartbeat for {}", human_secs(*silent_secs))
             }
             Self::Operator => f.write_str("replace requested"),
             Self::DebugSession => f.write_str("debug session"),
@@ -348,7 +349,8 @@ pub struct Exit {
     pub signal: Option<i32>,
     /// That signal's name (`SIGKILL`, …).
     pub signal_name: Option<String>,
-    /// What the status means when cluster2 set it (`start-up failed`, …).
+    /// What the status means when cluster2 set it (`stopped`, `main failed`, …); for a
+    /// worker whose start-up failed, what it reported (`warm-up failed: <its error>`).
     pub meaning: Option<String>,
 }
 
@@ -375,6 +377,20 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// The exit of a worker that reported why its start-up failed, explained by that report
+    /// (`warm-up failed: cache not primed`) rather than by the status alone (`start-up
+    /// failed`); any other exit as it is.
+    pub(crate) fn explained_by(mut self, start_failure: Option<&str>) -> Self {
+        if let (Some(failure), Some(status)) = (start_failure, self.status) {
+            if status == i32::from(crate::exit::START_FAILED) {
+                self.meaning = Some(failure.to_owned());
+            }
+        }
+        self
+    }
+}
+
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.status, &self.signal, &self.meaning) {
@@ -388,18 +404,6 @@ impl fmt::Display for Exit {
             (None, None, Some(meaning)) => f.write_str(meaning),
             (None, None, None) => f.write_str("exited"),
         }
-    }
-}
-
-/// A duration in seconds as people write it: `12ms`, `3.2s`, `5m 3s`.
-pub(crate) fn human(secs: f64) -> String {
-    let d = Duration::from_secs_f64(secs.max(0.0));
-    if d < Duration::from_secs(1) {
-        format!("{} ms", d.as_millis())
-    } else if d < Duration::from_secs(60) {
-        format!("{:.1} s", d.as_secs_f64())
-    } else {
-        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
     }
 }
 
@@ -428,6 +432,241 @@ mod tests {
         );
     }
 
+    /// The rows of the table after `<!-- marker -->` in the monitor API's documentation: the
+    /// first column, and the names in backticks in the second.
+    fn documented(marker: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+        let doc = include_str!("../../docs/monitor-api.md");
+        let start = doc
+            .find(&format!("<!-- {marker} -->"))
+            .unwrap_or_else(|| panic!("no `{marker}` table in docs/monitor-api.md"));
+        let ticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        doc[start..]
+            .lines()
+            .skip(3) // the marker, the head and the rule
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').collect();
+                (ticked(cells[1]).remove(0), ticked(cells[2]))
+            })
+            .collect()
+    }
+
+    /// The JSON keys of `value` but the ones every record or reason has.
+    fn own_keys(value: &serde_json::Value, but: &[&str]) -> Vec<String> {
+        let mut keys: Vec<String> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !but.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// One of each event, and the documentation's table of events lists exactly those kinds
+    /// with exactly their fields.
+    #[test]
+    fn the_documented_events_are_the_ones_served() {
+        let exit = Exit {
+            status: Some(0),
+            signal: None,
+            signal_name: None,
+            meaning: Some("stopped".into()),
+        };
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let reason = ReplaceReason::Operator;
+        let (worker, pid) = (0, 1);
+        let all = [
+            Event::Starting {
+                app: addr,
+                monitor: addr,
+                workers: 1,
+            },
+            Event::Ready { workers: vec![1] },
+            Event::Spawned {
+                worker,
+                pid,
+                successor_of: None,
+            },
+            Event::Warming { worker, pid, addr },
+            Event::StartFailed {
+                worker,
+                pid,
+                stage: "warm-up".into(),
+                error: "x".into(),
+            },
+            Event::Listening { worker, pid },
+            Event::Paused { worker, pid },
+            Event::Resumed { worker, pid },
+            Event::Stopping { worker, pid },
+            Event::Exited {
+                worker,
+                pid,
+                exit: exit.clone(),
+                expected: true,
+            },
+            Event::RestartScheduled {
+                worker,
+                delay_secs: 0.0,
+                crash_streak: 1,
+            },
+            Event::Queued {
+                worker,
+                pid,
+                reason: reason.clone(),
+            },
+            Event::Replacing {
+                worker,
+                pid,
+                reason: reason.clone(),
+            },
+            Event::SuccessorFailed {
+                worker,
+                pid,
+                attempt: 1,
+                tries: 1,
+                why: "x".into(),
+            },
+            Event::SuccessorReady {
+                worker,
+                pid,
+                successor: 2,
+            },
+            Event::Replaced {
+                worker,
+                pid,
+                successor: Some(2),
+                reason,
+                took_secs: 0.1,
+            },
+            Event::ReplacementFailed {
+                worker,
+                pid,
+                why: "x".into(),
+            },
+            Event::DebugSessionStarted { worker, pid },
+            Event::DebugSessionEnded { worker, pid },
+            Event::DebugWorkerStarted {
+                worker,
+                pid,
+                filter: "debug".into(),
+            },
+            Event::DebugWorkerReleased {
+                worker,
+                pid,
+                replaced: Some(pid),
+            },
+            Event::DebugWorkerDismissed { worker, pid },
+            Event::Ecv {
+                up: true,
+                reason: "x".into(),
+            },
+            Event::CacheManagerUp {
+                pid: None,
+                socket: "/x".into(),
+            },
+            Event::CacheManagerDown {
+                pid,
+                exit: exit.clone(),
+                restart_in_secs: None,
+            },
+            Event::ShuttingDown { why: "x".into() },
+            Event::Stopped,
+        ];
+        // A new variant does not compile here until it is added above (and documented).
+        for event in &all {
+            match event {
+                Event::Starting { .. }
+                | Event::Ready { .. }
+                | Event::Spawned { .. }
+                | Event::Warming { .. }
+                | Event::StartFailed { .. }
+                | Event::Listening { .. }
+                | Event::Paused { .. }
+                | Event::Resumed { .. }
+                | Event::Stopping { .. }
+                | Event::Exited { .. }
+                | Event::RestartScheduled { .. }
+                | Event::Queued { .. }
+                | Event::Replacing { .. }
+                | Event::SuccessorFailed { .. }
+                | Event::SuccessorReady { .. }
+                | Event::Replaced { .. }
+                | Event::ReplacementFailed { .. }
+                | Event::DebugSessionStarted { .. }
+                | Event::DebugSessionEnded { .. }
+                | Event::DebugWorkerStarted { .. }
+                | Event::DebugWorkerReleased { .. }
+                | Event::DebugWorkerDismissed { .. }
+                | Event::Ecv { .. }
+                | Event::CacheManagerUp { .. }
+                | Event::CacheManagerDown { .. }
+                | Event::ShuttingDown { .. }
+                | Event::Stopped => {}
+            }
+        }
+        let served: std::collections::BTreeMap<String, Vec<String>> = all
+            .iter()
+            .map(|event| {
+                let json = serde_json::to_value(event).unwrap();
+                let kind = json["event"].as_str().unwrap().to_owned();
+                let mut fields = own_keys(&json, &["event"]);
+                fields.sort();
+                (kind, fields)
+            })
+            .collect();
+        let mut doc = documented("events");
+        doc.values_mut().for_each(|fields| fields.sort());
+        assert_eq!(doc, served);
+
+        let reasons = [
+            ReplaceReason::OldAge {
+                uptime_secs: 1.0,
+                max_age_secs: 1.0,
+            },
+            ReplaceReason::Degraded {
+                requests_per_second: 1.0,
+            },
+            ReplaceReason::ShouldKill,
+            ReplaceReason::Runaway { silent_secs: 1.0 },
+            ReplaceReason::Operator,
+            ReplaceReason::DebugSession,
+            ReplaceReason::RollingRestart { sighup: true },
+        ];
+        for reason in &reasons {
+            match reason {
+                ReplaceReason::OldAge { .. }
+                | ReplaceReason::Degraded { .. }
+                | ReplaceReason::ShouldKill
+                | ReplaceReason::Runaway { .. }
+                | ReplaceReason::Operator
+                | ReplaceReason::DebugSession
+                | ReplaceReason::RollingRestart { .. } => {}
+            }
+        }
+        let served: std::collections::BTreeMap<String, Vec<String>> = reasons
+            .iter()
+            .map(|reason| {
+                let json = serde_json::to_value(reason).unwrap();
+                let kind = json["kind"].as_str().unwrap().to_owned();
+                (kind, own_keys(&json, &["kind"]))
+            })
+            .collect();
+        let mut doc = documented("reasons");
+        doc.values_mut().for_each(|fields| fields.sort());
+        assert_eq!(doc, served);
+
+        let doc: Vec<String> = documented("fields: exit").into_keys().collect();
+        assert_eq!(doc, own_keys(&serde_json::to_value(&exit).unwrap(), &[]));
+    }
+
     #[test]
     fn exits_read_as_people_write_them() {
         let killed = Exit {
@@ -444,7 +683,5 @@ mod tests {
             meaning: crate::exit::meaning(3).map(str::to_owned),
         };
         assert_eq!(failed.to_string(), "exited with status 3 (start-up failed)");
-        assert_eq!(human(0.012), "12 ms");
-        assert_eq!(human(3.25), "3.2 s");
     }
 }

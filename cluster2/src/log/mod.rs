@@ -12,6 +12,7 @@
 
 pub(crate) mod forward; // a process's side of streaming: the forwarding layer and its task
 pub(crate) mod hub; // the master's side: watchers per process, fan-out, each process's filter
+mod human; // durations as people write them, for every line that reports one
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -30,6 +31,7 @@ use crate::ipc::channel::Sender;
 use crate::ipc::message::{LogControl, ToMaster};
 
 pub(crate) use hub::current_filter;
+pub(crate) use human::{human, human_secs};
 
 /// Replaces the filter of this process's subscriber; set only when cluster2's subscriber is
 /// the one installed.

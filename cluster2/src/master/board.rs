@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::heartbeat::Heartbeat;
+use crate::lifecycle::ReplaceReason;
 
 /// Where a worker is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -63,7 +64,6 @@ pub(crate) struct WorkerInfo {
     pub(crate) warm_up_addr: Option<SocketAddr>,
     pub(crate) restarts: u64,
     pub(crate) crash_streak: u32,
-    pub(crate) next_restart_in: Option<Duration>,
     pub(crate) successor_of: Option<u32>,
     pub(crate) heartbeat: Option<(Heartbeat, Instant)>,
     pub(crate) errors: u64,
@@ -95,6 +95,17 @@ pub(crate) enum Phase {
     ShuttingDown,
 }
 
+impl Phase {
+    /// The name the monitor shows.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
 /// Counters that never go backwards: what workers that are gone had reported, and how many
 /// restarts and replacements the cluster has seen.
 #[derive(Clone, Copy, Debug, Default)]
@@ -109,16 +120,21 @@ pub(crate) struct Totals {
     pub(crate) crashes: u64,
 }
 
-/// One entry of the death queue, as shown.
+/// One entry of the death queue, as shown (`/workers`, the `death_queue` status).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct QueuedReplacement {
+    /// The worker id.
     pub(crate) worker: usize,
+    /// The process to replace.
     pub(crate) pid: u32,
-    pub(crate) reason: String,
+    /// Why, as the lifecycle events say it.
+    pub(crate) reason: ReplaceReason,
     /// Whether this one is in progress (the head of the queue).
     pub(crate) in_progress: bool,
+    /// The successor being started, while in progress.
     pub(crate) successor: Option<u32>,
-    pub(crate) tries: u32,
+    /// Which try the successor is (from 1; 0 while waiting), of `death_queue.retries`.
+    pub(crate) attempt: u32,
 }
 
 /// How far back the history of each worker's figures goes (the debug page's charts).
@@ -141,9 +157,9 @@ impl Sample {
     pub(crate) fn of(beat: &Heartbeat) -> Self {
         Self {
             at_unix_secs: crate::lifecycle::unix_now(),
-            requests_per_second: beat.tps,
-            cpu_percent: beat.cpu,
-            memory_bytes: beat.memory,
+            requests_per_second: beat.requests_per_second,
+            cpu_percent: beat.cpu_percent,
+            memory_bytes: beat.memory_bytes,
             open_connections: beat.open_connections,
             event_loop_lag_secs: beat.event_loop_lag.as_secs_f64(),
         }
@@ -229,8 +245,8 @@ impl Board {
     pub(super) fn retire(&self, heartbeat: Option<&Heartbeat>, errors: u64, panics: u64) {
         let mut totals = self.totals.lock().expect("board lock");
         if let Some(beat) = heartbeat {
-            totals.requests += beat.total_transactions;
-            totals.request_seconds += beat.total_durations.as_secs_f64();
+            totals.requests += beat.requests_total;
+            totals.request_seconds += beat.request_duration_total.as_secs_f64();
         }
         totals.errors += errors;
         totals.panics += panics;

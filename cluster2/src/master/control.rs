@@ -2,6 +2,9 @@
 //! master process (for example from the `main` body or a monitor route; the monitor app exposes
 //! them as `POST /workers/{pid}/pause`, `/resume`, `/replace` and `POST /workers/restart`), and
 //! the supervisor's handling of each request on its loop.
+//!
+//! A refusal carries its kind ([`Refused`]) beside the words, so that callers (the monitor's
+//! status codes, the public [`ErrorKind`]) decide on the kind and never on the text.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -16,26 +19,62 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::message::ToWorker;
 use crate::lifecycle::ReplaceReason;
 
+/// Why the supervisor did not do what was asked of one worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No worker of this cluster has the pid (or it exited before it confirmed).
+    NoSuchWorker,
+    /// The worker's state does not allow it now: not serving, already being replaced, in a
+    /// debug session or not in one.
+    Conflict,
+    /// The cluster is shutting down.
+    Stopping,
+}
+
+/// A refusal: its kind, and the words for people (naming the pid).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) kind: Refused,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(kind: Refused, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The supervisor's answer to a request about one worker.
+pub(crate) type Reply = oneshot::Sender<std::result::Result<(), Refusal>>;
+
 /// A request to the supervisor.
 pub(crate) enum Control {
-    Pause(u32, oneshot::Sender<std::result::Result<(), String>>),
-    Resume(u32, oneshot::Sender<std::result::Result<(), String>>),
-    Replace(u32, oneshot::Sender<std::result::Result<(), String>>),
+    Pause(u32, Reply),
+    Resume(u32, Reply),
+    Replace(u32, Reply),
     RollingRestart(oneshot::Sender<usize>),
     /// Debug sessions and debug workers (`debugging.rs`).
     Debug(DebugRequest),
 }
 
 impl Control {
-    pub(crate) fn refuse(self, why: &str) {
+    /// Answers a request the supervisor will not handle: the cluster is shutting down.
+    pub(crate) fn refuse_stopping(self) {
         match self {
             Control::Pause(_, r) | Control::Resume(_, r) | Control::Replace(_, r) => {
-                let _ = r.send(Err(why.to_owned()));
+                let _ = r.send(Err(stopping()));
             }
             Control::RollingRestart(r) => drop(r),
-            Control::Debug(request) => request.refuse(why),
+            Control::Debug(request) => request.refuse(stopping()),
         }
     }
+}
+
+fn stopping() -> Refusal {
+    Refusal::new(Refused::Stopping, "the cluster is shutting down")
 }
 
 static CONTROL: OnceLock<mpsc::UnboundedSender<Control>> = OnceLock::new();
@@ -53,26 +92,44 @@ const CONFIRM: Duration = Duration::from_secs(5);
 pub(super) async fn ask<T>(make: impl FnOnce(oneshot::Sender<T>) -> Control) -> Result<T> {
     let control = CONTROL.get().ok_or_else(|| {
         Error::new(
-            ErrorKind::NotFound,
+            ErrorKind::Unavailable,
             "not the master of a running cluster: operator controls work in the master only",
         )
     })?;
+    let stopping = || Error::new(ErrorKind::Unavailable, "the cluster is shutting down");
     let (reply, answer) = oneshot::channel();
-    control
-        .send(make(reply))
-        .map_err(|_| Error::new(ErrorKind::Io, "the cluster is stopping"))?;
+    control.send(make(reply)).map_err(|_| stopping())?;
     tokio::time::timeout(CONFIRM, answer)
         .await
-        .map_err(|_| Error::new(ErrorKind::Timeout, "the worker did not confirm within 5s"))?
-        .map_err(|_| Error::new(ErrorKind::Io, "the cluster is stopping"))
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the worker did not confirm within {}",
+                    crate::log::human(CONFIRM)
+                ),
+            )
+        })?
+        .map_err(|_| stopping())
 }
 
-fn refused(e: String) -> Error {
-    Error::new(ErrorKind::NotFound, e)
+/// A refusal as the public error: its kind decides the [`ErrorKind`].
+pub(super) fn refused(refusal: Refusal) -> Error {
+    let kind = match refusal.kind {
+        Refused::NoSuchWorker => ErrorKind::NotFound,
+        Refused::Conflict => ErrorKind::Conflict,
+        Refused::Stopping => ErrorKind::Unavailable,
+    };
+    Error::new(kind, refusal.message)
 }
 
 /// Stops worker `pid` from accepting new connections. It keeps its open connections and all
 /// its state; the other workers take the new connections.
+///
+/// Fails with [`ErrorKind::NotFound`] when no worker has this pid, [`ErrorKind::Conflict`] when
+/// the worker is not serving, [`ErrorKind::Timeout`] when it does not confirm in time, and
+/// [`ErrorKind::Unavailable`] outside a running cluster's master or while it shuts down; the
+/// other controls fail the same ways.
 pub async fn pause(pid: u32) -> Result<()> {
     ask(|r| Control::Pause(pid, r)).await?.map_err(refused)
 }
@@ -120,9 +177,10 @@ impl Supervisor {
         pid: u32,
         reason: ReplaceReason,
         retire: Retire,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), Refusal> {
+        let conflict = |message: String| Err(Refusal::new(Refused::Conflict, message));
         match self.procs.get(&pid) {
-            Some(p) if p.debugging.is_some() => Err(debugging(pid)),
+            Some(p) if p.debugging.is_some() => conflict(debugging(pid)),
             Some(p) if p.successor_of.is_none() && !p.expected_exit => {
                 let entry = Entry {
                     slot: p.slot,
@@ -133,17 +191,17 @@ impl Supervisor {
                 if self.enqueue(entry).await {
                     Ok(())
                 } else {
-                    Err(format!(
+                    conflict(format!(
                         "worker pid {pid} is already queued for replacement"
                     ))
                 }
             }
-            Some(_) => Err(format!("worker pid {pid} is already being replaced")),
+            Some(_) => conflict(format!("worker pid {pid} is already being replaced")),
             None => Err(self.no_such_worker(pid)),
         }
     }
 
-    async fn pause(&mut self, pid: u32, pause: bool, reply: oneshot::Sender<Result<(), String>>) {
+    async fn pause(&mut self, pid: u32, pause: bool, reply: Reply) {
         let missing = self.no_such_worker(pid);
         let Some(proc) = self.procs.get_mut(&pid) else {
             let _ = reply.send(Err(missing));
@@ -155,7 +213,7 @@ impl Supervisor {
             WorkerState::Listening
         };
         if proc.debugging.is_some() {
-            let _ = reply.send(Err(debugging(pid)));
+            let _ = reply.send(Err(Refusal::new(Refused::Conflict, debugging(pid))));
             return;
         }
         if proc.state == want {
@@ -163,9 +221,9 @@ impl Supervisor {
             return;
         }
         if !matches!(proc.state, WorkerState::Listening | WorkerState::Paused) {
-            let _ = reply.send(Err(format!(
-                "worker pid {pid} is {}, not serving",
-                proc.state.name()
+            let _ = reply.send(Err(Refusal::new(
+                Refused::Conflict,
+                format!("worker pid {pid} is {}, not serving", proc.state.name()),
             )));
             return;
         }
@@ -175,16 +233,22 @@ impl Supervisor {
             ToWorker::Resume
         };
         if proc.child.tx.send(&msg).await.is_err() {
-            let _ = reply.send(Err("the worker is gone".to_owned()));
+            let _ = reply.send(Err(Refusal::new(
+                Refused::NoSuchWorker,
+                format!("worker pid {pid} is gone"),
+            )));
             return;
         }
         // Answered when the worker confirms.
         proc.waiting = Some((pause, reply));
     }
 
-    pub(super) fn no_such_worker(&self, pid: u32) -> String {
+    pub(super) fn no_such_worker(&self, pid: u32) -> Refusal {
         let pids: Vec<String> = self.procs.keys().map(u32::to_string).collect();
-        format!("no worker with pid {pid}; workers: {}", pids.join(", "))
+        Refusal::new(
+            Refused::NoSuchWorker,
+            format!("no worker with pid {pid}; workers: {}", pids.join(", ")),
+        )
     }
 }
 

@@ -11,7 +11,8 @@ use nix::sys::signal::Signal;
 
 use super::board::{QueuedReplacement, WorkerState};
 use super::supervisor::{Spawn, Supervisor};
-use crate::lifecycle::{self, Event, ReplaceReason, human};
+use crate::lifecycle::{self, Event, Exit, ReplaceReason};
+use crate::log::human;
 
 /// How long an old worker gets after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
@@ -115,19 +116,19 @@ impl DeathQueue {
             shown.push(QueuedReplacement {
                 worker: r.entry.slot,
                 pid: r.entry.pid,
-                reason: r.entry.reason.to_string(),
+                reason: r.entry.reason.clone(),
                 in_progress: true,
                 successor: r.successor,
-                tries: r.tries,
+                attempt: r.tries,
             });
         }
         shown.extend(self.queue.iter().map(|e| QueuedReplacement {
             worker: e.slot,
             pid: e.pid,
-            reason: e.reason.to_string(),
+            reason: e.reason.clone(),
             in_progress: false,
             successor: None,
-            tries: 0,
+            attempt: 0,
         }));
         shown
     }
@@ -166,7 +167,8 @@ impl Supervisor {
             if !self.procs.contains_key(&entry.pid) {
                 continue;
             }
-            tracing::info!(
+            // Said once when queued and once when done; the steps between are for debugging.
+            tracing::debug!(
                 "replacing worker {} (pid {}): {}",
                 entry.slot,
                 entry.pid,
@@ -209,7 +211,8 @@ impl Supervisor {
         self.publish_queue();
     }
 
-    /// The successor failed (crashed, failed its warm-up, or was not ready in time).
+    /// The successor failed (crashed, failed its warm-up, or was not ready in time): one
+    /// ERROR line says so, and whether another try follows.
     pub(super) async fn retry_successor(&mut self, why: String) {
         let Some(r) = self.deaths.replacing.as_mut() else {
             return;
@@ -231,7 +234,7 @@ impl Supervisor {
         });
         if tries >= allowed {
             tracing::error!(
-                "gave up replacing worker {slot} (pid {pid}) after {tries} tries ({why}); \
+                "gave up replacing worker {slot} (pid {pid}) after {tries} tries: {why}; \
                  it keeps serving"
             );
             lifecycle::publish(Event::ReplacementFailed {
@@ -243,14 +246,18 @@ impl Supervisor {
             self.advance().await;
             return;
         }
-        tracing::warn!(
-            "successor of worker {slot} (pid {pid}) failed ({why}); try {} of {allowed}",
-            tries + 1,
-        );
         // The old worker keeps serving meanwhile.
         if self.procs.contains_key(&pid) {
+            tracing::error!(
+                "replacing worker {slot} (pid {pid}), try {tries} of {allowed} failed: {why}; \
+                 trying again"
+            );
             self.start_successor().await;
         } else {
+            tracing::error!(
+                "replacing worker {slot} (pid {pid}), try {tries} of {allowed} failed: {why}; \
+                 the worker is gone, so no other try"
+            );
             self.deaths.replacing = None;
             self.advance().await;
         }
@@ -276,12 +283,12 @@ impl Supervisor {
         });
         if !self.procs.contains_key(&old) {
             // The old worker is already gone.
-            self.replacement_done(old).await;
+            self.replacement_done(old, None).await;
             return;
         }
         if retire == Retire::KeepForDebugging {
             self.keep_for_debugging(old).await;
-            self.replacement_done(old).await;
+            self.replacement_done(old, None).await;
             return;
         }
         self.stop_worker(old).await;
@@ -294,11 +301,13 @@ impl Supervisor {
             r.stage = Stage::Draining;
             r.deadline = tokio::time::Instant::now() + grace;
         }
-        tracing::info!("worker {slot}: successor (pid {successor}) ready; stopping pid {old}");
+        tracing::debug!("worker {slot}: successor (pid {successor}) ready; stopping pid {old}");
         self.publish_queue();
     }
 
-    pub(super) async fn replacement_done(&mut self, old: u32) {
+    /// The replaced worker is gone (`exit`: how, when it exited now; `None` when it had
+    /// exited before, or stays for a debug session): the one line that closes a replacement.
+    pub(super) async fn replacement_done(&mut self, old: u32, exit: Option<&Exit>) {
         let Some(r) = self.deaths.replacing.take() else {
             return;
         };
@@ -306,10 +315,15 @@ impl Supervisor {
         let slot = r.entry.slot;
         let successor = self.slots[slot].active;
         let took = r.started.elapsed();
+        // A worker that drained and stopped needs no word; one that was killed does.
+        let unusual = exit
+            .filter(|e| e.status != Some(0))
+            .map(|e| format!("; pid {old} {e}"))
+            .unwrap_or_default();
         tracing::info!(
-            "replaced worker {slot} (pid {old} → pid {}) in {}: {}",
+            "replaced worker {slot} (pid {old} → pid {}) in {}: {}{unusual}",
             successor.map_or("none".to_owned(), |p| p.to_string()),
-            human(took.as_secs_f64()),
+            human(took),
             r.entry.reason
         );
         lifecycle::publish(Event::Replaced {
@@ -359,20 +373,40 @@ impl Supervisor {
         self.publish_queue();
     }
 
-    /// Every active worker, queued for replacement one at a time.
+    /// Every active worker, queued for replacement one at a time. The summary line comes
+    /// first, then each worker's.
     pub(super) async fn rolling_restart(&mut self, sighup: bool) -> usize {
+        let targets: Vec<(usize, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| s.active.map(|pid| (slot, pid)))
+            .filter(|&(_, pid)| !self.deaths.holds(pid))
+            .collect();
+        let asked = if sighup {
+            "SIGHUP"
+        } else {
+            "rolling restart requested"
+        };
+        if self.stopping {
+            tracing::info!("{asked}: ignored, the cluster is shutting down");
+            return 0;
+        }
+        match targets.len() {
+            0 => tracing::info!("{asked}: every worker is already queued for replacement"),
+            1 => tracing::info!("{asked}: replacing 1 worker"),
+            n => tracing::info!("{asked}: replacing {n} workers one at a time"),
+        }
         let mut queued = 0;
-        for slot in 0..self.slots.len() {
-            if let Some(pid) = self.slots[slot].active {
-                let entry = Entry {
-                    slot,
-                    pid,
-                    reason: ReplaceReason::RollingRestart { sighup },
-                    retire: Retire::Drain,
-                };
-                if self.enqueue(entry).await {
-                    queued += 1;
-                }
+        for (slot, pid) in targets {
+            let entry = Entry {
+                slot,
+                pid,
+                reason: ReplaceReason::RollingRestart { sighup },
+                retire: Retire::Drain,
+            };
+            if self.enqueue(entry).await {
+                queued += 1;
             }
         }
         queued
@@ -404,8 +438,8 @@ impl Supervisor {
             .collect();
         for (slot, pid, silent) in runaways {
             tracing::warn!(
-                "worker {slot} (pid {pid}) sent no heartbeat for {:.1}s (--nanny.tolerance {}): runaway",
-                silent.as_secs_f64(),
+                "worker {slot} (pid {pid}) sent no heartbeat for {} (--nanny.tolerance {}): runaway",
+                human(silent),
                 humantime::format_duration(tolerance)
             );
             self.enqueue(Entry {

@@ -19,14 +19,15 @@
 use tokio::sync::oneshot;
 
 use super::board::{Debugging, WorkerState};
-use super::control::{Control, ask};
+use super::control::{Control, Refusal, Refused, ask, refused};
 use super::death_queue::Retire;
 use super::supervisor::{Spawn, Supervisor};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::ipc::message::ToWorker;
 use crate::lifecycle::{self, Event, ReplaceReason};
 
-type Reply<T> = oneshot::Sender<std::result::Result<T, String>>;
+type Reply<T> = oneshot::Sender<std::result::Result<T, Refusal>>;
+type Answer<T> = std::result::Result<T, Refusal>;
 
 /// A debugging request to the supervisor.
 pub(crate) enum DebugRequest {
@@ -38,8 +39,7 @@ pub(crate) enum DebugRequest {
 }
 
 impl DebugRequest {
-    pub(super) fn refuse(self, why: &str) {
-        let why = why.to_owned();
+    pub(super) fn refuse(self, why: Refusal) {
         match self {
             DebugRequest::Session(_, r)
             | DebugRequest::EndSession(_, r)
@@ -64,10 +64,6 @@ pub(crate) struct Released {
     pub(crate) worker: usize,
     /// The process that served the worker id before, now draining.
     pub(crate) replaced: Option<u32>,
-}
-
-fn refused(e: String) -> Error {
-    Error::new(ErrorKind::NotFound, e)
 }
 
 /// Starts a debug session on worker `pid`: a successor takes its place (warm first, so the
@@ -125,7 +121,9 @@ impl Supervisor {
                         lifecycle::publish(Event::DebugSessionEnded { worker, pid });
                         Ok(())
                     }
-                    Some(_) => Err(format!("worker pid {pid} is not in a debug session")),
+                    Some(_) => Err(conflict(format!(
+                        "worker pid {pid} is not in a debug session"
+                    ))),
                     None => Err(self.no_such_worker(pid)),
                 };
                 let _ = reply.send(result);
@@ -167,16 +165,16 @@ impl Supervisor {
         lifecycle::publish(Event::DebugSessionStarted { worker, pid });
     }
 
-    async fn debug_new(&mut self, filter: &str) -> std::result::Result<NewDebugWorker, String> {
+    async fn debug_new(&mut self, filter: &str) -> Answer<NewDebugWorker> {
         if let Some(held) = self
             .procs
             .values()
             .find(|p| p.debugging == Some(Debugging::New))
         {
-            return Err(format!(
+            return Err(conflict(format!(
                 "debug worker pid {} is still held: release or dismiss it first",
                 held.pid()
-            ));
+            )));
         }
         // It is meant to take the place of the worker that has served longest.
         let Some(worker) = self
@@ -187,10 +185,12 @@ impl Supervisor {
             .min_by_key(|&(_, since)| since)
             .map(|(slot, _)| slot)
         else {
-            return Err("no worker serves yet".to_owned());
+            return Err(conflict("no worker serves yet"));
         };
         let Some(pid) = self.spawn(worker, Spawn::DebugNew(filter)).await else {
-            return Err("the debug worker could not be started; see the master's log".to_owned());
+            return Err(conflict(
+                "the debug worker could not be started; see the master's log",
+            ));
         };
         tracing::info!(
             "debug worker (pid {pid}) started for worker {worker}, logging at `{filter}`, \
@@ -205,41 +205,44 @@ impl Supervisor {
     }
 
     /// The worker id debug worker `pid` is held for, or why `pid` is not one.
-    fn debug_worker(&self, pid: u32) -> std::result::Result<usize, String> {
+    fn debug_worker(&self, pid: u32) -> Answer<usize> {
         match self.procs.get(&pid) {
             Some(p) if p.debugging == Some(Debugging::New) && !p.expected_exit => Ok(p.slot),
             Some(p) if p.debugging == Some(Debugging::New) => {
-                Err(format!("debug worker pid {pid} is stopping"))
+                Err(conflict(format!("debug worker pid {pid} is stopping")))
             }
-            Some(_) => Err(format!(
+            Some(_) => Err(conflict(format!(
                 "worker pid {pid} is not a new debug worker (see POST /debug/workers/new)"
-            )),
+            ))),
             None => Err(self.no_such_worker(pid)),
         }
     }
 
     /// Debug worker `pid` takes its worker id over; the process that served it drains.
-    async fn release(&mut self, pid: u32) -> std::result::Result<Released, String> {
+    async fn release(&mut self, pid: u32) -> Answer<Released> {
         let worker = self.debug_worker(pid)?;
         let state = self.procs[&pid].state;
         if state != WorkerState::Paused {
-            return Err(format!(
+            return Err(conflict(format!(
                 "debug worker pid {pid} is {}: it can be released once it is ready",
                 state.name()
-            ));
+            )));
         }
         let replaced = self.slots[worker].active;
         if let Some(old) = replaced {
             if self.deaths.is_replacing(old) || self.deaths.successor_coming_for(worker) {
-                return Err(format!(
+                return Err(conflict(format!(
                     "worker {worker} (pid {old}) is being replaced right now; release pid {pid} \
                      once that is done"
-                ));
+                )));
             }
         }
         let proc = self.procs.get_mut(&pid).expect("checked above");
         if proc.child.tx.send(&ToWorker::Resume).await.is_err() {
-            return Err(format!("debug worker pid {pid} is gone"));
+            return Err(Refusal::new(
+                Refused::NoSuchWorker,
+                format!("debug worker pid {pid} is gone"),
+            ));
         }
         proc.debugging = None;
         crate::log::hub::stop_keeping(pid);
@@ -265,4 +268,8 @@ impl Supervisor {
         });
         Ok(Released { worker, replaced })
     }
+}
+
+fn conflict(message: impl Into<String>) -> Refusal {
+    Refusal::new(Refused::Conflict, message)
 }

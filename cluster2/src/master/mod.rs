@@ -18,7 +18,7 @@ pub(crate) mod stop;
 mod supervisor;
 mod workers;
 
-pub(crate) use board::{Board, Sample, WorkerState};
+pub(crate) use board::{Board, WorkerInfo, WorkerState};
 pub use control::{pause, replace, resume, rolling_restart};
 pub(crate) use debugging::{
     debug_new, debug_session, dismiss_debug_worker, end_debug_session, release_debug_worker,

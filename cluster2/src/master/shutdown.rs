@@ -125,5 +125,5 @@ impl Supervisor {
 }
 
 fn refuse(request: Control) {
-    request.refuse("the cluster is shutting down");
+    request.refuse_stopping();
 }

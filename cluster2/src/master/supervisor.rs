@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use super::board::{Board, Debugging, Phase, Sample, WorkerState};
 use super::cache_manager::CacheManager;
 use super::children;
-use super::control::Control;
+use super::control::{Control, Refusal, Refused};
 use super::death_queue::{DeathQueue, Entry, Retire};
 use super::pidfile::PidFiles;
 use super::shutdown::Signals;
@@ -37,6 +37,7 @@ use crate::exit;
 use crate::heartbeat::Heartbeat;
 use crate::ipc::message::{Hello, StartStage, ToMaster, ToWorker};
 use crate::lifecycle::{self, Event, Exit};
+use crate::log::human;
 use crate::options::Options;
 use crate::started::{Role, Started};
 
@@ -192,8 +193,8 @@ pub(super) async fn supervise(
                 if main.is_some() {
                     tracing::warn!("SIGHUP during start-up: ignored; send it again once ready");
                 } else {
-                    let n = sup.rolling_restart(true).await;
-                    tracing::info!("SIGHUP: replacing {n} workers one at a time");
+                    // It says what it does, before each worker's line.
+                    sup.rolling_restart(true).await;
                 }
             }
         }
@@ -338,6 +339,7 @@ impl Supervisor {
                 debugging,
                 waiting: None,
                 seat,
+                start_failure: None,
             },
         );
         if how == Spawn::Active {
@@ -394,13 +396,16 @@ impl Supervisor {
                 });
             }
             ToMaster::StartFailed { stage, error } => {
+                let failure = format!("{stage} failed: {error}");
+                proc.start_failure = Some(failure.clone());
+                // Said once, by the line of its exit, which comes next and explains its status
+                // with this.
                 if proc.debugging == Some(Debugging::New) {
-                    // Its failure is what the operator came to see; the worker id's own
-                    // process is unaffected.
-                    tracing::error!("debug worker (pid {pid}) {stage} failed: {error}");
+                    // A debug worker's failure is its own: its worker id's process serves on.
+                    tracing::debug!("debug worker (pid {pid}) {stage} failed: {error}");
                 } else {
-                    tracing::error!("worker {slot} (pid {pid}) {stage} failed: {error}");
-                    self.slots[slot].last_failure = Some(format!("{stage} failed: {error}"));
+                    tracing::debug!("worker {slot} (pid {pid}) {stage} failed: {error}");
+                    self.slots[slot].last_failure = Some(failure);
                     if stage == StartStage::WarmUp && self.board.phase() == Phase::Starting {
                         self.board.note_warm_up_failed();
                     }
@@ -426,7 +431,12 @@ impl Supervisor {
                     proc.state = WorkerState::Listening;
                 }
                 proc.listening_since = Some(Instant::now());
-                tracing::info!("worker {slot} (pid {pid}) listening");
+                if proc.successor_of.is_some() {
+                    // The replacement's own line says it when it is done.
+                    tracing::debug!("worker {slot} (pid {pid}) listening");
+                } else {
+                    tracing::info!("worker {slot} (pid {pid}) listening");
+                }
                 lifecycle::publish(Event::Listening { worker: slot, pid });
                 if proc.successor_of.is_some() {
                     self.successor_ready(pid).await;
@@ -475,13 +485,13 @@ impl Supervisor {
             target: "cluster2::heartbeat",
             worker = slot,
             pid,
-            transactions = beat.transactions,
-            total_transactions = beat.total_transactions,
-            tps = format_args!("{:.1}", beat.tps),
-            cpu = format_args!("{:.1}", beat.cpu),
-            memory = beat.memory,
-            lag_ms = format_args!("{:.1}", beat.event_loop_lag.as_secs_f64() * 1000.0),
-            open = beat.open_connections,
+            requests = beat.requests,
+            requests_total = beat.requests_total,
+            requests_per_second = format_args!("{:.1}", beat.requests_per_second),
+            cpu_percent = format_args!("{:.1}", beat.cpu_percent),
+            memory_bytes = beat.memory_bytes,
+            event_loop_lag_ms = format_args!("{:.1}", beat.event_loop_lag.as_secs_f64() * 1000.0),
+            open_connections = beat.open_connections,
             errors = beat.errors,
             panics = beat.panics,
             "heartbeat"
@@ -518,6 +528,8 @@ impl Supervisor {
         let Some(proc) = self.procs.remove(&pid) else {
             return;
         };
+        // `exited with status 3 (warm-up failed: …)`: what it reported before it went.
+        let how = how.explained_by(proc.start_failure.as_deref());
         let slot = proc.slot;
         self.free_seat(proc.seat);
         crate::ipc::peers::remove_worker(pid);
@@ -531,7 +543,10 @@ impl Supervisor {
             proc.panics,
         );
         if let Some((_, reply)) = proc.waiting {
-            let _ = reply.send(Err("the worker exited".to_owned()));
+            let _ = reply.send(Err(Refusal::new(
+                Refused::NoSuchWorker,
+                format!("worker pid {pid} exited before it confirmed"),
+            )));
         }
         let was_active = self.slots[slot].active == Some(pid);
         if was_active {
@@ -554,19 +569,25 @@ impl Supervisor {
             }
             return;
         }
-        // The death queue's own processes.
+        // The death queue's own processes: its lines say how they ended.
         if self.deaths.is_replacing(pid) {
-            tracing::info!("worker {slot} (pid {pid}) {how}");
-            self.replacement_done(pid).await;
+            tracing::debug!("worker {slot} (pid {pid}) {how}");
+            self.replacement_done(pid, Some(&how)).await;
             return;
         }
         if self.deaths.is_successor(pid) {
-            tracing::error!("successor of worker {slot} (pid {pid}) {how} before it was ready");
-            self.retry_successor(format!("successor {how}")).await;
+            tracing::debug!("successor of worker {slot} (pid {pid}) {how} before it was ready");
+            self.retry_successor(format!("successor pid {pid} {how} before it was ready"))
+                .await;
             return;
         }
         if expected {
-            tracing::info!("worker {slot} (pid {pid}) {how}");
+            if proc.successor_of.is_some() {
+                // A failed successor, killed by the death queue, which said so already.
+                tracing::debug!("worker {slot} (pid {pid}) {how}");
+            } else {
+                tracing::info!("worker {slot} (pid {pid}) {how}");
+            }
             return;
         }
         // A crash of a process whose successor is already on its way: the successor takes the
@@ -589,10 +610,14 @@ impl Supervisor {
             return;
         }
         let streak = s.streak.count();
+        let when = if delay.is_zero() {
+            "at once".to_owned()
+        } else {
+            format!("in {}", human(delay))
+        };
         tracing::error!(
-            "worker {slot} (pid {pid}) {how}; restarting in {} (crash {streak} in a row, up {:.1}s)",
-            humantime::format_duration(delay),
-            proc.spawned_at.elapsed().as_secs_f64()
+            "worker {slot} (pid {pid}) {how}; restarting {when} (crash {streak} in a row, up {})",
+            human(proc.spawned_at.elapsed())
         );
         lifecycle::publish(Event::RestartScheduled {
             worker: slot,

@@ -5,14 +5,13 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use nix::sys::signal::Signal;
-use tokio::sync::oneshot;
-
 use super::board::{Debugging, WorkerInfo, WorkerState};
 use super::children::Child;
+use super::control::Reply;
 use super::restart::CrashStreak;
 use super::supervisor::Supervisor;
 use crate::heartbeat::Heartbeat;
+use nix::sys::signal::Signal;
 
 /// One live worker process.
 pub(super) struct Proc {
@@ -34,7 +33,9 @@ pub(super) struct Proc {
     /// Kept out of traffic for debugging: a debug session, or a new worker held from its start.
     pub(super) debugging: Option<Debugging>,
     /// A caller waiting for a pause or resume to be confirmed.
-    pub(super) waiting: Option<(bool, oneshot::Sender<Result<(), String>>)>,
+    pub(super) waiting: Option<(bool, Reply)>,
+    /// What it reported when its start-up failed (`warm-up failed: …`), to explain its exit.
+    pub(super) start_failure: Option<String>,
     /// Its seat at the connection-balance table, freed when it exits.
     pub(super) seat: Option<u32>,
 }
@@ -115,9 +116,6 @@ impl Supervisor {
                     warm_up_addr: p.warm_up_addr,
                     restarts: slot.restarts,
                     crash_streak: slot.streak.count(),
-                    next_restart_in: slot
-                        .restart_at
-                        .map(|t| t.saturating_duration_since(Instant::now())),
                     successor_of: p.successor_of,
                     heartbeat: p.heartbeat.clone(),
                     errors: p.errors,

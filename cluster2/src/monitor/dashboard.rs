@@ -3,7 +3,8 @@
 //!
 //! The feed sends, first, every live worker's recent history (`history`: the board's last ten
 //! minutes of heartbeats) and then, once per heartbeat interval, the whole state of the
-//! cluster (`state`: workers, totals, ECV, death queue, caches, statuses). One task computes
+//! cluster (`state`: workers as `/workers` shows them, totals, ECV, death queue, caches,
+//! statuses). One task computes
 //! the state for every open page and only while at least one is open, so a page costs the
 //! master nothing when nobody looks and the same whether one or ten are open. Lifecycle
 //! events have their own stream (`/events`), which the page opens beside this one.
@@ -15,7 +16,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -161,44 +162,26 @@ async fn tick(inner: Arc<Inner>) {
 
 /// Everything the page shows besides the history and the timeline.
 async fn state(inner: &Inner) -> Value {
+    // One moment for every age in this state, and the same in Unix time: the page places each
+    // worker's heartbeat at `at_unix_secs - heartbeat.age_secs`.
+    let now = Instant::now();
+    let at_unix_secs = crate::lifecycle::unix_now();
     let snapshot = inner.board.snapshot();
     let totals = inner.board.totals();
     let workers: Vec<Value> = snapshot
         .workers
         .iter()
-        .map(|w| {
-            let beat = w.heartbeat.as_ref();
-            json!({
-                "id": w.id,
-                "pid": w.pid,
-                "state": w.state,
-                "uptime_secs": w.spawned_at.elapsed().as_secs_f64(),
-                "restarts": w.restarts,
-                "crash_streak": w.crash_streak,
-                "successor_of": w.successor_of,
-                "debugging": w.debugging,
-                "log_filter": crate::log::current_filter(w.pid),
-                "errors": w.errors,
-                "panics": w.panics,
-                "heartbeat_age_secs": beat.map(|(_, at)| at.elapsed().as_secs_f64()),
-                "requests": beat.map(|(b, _)| b.total_transactions),
-                "sample": beat.map(|(b, at)| {
-                    let mut sample = crate::master::Sample::of(b);
-                    sample.at_unix_secs -= at.elapsed().as_secs_f64();
-                    sample
-                }),
-            })
-        })
+        .map(|w| super::workers::entry(w, now))
         .collect();
     let live_requests: u64 = snapshot
         .workers
         .iter()
-        .filter_map(|w| w.heartbeat.as_ref().map(|(b, _)| b.total_transactions))
+        .filter_map(|w| w.heartbeat.as_ref().map(|(b, _)| b.requests_total))
         .sum();
     let requests_per_second: f64 = snapshot
         .workers
         .iter()
-        .filter_map(|w| w.heartbeat.as_ref().map(|(b, _)| b.tps))
+        .filter_map(|w| w.heartbeat.as_ref().map(|(b, _)| b.requests_per_second))
         .sum();
     let ecv = match tokio::time::timeout(GATHER_TIMEOUT * 4, inner.ecv.check()).await {
         Ok(Ok(())) => json!({ "up": true, "reason": null }),
@@ -206,14 +189,14 @@ async fn state(inner: &Inner) -> Value {
         Err(_) => json!({ "up": false, "reason": "the ECV check did not answer in time" }),
     };
     let caches = match tokio::time::timeout(GATHER_TIMEOUT, crate::cache::manager_stats()).await {
-        Ok(Ok(all)) => json!({ "namespaces": all }),
-        Ok(Err(e)) => json!({ "error": e.to_string() }),
-        Err(_) => json!({ "error": "the cache manager did not answer in time" }),
+        Ok(Ok(all)) => json!({ "namespaces": super::caches_view(&all), "error": null }),
+        Ok(Err(e)) => json!({ "namespaces": [], "error": e.to_string() }),
+        Err(_) => json!({ "namespaces": [], "error": "the cache manager did not answer in time" }),
     };
     json!({
-        "at_unix_secs": crate::lifecycle::unix_now(),
+        "at_unix_secs": at_unix_secs,
         "pid": std::process::id(),
-        "phase": format!("{:?}", inner.board.phase()).to_lowercase(),
+        "phase": inner.board.phase().name(),
         "ecv": ecv,
         "ecv_paths": {
             "mark_up": inner.ecv.options().mark_up,
@@ -228,19 +211,6 @@ async fn state(inner: &Inner) -> Value {
             "replacements": totals.replacements,
         },
         "caches": caches,
-        "statuses": statuses().await,
+        "statuses": super::statuses(GATHER_TIMEOUT).await,
     })
-}
-
-/// Every status across the cluster, each bounded in time.
-async fn statuses() -> Value {
-    let mut all = serde_json::Map::new();
-    for name in crate::status::statuses() {
-        let entries = match crate::status::query(&name, None, GATHER_TIMEOUT).await {
-            Ok(entries) => json!(entries),
-            Err(e) => json!({ "error": e.to_string() }),
-        };
-        all.insert(name, entries);
-    }
-    Value::Object(all)
 }

@@ -110,12 +110,7 @@ where
     }
 }
 
+/// The control's kind decides: not found, conflict, timeout, shutting down.
 fn refusal(e: crate::Error) -> Response {
-    match e.kind() {
-        crate::ErrorKind::Timeout => super::error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
-        _ if e.to_string().starts_with("no worker with pid") => {
-            super::error(StatusCode::NOT_FOUND, e.to_string())
-        }
-        _ => super::error(StatusCode::CONFLICT, e.to_string()),
-    }
+    super::errors::from_error(&e)
 }

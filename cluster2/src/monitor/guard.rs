@@ -28,8 +28,7 @@
 //! The token is compared as SHA-256 digests, in constant time (`subtle`): neither the time an
 //! answer takes nor the token's length tells a guesser how close it came.
 //!
-//! Besides, the layer words axum's bare 405 (a GET to a POST route) as JSON, like every other
-//! refusal of the monitor.
+//! Its refusals are JSON like every other error of the monitor (`errors.rs`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -196,8 +195,6 @@ where
             Verdict::PageWithoutToken => true,
             Verdict::Pass => false,
         };
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
         let answer = self.inner.call(request);
         Box::pin(async move {
             let mut response = answer.await?;
@@ -208,7 +205,7 @@ where
                     HeaderValue::from_static(CHALLENGE),
                 );
             }
-            Ok(json_405(response, &method, &path))
+            Ok(response)
         })
     }
 }
@@ -363,20 +360,6 @@ fn wants_html(headers: &HeaderMap) -> bool {
 
 fn refuse(status: StatusCode, message: String) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
-}
-
-/// axum answers a method a route does not take with a bare 405; the monitor answers every
-/// refusal in JSON. (axum adds the `Allow` header outside this layer, to this answer too.)
-fn json_405(response: Response, method: &Method, path: &str) -> Response {
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED
-        || response.headers().contains_key(header::CONTENT_TYPE)
-    {
-        return response;
-    }
-    refuse(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{method} is not allowed on {path}: the Allow header lists what is"),
-    )
 }
 
 #[cfg(test)]

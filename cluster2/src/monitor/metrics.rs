@@ -131,21 +131,21 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         live.errors += w.errors;
         live.panics += w.panics;
         if let Some((hb, at)) = &w.heartbeat {
-            tps.get_or_create(&labels).set(hb.tps);
-            cpu.get_or_create(&labels).set(hb.cpu);
-            memory.get_or_create(&labels).set(hb.memory as f64);
+            tps.get_or_create(&labels).set(hb.requests_per_second);
+            cpu.get_or_create(&labels).set(hb.cpu_percent);
+            memory.get_or_create(&labels).set(hb.memory_bytes as f64);
             open.get_or_create(&labels).set(hb.open_connections as f64);
             lag.get_or_create(&labels)
                 .set(hb.event_loop_lag.as_secs_f64());
             age.get_or_create(&labels).set(at.elapsed().as_secs_f64());
             requests
                 .get_or_create(&labels)
-                .inc_by(hb.total_transactions as f64);
+                .inc_by(hb.requests_total as f64);
             connections
                 .get_or_create(&labels)
-                .inc_by(hb.total_connections as f64);
-            live.requests += hb.total_transactions;
-            live.request_seconds += hb.total_durations.as_secs_f64();
+                .inc_by(hb.connections_total as f64);
+            live.requests += hb.requests_total;
+            live.request_seconds += hb.request_duration_total.as_secs_f64();
         }
     }
     for s in WorkerState::ALL {

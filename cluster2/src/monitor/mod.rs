@@ -2,15 +2,21 @@
 //! `/statuses`, `/caches`, `/deps`, `/metrics`, `/events`, plus whatever `#[configure_monitor]`
 //! adds. It reads the master's board and journal and never changes them; changes go through
 //! the operator controls (`crate::master::pause` …), like any code in the master.
+//!
+//! Every field of every answer is documented in `docs/monitor-api.md` (the crate docs'
+//! `monitor_api`); a test compares it with what a cluster serves, so a field added here without
+//! its row there fails.
 
 mod dashboard; // the debug page and its live feed
 mod debug_logs; // a process's live log lines and its log filter
 pub(crate) mod debug_profile; // /debug/workers/{pid}/profile and /stacks
 mod debug_session; // taking a worker out of traffic to inspect it
 pub(crate) mod deps; // /deps, from the embedded Cargo.lock
+mod errors; // every error as JSON of one shape
 mod events; // /events: the lifecycle journal as server-sent events
 pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
 mod metrics; // /metrics in OpenMetrics text
+mod workers; // /workers, and the shape of one worker's entry
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -23,6 +29,9 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub(crate) use errors::error;
+use errors::from_error;
 
 use crate::cluster::ConfigureMonitor;
 use crate::ecv::Ecv;
@@ -58,12 +67,18 @@ pub(crate) fn router(monitor: Monitor) -> Router {
     let index_deps = dependencies.clone();
     Router::new()
         .route("/", get(move || index(index_deps.clone())))
-        .route("/workers", get(move || workers(workers_board.clone())))
+        .route(
+            "/workers",
+            get(move || workers::serve(workers_board.clone())),
+        )
         .route("/workers/restart", post(rolling_restart))
         .route("/workers/{pid}/{action}", post(worker_action))
         .route("/statuses", get(all_statuses))
         .route("/statuses/{name}", get(get_status).post(set_status))
-        .route("/deps", get(move || deps::serve(dependencies.clone())))
+        .route(
+            "/deps",
+            get(move |query| deps::serve(dependencies.clone(), query)),
+        )
         .route("/caches", get(caches))
         .route("/debug", get(dashboard::page))
         .route("/debug/assets/page.js", get(dashboard::script))
@@ -81,12 +96,38 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         .merge(debug_profile::routes(max_profile_secs))
 }
 
+/// The built-in routes, as `GET /` lists them (every one is in `docs/monitor-api.md`).
+const ROUTES: &[&str] = &[
+    "GET /workers",
+    "POST /workers/{pid}/pause",
+    "POST /workers/{pid}/resume",
+    "POST /workers/{pid}/replace",
+    "POST /workers/restart",
+    "GET /statuses",
+    "GET /statuses/{name}",
+    "POST /statuses/{name}",
+    "GET /caches",
+    "GET /deps",
+    "GET /metrics",
+    "GET /events",
+    "GET /events/recent",
+    "GET /debug",
+    "GET /debug/stream",
+    "POST /debug/workers/{pid}/session",
+    "POST /debug/workers/{pid}/session/end",
+    "GET /debug/workers/{pid}/logs",
+    "POST /debug/workers/{pid}/log-level",
+    "GET /debug/workers/{pid}/profile",
+    "GET /debug/workers/{pid}/stacks",
+    "GET <ecv.root>",
+];
+
 async fn index(deps: deps::Dependencies) -> Json<Value> {
     Json(json!({
         "name": deps.name,
         "version": deps.version,
         "pid": std::process::id(),
-        "routes": ["/workers", "/statuses", "/statuses/{name}", "/caches", "/deps", "/metrics", "/events", "/events/recent", "/debug", "ECV (see --ecv.root)"],
+        "routes": ROUTES,
     }))
 }
 
@@ -95,33 +136,6 @@ async fn not_found(uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         format!("no route for {}", uri.path()),
     )
-}
-
-async fn workers(board: Arc<Board>) -> Json<Value> {
-    let snapshot = board.snapshot();
-    let queue = snapshot.death_queue;
-    let workers: Vec<Value> = snapshot
-        .workers
-        .into_iter()
-        .map(|w| {
-            json!({
-                "id": w.id,
-                "pid": w.pid,
-                "state": w.state,
-                "uptime_secs": w.spawned_at.elapsed().as_secs_f64(),
-                "warm_up_addr": w.warm_up_addr,
-                "restarts": w.restarts,
-                "crash_streak": w.crash_streak,
-                "next_restart_in_secs": w.next_restart_in.map(|d| d.as_secs_f64()),
-                "successor_of": w.successor_of,
-                "heartbeat": w.heartbeat.as_ref().map(|(hb, _)| hb),
-                "heartbeat_age_secs": w.heartbeat.as_ref().map(|(_, at)| at.elapsed().as_secs_f64()),
-                "debugging": w.debugging,
-                "log_filter": crate::log::current_filter(w.pid),
-            })
-        })
-        .collect();
-    Json(json!({ "workers": workers, "death_queue": queue }))
 }
 
 /// A pid from a path, or why it is not one (a 400).
@@ -148,50 +162,65 @@ async fn worker_action(Path((pid, action)): Path<(String, String)>) -> Response 
     };
     match result {
         Ok(()) => Json(json!({ "pid": pid, "done": action })).into_response(),
-        Err(e) if e.kind() == crate::ErrorKind::Timeout => {
-            error(StatusCode::GATEWAY_TIMEOUT, e.to_string())
-        }
-        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => from_error(&e),
     }
 }
 
 async fn rolling_restart() -> Response {
     match crate::master::rolling_restart().await {
         Ok(n) => Json(json!({ "queued": n })).into_response(),
-        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => from_error(&e),
     }
-}
-
-fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
 }
 
 async fn all_statuses() -> Json<Value> {
+    Json(statuses(crate::status::DEFAULT_TIMEOUT).await)
+}
+
+/// Every status across the cluster, by name, each process bounded by `timeout`. A status that
+/// was unregistered meanwhile is left out; a process that fails is an entry with its error.
+async fn statuses(timeout: std::time::Duration) -> Value {
     let mut all = serde_json::Map::new();
     for name in crate::status::statuses() {
-        let entries = match crate::status::get_status(&name).await {
-            Ok(entries) => json!(entries),
-            Err(e) => json!({ "error": e.to_string() }),
-        };
-        all.insert(name, entries);
+        if let Ok(entries) = crate::status::query(&name, None, timeout).await {
+            all.insert(name, json!(entries));
+        }
     }
-    Json(Value::Object(all))
+    Value::Object(all)
 }
 
 async fn caches() -> Response {
     match crate::cache::manager_stats().await {
-        Ok(all) => Json(all).into_response(),
-        Err(e) if e.kind() == crate::ErrorKind::Unavailable => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(all) => Json(caches_view(&all)).into_response(),
+        Err(e) => from_error(&e),
     }
+}
+
+/// The cache manager's figures as the monitor shows them: with its expiry in seconds, as
+/// every duration of the monitor.
+fn caches_view(all: &[crate::cache::NsFigures]) -> Value {
+    all.iter()
+        .map(|ns| {
+            json!({
+                "namespace": ns.namespace,
+                "persist": ns.persist,
+                "expire_secs": ns.expire_ms.map(|ms| ms as f64 / 1000.0),
+                "entries": ns.entries,
+                "bytes": ns.bytes,
+                "hits": ns.hits,
+                "misses": ns.misses,
+                "loads": ns.loads,
+                "lock_waits": ns.lock_waits,
+                "errors": ns.errors,
+            })
+        })
+        .collect()
 }
 
 async fn get_status(Path(name): Path<String>) -> Response {
     match crate::status::get_status(&name).await {
         Ok(entries) => Json(entries).into_response(),
-        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => from_error(&e),
     }
 }
 
@@ -205,7 +234,7 @@ async fn set_status(
     };
     match crate::status::set_status(&name, value).await {
         Ok(entries) => Json(entries).into_response(),
-        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => from_error(&e),
     }
 }
 
@@ -219,13 +248,23 @@ pub(crate) async fn serve(
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
+    let ecv = monitor.ecv.options();
+    let exempt = errors::Exempt(
+        [&ecv.root, &ecv.mark_up, &ecv.mark_down]
+            .map(String::clone)
+            .into(),
+    );
     let mut app = router(monitor);
     if let Some(configure) = configure {
         app = configure(app).await;
     }
     let app = app
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            exempt,
+            errors::json_errors,
+        ));
     let app = app.layer(guard); // outermost: who may ask comes before anything is read
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)

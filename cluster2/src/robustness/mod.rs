@@ -38,7 +38,7 @@ impl ShouldKill {
                     })
                 } else if judge.check(hb) {
                     Some(ReplaceReason::Degraded {
-                        requests_per_second: hb.tps,
+                        requests_per_second: hb.requests_per_second,
                     })
                 } else {
                     None

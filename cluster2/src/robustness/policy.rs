@@ -44,10 +44,10 @@ impl AssertDegraded {
 
     /// Judges one heartbeat and updates the worker's peaks.
     pub fn check(&self, hb: &Heartbeat) -> bool {
-        let tps = if hb.tps > 0.0 {
-            hb.tps
-        } else if !hb.cycle.is_zero() {
-            hb.transactions as f64 / hb.cycle.as_secs_f64()
+        let tps = if hb.requests_per_second > 0.0 {
+            hb.requests_per_second
+        } else if !hb.interval.is_zero() {
+            hb.requests as f64 / hb.interval.as_secs_f64()
         } else {
             0.0
         };
@@ -57,20 +57,20 @@ impl AssertDegraded {
         let mut peaks = self.peaks.lock().expect("peaks lock");
         let peak = peaks.entry(hb.pid).or_insert(Peak {
             tps,
-            cpu: hb.cpu,
-            memory: hb.memory,
+            cpu: hb.cpu_percent,
+            memory: hb.memory_bytes,
             lag: hb.event_loop_lag,
         });
         if tps >= peak.tps {
             peak.tps = tps;
-            peak.cpu = peak.cpu.max(hb.cpu);
-            peak.memory = peak.memory.max(hb.memory);
+            peak.cpu = peak.cpu.max(hb.cpu_percent);
+            peak.memory = peak.memory.max(hb.memory_bytes);
             peak.lag = peak.lag.max(hb.event_loop_lag);
             return false;
         }
         tps < peak.tps * TOLERANCE
-            && hb.cpu > peak.cpu
-            && hb.memory > peak.memory
+            && hb.cpu_percent > peak.cpu
+            && hb.memory_bytes > peak.memory
             && hb.event_loop_lag > peak.lag
     }
 
@@ -89,19 +89,19 @@ mod tests {
             pid: 42,
             worker: 0,
             uptime: Duration::from_secs(10),
-            cpu,
-            memory: memory as u64,
+            cpu_percent: cpu,
+            memory_bytes: memory as u64,
             open_connections: 0,
-            total_connections: 0,
-            transactions: 0,
-            durations: Duration::ZERO,
-            tps,
-            total_transactions: 0,
-            total_durations: Duration::ZERO,
+            connections_total: 0,
+            requests: 0,
+            request_duration: Duration::ZERO,
+            requests_per_second: tps,
+            requests_total: 0,
+            request_duration_total: Duration::ZERO,
             errors: 0,
             panics: 0,
             event_loop_lag: Duration::from_millis(lag_ms),
-            cycle: Duration::from_secs(5),
+            interval: Duration::from_secs(5),
         }
     }
 

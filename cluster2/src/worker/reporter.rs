@@ -83,23 +83,23 @@ pub(crate) fn spawn_reporter(
                 pid: std::process::id(),
                 worker,
                 uptime: started.map_or(Duration::ZERO, |t| t.elapsed()),
-                cpu,
-                memory: resident_memory(),
+                cpu_percent: cpu,
+                memory_bytes: resident_memory(),
                 open_connections: conns.open.load(Ordering::Relaxed),
-                total_connections: conns.total.load(Ordering::Relaxed),
-                transactions: taken.transactions,
-                durations: taken.durations,
-                tps: if cycle.is_zero() {
+                connections_total: conns.total.load(Ordering::Relaxed),
+                requests: taken.transactions,
+                request_duration: taken.durations,
+                requests_per_second: if cycle.is_zero() {
                     0.0
                 } else {
                     taken.transactions as f64 / cycle.as_secs_f64()
                 },
-                total_transactions: taken.total_transactions,
-                total_durations: taken.total_durations,
+                requests_total: taken.total_transactions,
+                request_duration_total: taken.total_durations,
                 errors: taken.errors,
                 panics: taken.panics,
                 event_loop_lag: Duration::from_micros(lag.swap(0, Ordering::Relaxed)),
-                cycle,
+                interval: cycle,
             };
             last = now;
             last_cpu = cpu_now;

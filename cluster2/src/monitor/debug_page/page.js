@@ -155,10 +155,25 @@ function drawInto(svg, points, now) {
 function series(pid, field) {
   return (history.get(pid) || []).map((s) => ({ at: s.at_unix_secs, value: Number(s[field]) || 0 }));
 }
+// A worker's latest heartbeat as a chart sample, placed when the master received it. The same
+// heartbeat comes in every state until the next one; the clocks behind its time jitter by
+// microseconds, so anything within a millisecond of the last sample is that sample.
+function sampleOf(w, now) {
+  const hb = w.heartbeat;
+  if (!hb) return null;
+  return {
+    at_unix_secs: now - hb.age_secs,
+    requests_per_second: hb.requests_per_second,
+    cpu_percent: hb.cpu_percent,
+    memory_bytes: hb.memory_bytes,
+    open_connections: hb.open_connections,
+    event_loop_lag_secs: hb.event_loop_lag_secs,
+  };
+}
 function remember(pid, sample) {
   if (!sample) return;
   const list = history.get(pid) || [];
-  if (list.length && list[list.length - 1].at_unix_secs >= sample.at_unix_secs - 1e-6) return;
+  if (list.length && list[list.length - 1].at_unix_secs >= sample.at_unix_secs - 1e-3) return;
   list.push(sample);
   const oldest = sample.at_unix_secs - WINDOW_SECS;
   while (list.length && list[0].at_unix_secs < oldest) list.shift();
@@ -168,11 +183,11 @@ function remember(pid, sample) {
 // ---- rendering the state ----
 
 const COLUMNS = [
-  ["requests_per_second", (w) => fmtNum(w.sample && w.sample.requests_per_second, 1)],
-  ["cpu_percent", (w) => (w.sample ? w.sample.cpu_percent.toFixed(1) + " %" : "–")],
-  ["memory_bytes", (w) => fmtBytes(w.sample && w.sample.memory_bytes)],
-  ["open_connections", (w) => fmtNum(w.sample && w.sample.open_connections)],
-  ["event_loop_lag_secs", (w) => fmtSecs(w.sample && w.sample.event_loop_lag_secs)],
+  ["requests_per_second", (hb) => fmtNum(hb && hb.requests_per_second, 1)],
+  ["cpu_percent", (hb) => (hb ? hb.cpu_percent.toFixed(1) + " %" : "–")],
+  ["memory_bytes", (hb) => fmtBytes(hb && hb.memory_bytes)],
+  ["open_connections", (hb) => fmtNum(hb && hb.open_connections)],
+  ["event_loop_lag_secs", (hb) => fmtSecs(hb && hb.event_loop_lag_secs)],
 ];
 
 function actionButton(label, pid, action, danger, path, question) {
@@ -187,10 +202,10 @@ function renderWorkers(state) {
   body.textContent = "";
   const now = state.at_unix_secs;
   for (const w of state.workers) {
-    remember(w.pid, w.sample);
+    remember(w.pid, sampleOf(w, now));
     const pidCell = el("td", { class: "pid" }, el("button", { type: "button", title: "debug this worker", onclick: () => select(w.pid) }, String(w.pid)));
     const row = el("tr", { "data-pid": String(w.pid), class: w.pid === selected ? "selected" : "" },
-      el("td", {}, String(w.id) + (w.successor_of ? " ↻" : "")),
+      el("td", {}, String(w.worker) + (w.successor_of ? " ↻" : "")),
       pidCell,
       el("td", { class: "state state-" + w.state }, w.state + (w.debugging === "new" ? " · debug worker, held" : w.debugging ? " · debug session" : "")),
       el("td", {}, fmtSecs(w.uptime_secs)),
@@ -198,15 +213,15 @@ function renderWorkers(state) {
     );
     if (w.log_filter) row.title = "log filter: " + w.log_filter;
     for (const [field, show] of COLUMNS) {
-      row.append(el("td", {}, el("span", { class: "v" }, show(w)), spark(series(w.pid, field), now)));
+      row.append(el("td", {}, el("span", { class: "v" }, show(w.heartbeat)), spark(series(w.pid, field), now)));
     }
-    const age = w.heartbeat_age_secs;
+    const age = w.heartbeat ? w.heartbeat.age_secs : null;
     row.append(el("td", { class: age != null && age > 5 ? "ev-warn" : "" }, age == null ? "none yet" : fmtSecs(age) + " ago"));
     const actions = el("td", { class: "actions" });
     if (w.debugging === "new") {
       if (w.state === "paused") {
         actions.append(actionButton("Release", w.pid, "release", false, "/debug/workers/" + w.pid + "/release",
-          "Release debug worker " + w.pid + " into traffic? It takes the place of worker " + w.id + ", which drains and stops."));
+          "Release debug worker " + w.pid + " into traffic? It takes the place of worker " + w.worker + ", which drains and stops."));
       }
       actions.append(actionButton("Dismiss", w.pid, "dismiss", true, "/debug/workers/" + w.pid + "/dismiss",
         "Dismiss debug worker " + w.pid + "? It stops without serving."));
@@ -259,7 +274,7 @@ function renderQueue(queue) {
   const list = el("ol");
   for (const q of queue) {
     list.append(el("li", {}, (q.in_progress ? "replacing " : "waiting: ") + "worker " + q.worker + " (pid " + q.pid + ")" +
-      (q.successor ? " → pid " + q.successor : "") + (q.tries > 1 ? ", try " + q.tries : "") + ": " + q.reason));
+      (q.successor ? " → pid " + q.successor : "") + (q.attempt > 1 ? ", try " + q.attempt : "") + ": " + q.reason.kind.replace(/_/g, " ")));
   }
   box.append(list);
 }
@@ -283,7 +298,10 @@ function renderStatuses(statuses) {
     box.append(el("div", { class: "status-name" }, name));
     const entries = statuses[name];
     if (!Array.isArray(entries)) { box.append(el("div", { class: "status-entry ev-bad" }, JSON.stringify(entries))); continue; }
-    for (const e of entries) box.append(el("div", { class: "status-entry" }, "pid " + e.pid + ": " + JSON.stringify(e.status)));
+    for (const e of entries) {
+      const who = (e.role === "worker" ? "worker " + e.worker : e.role) + " (pid " + e.pid + ")";
+      box.append(el("div", { class: "status-entry" + (e.error ? " ev-bad" : "") }, who + ": " + (e.error ? e.error : JSON.stringify(e.status))));
+    }
   }
 }
 

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 #[cluster2::should_kill]
 fn recycle(heartbeat: &cluster2::Heartbeat) -> bool {
-    heartbeat.uptime > Duration::from_secs(6 * 3600) || heartbeat.memory > 2 << 30
+    heartbeat.uptime > Duration::from_secs(6 * 3600) || heartbeat.memory_bytes > 2 << 30
 }
 
 fn main() {
