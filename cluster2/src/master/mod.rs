@@ -16,6 +16,7 @@ mod shutdown;
 mod spawn;
 pub(crate) mod stop;
 mod supervisor;
+mod systemd;
 mod workers;
 
 pub(crate) use board::{Board, WorkerInfo, WorkerState};
@@ -158,6 +159,8 @@ async fn master(
         .map_err(|e| format!("cannot start the spawner thread: {e}"))?;
 
     Journal::install();
+    // Follows the journal from here: systemd hears of the cluster's readiness, reloads, stop.
+    systemd::start();
     let board = Arc::new(Board::default());
     let gate_board = board.clone();
     let ecv = Ecv::build(

@@ -95,6 +95,10 @@ fn spawn_process(
 ) -> io::Result<Spawned> {
     let (ours, theirs) = UnixStream::pair()?;
     let mut command = Command::new(exe);
+    // The service manager talks to the master alone.
+    for variable in super::systemd::VARIABLES {
+        command.env_remove(variable);
+    }
     command
         .args(args)
         .env(MASTER_PID_ENV, std::process::id().to_string())

@@ -87,6 +87,9 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         .merge(debug_session::routes())
         .route("/events", get(events::stream))
         .route("/events/recent", get(events::recent))
+        // Liveness for Kubernetes and the like: answered by the master's event loop, which is
+        // all it depends on (readiness is the ECV's).
+        .route(guard::LIVEZ, get(|| async { "alive" }))
         .route(
             "/metrics",
             get(move || metrics::render(metrics_board.clone(), metrics_ecv.clone())),
@@ -115,11 +118,15 @@ const ROUTES: &[&str] = &[
     "GET /debug/stream",
     "POST /debug/workers/{pid}/session",
     "POST /debug/workers/{pid}/session/end",
+    "POST /debug/workers/new",
+    "POST /debug/workers/{pid}/release",
+    "POST /debug/workers/{pid}/dismiss",
     "GET /debug/workers/{pid}/logs",
     "POST /debug/workers/{pid}/log-level",
     "GET /debug/workers/{pid}/profile",
     "GET /debug/workers/{pid}/stacks",
     "GET <ecv.root>",
+    "GET /livez",
 ];
 
 async fn index(deps: deps::Dependencies) -> Json<Value> {
