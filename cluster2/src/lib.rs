@@ -70,7 +70,7 @@ pub use cluster::{Builder, Cluster, MainResult};
 #[doc(inline)]
 pub use error::{BoxError, Context, Error, ErrorKind, Result};
 #[doc(inline)]
-pub use heartbeat::Heartbeat;
+pub use heartbeat::{Heartbeat, REQUEST_DURATION_BUCKETS};
 #[doc(inline)]
 pub use options::{Options, ServerProtocol};
 #[doc(inline)]

@@ -417,6 +417,37 @@ fn metrics_count_every_request_even_across_a_replaced_worker() {
     let text = metrics();
     check_exposition(&text);
     assert_eq!(sample(&text, "cluster2_ecv_up"), 1.0);
+    // The latency histogram counts every request, once, in order of its buckets.
+    assert_eq!(
+        sample(&text, "cluster2_request_duration_seconds_count"),
+        K as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cluster2_request_duration_seconds_bucket{le=\"+Inf\"}"
+        ),
+        K as f64
+    );
+    let cumulative: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("cluster2_request_duration_seconds_bucket{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert_eq!(
+        cumulative.len(),
+        cluster2::REQUEST_DURATION_BUCKETS.len() + 1
+    );
+    assert!(
+        cumulative.windows(2).all(|w| w[0] <= w[1]),
+        "{cumulative:?}"
+    );
+    let per_worker: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("cluster2_worker_request_duration_seconds_count{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(per_worker, K as f64);
     for pid in &cluster.workers {
         assert!(
             text.contains(&format!("pid=\"{pid}\"")),
@@ -431,6 +462,8 @@ fn metrics_count_every_request_even_across_a_replaced_worker() {
     events.wait("listening", |e| e["worker"] == crashed["worker"]);
     let after = sample(&metrics(), "cluster2_requests_total");
     assert!(after >= K as f64, "total went from {K} to {after}");
+    let after = sample(&metrics(), "cluster2_request_duration_seconds_count");
+    assert!(after >= K as f64, "the histogram went from {K} to {after}");
     assert_eq!(sample(&metrics(), "cluster2_restarts_total"), 1.0);
     // The lifecycle stream's counts: one crash, and the exits and spawns behind it.
     let text = metrics();

@@ -112,6 +112,8 @@ impl Phase {
 pub(crate) struct Totals {
     pub(crate) requests: u64,
     pub(crate) request_seconds: f64,
+    /// Requests by time to the response head, as `Heartbeat::request_duration_buckets`.
+    pub(crate) request_buckets: [u64; crate::heartbeat::REQUEST_DURATION_BUCKETS.len() + 1],
     pub(crate) errors: u64,
     pub(crate) panics: u64,
     pub(crate) restarts: u64,
@@ -247,6 +249,13 @@ impl Board {
         if let Some(beat) = heartbeat {
             totals.requests += beat.requests_total;
             totals.request_seconds += beat.request_duration_total.as_secs_f64();
+            for (total, n) in totals
+                .request_buckets
+                .iter_mut()
+                .zip(&beat.request_duration_buckets)
+            {
+                *total += n;
+            }
         }
         totals.errors += errors;
         totals.panics += panics;

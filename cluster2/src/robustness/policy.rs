@@ -98,6 +98,7 @@ mod tests {
             requests_per_second: tps,
             requests_total: 0,
             request_duration_total: Duration::ZERO,
+            request_duration_buckets: Vec::new(),
             errors: 0,
             panics: 0,
             event_loop_lag: Duration::from_millis(lag_ms),

@@ -96,6 +96,7 @@ pub(crate) fn spawn_reporter(
                 },
                 requests_total: taken.total_transactions,
                 request_duration_total: taken.total_durations,
+                request_duration_buckets: taken.buckets,
                 errors: taken.errors,
                 panics: taken.panics,
                 event_loop_lag: Duration::from_micros(lag.swap(0, Ordering::Relaxed)),
