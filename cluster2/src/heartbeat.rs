@@ -123,6 +123,7 @@ mod tests {
             requests_per_second: 0.8,
             requests_total: 40,
             request_duration_total: Duration::from_millis(2500),
+            request_duration_buckets: vec![30, 10],
             errors: 0,
             panics: 0,
             event_loop_lag: Duration::from_micros(1500),
