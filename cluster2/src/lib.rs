@@ -2,7 +2,7 @@
 //! one port.
 //!
 //! ```no_run
-//! use axum::{routing::get, Router};
+//! use cluster2::axum::{routing::get, Router};
 //!
 //! #[cluster2::configure_app]
 //! async fn app() -> Router {
@@ -72,6 +72,12 @@ pub use heartbeat::Heartbeat;
 pub use options::{Options, ServerProtocol};
 #[doc(inline)]
 pub use started::{Role, Started, WarmUp};
+
+/// The axum that cluster2 serves (0.8), with the features cluster2 enables: build the app with
+/// it, and the `Router` your `#[configure_app]` returns is the one cluster2 takes. A direct
+/// `axum` dependency must be of the same minor version (0.8) to add features; another one is a
+/// different crate, whose `Router` cluster2 cannot serve.
+pub use axum;
 
 #[doc(inline)]
 pub use cluster2_macros::{
