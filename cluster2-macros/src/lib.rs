@@ -32,10 +32,10 @@ use proc_macro::TokenStream;
 /// Options are checked when the binary is compiled, against the same schema the runtime checks
 /// them with at start-up: unknown or misspelled keys, duplicates, values of the wrong type,
 /// numbers and durations outside their range (`workers = 0`, `cache(spin = "5ms")`), durations
-/// without a unit and hosts that are not IP addresses are all reported together, each on its
-/// own token. Values
-/// are literals; a value known only at run time belongs in the config file, the environment or
-/// on the command line, or in [`Builder::option`] when building the cluster without the macro.
+/// without a unit and hosts that are neither an IP address nor a host name are all reported
+/// together, each on its own token. Values are literals; a value known only at run time
+/// belongs in the config file, the environment or on the command line, or in
+/// [`Builder::option`] when building the cluster without the macro.
 ///
 /// The application's `Cargo.lock` (the nearest one in or above the crate's directory) is
 /// embedded in the binary, for the monitor's `/deps`; the crate is rebuilt when it changes.

@@ -44,6 +44,7 @@ mod exit; // every exit status, and what a child's means
 mod heartbeat; // what workers report to the master
 mod ipc; // master <-> worker channel, messages and inherited fds
 pub mod lifecycle; // the cluster's life as typed events, kept by the master
+mod listen; // one port on every address of its host: binding, and accepting on all
 mod log; // log lines labelled with the process; the filter changed live; streaming to the monitor
 pub mod master; // the supervising process; public: operator controls
 mod monitor; // the master's monitor app on mon_port
@@ -54,6 +55,7 @@ mod role; // master or worker, from the environment marker
 mod runtime_dir; // the cluster's private directory (cluster2-<pid>) for its sockets
 mod started; // Started, Role and WarmUp, handed to user code
 pub mod status; // named status views, aggregated by the master
+mod title; // process titles (`hello: worker 2`) for ps and top
 mod worker; // the serving process
 
 #[doc(hidden)]

@@ -28,6 +28,7 @@ pub type Router = axum::Router;
 /// type finds [`AppReturnFallback::into_app`], whose bound [`IntoApp`](crate::IntoApp) says what
 /// may be returned. Both bounds sit on the methods, not on the impls, so that rustc selects the
 /// method first and then reports the unmet bound with its trait's message, on the user's type.
+#[derive(Debug)]
 pub struct AppReturn<T>(std::marker::PhantomData<fn() -> T>);
 
 impl<T> AppReturn<T> {

@@ -9,36 +9,51 @@
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::stat::{SFlag, fstat};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// The shared application listener.
+/// The shared application listener: the first one, when the host has several addresses.
 pub(crate) const LISTENER_FD: RawFd = 3;
 /// The worker's end of its socketpair with the master.
 pub(crate) const CHANNEL_FD: RawFd = 4;
+/// The application listeners after the first, one per further address of the host: 5, 6, …
+/// They come after the channel so that the first two numbers mean what they always have.
+const MORE_LISTENERS_FD: RawFd = 5;
+/// The most application listeners a worker inherits (one per address of the host).
+pub(crate) const MAX_LISTENERS: usize = crate::options::MAX_ADDRESSES;
 
-static LISTENER_TAKEN: AtomicBool = AtomicBool::new(false);
-static CHANNEL_TAKEN: AtomicBool = AtomicBool::new(false);
+/// Where a worker finds application listener `index` (from 0).
+pub(crate) fn listener_fd(index: usize) -> RawFd {
+    debug_assert!(index < MAX_LISTENERS);
+    match index {
+        0 => LISTENER_FD,
+        n => MORE_LISTENERS_FD + (n - 1) as RawFd,
+    }
+}
+
+/// The inherited numbers claimed so far, one bit each.
+static TAKEN: AtomicU32 = AtomicU32::new(0);
+const _: () = assert!(MORE_LISTENERS_FD as usize + MAX_LISTENERS <= 32);
 
 /// Claims an inherited socket. Fails if it was claimed already or is not an open socket (the
 /// process was not started by a cluster2 master).
 pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
-    let taken = match fd {
-        LISTENER_FD => &LISTENER_TAKEN,
-        CHANNEL_FD => &CHANNEL_TAKEN,
-        _ => return Err(io::Error::other(format!("fd {fd} is not inherited"))),
-    };
-    if taken.swap(true, Ordering::SeqCst) {
+    let inherited = fd == CHANNEL_FD || (0..MAX_LISTENERS).any(|i| listener_fd(i) == fd);
+    if !inherited {
+        return Err(io::Error::other(format!("fd {fd} is not inherited")));
+    }
+    let bit = 1u32 << fd;
+    if TAKEN.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
         return Err(io::Error::other(format!(
             "inherited fd {fd} was claimed twice"
         )));
     }
-    // SAFETY: `fd` is one of the two numbers the master maps into every worker before exec,
-    // and the flag above makes this the only place that ever borrows or owns it. The borrow only
+    // SAFETY: `fd` is one of the numbers the master maps into its children before exec, and the
+    // bit above makes this the only place that ever borrows or owns it. The borrow only
     // lives for the `fstat` call, which fails cleanly (EBADF) if nothing is open at that number.
     let stat = fstat(unsafe { BorrowedFd::borrow_raw(fd) })
         .map_err(|e| io::Error::other(format!("inherited fd {fd} is not open: {e}")))?;
@@ -49,7 +64,7 @@ pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
     }
     // SAFETY: the fd is open (fstat succeeded), is a socket, and nothing else in this process
     // owns it: std opens every fd with O_CLOEXEC, so only the master's explicit mapping put an
-    // fd at this number, and the flag above guarantees a single owner.
+    // fd at this number, and the bit above guarantees a single owner.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     // The mapping cleared close-on-exec so the fd survived our exec; restore it, or programs
     // the application starts would keep the shared port and the channel open after we exit.

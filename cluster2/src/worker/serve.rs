@@ -1,4 +1,4 @@
-//! The accept loop: serves the app on a listener until told to stop, then lets in-flight
+//! The accept loop: serves the app on its listeners until told to stop, then lets in-flight
 //! requests finish within a deadline.
 
 use std::io;
@@ -11,7 +11,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +19,7 @@ use std::convert::Infallible;
 use super::counting::{AppStats, ConnStats, CountLayer};
 use super::head_timer::HeadTimer;
 use crate::app::{App, ConnInfo};
+use crate::listen::Listeners;
 use crate::options::ServerProtocol;
 
 /// A running server; [`Server::shutdown`] stops it.
@@ -39,7 +39,7 @@ const DRAIN_WINDOW: Duration = Duration::from_secs(1);
 
 impl Server {
     pub(crate) fn start(
-        listener: TcpListener,
+        listeners: Listeners,
         app: App,
         protocol: ServerProtocol,
         stats: Arc<ConnStats>,
@@ -52,7 +52,7 @@ impl Server {
         // The counted service stays a concrete type: no second boxing on the request path.
         let task = match app_stats {
             Some(app_stats) => tokio::spawn(accept_loop(
-                listener,
+                listeners,
                 tower::Layer::layer(&CountLayer::with_stats(app_stats), app),
                 protocol,
                 stats,
@@ -61,7 +61,7 @@ impl Server {
                 closing.clone(),
             )),
             None => tokio::spawn(accept_loop(
-                listener,
+                listeners,
                 app,
                 protocol,
                 stats,
@@ -102,7 +102,7 @@ impl Server {
 }
 
 async fn accept_loop<S>(
-    listener: TcpListener,
+    mut listeners: Listeners,
     app: S,
     protocol: ServerProtocol,
     stats: Arc<ConnStats>,
@@ -133,7 +133,6 @@ where
         ServerProtocol::Http1 => builder.http1_only(),
         ServerProtocol::Http2 => builder.http2_only(),
     };
-    let local = listener.local_addr().ok();
     // Whether anyone can still pause this server (the switch's sender is alive).
     let mut pausable = true;
     loop {
@@ -154,9 +153,9 @@ where
                 pausable = changed.is_ok();
                 continue;
             }
-            accepted = listener.accept() => accepted,
+            accepted = listeners.accept_any() => accepted,
         };
-        let (stream, remote) = match accepted {
+        let (stream, remote, local) = match accepted {
             Ok(pair) => pair,
             Err(err) if is_per_connection(&err) => continue,
             Err(err) => {
@@ -170,10 +169,7 @@ where
         let _ = stream.set_nodelay(true);
         let service = Handler {
             app: app.clone(),
-            info: ConnInfo {
-                local: local.unwrap_or(remote),
-                remote,
-            },
+            info: ConnInfo { local, remote },
             closing: closing.clone(),
         };
         let io = TokioIo::new(stream);
