@@ -156,7 +156,7 @@ where
             accepted = listeners.accept_any() => accepted,
         };
         let (stream, remote, local) = match accepted {
-            Ok(pair) => pair,
+            Ok(conn) => conn,
             Err(err) if is_per_connection(&err) => continue,
             Err(err) => {
                 // Out of file descriptors or memory: back off instead of spinning; the
