@@ -25,7 +25,7 @@ pub(crate) fn describe(kind: Kind) -> &'static str {
         Kind::Bool => "`true` or `false`",
         Kind::Text | Kind::Directory | Kind::OneOf(_) | Kind::Secret => "a string literal",
         Kind::UrlPath { .. } => "a path in a string",
-        Kind::Ip => "an IP address in a string",
+        Kind::Host => "an IP address or a host name in a string",
         Kind::Duration { never: false, .. } => "a duration string",
         Kind::Duration { never: true, .. } => "a duration string or \"never\"",
         Kind::LogFilter => "a log filter in a string",
@@ -47,7 +47,7 @@ pub(crate) fn sample(kind: Kind) -> String {
         Kind::Text => "\"...\"".to_owned(),
         Kind::Directory => "\"/run/my-app\"".to_owned(),
         Kind::UrlPath { .. } => "\"/health\"".to_owned(),
-        Kind::Ip => "\"127.0.0.1\"".to_owned(),
+        Kind::Host => "\"127.0.0.1\"".to_owned(),
         // Short ranges (a spin of a millisecond at most) show their top; others a value in the
         // middle of every range in the table.
         Kind::Duration { max, .. } if max < Duration::from_secs(5) => {

@@ -162,14 +162,10 @@ fn text_message(key: &str, kind: Kind, text: &str, invalid: &Invalid) -> String 
                 format!("`{key}` must be {what}, like \"/{text}\"")
             }
         }
-        (Kind::Ip, _) => {
-            let hint = if text.eq_ignore_ascii_case("localhost") {
-                "; for localhost, write \"127.0.0.1\" or \"::1\"".to_owned()
-            } else {
-                format!(" like \"0.0.0.0\" or \"::1\", not `{text}`")
-            };
-            format!("`{key}` must be an IP address{hint}")
-        }
+        (Kind::Host, _) => format!(
+            "`{key}` must be an IP address or a host name, like \"0.0.0.0\", \"::1\" or \
+             \"localhost\", not `{text}`"
+        ),
         (Kind::LogFilter, Invalid::LogFilter(e)) => {
             format!("`{key}` must be a log filter like \"info\" or \"warn,my_app=debug\": {e}")
         }

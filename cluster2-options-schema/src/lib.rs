@@ -9,19 +9,21 @@
 //! - `#[cluster2::main]` (`cluster2-macros`) checks the same kinds and ranges when the binary
 //!   is compiled.
 //!
-//! The duration grammar ([`parse_duration`]), the log filter syntax ([`check_log_filter`]) and
-//! the "did you mean" suggestions ([`did_you_mean`]) live here for the same reason: a value
-//! the macro accepts is a value the runtime accepts, and a typo gets the same suggestion at
-//! compile time and at start-up.
+//! The duration grammar ([`parse_duration`]), the host grammar ([`is_host`]), the log filter
+//! syntax ([`check_log_filter`]) and the "did you mean" suggestions ([`did_you_mean`]) live
+//! here for the same reason: a value the macro accepts is a value the runtime accepts, and a
+//! typo gets the same suggestion at compile time and at start-up.
 //!
 //! This crate is a part of cluster2, which pins it to an exact version; depend on `cluster2`.
 
 mod duration;
+mod host;
 mod log_filter;
 mod suggest;
 mod table;
 
 pub use duration::{DurationError, format_duration, is_never, parse_duration};
+pub use host::is_host;
 pub use log_filter::{LEVELS, LogFilterError, check_log_filter};
 pub use suggest::did_you_mean;
 pub use table::{MAX_WORKERS, OPTIONS, WORKERS_PER_CPU};
@@ -64,8 +66,9 @@ pub enum Kind {
     },
     /// An HTTP status code, 100 to 599.
     HttpStatus,
-    /// An IPv4 or IPv6 address.
-    Ip,
+    /// An IPv4 or IPv6 address, or a host name in the grammar of [`is_host`] that the runtime
+    /// resolves at start.
+    Host,
     /// A duration in the grammar of [`parse_duration`], from `min` to `max`.
     Duration {
         /// The shortest duration accepted: [`Duration::ZERO`], [`MORE_THAN_ZERO`], or a floor.
@@ -131,8 +134,8 @@ pub enum Invalid {
     NotAChoice,
     /// Not a path starting with `/` (nor an `http://` URL, where one is accepted).
     NotAPath,
-    /// Not an IP address.
-    NotAnIp,
+    /// Neither an IP address nor a host name.
+    NotAHost,
     /// Empty where something must be named.
     Empty,
     /// Not a log filter.
@@ -147,7 +150,7 @@ impl Kind {
         match self {
             Kind::Bool => Takes::Bool,
             Kind::Port { .. } | Kind::Count { .. } | Kind::HttpStatus => Takes::Int,
-            Kind::Ip
+            Kind::Host
             | Kind::Duration { .. }
             | Kind::OneOf(_)
             | Kind::UrlPath { .. }
@@ -201,10 +204,8 @@ impl Kind {
             Kind::Bool | Kind::Port { .. } | Kind::Count { .. } | Kind::HttpStatus => {
                 Err(Invalid::Type)
             }
-            Kind::Ip => text
-                .parse::<std::net::IpAddr>()
-                .map(drop)
-                .map_err(|_| Invalid::NotAnIp),
+            Kind::Host if is_host(text) => Ok(()),
+            Kind::Host => Err(Invalid::NotAHost),
             Kind::Duration { never, .. } if never && is_never(text) => Ok(()),
             Kind::Duration { .. } => {
                 let duration = parse_duration(text).map_err(Invalid::Duration)?;
@@ -377,8 +378,9 @@ mod tests {
             tolerance.check_text("never"),
             Err(Invalid::Duration(_))
         ));
-        assert_eq!(Kind::Ip.check_text("::1"), Ok(()));
-        assert_eq!(Kind::Ip.check_text("localhost"), Err(Invalid::NotAnIp));
+        assert_eq!(Kind::Host.check_text("::1"), Ok(()));
+        assert_eq!(Kind::Host.check_text("localhost"), Ok(()));
+        assert_eq!(Kind::Host.check_text("my host"), Err(Invalid::NotAHost));
         let monitor = Kind::UrlPath { or_url: true };
         assert_eq!(monitor.check_text("http://10.0.0.1/ping"), Ok(()));
         assert_eq!(monitor.check_text("https://x"), Err(Invalid::NotAPath));

@@ -38,6 +38,8 @@ const MIN_RESTART_MAX_DELAY: Duration = Duration::from_millis(100);
 const PORT: Kind = Kind::Port { min: 0 };
 const ANY_PORT: &str = "a port number (0-65535)";
 
+const HOST: &str = "an IP address or a host name";
+
 const PATH: Kind = Kind::UrlPath { or_url: false };
 
 /// Beyond this a cache manager's wait before sleeping is only burnt CPU: a client that takes
@@ -80,9 +82,10 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "host",
-        Kind::Ip,
-        "an IP address",
-        "address the application port binds to",
+        Kind::Host,
+        HOST,
+        "address the application port binds to; a host name binds every address it resolves to \
+         at start (localhost: 127.0.0.1 and ::1)",
     ),
     option(
         "mon_port",
@@ -92,9 +95,9 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "mon_host",
-        Kind::Ip,
-        "an IP address",
-        "address the monitor app binds to",
+        Kind::Host,
+        HOST,
+        "address the monitor app binds to; a host name binds every address it resolves to",
     ),
     optional(
         "mon.token",

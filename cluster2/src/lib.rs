@@ -2,7 +2,7 @@
 //! one port.
 //!
 //! ```no_run
-//! use axum::{routing::get, Router};
+//! use cluster2::axum::{routing::get, Router};
 //!
 //! #[cluster2::configure_app]
 //! async fn app() -> Router {
@@ -45,6 +45,7 @@ mod exit; // every exit status, and what a child's means
 mod heartbeat; // what workers report to the master
 mod ipc; // master <-> worker channel, messages and inherited fds
 pub mod lifecycle; // the cluster's life as typed events, kept by the master
+mod listen; // one port on every address of its host: binding, and accepting on all
 mod log; // log lines labelled with the process; the filter changed live; streaming to the monitor
 pub mod master; // the supervising process; public: operator controls
 mod monitor; // the master's monitor app on mon_port
@@ -57,6 +58,7 @@ mod role; // master or worker, from the environment marker
 mod runtime_dir; // the cluster's private directory (cluster2-<pid>) for its sockets
 mod started; // Started, Role and WarmUp, handed to user code
 pub mod status; // named status views, aggregated by the master
+mod title; // process titles (`hello: worker 2`) for ps and top
 mod worker; // the serving process
 
 #[doc(hidden)]
@@ -75,6 +77,12 @@ pub use heartbeat::{Heartbeat, REQUEST_DURATION_BUCKETS};
 pub use options::{Options, ServerProtocol};
 #[doc(inline)]
 pub use started::{Role, Started, WarmUp};
+
+/// The axum that cluster2 serves (0.8), with the features cluster2 enables: build the app with
+/// it, and the `Router` your `#[configure_app]` returns is the one cluster2 takes. A direct
+/// `axum` dependency must be of the same minor version (0.8) to add features; another one is a
+/// different crate, whose `Router` cluster2 cannot serve.
+pub use axum;
 
 #[doc(inline)]
 pub use cluster2_macros::{

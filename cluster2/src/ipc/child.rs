@@ -9,10 +9,10 @@ use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
-use super::fd::{CHANNEL_FD, LISTENER_FD, take_inherited_socket};
+use super::fd::{CHANNEL_FD, MAX_LISTENERS, listener_fd, take_inherited_socket};
 use super::frame;
 use super::message::{Hello, ToWorker};
-use crate::role::MASTER_PID_ENV;
+use crate::role::{LISTENERS_ENV, MASTER_PID_ENV};
 
 /// What every child gets from the master.
 #[derive(Debug)]
@@ -28,10 +28,22 @@ pub(crate) fn start() -> Result<Inherited, String> {
     hello(claim(CHANNEL_FD)?)
 }
 
-/// A worker's start: the shared listener too, and a check that its master is still there.
-pub(crate) fn start_worker() -> Result<(Inherited, TcpListener), String> {
+/// A worker's start: the application listeners too (one per address of the host), and a check
+/// that its master is still there.
+pub(crate) fn start_worker() -> Result<(Inherited, Vec<TcpListener>), String> {
+    let count = match std::env::var(LISTENERS_ENV) {
+        // A master from before several listeners hands over one.
+        Err(_) => 1,
+        Ok(count) => count
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LISTENERS).contains(n))
+            .ok_or_else(|| format!("{LISTENERS_ENV}={count} is not a number of listeners"))?,
+    };
     // Claim the inherited sockets before anything else can open a file descriptor.
-    let listener = claim(LISTENER_FD)?;
+    let listeners = (0..count)
+        .map(|i| claim(listener_fd(i)).map(TcpListener::from))
+        .collect::<Result<Vec<_>, _>>()?;
     let channel = claim(CHANNEL_FD)?;
     let master_pid: i32 = std::env::var(MASTER_PID_ENV)
         .ok()
@@ -42,7 +54,7 @@ pub(crate) fn start_worker() -> Result<(Inherited, TcpListener), String> {
     if nix::unistd::getppid().as_raw() != master_pid {
         return Err("the master exited before this worker started".to_owned());
     }
-    Ok((hello(channel)?, TcpListener::from(listener)))
+    Ok((hello(channel)?, listeners))
 }
 
 fn claim(fd: std::os::fd::RawFd) -> Result<OwnedFd, String> {

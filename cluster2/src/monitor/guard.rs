@@ -86,16 +86,24 @@ struct Policy {
 }
 
 impl Guard {
-    /// The rules for a monitor listening on `listening`. Options validation has already
-    /// refused a monitor beyond loopback without a token, unless the user opted out; that
-    /// opt-out is logged here, once.
-    pub(crate) fn new(options: &Options, listening: SocketAddr) -> Self {
-        let loopback = listening.ip().to_canonical().is_loopback();
+    /// The rules for a monitor listening on `listening` (every address of `mon_host`): on
+    /// loopback only if all of them are. Options validation has already refused a monitor
+    /// beyond loopback without a token, unless the user opted out; that opt-out is logged here,
+    /// once.
+    pub(crate) fn new(options: &Options, listening: &[SocketAddr]) -> Self {
+        let loopback = listening
+            .iter()
+            .all(|addr| addr.ip().to_canonical().is_loopback());
         let token = options.mon.token.as_ref().map(|t| digest(t.expose()));
         if token.is_none() && !loopback {
             tracing::warn!(
-                "the monitor on {listening} has no token (--mon.unsafe-no-token): anyone who can \
-                 reach it can read the cluster and act on it"
+                "the monitor on {} has no token (--mon.unsafe-no-token): anyone who can reach it \
+                 can read the cluster and act on it",
+                listening
+                    .iter()
+                    .map(SocketAddr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         let ecv = &options.ecv;

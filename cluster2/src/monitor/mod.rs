@@ -247,14 +247,17 @@ async fn set_status(
 
 /// Serves the monitor until `stop`; the user's `configure_monitor` runs first.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     monitor: Monitor,
     configure: Option<ConfigureMonitor>,
     guard: guard::Guard,
     stop: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
+    for listener in &listeners {
+        listener.set_nonblocking(true)?;
+    }
+    // One per address of `mon_host`, served together.
+    let listener = crate::listen::Listeners::new(listeners)?;
     let ecv = monitor.ecv.options();
     let exempt = errors::Exempt(
         [&ecv.root, &ecv.mark_up, &ecv.mark_down]

@@ -162,7 +162,7 @@ fn value_name(kind: Kind) -> String {
         Kind::Port { .. } => "PORT".to_owned(),
         Kind::Count { .. } => "N".to_owned(),
         Kind::HttpStatus => "STATUS".to_owned(),
-        Kind::Ip => "IP".to_owned(),
+        Kind::Host => "HOST".to_owned(),
         Kind::Duration { .. } => "DURATION".to_owned(),
         Kind::OneOf(choices) => choices.join("|"),
         Kind::UrlPath { .. } => "PATH".to_owned(),

@@ -11,6 +11,7 @@
 
 mod cli;
 mod duration;
+mod host;
 mod resolve;
 #[cfg(test)]
 mod schema_tests;
@@ -23,6 +24,8 @@ use cluster2_options_schema as schema;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use cli::{Command, parse_command_line};
+pub use host::Host;
+pub(crate) use host::MAX_ADDRESSES;
 pub use resolve::OptionValue;
 pub(crate) use resolve::resolve;
 
@@ -36,14 +39,16 @@ pub(crate) use resolve::resolve;
 pub struct Options {
     /// TCP port of the application, shared by every worker. `0` picks any free port.
     pub port: u16,
-    /// Address the application port binds to.
-    pub host: IpAddr,
+    /// Address the application port binds to. A host name is looked up once, when the master
+    /// starts, and the port is bound on every address it resolves to (`localhost`: 127.0.0.1
+    /// and ::1, where the machine has IPv6).
+    pub host: Host,
     /// TCP port of the monitor app served by the master. `0` picks any free port.
     pub mon_port: u16,
-    /// Address the monitor app binds to. Loopback by default: its control endpoints are not
-    /// meant for the network. Any other address needs [`MonitorOptions::token`] (or the
-    /// explicit opt-out [`MonitorOptions::unsafe_no_token`]).
-    pub mon_host: IpAddr,
+    /// Address the monitor app binds to, read as [`Options::host`] is. Loopback by default: its
+    /// control endpoints are not meant for the network. Any other address needs
+    /// [`MonitorOptions::token`] (or the explicit opt-out [`MonitorOptions::unsafe_no_token`]).
+    pub mon_host: Host,
     /// Who may use the monitor app.
     pub mon: MonitorOptions,
     /// Number of worker processes: at most 8 per CPU unless [`Options::force_workers`], and
@@ -343,9 +348,9 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             port: 8080,
-            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            host: Host::from(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             mon_port: 8081,
-            mon_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            mon_host: Host::from(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             mon: MonitorOptions::default(),
             workers: cpus(),
             force_workers: false,
@@ -454,23 +459,30 @@ impl Options {
                 "conflict: the ECV and its controls need different paths".to_owned(),
             ));
         }
-        // Outside loopback the monitor's actions are open to the network: not without a token,
-        // unless the user says, in so many words, that this is unsafe.
-        if !self.mon_host.to_canonical().is_loopback()
-            && self.mon.token.is_none()
-            && !self.mon.unsafe_no_token
-        {
-            return Err(Problem::value(
-                "mon_host",
-                "the monitor would let anyone who reaches it act on the cluster: set a token \
-                 with --mon.token (CLUSTER2_MON__TOKEN), or accept an open monitor with \
-                 --mon.unsafe-no-token",
-            ));
+        // A host name other than localhost is checked once it is looked up (`addresses`).
+        if let Some(loopback) = self.mon_host.is_loopback() {
+            self.monitor_exposure(loopback)?;
         }
         if let Err(message) = log_filter(&self.log.level) {
             return Err(Problem::value("log.level", message));
         }
         Ok(())
+    }
+}
+
+impl Options {
+    /// Outside loopback the monitor's actions are open to the network: not without a token,
+    /// unless the user says, in so many words, that this is unsafe.
+    fn monitor_exposure(&self, loopback: bool) -> Result<(), Problem> {
+        if loopback || self.mon.token.is_some() || self.mon.unsafe_no_token {
+            return Ok(());
+        }
+        Err(Problem::value(
+            "mon_host",
+            "the monitor would let anyone who reaches it act on the cluster: set a token with \
+             --mon.token (CLUSTER2_MON__TOKEN), or accept an open monitor with \
+             --mon.unsafe-no-token",
+        ))
     }
 }
 
@@ -549,7 +561,7 @@ mod tests {
     #[test]
     fn a_monitor_beyond_loopback_needs_a_token_or_the_opt_out() {
         let open = Options {
-            mon_host: "0.0.0.0".parse().unwrap(),
+            mon_host: "0.0.0.0".parse::<IpAddr>().unwrap().into(),
             ..Options::default()
         };
         let problem = open.validate().unwrap_err();
@@ -577,7 +589,7 @@ mod tests {
         opted_out.validate().unwrap();
         for loopback in ["127.0.0.2", "::1", "::ffff:127.0.0.1"] {
             let options = Options {
-                mon_host: loopback.parse().unwrap(),
+                mon_host: loopback.parse::<IpAddr>().unwrap().into(),
                 ..Options::default()
             };
             options.validate().unwrap();

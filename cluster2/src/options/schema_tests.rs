@@ -216,7 +216,10 @@ fn choices_are_the_runtimes() {
 fn text_kinds_are_checked_by_the_runtime() {
     for spec in OPTIONS {
         let (good, bad): (&[&str], &[&str]) = match spec.kind {
-            Kind::Ip => (&["127.0.0.1", "::1"], &["localhost", ""]),
+            Kind::Host => (
+                &["127.0.0.1", "::1", "localhost", "api.internal"],
+                &["", "my host", "[::1]", "10.0.1", "http://api.internal"],
+            ),
             Kind::UrlPath { or_url: false } => (&["/health"], &["health", "http://x/"]),
             Kind::UrlPath { or_url: true } => (&["/", "http://10.0.0.1/ping"], &["https://x/"]),
             Kind::Directory => (&["/run/app"], &[""][..usize::from(!spec.optional)]),

@@ -1,4 +1,4 @@
-//! The accept loop: serves the app on a listener until told to stop, then lets in-flight
+//! The accept loop: serves the app on its listeners until told to stop, then lets in-flight
 //! requests finish within a deadline. On the shared port it takes its turn with the other
 //! workers (`crate::balance`): it waits for a pending connection, and takes it only if that
 //! is this worker's turn.
@@ -13,9 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +23,7 @@ use super::counting::{AppStats, ConnStats, CountLayer};
 use super::head_timer::HeadTimer;
 use crate::app::{App, ConnInfo};
 use crate::balance::{self, Decision, Holding, Turn};
+use crate::listen::Listeners;
 use crate::options::ServerProtocol;
 
 /// A running server; [`Server::shutdown`] stops it.
@@ -44,7 +43,7 @@ const DRAIN_WINDOW: Duration = Duration::from_secs(1);
 
 impl Server {
     pub(crate) fn start(
-        listener: TcpListener,
+        listeners: Listeners,
         app: App,
         protocol: ServerProtocol,
         stats: Arc<ConnStats>,
@@ -52,16 +51,13 @@ impl Server {
         accepting: tokio::sync::watch::Receiver<bool>,
         turn: Option<Arc<Turn>>,
     ) -> io::Result<Self> {
-        // Readiness without accepting: a worker that leaves a connection to the others must
-        // see that one is pending without taking it.
-        let listener = crate::ipc::fd::register(listener.into_std()?, Interest::READABLE)?;
         let stop_accepting = CancellationToken::new();
         let closing = Arc::new(AtomicBool::new(false));
         // Only the shared port's traffic is the application's: the warm-up server is uncounted.
         // The counted service stays a concrete type: no second boxing on the request path.
         let task = match app_stats {
             Some(app_stats) => tokio::spawn(accept_loop(
-                listener,
+                listeners,
                 tower::Layer::layer(&CountLayer::with_stats(app_stats), app),
                 protocol,
                 stats,
@@ -71,7 +67,7 @@ impl Server {
                 closing.clone(),
             )),
             None => tokio::spawn(accept_loop(
-                listener,
+                listeners,
                 app,
                 protocol,
                 stats,
@@ -114,7 +110,7 @@ impl Server {
 
 #[allow(clippy::too_many_arguments)]
 async fn accept_loop<S>(
-    listener: AsyncFd<std::net::TcpListener>,
+    mut listeners: Listeners,
     app: S,
     protocol: ServerProtocol,
     stats: Arc<ConnStats>,
@@ -146,7 +142,6 @@ where
         ServerProtocol::Http1 => builder.http1_only(),
         ServerProtocol::Http2 => builder.http2_only(),
     };
-    let local = listener.get_ref().local_addr().ok();
     // Whether anyone can still pause this server (the switch's sender is alive).
     let mut pausable = true;
     let mut holding = Holding::default();
@@ -174,10 +169,10 @@ where
                 pausable = changed.is_ok();
                 continue;
             }
-            accepted = next_connection(&listener, turn.as_deref(), &mut holding) => accepted,
+            accepted = next_connection(&mut listeners, turn.as_deref(), &mut holding) => accepted,
         };
-        let (stream, remote) = match accepted {
-            Ok(pair) => pair,
+        let (stream, remote, local) = match accepted {
+            Ok(conn) => conn,
             Err(err) if is_per_connection(&err) => continue,
             Err(err) => {
                 // Out of file descriptors or memory: back off instead of spinning; the
@@ -191,10 +186,7 @@ where
         let _ = stream.set_nodelay(true);
         let service = Handler {
             app: app.clone(),
-            info: ConnInfo {
-                local: local.unwrap_or(remote),
-                remote,
-            },
+            info: ConnInfo { local, remote },
             closing: closing.clone(),
         };
         let io = TokioIo::new(stream);
@@ -225,28 +217,22 @@ where
 /// leaves it to the other workers while it holds more than its share (`crate::balance`).
 /// Cancel-safe: a connection is only ever taken inside a poll that returns it.
 async fn next_connection(
-    listener: &AsyncFd<std::net::TcpListener>,
+    listeners: &mut Listeners,
     turn: Option<&Turn>,
     holding: &mut Holding,
-) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+) -> io::Result<(TcpStream, std::net::SocketAddr, std::net::SocketAddr)> {
     loop {
-        let mut ready = listener.readable().await?;
+        let ready = listeners.pending().await?;
         if turn.is_some_and(|turn| turn.decide(holding) == Decision::HoldBack) {
             // The readiness stays: if the others take the connection, the next accept says
-            // so (WouldBlock) and clears it.
-            drop(ready);
+            // so and clears it.
             tokio::time::sleep(balance::RECHECK).await;
             continue;
         }
-        match ready.try_io(|listener| listener.get_ref().accept()) {
-            Ok(Ok((stream, remote))) => {
-                stream.set_nonblocking(true)?;
-                return Ok((TcpStream::from_std(stream)?, remote));
-            }
-            Ok(Err(err)) => return Err(err),
-            // Taken by another worker first.
-            Err(_would_block) => continue,
+        if let Some(accepted) = listeners.try_accept(ready)? {
+            return Ok(accepted);
         }
+        // Taken by another worker first.
     }
 }
 

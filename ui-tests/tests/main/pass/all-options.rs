@@ -3,7 +3,7 @@ mod cluster {
         port = 0,
         host = "::",
         mon_port = 0,
-        mon_host = "::",
+        mon_host = "localhost",
         workers = 2,
         threads = 0,
         warm_up_port = 19000,
