@@ -26,6 +26,10 @@ const ANY_PORT: &str = "a port number (0-65535)";
 
 const PATH: Kind = Kind::UrlPath { or_url: false };
 
+/// Beyond an hour a silent connection is not waiting for its request head, it is holding a
+/// descriptor.
+const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Beyond this a cache manager's wait before sleeping is only burnt CPU: a client that takes
 /// longer than a millisecond between calls is not making them one after another.
 const MAX_CACHE_SPIN: Duration = Duration::from_millis(1);
@@ -96,6 +100,13 @@ pub static OPTIONS: &[Spec] = &[
         "serve a monitor bound beyond loopback without a token: open to anyone who reaches it",
     ),
     option(
+        "mon.max_connections",
+        Kind::Count { min: 1, max: U32 },
+        "a whole number of at least 1",
+        "connections the monitor keeps open at most (fewer if the open-files limit leaves less); \
+         at the cap the one idle the longest is closed for a new one",
+    ),
+    option(
         "workers",
         Kind::Count { min: 1, max: I64 },
         "a whole number of at least 1",
@@ -143,6 +154,24 @@ pub static OPTIONS: &[Spec] = &[
         Kind::Count { min: 1, max: U32 },
         "a whole number of at least 1",
         "length of the accept queue of the application port",
+    ),
+    option(
+        "header_timeout",
+        Kind::Duration {
+            positive: true,
+            max: Some(MAX_HEADER_TIMEOUT),
+            never: false,
+        },
+        "a duration of more than 0s, up to 1h, like 10s",
+        "how long a connection may wait for a complete request head, a new one for its first and \
+         a kept-alive one for its next, on both ports; then it is closed",
+    ),
+    option(
+        "max_connections",
+        Kind::Count { min: 0, max: U32 },
+        "a whole number (0: from the open-files limit)",
+        "connections each worker keeps open at most (0: three quarters of the open-files limit); \
+         at the cap the one idle the longest is closed for a new one",
     ),
     option(
         "restart.delay",

@@ -93,6 +93,30 @@ pub enum Event {
         /// The process.
         pid: u32,
     },
+    /// A worker answered its first request: if it crashes from now on, it is replaced at once.
+    Served {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+    },
+    /// A worker cannot take new connections: accept fails (out of descriptors or memory), or
+    /// its `max_connections` are open and busy. While no worker can, the ECV is down.
+    CannotAccept {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+        /// Why, as the worker says it.
+        why: String,
+    },
+    /// A worker that could not take new connections takes them again.
+    Accepting {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+    },
     /// A worker stopped accepting new connections, on request.
     Paused {
         /// The worker id.

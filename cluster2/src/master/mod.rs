@@ -50,6 +50,8 @@ pub(crate) fn run(
         format!("master[{}]", std::process::id()),
         &options.log.level,
     );
+    // Before any descriptor is spent: connections take descriptors, and workers inherit it.
+    let open_files = crate::conns::fds::raise_limit();
     // Bind before anything else exists: a busy port must fail with no child left behind.
     // The schema allows any u32; the kernel caps the backlog anyway (somaxconn).
     let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
@@ -95,6 +97,7 @@ pub(crate) fn run(
             app_args.into(),
             app,
             monitor,
+            open_files,
             main,
         )
         .await
@@ -118,6 +121,7 @@ async fn master(
     app_args: Arc<[String]>,
     app: TcpListener,
     monitor: TcpListener,
+    open_files: u64,
     main: MainBody,
 ) -> Result<ExitCode, String> {
     // Signal handlers first: from here on no signal takes its default action.
@@ -160,6 +164,7 @@ async fn master(
         monitor_app,
         parts.configure_monitor(),
         crate::monitor::guard::Guard::new(&options, mon_addr),
+        monitor_limits(&options, open_files),
         monitor_stop.clone(),
     )
     .await
@@ -182,6 +187,25 @@ async fn master(
     let _ = tokio::time::timeout(Duration::from_secs(1), monitor_task).await;
     tracing::info!("stopped");
     Ok(code)
+}
+
+/// The monitor's connections: what `mon.max_connections` asks, within what the open-files
+/// limit leaves once the master has kept what it needs to start and talk to its workers (so
+/// that monitor clients can never keep a crashed worker from being replaced).
+fn monitor_limits(options: &Options, open_files: u64) -> crate::monitor::server::Limits {
+    let configured = options.mon.max_connections;
+    let (max_connections, clamped) =
+        crate::conns::fds::monitor_cap(configured, open_files, options.workers);
+    if clamped {
+        tracing::warn!(
+            "the open-files limit ({open_files}) leaves the monitor {max_connections} \
+             connections, not {configured} (--mon.max-connections): raise it with `ulimit -n`"
+        );
+    }
+    crate::monitor::server::Limits {
+        header_timeout: options.header_timeout,
+        max_connections,
+    }
 }
 
 /// The death queue as a status named `death_queue`, in the master.

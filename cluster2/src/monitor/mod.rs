@@ -11,6 +11,7 @@ pub(crate) mod deps; // /deps, from the embedded Cargo.lock
 mod events; // /events: the lifecycle journal as server-sent events
 pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
 mod metrics; // /metrics in OpenMetrics text
+pub(crate) mod server; // the accept loop: request-head deadline, connection cap
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -212,6 +213,7 @@ pub(crate) async fn serve(
     monitor: Monitor,
     configure: Option<ConfigureMonitor>,
     guard: guard::Guard,
+    limits: server::Limits,
     stop: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -224,12 +226,5 @@ pub(crate) async fn serve(
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     let app = app.layer(guard); // outermost: who may ask comes before anything is read
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!("monitor stopped: {e}");
-        }
-    }))
+    Ok(tokio::spawn(server::serve(listener, app, limits, stop)))
 }

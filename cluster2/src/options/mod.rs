@@ -64,6 +64,15 @@ pub struct Options {
     pub server: ServerProtocol,
     /// Length of the accept queue of the application port.
     pub backlog: u32,
+    /// How long a connection may wait for a complete request head, on the application port
+    /// and the monitor's: a new connection for its first, a kept-alive one for its next. A
+    /// connection that sends nothing, or too little, is closed after it.
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// Connections each worker keeps open at most; `0` takes three quarters of the open-files
+    /// limit, leaving the rest to the application. At the cap, the connection idle the longest
+    /// is closed to make room for a new one; a new one is closed at once when none is idle.
+    pub max_connections: u32,
     /// Restarting workers that crash.
     pub restart: RestartOptions,
     /// Logging.
@@ -106,9 +115,9 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Who may use the monitor app. The ECV paths stay open to load balancers whatever is set
-/// here; see the README's "Who may use the monitor".
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Who may use the monitor app, and how many connections it keeps. The ECV paths stay open to
+/// load balancers whatever is set here; see the README's "Who may use the monitor".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct MonitorOptions {
@@ -118,6 +127,20 @@ pub struct MonitorOptions {
     /// Serve a monitor bound beyond loopback without a token: anyone who can reach it can read
     /// the cluster and act on it. Logged as a warning at start.
     pub unsafe_no_token: bool,
+    /// Connections the monitor keeps open at most, fewer when the master's open-files limit
+    /// leaves less after what it keeps for its workers. At the cap, the connection idle the
+    /// longest is closed to make room, so that the ECV stays reachable.
+    pub max_connections: u32,
+}
+
+impl Default for MonitorOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            unsafe_no_token: false,
+            max_connections: 256,
+        }
+    }
 }
 
 /// Where the cache manager runs.
@@ -321,6 +344,8 @@ impl Default for Options {
             stop_timeout: Duration::from_secs(30),
             server: ServerProtocol::Auto,
             backlog: 1024,
+            header_timeout: Duration::from_secs(30),
+            max_connections: 0,
             restart: RestartOptions::default(),
             log: LogOptions::default(),
             ecv: EcvOptions::default(),
@@ -512,15 +537,15 @@ mod tests {
         let with_token = Options {
             mon: MonitorOptions {
                 token: Some(Secret("t".to_owned())),
-                unsafe_no_token: false,
+                ..MonitorOptions::default()
             },
             ..open.clone()
         };
         with_token.validate().unwrap();
         let opted_out = Options {
             mon: MonitorOptions {
-                token: None,
                 unsafe_no_token: true,
+                ..MonitorOptions::default()
             },
             ..open
         };
@@ -539,7 +564,7 @@ mod tests {
         let options = Options {
             mon: MonitorOptions {
                 token: Some(Secret("hunter2".to_owned())),
-                unsafe_no_token: false,
+                ..MonitorOptions::default()
             },
             ..Options::default()
         };

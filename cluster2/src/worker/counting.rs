@@ -19,6 +19,9 @@ pub(crate) struct AppStats {
     total_durations_us: AtomicU64,
     errors: AtomicU64,
     panics: AtomicU64,
+    /// Notified once, when the first request is answered: the master then knows the worker
+    /// served (a crash from then on is no crash loop).
+    first_answered: tokio::sync::Notify,
 }
 
 impl AppStats {
@@ -26,10 +29,19 @@ impl AppStats {
         let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.durations_us.fetch_add(us, Ordering::Relaxed);
-        self.total_transactions.fetch_add(1, Ordering::Relaxed);
+        if self.total_transactions.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.first_answered.notify_one();
+        }
         self.total_durations_us.fetch_add(us, Ordering::Relaxed);
         if server_error {
             self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until the first request was answered (at once if it was).
+    pub(crate) async fn first_answered(&self) {
+        if self.total_transactions.load(Ordering::Relaxed) == 0 {
+            self.first_answered.notified().await;
         }
     }
 
@@ -177,6 +189,9 @@ where
 pub(crate) struct ConnStats {
     pub(crate) open: AtomicU64,
     pub(crate) total: AtomicU64,
+    /// Connections that ended because their client broke the protocol, since the last
+    /// heartbeat took them.
+    pub(crate) protocol_errors: AtomicU64,
 }
 
 #[cfg(test)]
