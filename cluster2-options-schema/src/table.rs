@@ -42,6 +42,10 @@ const HOST: &str = "an IP address or a host name";
 
 const PATH: Kind = Kind::UrlPath { or_url: false };
 
+/// Beyond an hour a silent connection is not waiting for its request head, it is holding a
+/// descriptor.
+const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Beyond this a cache manager's wait before sleeping is only burnt CPU: a client that takes
 /// longer than a millisecond between calls is not making them one after another.
 const MAX_CACHE_SPIN: Duration = Duration::from_millis(1);
@@ -119,6 +123,16 @@ pub static OPTIONS: &[Spec] = &[
         "serve a monitor bound beyond loopback without a token: open to anyone who reaches it",
     ),
     option(
+        "mon.max_connections",
+        Kind::Count {
+            min: 1,
+            max: 1_000_000,
+        },
+        "a whole number from 1 to 1000000",
+        "connections the monitor keeps open at most (fewer if the open-files limit leaves less); \
+         at the cap the one idle the longest is closed for a new one",
+    ),
+    option(
         "workers",
         Kind::Count {
             min: 1,
@@ -186,6 +200,23 @@ pub static OPTIONS: &[Spec] = &[
         },
         "a whole number from 1 to 65535",
         "length of the accept queue of the application port",
+    ),
+    option(
+        "header_timeout",
+        duration(MORE_THAN_ZERO, MAX_HEADER_TIMEOUT),
+        "a duration of more than 0s, up to 1h, like 10s",
+        "how long a connection may wait for a complete request head, a new one for its first and \
+         a kept-alive one for its next, on both ports; then it is closed",
+    ),
+    option(
+        "max_connections",
+        Kind::Count {
+            min: 0,
+            max: 1_000_000,
+        },
+        "a whole number from 0 to 1000000 (0: from the open-files limit)",
+        "connections each worker keeps open at most (0: three quarters of the open-files limit); \
+         at the cap the one idle the longest is closed for a new one",
     ),
     option(
         "restart.delay",

@@ -64,8 +64,13 @@ pub struct Heartbeat {
     pub errors: u64,
     /// Handler panics over the interval (each answered with a 500).
     pub panics: u64,
-    /// How late a short timer fired, at worst, over the interval: how long the runtime was kept
-    /// from running ready tasks.
+    /// Connections closed since the last heartbeat because their client broke the protocol:
+    /// malformed or oversized request heads, HTTP/2 violations such as a flood of streams reset
+    /// as soon as they were opened. Such an interval says nothing about the worker's own
+    /// health.
+    pub protocol_errors: u64,
+    /// How late a short timer fired, at worst, over the last interval: how long the runtime
+    /// was kept from running ready tasks.
     #[serde(rename = "event_loop_lag_secs", with = "secs")]
     pub event_loop_lag: Duration,
     /// The interval this heartbeat covers: since the previous one (about `heartbeat_interval`;
@@ -126,6 +131,7 @@ mod tests {
             request_duration_buckets: vec![30, 10],
             errors: 0,
             panics: 0,
+            protocol_errors: 0,
             event_loop_lag: Duration::from_micros(1500),
             interval: Duration::from_secs(5),
         }

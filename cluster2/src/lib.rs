@@ -38,6 +38,7 @@ mod app; // the App type served by workers, and what configure_app may return
 mod balance; // even spread of connections: each worker takes its turn on the shared queue
 pub mod cache; // the cache shared by all processes, with single-flight loads
 mod cluster; // Cluster::builder(): role dispatch and the public entry point
+mod conns; // connections held to account: request-head deadline, cap, open-files limit
 pub mod ecv; // the health endpoint load balancers poll
 pub mod emitter; // cross-process events: on / emit / to(targets)
 mod error; // Error, ErrorKind, Result, Context

@@ -54,6 +54,8 @@ pub(crate) fn run(
         format!("master[{}]", std::process::id()),
         &options.log.level,
     );
+    // Before any descriptor is spent: connections take descriptors, and workers inherit it.
+    let open_files = crate::conns::fds::raise_limit();
     // Before anything is bound or started: on success this process starts over with its title.
     if let Err(e) = crate::title::master() {
         tracing::warn!("the master keeps its command line, untitled: cannot execute itself: {e}");
@@ -115,6 +117,7 @@ pub(crate) fn run(
             app_args.into(),
             app.listeners,
             monitor.listeners,
+            open_files,
             main,
         )
         .await
@@ -138,6 +141,7 @@ async fn master(
     app_args: Arc<[String]>,
     app: Vec<TcpListener>,
     monitor: Vec<TcpListener>,
+    open_files: u64,
     main: MainBody,
 ) -> Result<ExitCode, String> {
     // Signal handlers first: from here on no signal takes its default action.
@@ -205,6 +209,7 @@ async fn master(
         monitor_app,
         parts.configure_monitor(),
         crate::monitor::guard::Guard::new(&options, &mon_addrs),
+        monitor_limits(&options, open_files),
         monitor_stop.clone(),
     )
     .await
@@ -228,6 +233,25 @@ async fn master(
     let _ = tokio::time::timeout(Duration::from_secs(1), monitor_task).await;
     tracing::info!("stopped");
     Ok(code)
+}
+
+/// The monitor's connections: what `mon.max_connections` asks, within what the open-files
+/// limit leaves once the master has kept what it needs to start and talk to its workers (so
+/// that monitor clients can never keep a crashed worker from being replaced).
+fn monitor_limits(options: &Options, open_files: u64) -> crate::monitor::server::Limits {
+    let configured = options.mon.max_connections;
+    let (max_connections, clamped) =
+        crate::conns::fds::monitor_cap(configured, open_files, options.workers);
+    if clamped {
+        tracing::warn!(
+            "the open-files limit ({open_files}) leaves the monitor {max_connections} \
+             connections, not {configured} (--mon.max-connections): raise it with `ulimit -n`"
+        );
+    }
+    crate::monitor::server::Limits {
+        header_timeout: options.header_timeout,
+        max_connections,
+    }
 }
 
 /// The death queue as a status named `death_queue`, in the master.

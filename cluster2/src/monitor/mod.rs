@@ -16,7 +16,8 @@ mod errors; // every error as JSON of one shape
 mod events; // /events: the lifecycle journal as server-sent events
 pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
 mod metrics; // /metrics in OpenMetrics text
-mod workers; // /workers, and the shape of one worker's entry
+pub(crate) mod server;
+mod workers; // /workers, and the shape of one worker's entry // the accept loop: request-head deadline, connection cap
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -251,6 +252,7 @@ pub(crate) async fn serve(
     monitor: Monitor,
     configure: Option<ConfigureMonitor>,
     guard: guard::Guard,
+    limits: server::Limits,
     stop: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     for listener in &listeners {
@@ -276,12 +278,5 @@ pub(crate) async fn serve(
             errors::json_errors,
         ));
     let app = app.layer(guard); // outermost: who may ask comes before anything is read
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!("monitor stopped: {e}");
-        }
-    }))
+    Ok(tokio::spawn(server::serve(listener, app, limits, stop)))
 }

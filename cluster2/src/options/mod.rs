@@ -75,6 +75,15 @@ pub struct Options {
     pub balance: Balance,
     /// Length of the accept queue of the application port.
     pub backlog: u32,
+    /// How long a connection may wait for a complete request head, on the application port
+    /// and the monitor's: a new connection for its first, a kept-alive one for its next. A
+    /// connection that sends nothing, or too little, is closed after it.
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// Connections each worker keeps open at most; `0` takes three quarters of the open-files
+    /// limit, leaving the rest to the application. At the cap, the connection idle the longest
+    /// is closed to make room for a new one; a new one is closed at once when none is idle.
+    pub max_connections: u32,
     /// Restarting workers that crash.
     pub restart: RestartOptions,
     /// Logging.
@@ -117,8 +126,8 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Who may use the monitor app. The ECV paths stay open to load balancers whatever is set
-/// here; see the README's "Who may use the monitor".
+/// Who may use the monitor app, and how many connections it keeps. The ECV paths stay open to
+/// load balancers whatever is set here; see the README's "Who may use the monitor".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -133,6 +142,10 @@ pub struct MonitorOptions {
     /// Serve a monitor bound beyond loopback without a token: anyone who can reach it can read
     /// the cluster and act on it. Logged as a warning at start.
     pub unsafe_no_token: bool,
+    /// Connections the monitor keeps open at most, fewer when the master's open-files limit
+    /// leaves less after what it keeps for its workers. At the cap, the connection idle the
+    /// longest is closed to make room, so that the ECV stays reachable.
+    pub max_connections: u32,
 }
 
 impl Default for MonitorOptions {
@@ -141,6 +154,7 @@ impl Default for MonitorOptions {
             token: None,
             max_profile: Duration::from_secs(60),
             unsafe_no_token: false,
+            max_connections: 256,
         }
     }
 }
@@ -362,6 +376,8 @@ impl Default for Options {
             server: ServerProtocol::Auto,
             balance: Balance::Even,
             backlog: 1024,
+            header_timeout: Duration::from_secs(30),
+            max_connections: 0,
             restart: RestartOptions::default(),
             log: LogOptions::default(),
             ecv: EcvOptions::default(),

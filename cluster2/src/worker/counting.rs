@@ -37,6 +37,9 @@ pub(crate) struct AppStats {
     /// Requests since start by time to the response head (never reset: the master's
     /// histograms are cumulative).
     buckets: [AtomicU64; BUCKETS],
+    /// Notified once, when the first request is answered: the master then knows the worker
+    /// served (a crash from then on is no crash loop).
+    first_answered: tokio::sync::Notify,
 }
 
 impl AppStats {
@@ -44,13 +47,22 @@ impl AppStats {
         let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.durations_us.fetch_add(us, Ordering::Relaxed);
-        self.total_transactions.fetch_add(1, Ordering::Relaxed);
+        if self.total_transactions.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.first_answered.notify_one();
+        }
         self.total_durations_us.fetch_add(us, Ordering::Relaxed);
         // A dozen bounds: a few comparisons, and one more relaxed add.
         let bucket = BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         if server_error {
             self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until the first request was answered (at once if it was).
+    pub(crate) async fn first_answered(&self) {
+        if self.total_transactions.load(Ordering::Relaxed) == 0 {
+            self.first_answered.notified().await;
         }
     }
 
@@ -204,6 +216,9 @@ where
 pub(crate) struct ConnStats {
     pub(crate) open: AtomicU64,
     pub(crate) total: AtomicU64,
+    /// Connections that ended because their client broke the protocol, since the last
+    /// heartbeat took them.
+    pub(crate) protocol_errors: AtomicU64,
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use crate::options::Options;
 use crate::started::{Role, Started, WarmUp};
 
 use counting::{AppStats, ConnStats};
-use serve::Server;
+use serve::{Server, Settings};
 
 /// How long a worker whose master is gone lets in-flight requests run: short, because the
 /// shared port stays bound until every worker has exited.
@@ -348,13 +348,18 @@ impl Worker {
         let warm_server = Server::start(
             warm_listeners,
             app.clone(),
-            self.options.server,
+            Settings {
+                protocol: self.options.server,
+                header_timeout: self.options.header_timeout,
+                // The warm-up's own connections, on loopback.
+                max_connections: usize::MAX,
+                shared_port: false,
+            },
             Arc::default(),
             None,
             tokio::sync::watch::channel(true).1,
             None,
-        )
-        .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
+        );
         let _ = to_master.send(&ToMaster::Warming { addr: warm_addr }).await;
         let warm_up = parts
             .warm_up()
@@ -379,16 +384,31 @@ impl Worker {
         let addr = listeners.local_addr();
         let conns = Arc::new(ConnStats::default());
         let app_stats = Arc::new(AppStats::default());
+        let open_files = crate::conns::fds::limit();
+        let max_connections =
+            crate::conns::fds::worker_cap(self.options.max_connections, open_files);
+        if max_connections as u64 >= open_files {
+            tracing::warn!(
+                "--max-connections {max_connections} is not below the open-files limit \
+                 ({open_files}): accepting will fail for want of descriptors before the cap \
+                 is reached; leave it at 0 to derive it from the limit"
+            );
+        }
+        tracing::debug!(max_connections, "connections on the shared port");
         let server = Server::start(
             listeners,
             app,
-            self.options.server,
+            Settings {
+                protocol: self.options.server,
+                header_timeout: self.options.header_timeout,
+                max_connections,
+                shared_port: true,
+            },
             conns.clone(),
             Some(app_stats.clone()),
             accepting,
             self.turn.clone(),
-        )
-        .map_err(|e| (StartStage::WarmUpListener, format!("shared listener: {e}")))?;
+        );
         let _ = to_master.send(&ToMaster::Listening).await;
         let final_beat =
             reporter::spawn_reporter(self.id, self.options.heartbeat_interval, app_stats, conns);

@@ -35,6 +35,13 @@ struct Slow {
     ms: u64,
 }
 
+/// `/hold?until=path`: an answer that takes until the test creates `path`, without blocking
+/// the worker (a request kept in flight).
+#[derive(Deserialize)]
+struct Hold {
+    until: String,
+}
+
 #[derive(Deserialize)]
 struct Block {
     ms: u64,
@@ -319,6 +326,17 @@ async fn app() -> Result<Router, String> {
                 // Blocks the runtime thread on purpose: what a badly written handler does.
                 fixture_blocking_sleep(block.ms, block.until.as_deref());
                 "blocked"
+            }),
+        )
+        .route(
+            "/hold",
+            get(|Query(hold): Query<Hold>| async move {
+                tracing::info!(pid = std::process::id(), "hold request started");
+                // Waiting for the test to release it: this is what the test observes.
+                while !std::path::Path::new(&hold.until).exists() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                "released"
             }),
         )
         .route("/panic", get(panicking_handler))

@@ -4,6 +4,7 @@ mod cluster {
         host = "::",
         mon_port = 0,
         mon_host = "localhost",
+        mon(max_connections = 64),
         workers = 2,
         threads = 0,
         warm_up_port = 19000,
@@ -12,6 +13,8 @@ mod cluster {
         stop_timeout = "2 mins",
         server = "http1",
         backlog = 128,
+        header_timeout = "10s",
+        max_connections = 1000,
         restart(delay = "100ms", max_delay = "30s"),
         log(level = "warn,my_app=debug"),
         ecv(
