@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) use cli::{Command, parse_command_line};
 pub use resolve::OptionValue;
 pub(crate) use resolve::resolve;
+#[cfg(test)]
+pub(crate) use resolve::{CommandLine, resolve_with};
 
 /// The resolved options of a cluster.
 ///

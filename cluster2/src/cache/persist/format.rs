@@ -55,7 +55,7 @@ fn header_crc(head: &[u8]) -> u32 {
 }
 
 /// One record as it is written: header, then payload.
-pub(super) fn encode(record: &Record) -> io::Result<Vec<u8>> {
+pub(crate) fn encode(record: &Record) -> io::Result<Vec<u8>> {
     let payload = postcard::to_stdvec(record).expect("records always serialize");
     if payload.len() > MAX_RECORD {
         return Err(io::Error::new(
@@ -76,7 +76,7 @@ pub(super) fn encode(record: &Record) -> io::Result<Vec<u8>> {
     Ok(frame)
 }
 
-pub(super) fn file_header() -> [u8; FILE_HEADER] {
+pub(crate) fn file_header() -> [u8; FILE_HEADER] {
     let mut header = [0; FILE_HEADER];
     header[..MAGIC.len()].copy_from_slice(MAGIC);
     header[MAGIC.len()..].copy_from_slice(&VERSION.to_le_bytes());
