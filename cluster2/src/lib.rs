@@ -43,6 +43,8 @@ pub mod ecv; // the health endpoint load balancers poll
 pub mod emitter; // cross-process events: on / emit / to(targets)
 mod error; // Error, ErrorKind, Result, Context
 mod exit; // every exit status, and what a child's means
+#[cfg(test)]
+mod fuzz; // fuzz targets of every decoder and parser (tests only: docs/fuzzing.md)
 mod heartbeat; // what workers report to the master
 mod ipc; // master <-> worker channel, messages and inherited fds
 pub mod lifecycle; // the cluster's life as typed events, kept by the master

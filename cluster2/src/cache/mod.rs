@@ -49,11 +49,11 @@ mod busy_poll; // the standalone manager's short wait for the next request befor
 mod client; // a process's one connection to the manager: reconnects, timeouts, watches
 mod errors; // how cache errors name the operation, key and namespace that failed
 mod global; // this process's one client (connect, enable), an in-process manager, stopping flag
-mod handle; // the user's API: use_cache, the Cache handle and its operations, options, counters
+pub(crate) mod handle; // the user's API: use_cache, the Cache handle and its operations, options, counters
 pub(crate) mod manager; // the owning side: namespaces, single-flight loads, expiry
-mod persist; // the append-only logs persistent namespaces survive restarts in, and their files' safety
+pub(crate) mod persist; // the append-only logs persistent namespaces survive restarts in, and their files' safety
 pub(crate) mod process; // the standalone manager process, started by the master
-mod protocol; // what clients and the manager say to each other
+pub(crate) mod protocol; // what clients and the manager say to each other
 mod request_writer; // client requests written by the calling task, batched when contended
 
 // The public API is defined in `handle` and `global`, and re-exported here so that users see

@@ -70,8 +70,9 @@ where
 
 /// Installs the subscriber unless the application installed its own first.
 pub(crate) fn init(label: String, level: &str) {
-    // Validated with the options; the fallback only guards against a racing change.
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Validated with the options, and read the same way; the fallback only guards against a
+    // racing change.
+    let filter = crate::options::log_filter(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

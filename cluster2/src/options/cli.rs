@@ -227,7 +227,7 @@ fn from_clap_error(err: &clap::Error) -> Command {
             };
             Command::Exit {
                 code: 2,
-                output: format!("error: {message}\n"),
+                output: format!("error: {}\n", crate::error::one_line(message)),
             }
         }
     }

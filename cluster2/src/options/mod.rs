@@ -28,6 +28,8 @@ pub use host::Host;
 pub(crate) use host::MAX_ADDRESSES;
 pub use resolve::OptionValue;
 pub(crate) use resolve::resolve;
+#[cfg(test)]
+pub(crate) use resolve::{CommandLine, resolve_with};
 
 /// The resolved options of a cluster.
 ///
@@ -512,7 +514,20 @@ pub(crate) fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, St
         let detail = value::detail(&invalid).map_or(String::new(), |d| format!("; {d}"));
         return Err(format!("expected {}{detail}", spec.expected));
     }
-    text.parse::<tracing_subscriber::EnvFilter>()
+    // tracing's own parse, of the filter as the schema reads it: each directive trimmed (its
+    // parser walks a trimmed directive but slices the untrimmed one at the same offsets, which
+    // panics next to a multi-byte character, and reads `info, debug` as a target ` debug`),
+    // and a span field's value matched as text, never compiled as a regular expression (ten
+    // characters of pattern can take minutes and gigabytes to compile: tracing's own advice
+    // for filters that come from outside the program).
+    let directives: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    tracing_subscriber::EnvFilter::builder()
+        .with_regex(false)
+        .parse(directives.join(","))
         .map_err(|e| format!("expected {} ({e})", spec.expected))
 }
 
@@ -549,6 +564,21 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Options::default().validate().unwrap();
+    }
+
+    /// Found by fuzzing: tracing's parser panicked on a directive with a space before it and a
+    /// multi-byte character in its span (`info, x[é]=debug`), and read `info, debug` as a target
+    /// named ` debug`.
+    #[test]
+    fn directives_are_trimmed_before_tracing_reads_them() {
+        for text in [" x[é]", "info, x[é]=debug", "info,\tapp[ü{k=v}]=trace "] {
+            assert!(log_filter(text).is_ok(), "{text:?}");
+        }
+        let filter = log_filter("info, debug").unwrap();
+        assert_eq!(
+            filter.max_level_hint(),
+            Some(tracing_subscriber::filter::LevelFilter::DEBUG)
+        );
     }
 
     #[test]
