@@ -5,8 +5,8 @@
 //! the table the runtime reads too: a value this macro accepts is a value the runtime accepts.
 
 pub(crate) use cluster2_options_schema::{
-    Invalid, Kind, OPTIONS, Takes, did_you_mean, format_duration, is_group, members, spec,
-    top_level,
+    Invalid, Kind, OPTIONS, Takes, did_you_mean, format_duration, format_size, is_group, members,
+    spec, top_level,
 };
 
 /// The kind of the option `key`, if there is one.
@@ -26,6 +26,7 @@ pub(crate) fn describe(kind: Kind) -> &'static str {
         Kind::Ip => "an IP address in a string",
         Kind::Duration { never: false, .. } => "a duration string",
         Kind::Duration { never: true, .. } => "a duration string or \"never\"",
+        Kind::Size { .. } => "a size string",
         Kind::LogFilter => "a log filter in a string",
     }
 }
@@ -49,6 +50,7 @@ pub(crate) fn sample(kind: Kind) -> String {
         Kind::Duration { max: Some(max), .. } => format!("\"{}\"", format_duration(max)),
         Kind::Duration { never: false, .. } => "\"5s\"".to_owned(),
         Kind::Duration { never: true, .. } => "\"3d\"".to_owned(),
+        Kind::Size { min, .. } => format!("\"{}\"", format_size(min.max(512 << 20))),
         Kind::OneOf(choices) => format!("\"{}\"", choices[0]),
         Kind::LogFilter => "\"info\"".to_owned(),
         Kind::Secret => "\"a-long-random-token\"".to_owned(),
