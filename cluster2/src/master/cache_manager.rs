@@ -1,7 +1,7 @@
 //! Running the cache manager for the cluster: inside the master, or as its own supervised
 //! process that is restarted with back-off when it dies (clients reconnect by themselves).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::children::{self, Child};
@@ -55,8 +55,7 @@ impl Supervisor {
             CacheMode::Master => {
                 crate::cache::start_manager(
                     &socket,
-                    Path::new(&settings.persist_path),
-                    settings.max_value as usize,
+                    crate::cache::manager::ManagerConfig::from_options(&settings),
                 )?;
                 tracing::info!(
                     "cache manager listening on {} (in the master)",
