@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
-usage: cluster2-bench <startup|rss|http|emitter|cache|rolling|profile|layer|logs|scale|all> [OPTIONS]
+usage: cluster2-bench <startup|rss|http|emitter|cache|cache-evict|rolling|profile|layer|logs|scale|all> [OPTIONS]
 
 Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
 Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
@@ -14,6 +14,9 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   http      wrk throughput: hello (2 workers) vs bare-hyper (1 process) vs node cluster (2 workers)
   emitter   emitter round trips and one-way throughput vs node's cluster IPC (one worker)
   cache     cache get/set from a worker vs redis-benchmark on a Unix socket (1 and 16 clients)
+  cache-evict
+            cache get/set with a namespace at its bound (every set evicts) vs an unbounded
+            namespace, same run, order alternating (1 and 16 clients)
   rolling   SIGHUP rolling restart of hello (2 workers) under wrk: failures, p99 during/before
   profile   wrk throughput of hello (1 worker) without and with a CPU profile of its worker
             (the monitor's /debug/workers/{pid}/profile, 99 Hz) running, alternately
@@ -31,8 +34,8 @@ Options:
   --settle DURATION   rss: idle time between \"ready\" and reading /proc [default: 1s]
   --workers N         startup, rss: workers of hello and of the node cluster [default: 4]
   --http-workers N    http, logs: workers of hello and of the node cluster [default: 2]
-  --rounds N          http, logs, profile: rounds; each round runs every server (or mode, or
-                      case) once [default: 2]
+  --rounds N          http, logs, profile, cache-evict: rounds; each round runs every server
+                      (or mode, or case) once [default: 2]
   --duration DURATION http, logs, profile: length of each measured wrk run (profile: and of
                       the profile, whole seconds up to 60) [default: 10s]
   --warmup DURATION   http: unmeasured wrk run before each measured one; logs, profile: before
@@ -56,6 +59,9 @@ Options:
   --fanout-rate N     scale: broadcasts per second of the fan-out (0: skip it) [default: 1000]
   --against PATH      scale: a second hello binary (an older build) measured alternately with
                       this one, compared by ratio
+  --cache-baseline PATH
+                      cache-evict: also run this `cache-bench` (another build's) unbounded in
+                      each round, as the figure of before a change
   --timeout DURATION  longest wait for a \"ready\" line or for a stop [default: 30s]
   --node PATH         node.js binary [default: node]
   --node-script PATH  the node peer [default: bench/node/cluster-hello.js of this source tree]
@@ -74,6 +80,7 @@ pub(crate) enum Which {
     Http,
     Emitter,
     Cache,
+    CacheEvict,
     Rolling,
     Profile,
     Layer,
@@ -97,6 +104,9 @@ impl Which {
     }
     pub(crate) fn cache(self) -> bool {
         matches!(self, Self::Cache | Self::All)
+    }
+    pub(crate) fn cache_evict(self) -> bool {
+        matches!(self, Self::CacheEvict | Self::All)
     }
     pub(crate) fn rolling(self) -> bool {
         matches!(self, Self::Rolling | Self::All)
@@ -146,6 +156,8 @@ pub(crate) struct Config {
     pub(crate) fanout_rate: f64,
     /// `scale`: an older `hello` to compare with.
     pub(crate) against: Option<PathBuf>,
+    /// `cache-evict`: another build's `cache-bench`, run unbounded beside this one's.
+    pub(crate) cache_baseline: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -185,6 +197,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
         window: Duration::from_secs(5),
         fanout_rate: 1000.0,
         against: None,
+        cache_baseline: None,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -198,6 +211,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "http" => Which::Http,
                 "emitter" => Which::Emitter,
                 "cache" => Which::Cache,
+                "cache-evict" => Which::CacheEvict,
                 "rolling" => Which::Rolling,
                 "profile" => Which::Profile,
                 "layer" => Which::Layer,
@@ -206,8 +220,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "all" => Which::All,
                 _ => {
                     return Err(format!(
-                        "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, rolling, \
-                         profile, layer, logs, scale or all)"
+                        "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, \
+                         cache-evict, rolling, profile, layer, logs, scale or all)"
                     ));
                 }
             });
@@ -264,6 +278,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
             "--node" => config.node = PathBuf::from(value),
             "--node-script" => config.node_script = PathBuf::from(value),
             "--wrk" => config.wrk = PathBuf::from(value),
+            "--cache-baseline" => config.cache_baseline = Some(PathBuf::from(value)),
             "--hello-rps" => {
                 config.hello_rps = match value.parse::<f64>() {
                     Ok(v) if v > 0.0 => v,
@@ -303,8 +318,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
         }
     }
     config.which = which.ok_or(
-        "which benchmark? startup, rss, http, emitter, cache, rolling, profile, layer, logs, scale \
-         or all",
+        "which benchmark? startup, rss, http, emitter, cache, cache-evict, rolling, profile, layer, \
+         logs, scale or all",
     )?;
     if config.connections < config.wrk_threads {
         return Err("--connections must be at least --wrk-threads".to_owned());

@@ -15,6 +15,7 @@
 //! running is killed.
 
 mod cache;
+mod cache_evict;
 mod cli;
 mod cpu;
 mod http;
@@ -123,6 +124,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.cache() {
         let section = cache::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.cache_evict() {
+        let section = cache_evict::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     if config.which.rolling() {

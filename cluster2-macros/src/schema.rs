@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 pub(crate) use cluster2_options_schema::{
-    Invalid, Kind, MORE_THAN_ZERO, OPTIONS, Takes, did_you_mean, format_duration, is_group,
-    members, spec, top_level,
+    Invalid, Kind, MORE_THAN_ZERO, OPTIONS, Takes, did_you_mean, format_duration, format_size,
+    is_group, members, spec, top_level,
 };
 
 /// The kind of the option `key`, if there is one.
@@ -28,6 +28,7 @@ pub(crate) fn describe(kind: Kind) -> &'static str {
         Kind::Host => "an IP address or a host name in a string",
         Kind::Duration { never: false, .. } => "a duration string",
         Kind::Duration { never: true, .. } => "a duration string or \"never\"",
+        Kind::Size { .. } => "a size string",
         Kind::LogFilter => "a log filter in a string",
     }
 }
@@ -55,6 +56,7 @@ pub(crate) fn sample(kind: Kind) -> String {
         }
         Kind::Duration { never: false, .. } => "\"5s\"".to_owned(),
         Kind::Duration { never: true, .. } => "\"3d\"".to_owned(),
+        Kind::Size { min, .. } => format!("\"{}\"", format_size(min.max(512 << 20))),
         Kind::OneOf(choices) => format!("\"{}\"", choices[0]),
         Kind::LogFilter => "\"info\"".to_owned(),
         Kind::Secret => "\"a-long-random-token\"".to_owned(),

@@ -9,22 +9,25 @@
 //! - `#[cluster2::main]` (`cluster2-macros`) checks the same kinds and ranges when the binary
 //!   is compiled.
 //!
-//! The duration grammar ([`parse_duration`]), the host grammar ([`is_host`]), the log filter
-//! syntax ([`check_log_filter`]) and the "did you mean" suggestions ([`did_you_mean`]) live
-//! here for the same reason: a value the macro accepts is a value the runtime accepts, and a
-//! typo gets the same suggestion at compile time and at start-up.
+//! The duration grammar ([`parse_duration`]), the size grammar ([`parse_size`]), the host
+//! grammar ([`is_host`]), the log filter syntax ([`check_log_filter`]) and the "did you mean"
+//! suggestions ([`did_you_mean`]) live here for the same reason: a value the macro accepts is a
+//! value the runtime accepts, and a typo gets the same suggestion at compile time and at
+//! start-up.
 //!
 //! This crate is a part of cluster2, which pins it to an exact version; depend on `cluster2`.
 
 mod duration;
 mod host;
 mod log_filter;
+mod size;
 mod suggest;
 mod table;
 
 pub use duration::{DurationError, format_duration, is_never, parse_duration};
 pub use host::is_host;
 pub use log_filter::{LEVELS, LogFilterError, check_log_filter};
+pub use size::{SizeError, format_size, parse_size};
 pub use suggest::did_you_mean;
 pub use table::{MAX_WORKERS, OPTIONS, WORKERS_PER_CPU};
 
@@ -79,6 +82,13 @@ pub enum Kind {
         /// Whether `never` is accepted too.
         never: bool,
     },
+    /// A number of bytes in the grammar of [`parse_size`] (`512MiB`), from `min` to `max`.
+    Size {
+        /// The fewest bytes accepted.
+        min: u64,
+        /// The most bytes accepted.
+        max: u64,
+    },
     /// One of these words.
     OneOf(&'static [&'static str]),
     /// A path on an HTTP server, starting with `/`.
@@ -130,6 +140,8 @@ pub enum Invalid {
     TooLarge,
     /// Text that is not a duration.
     Duration(DurationError),
+    /// Text that is not a size.
+    Size(SizeError),
     /// Not one of the choices.
     NotAChoice,
     /// Not a path starting with `/` (nor an `http://` URL, where one is accepted).
@@ -152,6 +164,7 @@ impl Kind {
             Kind::Port { .. } | Kind::Count { .. } | Kind::HttpStatus => Takes::Int,
             Kind::Host
             | Kind::Duration { .. }
+            | Kind::Size { .. }
             | Kind::OneOf(_)
             | Kind::UrlPath { .. }
             | Kind::Directory
@@ -175,6 +188,14 @@ impl Kind {
     pub fn duration_range(self) -> Option<(Duration, Duration)> {
         match self {
             Kind::Duration { min, max, .. } => Some((min, max)),
+            _ => None,
+        }
+    }
+
+    /// The fewest and most bytes accepted, for sizes.
+    pub fn size_range(self) -> Option<(u64, u64)> {
+        match self {
+            Kind::Size { min, max } => Some((min, max)),
             _ => None,
         }
     }
@@ -211,6 +232,11 @@ impl Kind {
                 let duration = parse_duration(text).map_err(Invalid::Duration)?;
                 self.check_duration(duration)
             }
+            Kind::Size { min, max } => match parse_size(text).map_err(Invalid::Size)? {
+                n if n < min => Err(Invalid::TooSmall),
+                n if n > max => Err(Invalid::TooLarge),
+                _ => Ok(()),
+            },
             Kind::OneOf(choices) if choices.contains(&text) => Ok(()),
             Kind::OneOf(_) => Err(Invalid::NotAChoice),
             Kind::UrlPath { or_url } => {
@@ -333,6 +359,11 @@ mod tests {
                 assert!(expected.contains(&format_duration(max)), "{}", spec.key);
                 assert_eq!(never, expected.contains("never"), "{}", spec.key);
             }
+            if let Some((min, max)) = spec.kind.size_range() {
+                assert!(expected.contains("size"), "{}", spec.key);
+                assert!(expected.contains(&format_size(min)), "{}", spec.key);
+                assert!(expected.contains(&format_size(max)), "{}", spec.key);
+            }
             if let Kind::OneOf(choices) = spec.kind {
                 for choice in choices {
                     assert!(expected.contains(choice), "{}: {choice}", spec.key);
@@ -381,6 +412,16 @@ mod tests {
         assert_eq!(Kind::Host.check_text("::1"), Ok(()));
         assert_eq!(Kind::Host.check_text("localhost"), Ok(()));
         assert_eq!(Kind::Host.check_text("my host"), Err(Invalid::NotAHost));
+        let size = Kind::Size {
+            min: 1 << 20,
+            max: 1 << 30,
+        };
+        assert_eq!(size.check_text("512MiB"), Ok(()));
+        assert_eq!(size.check_text("1MiB"), Ok(()));
+        assert_eq!(size.check_text("1048575"), Err(Invalid::TooSmall));
+        assert_eq!(size.check_text("1.5GiB"), Err(Invalid::TooLarge));
+        assert!(matches!(size.check_text("5 mibs"), Err(Invalid::Size(_))));
+        assert_eq!(size.check_int(1 << 20), Err(Invalid::Type));
         let monitor = Kind::UrlPath { or_url: true };
         assert_eq!(monitor.check_text("http://10.0.0.1/ping"), Ok(()));
         assert_eq!(monitor.check_text("https://x"), Err(Invalid::NotAPath));

@@ -50,6 +50,9 @@ const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(3600);
 /// longer than a millisecond between calls is not making them one after another.
 const MAX_CACHE_SPIN: Duration = Duration::from_millis(1);
 
+/// A loader's lock held longer than a day is a load that is not coming back.
+const MAX_CACHE_LEASE: Duration = Duration::from_secs(86_400);
+
 const fn option(key: &'static str, kind: Kind, expected: &'static str, help: &'static str) -> Spec {
     Spec {
         key,
@@ -373,10 +376,36 @@ pub static OPTIONS: &[Spec] = &[
         "the largest cache value, in bytes",
     ),
     option(
+        "cache.max_memory",
+        Kind::Size {
+            min: 1 << 20,
+            max: 1 << 50,
+        },
+        "a size from 1MiB to 1PiB, like 512MiB or 4GiB",
+        "the most memory the cache's entries may take: past it, the least recently used are \
+         evicted (default: a quarter of the memory of the machine, or of its cgroup if less)",
+    ),
+    option(
+        "cache.max_connections",
+        Kind::Count {
+            min: 1,
+            max: 65_536,
+        },
+        "a whole number from 1 to 65536",
+        "the most clients the cache manager serves at once; it refuses more",
+    ),
+    option(
         "cache.timeout",
         duration(MORE_THAN_ZERO, HOUR),
         "a duration of more than 0s, up to 1h, like 5s",
         "default timeout of every cache operation, and a loader's lease",
+    ),
+    option(
+        "cache.max_lease",
+        duration(MORE_THAN_ZERO, MAX_CACHE_LEASE),
+        "a duration of more than 0s, up to 1day, like 30s or 5m",
+        "the longest a loader holds a key's lock, whatever its call's timeout: then a waiter \
+         loads instead",
     ),
     option(
         "cache.spin",

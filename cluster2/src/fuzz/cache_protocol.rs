@@ -11,7 +11,9 @@ use std::os::unix::net::UnixStream;
 
 use super::{Edit, bounded, damage, splits};
 use crate::cache::handle::valid_namespace;
-use crate::cache::protocol::{Message, NsOptions, Op, Reply, Request, RequestRef, max_frame};
+use crate::cache::protocol::{
+    Message, NsBounds, NsOptions, Op, Reply, Request, RequestRef, max_frame,
+};
 use crate::ipc::frame::{PREFIX, decode, encode_frame, length_prefix};
 use crate::ipc::frame_socket::FrameReader;
 
@@ -105,6 +107,10 @@ fn request_from(parts: &Parts) -> Vec<u8> {
                 persist: *flag,
                 expire_ms: *ms,
             },
+            bounds: NsBounds {
+                max_entries: *ms,
+                max_bytes: Some(*n),
+            },
         },
         1 => Op::Get {
             ns,
@@ -153,6 +159,10 @@ fn message_from(parts: &Parts) -> Vec<u8> {
             options: NsOptions {
                 persist: *flag,
                 expire_ms: *ms,
+            },
+            bounds: NsBounds {
+                max_entries: *ms,
+                max_bytes: None,
             },
             existed: *flag,
         },

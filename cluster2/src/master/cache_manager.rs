@@ -2,7 +2,7 @@
 //! process that is restarted when it dies (clients reconnect by themselves): at once if it
 //! had been listening for `restart.delay`, with back-off if it keeps dying before that.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::children::{self, Child};
@@ -57,8 +57,7 @@ impl Supervisor {
             CacheMode::Master => {
                 crate::cache::start_manager(
                     &socket,
-                    Path::new(&settings.persist_path),
-                    settings.max_value as usize,
+                    crate::cache::manager::ManagerConfig::from_options(&settings),
                 )?;
                 tracing::info!(
                     "cache manager listening on {} (in the master)",

@@ -312,6 +312,10 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
                 "Reads that waited for another process's loader",
             ),
             ("cache_errors", "Cache loads that failed"),
+            (
+                "cache_evictions",
+                "Cache entries evicted to keep within the namespace's bounds or cache.max_memory",
+            ),
         ];
         let gauge_families: Vec<Family<Labels, GaugeF>> = gauges
             .iter()
@@ -343,6 +347,7 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
                 ns.loads,
                 ns.lock_waits,
                 ns.errors,
+                ns.evictions,
             ]) {
                 family.get_or_create(&labels).inc_by(value as f64);
             }

@@ -164,6 +164,7 @@ fn value_name(kind: Kind) -> String {
         Kind::HttpStatus => "STATUS".to_owned(),
         Kind::Host => "HOST".to_owned(),
         Kind::Duration { .. } => "DURATION".to_owned(),
+        Kind::Size { .. } => "SIZE".to_owned(),
         Kind::OneOf(choices) => choices.join("|"),
         Kind::UrlPath { .. } => "PATH".to_owned(),
         Kind::Directory => "DIR".to_owned(),

@@ -12,9 +12,11 @@
 mod cli;
 mod duration;
 mod host;
+mod memory;
 mod resolve;
 #[cfg(test)]
 mod schema_tests;
+mod size;
 mod value;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -185,9 +187,22 @@ pub struct CacheSettings {
     pub persist_path: String,
     /// The largest value, in bytes.
     pub max_value: u64,
+    /// The most memory the entries of every namespace together may take, in bytes: keys,
+    /// values and a fixed estimate of the manager's own cost per entry. Past it the least
+    /// recently used entries are evicted. By default a quarter of the memory of the machine,
+    /// or of its control group if that is less.
+    #[serde(with = "size")]
+    pub max_memory: u64,
+    /// The most client connections the manager serves at once; it refuses more. Each process
+    /// of the cluster holds one.
+    pub max_connections: u32,
     /// Default timeout of every cache operation (and lease of a loader).
     #[serde(with = "duration")]
     pub timeout: Duration,
+    /// The longest lease a loader is given on a key's lock, whatever timeout its call has:
+    /// past it a waiter loads instead.
+    #[serde(with = "duration")]
+    pub max_lease: Duration,
     /// How long the standalone manager keeps looking for the next request before it sleeps:
     /// lower latency for calls made one after another, for a little CPU after activity.
     #[serde(with = "duration")]
@@ -201,7 +216,10 @@ impl Default for CacheSettings {
             mode: CacheMode::Standalone,
             persist_path: "cluster2-cache".to_owned(),
             max_value: 16 * 1024 * 1024,
+            max_memory: memory::default_cache_memory(),
+            max_connections: 1024,
             timeout: Duration::from_secs(5),
+            max_lease: Duration::from_secs(60),
             spin: Duration::from_micros(50),
         }
     }

@@ -45,6 +45,7 @@ async fn users() -> Result<Cache, String> {
     let options = CacheOptions {
         persist: true,
         expire: Some(Duration::from_secs(300)),
+        ..Default::default()
     };
     cache::use_cache("users", options)
         .await

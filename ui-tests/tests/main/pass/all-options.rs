@@ -39,7 +39,10 @@ mod cluster {
             mode = "master",
             persist_path = "/var/cache/my-app",
             max_value = 1073741824,
-            timeout = "250ms"
+            max_memory = "1.5GiB",
+            max_connections = 256,
+            timeout = "250ms",
+            max_lease = "30s"
         )
     )]
     pub(crate) async fn main(started: cluster2::Started) {
