@@ -220,6 +220,9 @@ fn caches_view(all: &[crate::cache::NsFigures]) -> Value {
                 "loads": ns.loads,
                 "lock_waits": ns.lock_waits,
                 "errors": ns.errors,
+                "evictions": ns.evictions,
+                "max_entries": ns.max_entries,
+                "max_bytes": ns.max_bytes,
             })
         })
         .collect()
