@@ -97,16 +97,17 @@ fn at_the_cap_idle_connections_make_room_and_when_all_are_busy_the_ecv_goes_down
     // Every allowed connection busy: a new one is closed unanswered, and the worker says so.
     let release = TempPath::new("release");
     let path = format!("/hold?until={}", release.as_str());
+    // One after another: a connection that has not sent its head yet is idle, and a newer one
+    // could take its place at the cap.
+    let mut proc = cluster.proc;
     let held: Vec<_> = (0..8)
         .map(|_| {
             let (app, path) = (cluster.app, path.clone());
-            std::thread::spawn(move || get(app, &path))
+            let held = std::thread::spawn(move || get(app, &path));
+            proc.wait_for("hold request started");
+            held
         })
         .collect();
-    let mut proc = cluster.proc;
-    for _ in 0..8 {
-        proc.wait_for("hold request started");
-    }
     let refused = request(
         cluster.app,
         "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
