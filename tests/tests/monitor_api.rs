@@ -275,7 +275,19 @@ fn every_documented_field_is_served_and_every_served_field_documented() {
     let held = started["pid"].as_u64().unwrap();
     let mut debug_events = cluster.events();
     debug_events.wait("paused", |e| e["pid"] == held);
-    let released = posted(m, &format!("/debug/workers/{held}/release"));
+    // A replacement still running for its worker id answers 409 until it is done.
+    let mut released = None;
+    assert!(
+        cluster2_tests::eventually(cluster2_tests::SOON, || {
+            let r = post(m, &format!("/debug/workers/{held}/release"));
+            if r.status == 200 {
+                released = Some(serde_json::from_str::<Value>(&r.body).unwrap());
+            }
+            r.status == 200
+        }),
+        "the debug worker was never released"
+    );
+    let released = released.expect("set with the 200");
     check("fields: POST /debug/workers/{pid}/release", &released);
     debug_events.wait("debug_worker_released", |e| e["pid"] == held);
 
