@@ -252,7 +252,7 @@ pub fn ecv_validator(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// # Equivalent code without the macro
 ///
 /// ```
-/// # fn should_kill(heartbeat: &cluster2::Heartbeat) -> bool { heartbeat.cpu > 90.0 }
+/// # fn should_kill(heartbeat: &cluster2::Heartbeat) -> bool { heartbeat.cpu_percent > 90.0 }
 /// let builder = cluster2::Cluster::builder().should_kill(should_kill);
 /// # let _ = builder;
 /// ```
