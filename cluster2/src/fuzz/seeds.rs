@@ -241,8 +241,7 @@ fn answers() -> Vec<(&'static str, Vec<u8>)> {
                     hits: 5,
                     misses: 1,
                     loads: 1,
-                    lock_waits: 0,
-                    errors: 0,
+                    ..NsFigures::default()
                 }]),
             ),
         ),
