@@ -196,8 +196,10 @@ fn a_new_debug_worker_logs_from_its_first_line_and_serves_only_once_released() {
     events.wait("debug_worker_released", |e| {
         e["pid"] == pid && e["replaced"] == old
     });
+    // The new one resumes and the old one exits, in either order.
     events.rewind();
     events.wait("resumed", |e| e["pid"] == pid);
+    events.rewind();
     let exited = events.wait("exited", |e| e["pid"] == old);
     assert_eq!(exited["expected"], true, "{exited}");
     let shown = worker(cluster.monitor, pid).expect("listed");

@@ -9,7 +9,7 @@
 //! # async fn demo() -> cluster2::Result<()> {
 //! let users = cache::use_cache(
 //!     "users",
-//!     CacheOptions { persist: true, expire: Some(Duration::from_secs(60)) },
+//!     CacheOptions { persist: true, expire: Some(Duration::from_secs(60)), ..Default::default() },
 //! )
 //! .await?;
 //! // Loaded once across the whole cluster, however many workers ask at the same time.
@@ -44,6 +44,15 @@
 //!   the log format in `persist/format.rs`). A damaged log loses only its damaged records,
 //!   reported in the log with a copy of the file kept beside it. Other namespaces start empty
 //!   after a restart.
+//! - Memory: the cache holds at most `cache.max_memory` (by default a quarter of the memory of
+//!   the machine or of its cgroup), and a namespace at most its own bounds
+//!   ([`CacheOptions::max_entries`], [`CacheOptions::max_bytes`]). Past them the least
+//!   recently used entries are evicted (approximately, by sampling, as Redis does), never one
+//!   whose load is in flight; watchers are told as for a delete, `/caches` and `/metrics`
+//!   count the evictions, and a value that alone could never fit is refused with an error.
+//! - The manager trusts no client: names are checked, a lease lasts at most `cache.max_lease`,
+//!   connections past `cache.max_connections` are refused, and what a client sends or leaves
+//!   unread costs the manager bounded memory.
 
 mod busy_poll; // the standalone manager's short wait for the next request before sleeping
 mod client; // a process's one connection to the manager: reconnects, timeouts, watches

@@ -11,7 +11,9 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 
 use crate::cache::persist::{Record, encode_record, file_header};
-use crate::cache::protocol::{Message, NsFigures, NsOptions, Op, Reply, RequestRef, max_frame};
+use crate::cache::protocol::{
+    Message, NsBounds, NsFigures, NsOptions, Op, Reply, RequestRef, max_frame,
+};
 use crate::ipc::frame::{PREFIX, PROTOCOL_VERSION, encode_frame};
 use crate::ipc::message::{
     Hello, LogControl, LogLevel, LogLine, ProfileFormat, StartStage, ToMaster, ToWorker, WireEvent,
@@ -140,6 +142,10 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
             Op::Use {
                 ns: ns.clone(),
                 options,
+                bounds: NsBounds {
+                    max_entries: Some(10_000),
+                    max_bytes: None,
+                },
             },
         ),
         (
@@ -241,7 +247,11 @@ fn answers() -> Vec<(&'static str, Vec<u8>)> {
                     hits: 5,
                     misses: 1,
                     loads: 1,
-                    ..NsFigures::default()
+                    lock_waits: 0,
+                    errors: 0,
+                    evictions: 3,
+                    max_entries: Some(10_000),
+                    max_bytes: None,
                 }]),
             ),
         ),

@@ -230,4 +230,13 @@ mod tests {
         src.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(FrameCodec.decode(&mut src).is_err());
     }
+
+    #[test]
+    fn the_codec_grows_with_what_arrived_not_with_what_a_length_declares() {
+        let mut src = BytesMut::new();
+        src.extend_from_slice(&u32::try_from(MAX_FRAME).unwrap().to_be_bytes());
+        src.extend_from_slice(&[PROTOCOL_VERSION]);
+        assert!(FrameCodec.decode(&mut src).unwrap().is_none());
+        assert!(src.capacity() <= 2 * RESERVE_STEP, "{}", src.capacity());
+    }
 }

@@ -608,8 +608,8 @@ mod tests {
         let err = resolve(&code, &flags(&[]), env(&[])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid value `127` for `host` in #[cluster2::main]: expected an IP address, got \
-             the number 127"
+            "invalid value `127` for `host` in #[cluster2::main]: expected an IP address or a \
+             host name, got the number 127"
         );
         // Text from flags and variables has no type of its own to name.
         let err = resolve(&[], &flags(&[("port", "high")]), env(&[])).unwrap_err();

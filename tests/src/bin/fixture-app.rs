@@ -11,6 +11,8 @@
 //! - `FIXTURE_WARM_UP_FAIL_ONCE=path`: the warm-up fails unless `path` exists, and creates it.
 //! - `FIXTURE_WARM_UP_FAIL_AFTER=path`: the warm-up fails once `path` exists.
 //! - `FIXTURE_CACHE_WATCH=1`: workers watch the cache namespace `watched` and log each change.
+//! - `FIXTURE_CACHE_WATCH_MAX_ENTRIES=N`: with `FIXTURE_CACHE_WATCH`, `watched` holds at most N
+//!   entries.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,6 +35,13 @@ fn flag(name: &str) -> bool {
 #[derive(Deserialize)]
 struct Slow {
     ms: u64,
+}
+
+/// `/hold?until=path`: an answer that takes until the test creates `path`, without blocking
+/// the worker (a request kept in flight).
+#[derive(Deserialize)]
+struct Hold {
+    until: String,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +127,11 @@ struct CacheQuery {
     /// For `/cache/load`: the loader blocks for a minute unless this file exists (it creates
     /// it), so that the first loader can be killed mid-load.
     marker: Option<String>,
+    /// For `/cache/load`: the loader waits until this file exists (at most a minute).
+    gate: Option<String>,
+    /// The namespace's bounds, if this request declares it first.
+    max_entries: Option<u64>,
+    max_bytes: Option<u64>,
 }
 
 fn default_ns() -> String {
@@ -127,6 +141,8 @@ fn default_ns() -> String {
 async fn namespace(q: &CacheQuery) -> Result<cache::Cache, String> {
     let options = CacheOptions {
         persist: q.persist,
+        max_entries: q.max_entries,
+        max_bytes: q.max_bytes,
         ..CacheOptions::default()
     };
     cache::use_cache(&q.ns, options)
@@ -190,10 +206,19 @@ async fn cache_load(Query(q): Query<CacheQuery>) -> Answer {
         Err(e) => return failed(e),
     };
     let marker = q.marker.clone();
+    let gate = q.gate.clone();
     let loaded = ns
         .get(&q.key, || async move {
             let pid = std::process::id();
             tracing::info!(pid, "loader ran");
+            if let Some(gate) = gate {
+                tracing::info!(pid, "gated loader started");
+                let until = std::time::Instant::now() + Duration::from_secs(60);
+                while !std::path::Path::new(&gate).exists() && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                return Ok::<_, String>(format!("loaded by {pid}"));
+            }
             match marker {
                 Some(m) if !std::path::Path::new(&m).exists() => {
                     let _ = std::fs::write(&m, b"first");
@@ -272,7 +297,14 @@ async fn app() -> Result<Router, String> {
     listen_for_events();
     register_statuses();
     if flag("FIXTURE_CACHE_WATCH") {
-        let watched = cache::use_cache("watched", CacheOptions::default())
+        let max_entries = std::env::var("FIXTURE_CACHE_WATCH_MAX_ENTRIES")
+            .ok()
+            .and_then(|n| n.parse().ok());
+        let options = CacheOptions {
+            max_entries,
+            ..CacheOptions::default()
+        };
+        let watched = cache::use_cache("watched", options)
             .await
             .map_err(|e| e.to_string())?;
         watched.watch(None, |key: &str, value: Option<String>| {
@@ -319,6 +351,17 @@ async fn app() -> Result<Router, String> {
                 // Blocks the runtime thread on purpose: what a badly written handler does.
                 fixture_blocking_sleep(block.ms, block.until.as_deref());
                 "blocked"
+            }),
+        )
+        .route(
+            "/hold",
+            get(|Query(hold): Query<Hold>| async move {
+                tracing::info!(pid = std::process::id(), "hold request started");
+                // Waiting for the test to release it: this is what the test observes.
+                while !std::path::Path::new(&hold.until).exists() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                "released"
             }),
         )
         .route("/panic", get(panicking_handler))
