@@ -40,25 +40,18 @@ fn options_duration() {
     bolero::check!(name = "options_duration").for_each(|bytes| check_duration(&text(bytes)));
 }
 
-/// A log filter as `log.level`, `RUST_LOG` and the monitor's log-level route read it: the
-/// schema's check, then tracing's own parse. What the schema accepts here must be what tracing
-/// accepts, bar span filters, which only tracing reads.
+/// A log filter as `log.level`, `RUST_LOG` and the monitor's log-level route read it (the
+/// schema's check, then tracing's own parse): a verdict in bounded memory, never a panic, and a
+/// refusal that says what a filter looks like.
 fn check_filter(text: &str) {
-    let schema = bounded("a log filter check", text.len(), 4096, 32, || {
+    let _ = bounded("a log filter check", text.len(), 4096, 32, || {
         check_log_filter(text)
     });
     let runtime = bounded("a log filter", text.len(), 64 * 1024, 64, || {
         log_filter(text).map(drop)
     });
-    if runtime.is_ok() {
-        assert_eq!(
-            schema,
-            Ok(()),
-            "{text:?}: tracing's parse runs after the schema's check"
-        );
-    }
-    if let Err(message) = &runtime {
-        assert!(!message.is_empty());
+    if let Err(message) = runtime {
+        assert!(message.starts_with("expected a log filter"), "{message}");
     }
 }
 

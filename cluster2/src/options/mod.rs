@@ -532,21 +532,38 @@ pub(crate) fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, St
         let detail = value::detail(&invalid).map_or(String::new(), |d| format!("; {d}"));
         return Err(format!("expected {}{detail}", spec.expected));
     }
-    // tracing's own parse, of the filter as the schema reads it: each directive trimmed (its
-    // parser walks a trimmed directive but slices the untrimmed one at the same offsets, which
-    // panics next to a multi-byte character, and reads `info, debug` as a target ` debug`),
-    // and a span field's value matched as text, never compiled as a regular expression (ten
-    // characters of pattern can take minutes and gigabytes to compile: tracing's own advice
-    // for filters that come from outside the program).
-    let directives: Vec<&str> = text
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .collect();
-    tracing_subscriber::EnvFilter::builder()
-        .with_regex(false)
-        .parse(directives.join(","))
-        .map_err(|e| format!("expected {} ({e})", spec.expected))
+    tracing_filter(text).map_err(|e| format!("expected {} ({e})", spec.expected))
+}
+
+/// tracing's own parse of a filter the schema accepted, minus what makes tracing panic or stall:
+///
+/// - each directive trimmed: its parser walks a trimmed directive but slices the untrimmed one
+///   at the same offsets, which panics next to a multi-byte character (and reads `info, debug`
+///   as a target named ` debug`);
+/// - a span field's value matched as text, never compiled as a regular expression: ten
+///   characters of pattern can take minutes and gigabytes to compile (tracing's own advice for
+///   filters from outside the program);
+/// - one directive per target, span and fields, the last given (the one tracing keeps): two of
+///   them trip a debug assertion of tracing's that a value matched as text never passes.
+fn tracing_filter(
+    text: &str,
+) -> Result<tracing_subscriber::EnvFilter, tracing_subscriber::filter::ParseError> {
+    let builder = || tracing_subscriber::EnvFilter::builder().with_regex(false);
+    let mut directives: Vec<Option<&str>> = Vec::new();
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // Alone, tracing writes it back in one form: what precedes its level is its key.
+        let written = builder().parse(directive)?.to_string();
+        let key = written
+            .rsplit_once('=')
+            .map_or(String::new(), |(key, _)| key.to_owned());
+        if let Some(earlier) = seen.insert(key, directives.len()) {
+            directives[earlier] = None;
+        }
+        directives.push(Some(directive));
+    }
+    let kept: Vec<&str> = directives.into_iter().flatten().collect();
+    builder().parse(kept.join(","))
 }
 
 /// A semantic problem with one option or a pair of options.
@@ -597,6 +614,17 @@ mod tests {
             filter.max_level_hint(),
             Some(tracing_subscriber::filter::LevelFilter::DEBUG)
         );
+    }
+
+    /// Found by fuzzing (libFuzzer): with field values matched as text, two directives for the
+    /// same target, span and fields tripped a debug assertion in tracing. The last one counts,
+    /// as tracing keeps it.
+    #[test]
+    fn a_repeated_directive_counts_once_the_last() {
+        let filter = log_filter("app[req{id=x}]=info, app[req{id=x}]=trace").unwrap();
+        assert_eq!(filter.to_string(), "app[req{id=x}]=trace");
+        let filter = log_filter("warn,app=debug,info,app=error").unwrap();
+        assert_eq!(filter.to_string(), "app=error,info");
     }
 
     #[test]
