@@ -45,6 +45,7 @@
 //!   reported in the log with a copy of the file kept beside it. Other namespaces start empty
 //!   after a restart.
 
+mod backend; // the seam: the local manager's client or Redis, asked and answering alike
 mod busy_poll; // the standalone manager's short wait for the next request before sleeping
 mod client; // a process's one connection to the manager: reconnects, timeouts, watches
 mod errors; // how cache errors name the operation, key and namespace that failed
@@ -54,6 +55,7 @@ pub(crate) mod manager; // the owning side: namespaces, single-flight loads, exp
 mod persist; // the append-only logs persistent namespaces survive restarts in, and their files' safety
 pub(crate) mod process; // the standalone manager process, started by the master
 mod protocol; // what clients and the manager say to each other
+mod redis; // the cache on a Redis server shared by every host (cache.backend = a Redis URL)
 mod request_writer; // client requests written by the calling task, batched when contended
 
 // The public API is defined in `handle` and `global`, and re-exported here so that users see
@@ -62,4 +64,6 @@ pub use global::{Config, enable, manager_stats};
 pub use handle::{Cache, CacheOptions, SetOptions, Stats, WatchId, use_cache};
 pub use protocol::NsFigures;
 
-pub(crate) use global::{connect, start_manager, stopping};
+pub(crate) use global::{
+    backend_state, connect, connect_redis, is_stopping, start_manager, stopping,
+};

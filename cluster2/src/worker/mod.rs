@@ -89,12 +89,19 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
         turn,
     };
     let code = runtime.block_on(async {
+        let cache = &worker.options.cache;
         if let Some(socket) = cache_socket {
-            crate::cache::connect(
-                socket,
-                worker.options.cache.max_value as usize,
-                worker.options.cache.timeout,
-            );
+            crate::cache::connect(socket, cache.max_value as usize, cache.timeout);
+        } else if cache.enable && cache.backend != "local" {
+            // The master checked the URL when it read the options: this cannot fail on it.
+            if let Err(e) = crate::cache::connect_redis(
+                &cache.backend,
+                &worker.options.cluster_name,
+                cache.max_value as usize,
+                cache.timeout,
+            ) {
+                tracing::error!("{e}");
+            }
         }
         worker.run(parts, main, listener, channel).await
     });

@@ -11,6 +11,8 @@
 //! - `FIXTURE_WARM_UP_FAIL_ONCE=path`: the warm-up fails unless `path` exists, and creates it.
 //! - `FIXTURE_WARM_UP_FAIL_AFTER=path`: the warm-up fails once `path` exists.
 //! - `FIXTURE_CACHE_WATCH=1`: workers watch the cache namespace `watched` and log each change.
+//! - `FIXTURE_CACHE_WATCH_EXPIRE=ms`: entries of `watched` expire after `ms` (if this process
+//!   is the first to use it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -118,6 +120,16 @@ struct CacheQuery {
     /// For `/cache/load`: the loader blocks for a minute unless this file exists (it creates
     /// it), so that the first loader can be killed mid-load.
     marker: Option<String>,
+    /// For `/cache/load` and `/cache/fail`: the call's timeout (and the loader's lease), in
+    /// milliseconds; 15 s otherwise.
+    wait_ms: Option<u64>,
+    /// The namespace's expiry, in milliseconds, if this is its first use.
+    expire_ms: Option<u64>,
+    /// For `/cache/set-json`: the value, as JSON.
+    json: Option<String>,
+    /// For `/cache/set-json`: leave an existing value alone.
+    #[serde(default)]
+    leave: bool,
 }
 
 fn default_ns() -> String {
@@ -127,7 +139,7 @@ fn default_ns() -> String {
 async fn namespace(q: &CacheQuery) -> Result<cache::Cache, String> {
     let options = CacheOptions {
         persist: q.persist,
-        ..CacheOptions::default()
+        expire: q.expire_ms.map(Duration::from_millis),
     };
     cache::use_cache(&q.ns, options)
         .await
@@ -186,7 +198,7 @@ async fn cache_peek(Query(q): Query<CacheQuery>) -> Answer {
 /// A get whose loader logs, takes 300 ms (or blocks, see `marker`), and names its process.
 async fn cache_load(Query(q): Query<CacheQuery>) -> Answer {
     let ns = match namespace(&q).await {
-        Ok(ns) => ns.wait(Duration::from_secs(15)),
+        Ok(ns) => ns.wait(Duration::from_millis(q.wait_ms.unwrap_or(15_000))),
         Err(e) => return failed(e),
     };
     let marker = q.marker.clone();
@@ -210,6 +222,113 @@ async fn cache_load(Query(q): Query<CacheQuery>) -> Answer {
             axum::http::StatusCode::OK,
             format!("{v} for {}", std::process::id()),
         ),
+        Err(e) => failed(e),
+    }
+}
+
+/// A get whose loader logs, takes 300 ms, and fails.
+async fn cache_fail(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns.wait(Duration::from_millis(q.wait_ms.unwrap_or(15_000))),
+        Err(e) => return failed(e),
+    };
+    let loaded = ns
+        .get(&q.key, || async move {
+            tracing::info!(pid = std::process::id(), "failing loader ran");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err::<String, _>(format!("backend down in {}", std::process::id()))
+        })
+        .await;
+    match loaded {
+        Ok(v) => (axum::http::StatusCode::OK, v),
+        Err(e) => failed(e),
+    }
+}
+
+/// Stores any JSON value; answers `stored`, or `left` when `leave` kept an existing one.
+async fn cache_set_json(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    let value: serde_json::Value = match serde_json::from_str(q.json.as_deref().unwrap_or("")) {
+        Ok(v) => v,
+        Err(e) => return failed(format!("bad json: {e}")),
+    };
+    let options = SetOptions {
+        leave_if_not_null: q.leave,
+    };
+    match ns.set(&q.key, &value, options).await {
+        Ok(true) => (axum::http::StatusCode::OK, "stored".to_owned()),
+        Ok(false) => (axum::http::StatusCode::OK, "left".to_owned()),
+        Err(e) => failed(e),
+    }
+}
+
+/// The stored JSON value, or `missing`.
+async fn cache_peek_json(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    match ns.peek::<serde_json::Value>(&q.key).await {
+        Ok(Some(v)) => (axum::http::StatusCode::OK, v.to_string()),
+        Ok(None) => (axum::http::StatusCode::OK, "missing".to_owned()),
+        Err(e) => failed(e),
+    }
+}
+
+/// Deletes; answers the old JSON value, or `missing`.
+async fn cache_del(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    match ns.del::<serde_json::Value>(&q.key).await {
+        Ok(Some(v)) => (axum::http::StatusCode::OK, v.to_string()),
+        Ok(None) => (axum::http::StatusCode::OK, "missing".to_owned()),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct NsQuery {
+    ns: String,
+    expire_ms: Option<u64>,
+    #[serde(default)]
+    persist: bool,
+}
+
+/// The namespace's keys, comma-separated.
+async fn cache_keys(Query(q): Query<NsQuery>) -> Answer {
+    match cache::use_cache(&q.ns, CacheOptions::default()).await {
+        Ok(ns) => match ns.keys().await {
+            Ok(keys) => (axum::http::StatusCode::OK, keys.join(",")),
+            Err(e) => failed(e),
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// Uses a namespace with these options; answers the options it has: `persist=… expire_ms=…`.
+async fn cache_use(Query(q): Query<NsQuery>) -> Answer {
+    let options = CacheOptions {
+        persist: q.persist,
+        expire: q.expire_ms.map(Duration::from_millis),
+    };
+    match cache::use_cache(&q.ns, options).await {
+        Ok(ns) => {
+            let o = ns.options();
+            (
+                axum::http::StatusCode::OK,
+                format!(
+                    "persist={} expire_ms={}",
+                    o.persist,
+                    o.expire
+                        .map_or("none".to_owned(), |d| d.as_millis().to_string())
+                ),
+            )
+        }
         Err(e) => failed(e),
     }
 }
@@ -272,7 +391,15 @@ async fn app() -> Result<Router, String> {
     listen_for_events();
     register_statuses();
     if flag("FIXTURE_CACHE_WATCH") {
-        let watched = cache::use_cache("watched", CacheOptions::default())
+        let expire = std::env::var("FIXTURE_CACHE_WATCH_EXPIRE")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis);
+        let options = CacheOptions {
+            expire,
+            ..CacheOptions::default()
+        };
+        let watched = cache::use_cache("watched", options)
             .await
             .map_err(|e| e.to_string())?;
         watched.watch(None, |key: &str, value: Option<String>| {
@@ -326,6 +453,12 @@ async fn app() -> Result<Router, String> {
         .route("/cache/get", get(cache_get))
         .route("/cache/peek", get(cache_peek))
         .route("/cache/load", get(cache_load))
+        .route("/cache/fail", get(cache_fail))
+        .route("/cache/set-json", get(cache_set_json))
+        .route("/cache/peek-json", get(cache_peek_json))
+        .route("/cache/del", get(cache_del))
+        .route("/cache/keys", get(cache_keys))
+        .route("/cache/use", get(cache_use))
         .route(
             "/health",
             get(|| async {

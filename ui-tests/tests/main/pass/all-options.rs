@@ -31,13 +31,16 @@ mod cluster {
         nanny(enable = false, tolerance = "1m"),
         death_queue(timeout = "2m", retries = 5),
         pids = "/run/my-app",
+        cluster_name = "my-app.eu_1",
         cache(
             enable = true,
             mode = "master",
             persist_path = "/var/cache/my-app",
             max_value = 1073741824,
-            timeout = "250ms"
-        )
+            timeout = "250ms",
+            backend = "redis://10.0.0.5:6379/2"
+        ),
+        emitter(backend = "rediss://:secret@redis.example:6380/0")
     )]
     pub(crate) async fn main(started: cluster2::Started) {
         let _ = started.options();
