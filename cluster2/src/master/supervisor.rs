@@ -152,6 +152,17 @@ pub(super) async fn supervise(
             return exit::code(exit::FAILURE);
         }
     }
+    // The master hears events from other hosts from the start, as its workers will.
+    if sup.options.emitter.backend != "local" {
+        if let Err(e) =
+            crate::emitter::connect_hosts(&sup.options.emitter.backend, &sup.options.cluster_name)
+                .await
+        {
+            tracing::error!("{e}");
+            sup.pid_files.remove_master();
+            return exit::code(exit::FAILURE);
+        }
+    }
     for slot in 0..sup.slots.len() {
         sup.spawn(slot, Spawn::Active).await;
     }

@@ -89,6 +89,17 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
         turn,
     };
     let code = runtime.block_on(async {
+        // Events from other hosts are heard before the worker serves.
+        if worker.options.emitter.backend != "local" {
+            if let Err(e) = crate::emitter::connect_hosts(
+                &worker.options.emitter.backend,
+                &worker.options.cluster_name,
+            )
+            .await
+            {
+                tracing::error!("{e}");
+            }
+        }
         let cache = &worker.options.cache;
         if let Some(socket) = cache_socket {
             crate::cache::connect(socket, cache.max_value as usize, cache.timeout);

@@ -82,6 +82,12 @@ struct EmitTo {
 }
 
 #[derive(Deserialize)]
+struct HostEvent {
+    text: String,
+    count: Option<u32>,
+}
+
+#[derive(Deserialize)]
 struct LogThis {
     level: String,
     msg: String,
@@ -356,6 +362,20 @@ fn listen_for_events() {
     });
 }
 
+/// Every process (the master too) logs the events sent to every host.
+fn listen_for_host_events() {
+    emitter::on("host-event", |ev| {
+        let text: String = ev.args()?;
+        tracing::info!(
+            pid = std::process::id(),
+            from = ev.from(),
+            text = %text,
+            "host event received"
+        );
+        Ok(())
+    });
+}
+
 fn register_statuses() {
     *WORKER_STATUS.lock().unwrap() = std::process::id().to_string();
     status::register_with_update(
@@ -389,6 +409,7 @@ async fn app() -> Result<Router, String> {
     }
     // Listeners and statuses are registered before the worker serves, so nothing is missed.
     listen_for_events();
+    listen_for_host_events();
     register_statuses();
     if flag("FIXTURE_CACHE_WATCH") {
         let expire = std::env::var("FIXTURE_CACHE_WATCH_EXPIRE")
@@ -433,6 +454,22 @@ async fn app() -> Result<Router, String> {
                 emitter::to([Target::Pid(to.pid)])
                     .emit("direct", format!("hello from {}", std::process::id()))
                     .map_or_else(|e| e.to_string(), |()| "sent".to_owned())
+            }),
+        )
+        .route(
+            "/emit-hosts",
+            get(|Query(q): Query<HostEvent>| async move {
+                // With `count`, `text0`, `text1`, … one after another, from this process.
+                let texts: Vec<String> = match q.count {
+                    Some(n) => (0..n).map(|i| format!("{}{i}", q.text)).collect(),
+                    None => vec![q.text],
+                };
+                for text in texts {
+                    if let Err(e) = emitter::to([Target::AllHosts]).emit("host-event", text) {
+                        return e.to_string();
+                    }
+                }
+                "sent".to_owned()
             }),
         )
         .route(
@@ -532,6 +569,7 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
     }
     if started.role() == cluster2::Role::Master {
         register_statuses();
+        listen_for_host_events();
         if flag("FIXTURE_EMITTER") {
             ping_everyone(started.worker_pids().len() + 1);
         }
