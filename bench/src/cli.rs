@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
-usage: cluster2-bench <startup|rss|http|emitter|cache|rolling|profile|layer|logs|all> [OPTIONS]
+usage: cluster2-bench <startup|rss|http|emitter|cache|redis|rolling|profile|layer|logs|all> [OPTIONS]
 
 Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
 Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
@@ -14,6 +14,9 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   http      wrk throughput: hello (2 workers) vs bare-hyper (1 process) vs node cluster (2 workers)
   emitter   emitter round trips and one-way throughput vs node's cluster IPC (one worker)
   cache     cache get/set from a worker vs redis-benchmark on a Unix socket (1 and 16 clients)
+  redis     the cache on a Redis backend: get from a worker vs redis-benchmark on the same
+            server (1 and 16 clients); single flight, 2 hosts x 2 workers x 16 callers over
+            1,000 missing keys
   rolling   SIGHUP rolling restart of hello (2 workers) under wrk: failures, p99 during/before
   profile   wrk throughput of hello (1 worker) without and with a CPU profile of its worker
             (the monitor's /debug/workers/{pid}/profile, 99 Hz) running, alternately
@@ -28,8 +31,8 @@ Options:
   --settle DURATION   rss: idle time between \"ready\" and reading /proc [default: 1s]
   --workers N         startup, rss: workers of hello and of the node cluster [default: 4]
   --http-workers N    http, logs: workers of hello and of the node cluster [default: 2]
-  --rounds N          http, logs, profile: rounds; each round runs every server (or mode, or
-                      case) once [default: 2]
+  --rounds N          http, logs, profile, cache, redis: rounds; each round runs every
+                      server (or mode, or case) once [default: 2]
   --duration DURATION http, logs, profile: length of each measured wrk run (profile: and of
                       the profile, whole seconds up to 60) [default: 10s]
   --warmup DURATION   http: unmeasured wrk run before each measured one; logs, profile: before
@@ -63,6 +66,7 @@ pub(crate) enum Which {
     Http,
     Emitter,
     Cache,
+    Redis,
     Rolling,
     Profile,
     Layer,
@@ -85,6 +89,9 @@ impl Which {
     }
     pub(crate) fn cache(self) -> bool {
         matches!(self, Self::Cache | Self::All)
+    }
+    pub(crate) fn redis(self) -> bool {
+        matches!(self, Self::Redis | Self::All)
     }
     pub(crate) fn rolling(self) -> bool {
         matches!(self, Self::Rolling | Self::All)
@@ -169,6 +176,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "http" => Which::Http,
                 "emitter" => Which::Emitter,
                 "cache" => Which::Cache,
+                "redis" => Which::Redis,
                 "rolling" => Which::Rolling,
                 "profile" => Which::Profile,
                 "layer" => Which::Layer,
@@ -176,7 +184,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "all" => Which::All,
                 _ => {
                     return Err(format!(
-                        "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, rolling, \
+                        "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, redis, rolling, \
                          profile, layer, logs or all)"
                     ));
                 }
@@ -248,7 +256,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
         }
     }
     config.which = which.ok_or(
-        "which benchmark? startup, rss, http, emitter, cache, rolling, profile, layer, logs or all",
+        "which benchmark? startup, rss, http, emitter, cache, redis, rolling, profile, layer, logs \
+         or all",
     )?;
     if config.connections < config.wrk_threads {
         return Err("--connections must be at least --wrk-threads".to_owned());

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p example-hello -p cluster2-bench
-//! cargo run --release -p cluster2-bench -- <startup|rss|http|logs|all> [--runs N] [--duration 10s]
+//! cargo run --release -p cluster2-bench -- <startup|rss|http|cache|redis|logs|all> [--runs N] [--duration 10s]
 //! ```
 //!
 //! Every figure is reported next to its peer's from the same run, and as a ratio, because
@@ -15,6 +15,7 @@
 //! running is killed.
 
 mod cache;
+mod cache_redis;
 mod cli;
 mod cpu;
 mod http;
@@ -122,6 +123,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.cache() {
         let section = cache::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.redis() {
+        let section = cache_redis::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     if config.which.rolling() {

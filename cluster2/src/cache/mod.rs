@@ -27,6 +27,11 @@
 //! over a Unix socket in a private directory (mode 0700). [`enable`] runs a manager inside a
 //! plain process, for using the cache without a cluster (tests, tools).
 //!
+//! With `cache.backend` set to a Redis URL, the same API and promises hold across every
+//! process of every host that uses the server and the same `cluster_name`; what differs
+//! (the lock is not mutual exclusion, `persist` is the server's durability, expiry events)
+//! is in the README's "Beyond one host" and in `redis/mod.rs`.
+//!
 //! - Values are any serde type, stored as JSON: `null`, `false`, `0` and `""` come back as
 //!   they went in, and a missing key (`None` from [`Cache::peek`]) is distinct from a stored
 //!   `null` (`Some(None)` when reading an `Option`).

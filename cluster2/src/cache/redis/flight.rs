@@ -61,8 +61,9 @@ struct Reads {
 struct LoadFlight {
     id: u64,
     waiters: VecDeque<Waiter>,
-    /// The token of the lock a caller of this process loads under.
-    loading: Option<u64>,
+    /// The token of the lock a caller of this process loads under, and the end of its lease:
+    /// past it the flight asks Redis again, whatever became of the loader.
+    loading: Option<(u64, tokio::time::Instant)>,
     /// Wakes the flight's task: a local loader gave up its lock.
     wake: Arc<Notify>,
 }
@@ -339,11 +340,20 @@ impl RedisCache {
                     loads.remove(&vkey);
                     break;
                 };
-                (first.lease_ms, flight.loading.is_some())
+                // A loader here whose verdict never came (its call timed out mid-way) is
+                // treated like any other past its lease.
+                if flight
+                    .loading
+                    .is_some_and(|(_, until)| until <= tokio::time::Instant::now())
+                {
+                    flight.loading = None;
+                }
+                (first.lease_ms, flight.loading.map(|(_, until)| until))
             };
-            if loading {
+            if let Some(until) = loading {
                 // A caller here loads: its fill, abandon or release ends the flight or wakes
                 // it; a value from elsewhere ends it too.
+                let pause = until.min(tokio::time::Instant::now() + POLL_MAX);
                 tokio::select! {
                     message = inbox.recv() => {
                         if self.heard(&vkey, id, message.as_deref()) {
@@ -351,7 +361,7 @@ impl RedisCache {
                         }
                     }
                     () = wake.notified() => {}
-                    () = tokio::time::sleep(POLL_MAX) => {}
+                    () = tokio::time::sleep_until(pause) => {}
                 }
                 continue;
             }
@@ -383,7 +393,7 @@ impl RedisCache {
                     break;
                 }
                 Ok(Acquired::Locked) => {
-                    if !self.hand_lock(&ns, &key, &vkey, id, token) {
+                    if !self.hand_lock(&ns, &key, &vkey, id, token, lease_ms) {
                         // Everyone left meanwhile: free the key for others at once.
                         let _ = self.release(&ns, &key, token).await;
                     }
@@ -418,7 +428,16 @@ impl RedisCache {
     }
 
     /// Hands the lock just taken to the first caller still waiting; `false` if none is.
-    fn hand_lock(&self, ns: &str, key: &str, vkey: &str, id: u64, token: u64) -> bool {
+    fn hand_lock(
+        &self,
+        ns: &str,
+        key: &str,
+        vkey: &str,
+        id: u64,
+        token: u64,
+        lease_ms: u64,
+    ) -> bool {
+        let until = tokio::time::Instant::now() + Duration::from_millis(lease_ms);
         let mut loads = self.inner.flights.loads.lock().expect("loads lock");
         let Some(flight) = loads.get_mut(vkey).filter(|f| f.id == id) else {
             return false;
@@ -432,7 +451,7 @@ impl RedisCache {
             };
             match waiter.reply.send(FlightReply::Load(ticket)) {
                 Ok(()) => {
-                    flight.loading = Some(token);
+                    flight.loading = Some((token, until));
                     return true;
                 }
                 // Gone: the ticket comes back; it is not to release the lock, we do.
@@ -460,8 +479,8 @@ impl RedisCache {
         }
     }
 
-    /// The loader's value: stored (unless someone set the key meanwhile), and the waiters here
-    /// answered whatever Redis said.
+    /// The loader's value: the waiters here answered, and the value stored (unless someone
+    /// set the key meanwhile).
     pub(super) async fn fill(
         &self,
         ns: &str,
@@ -471,6 +490,9 @@ impl RedisCache {
     ) -> Outcome<Reply> {
         let names = &self.inner.names;
         let vkey = names.value(ns, key);
+        // The waiters here get the loaded value at once, whatever Redis says (or if this call
+        // times out before it says anything); a read begun from now on goes to Redis.
+        self.end_flight(&vkey, || FlightReply::Value(Bytes::copy_from_slice(value)));
         let stored = scripts::FILL
             .key(&vkey)
             .key(names.lock(ns, key))
@@ -483,7 +505,6 @@ impl RedisCache {
             .invoke_async::<i64>(&mut self.con())
             .await;
         self.detach_read(&vkey);
-        self.end_flight(&vkey, || FlightReply::Value(Bytes::copy_from_slice(value)));
         let stored = stored?;
         if stored == 1 {
             self.inner
@@ -547,7 +568,7 @@ impl RedisCache {
     fn stop_loading(&self, vkey: &str, token: u64) {
         let mut loads = self.inner.flights.loads.lock().expect("loads lock");
         if let Some(flight) = loads.get_mut(vkey) {
-            if flight.loading == Some(token) {
+            if flight.loading.is_some_and(|(t, _)| t == token) {
                 flight.loading = None;
                 flight.wake.notify_one();
             }
