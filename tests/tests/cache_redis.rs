@@ -1,7 +1,8 @@
 //! The cache on Redis across hosts: two clusters on this machine stand for two hosts sharing
 //! one real `redis-server` (started by each test on a private Unix socket) and one cluster
-//! name. Single flight across both, failures, a loader killed mid-load, watches, expiry,
-//! falsy values, keys, namespace options, and Redis killed and restarted under load.
+//! name. Single flight across both, concurrent gets in one process sharing one round trip,
+//! failures, a loader killed mid-load, watches, expiry, falsy values, keys, namespace options,
+//! the monitor's view, and Redis killed and restarted under load.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -80,6 +81,63 @@ fn a_hundred_gets_over_two_hosts_load_once() {
         a_log.join("\n"),
         b_log.join("\n")
     );
+}
+
+/// Calls of `command` Redis has served so far (`INFO commandstats`).
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info = redis.command(&["INFO", "commandstats"]).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn concurrent_gets_of_one_key_in_a_process_make_one_round_trip() {
+    let redis = RedisServer::start("coalesce");
+    // One runtime thread: the 50 gets are all asked before the connection's task, which reads
+    // the answer, can run; with more threads a caller polled late may come after the answer,
+    // and that is a get of its own, not a concurrent one.
+    let backend = format!("--cache.backend={}", redis.url());
+    let a = Cluster::start(
+        APP,
+        &[
+            "--workers=1",
+            "--threads=1",
+            "--cluster-name=shop",
+            &backend,
+        ],
+        &[],
+    );
+    // What Redis does for a burst of `n` gets of `key` (scripts' own reads count as GETs).
+    let cost = |n: usize, key: &str| {
+        let before = (calls(&redis, "get"), calls(&redis, "evalsha"));
+        let burst = get(a.app, &format!("/cache/burst?key={key}&n={n}")).unwrap();
+        assert_eq!(burst.status, 200, "{burst:?}");
+        assert!(!burst.body.contains(','), "one value for all: {burst:?}");
+        (
+            calls(&redis, "get") - before.0,
+            calls(&redis, "evalsha") - before.1,
+        )
+    };
+    for key in ["warm-1", "warm-50"] {
+        assert_eq!(
+            get(a.app, &format!("/cache/set?key={key}&value=v"))
+                .unwrap()
+                .body,
+            "v"
+        );
+    }
+    // Redis learns each script on its first use, which costs a call more: use them all once.
+    cost(1, "primer");
+    // 50 gets at once of a stored value cost what one costs: one GET.
+    let one = cost(1, "warm-1");
+    assert_eq!(cost(50, "warm-50"), one);
+    // 50 gets at once of a missing key cost what one costs: one GET, one lock, one fill.
+    let one = cost(1, "cold-1");
+    assert_eq!(cost(50, "cold-50"), one);
+    let log = stop(a);
+    assert_eq!(count(&log, "loader ran"), 3, "{}", log.join("\n"));
 }
 
 #[test]

@@ -136,6 +136,8 @@ struct CacheQuery {
     /// For `/cache/set-json`: leave an existing value alone.
     #[serde(default)]
     leave: bool,
+    /// For `/cache/burst`: how many gets at once.
+    n: Option<usize>,
 }
 
 fn default_ns() -> String {
@@ -249,6 +251,33 @@ async fn cache_fail(Query(q): Query<CacheQuery>) -> Answer {
         Ok(v) => (axum::http::StatusCode::OK, v),
         Err(e) => failed(e),
     }
+}
+
+/// `n` gets of one key at once from this process (all polled before any is answered); the
+/// loader logs. Answers the distinct values, comma-separated.
+async fn cache_burst(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    let gets = (0..q.n.unwrap_or(50)).map(|_| {
+        ns.get(&q.key, || async {
+            tracing::info!(pid = std::process::id(), "loader ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, String>(format!("burst loaded by {}", std::process::id()))
+        })
+    });
+    let mut values = std::collections::BTreeSet::new();
+    for got in futures_util::future::join_all(gets).await {
+        match got {
+            Ok(v) => values.insert(v),
+            Err(e) => return failed(e),
+        };
+    }
+    (
+        axum::http::StatusCode::OK,
+        values.into_iter().collect::<Vec<_>>().join(","),
+    )
 }
 
 /// Stores any JSON value; answers `stored`, or `left` when `leave` kept an existing one.
@@ -491,6 +520,7 @@ async fn app() -> Result<Router, String> {
         .route("/cache/peek", get(cache_peek))
         .route("/cache/load", get(cache_load))
         .route("/cache/fail", get(cache_fail))
+        .route("/cache/burst", get(cache_burst))
         .route("/cache/set-json", get(cache_set_json))
         .route("/cache/peek-json", get(cache_peek_json))
         .route("/cache/del", get(cache_del))
