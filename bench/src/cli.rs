@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
-usage: cluster2-bench <startup|rss|http|emitter|cache|redis|rolling|profile|layer|logs|all> [OPTIONS]
+usage: cluster2-bench <startup|rss|http|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [OPTIONS]
 
 Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
 Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
@@ -14,6 +14,9 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   http      wrk throughput: hello (2 workers) vs bare-hyper (1 process) vs node cluster (2 workers)
   emitter   emitter round trips and one-way throughput vs node's cluster IPC (one worker)
   cache     cache get/set from a worker vs redis-benchmark on a Unix socket (1 and 16 clients)
+  cache-evict
+            cache get/set with a namespace at its bound (every set evicts) vs an unbounded
+            namespace, same run, order alternating (1 and 16 clients)
   redis     the cache on a Redis backend: get from a worker vs redis-benchmark on the same
             server (1 and 16 clients); single flight, 2 hosts x 2 workers x 16 callers over
             1,000 missing keys
@@ -23,6 +26,9 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   layer     cost of the request-counting layer per request, as a share of hello's throughput
   logs      hello (2 workers) under wrk with no log stream open vs one worker's live log
             stream open (filter info, then debug): same cluster, rotating order
+  scale     the master's costs by number of workers (1, 4, 16, 32): exec -> \"ready\", its
+            CPU while idle (heartbeats every second) and during an emit fan-out to every
+            worker, /workers and /metrics response times, its VmRSS; every run listed
   all       every one, in that order
 
 Options:
@@ -31,7 +37,7 @@ Options:
   --settle DURATION   rss: idle time between \"ready\" and reading /proc [default: 1s]
   --workers N         startup, rss: workers of hello and of the node cluster [default: 4]
   --http-workers N    http, logs: workers of hello and of the node cluster [default: 2]
-  --rounds N          http, logs, profile, cache, redis: rounds; each round runs every
+  --rounds N          http, logs, profile, cache-evict, redis: rounds; each round runs every
                       server (or mode, or case) once [default: 2]
   --duration DURATION http, logs, profile: length of each measured wrk run (profile: and of
                       the profile, whole seconds up to 60) [default: 10s]
@@ -48,6 +54,17 @@ Options:
   --retries N         http, profile: how many times a disturbed run is measured again before
                       it is kept, and counted as disturbed in the report [default: 3]
   --hello-rps N       layer: hello's requests/s to relate the cost to [default: measured]
+  --scale-workers LIST
+                      scale: worker counts, comma-separated [default: 1,4,16,32]
+  --scale-runs N      scale: runs per worker count [default: 5]
+  --window DURATION   scale: how long the master's CPU is measured, idle and during the
+                      fan-out (0: skip the idle measurement) [default: 5s]
+  --fanout-rate N     scale: broadcasts per second of the fan-out (0: skip it) [default: 1000]
+  --against PATH      scale: a second hello binary (an older build) measured alternately with
+                      this one, compared by ratio
+  --cache-baseline PATH
+                      cache-evict: also run this `cache-bench` (another build's) unbounded in
+                      each round, as the figure of before a change
   --timeout DURATION  longest wait for a \"ready\" line or for a stop [default: 30s]
   --node PATH         node.js binary [default: node]
   --node-script PATH  the node peer [default: bench/node/cluster-hello.js of this source tree]
@@ -66,11 +83,13 @@ pub(crate) enum Which {
     Http,
     Emitter,
     Cache,
+    CacheEvict,
     Redis,
     Rolling,
     Profile,
     Layer,
     Logs,
+    Scale,
     All,
 }
 
@@ -90,6 +109,9 @@ impl Which {
     pub(crate) fn cache(self) -> bool {
         matches!(self, Self::Cache | Self::All)
     }
+    pub(crate) fn cache_evict(self) -> bool {
+        matches!(self, Self::CacheEvict | Self::All)
+    }
     pub(crate) fn redis(self) -> bool {
         matches!(self, Self::Redis | Self::All)
     }
@@ -104,6 +126,9 @@ impl Which {
     }
     pub(crate) fn logs(self) -> bool {
         matches!(self, Self::Logs | Self::All)
+    }
+    pub(crate) fn scale(self) -> bool {
+        matches!(self, Self::Scale | Self::All)
     }
 }
 
@@ -129,6 +154,17 @@ pub(crate) struct Config {
     pub(crate) wrk: PathBuf,
     /// `layer`: hello's requests per second; 0: measure it.
     pub(crate) hello_rps: f64,
+    /// `scale`: the worker counts.
+    pub(crate) scale_workers: Vec<usize>,
+    pub(crate) scale_runs: usize,
+    /// `scale`: how long the master's CPU is measured.
+    pub(crate) window: Duration,
+    /// `scale`: broadcasts per second; 0: no fan-out.
+    pub(crate) fanout_rate: f64,
+    /// `scale`: an older `hello` to compare with.
+    pub(crate) against: Option<PathBuf>,
+    /// `cache-evict`: another build's `cache-bench`, run unbounded beside this one's.
+    pub(crate) cache_baseline: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -163,6 +199,12 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
         )),
         wrk: PathBuf::from("wrk"),
         hello_rps: 0.0,
+        scale_workers: vec![1, 4, 16, 32],
+        scale_runs: 5,
+        window: Duration::from_secs(5),
+        fanout_rate: 1000.0,
+        against: None,
+        cache_baseline: None,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -176,16 +218,18 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "http" => Which::Http,
                 "emitter" => Which::Emitter,
                 "cache" => Which::Cache,
+                "cache-evict" => Which::CacheEvict,
                 "redis" => Which::Redis,
                 "rolling" => Which::Rolling,
                 "profile" => Which::Profile,
                 "layer" => Which::Layer,
                 "logs" => Which::Logs,
+                "scale" => Which::Scale,
                 "all" => Which::All,
                 _ => {
                     return Err(format!(
-                        "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, redis, rolling, \
-                         profile, layer, logs or all)"
+                        "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, \
+                         cache-evict, redis, rolling, profile, layer, logs, scale or all)"
                     ));
                 }
             });
@@ -242,6 +286,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
             "--node" => config.node = PathBuf::from(value),
             "--node-script" => config.node_script = PathBuf::from(value),
             "--wrk" => config.wrk = PathBuf::from(value),
+            "--cache-baseline" => config.cache_baseline = Some(PathBuf::from(value)),
             "--hello-rps" => {
                 config.hello_rps = match value.parse::<f64>() {
                     Ok(v) if v > 0.0 => v,
@@ -252,12 +297,37 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                     }
                 };
             }
+            "--scale-workers" => {
+                config.scale_workers = value
+                    .split(',')
+                    .map(|n| match n.trim().parse::<usize>() {
+                        Ok(n) if n >= 1 => Ok(n),
+                        _ => Err(format!(
+                            "{key}: expected worker counts ≥ 1 separated by commas, like \
+                             1,4,16,32; got {value:?}"
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--scale-runs" => config.scale_runs = count(1)?,
+            "--window" => config.window = duration(&key, &value)?,
+            "--fanout-rate" => {
+                config.fanout_rate = match value.parse::<f64>() {
+                    Ok(v) if v >= 0.0 && v.is_finite() => v,
+                    _ => {
+                        return Err(format!(
+                            "{key}: expected broadcasts per second (0 to skip), got {value:?}"
+                        ));
+                    }
+                };
+            }
+            "--against" => config.against = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown option {key}")),
         }
     }
     config.which = which.ok_or(
-        "which benchmark? startup, rss, http, emitter, cache, redis, rolling, profile, layer, logs \
-         or all",
+        "which benchmark? startup, rss, http, emitter, cache, cache-evict, redis, rolling, profile, \
+         layer, logs, scale or all",
     )?;
     if config.connections < config.wrk_threads {
         return Err("--connections must be at least --wrk-threads".to_owned());
@@ -311,5 +381,21 @@ mod tests {
         assert!(c.variants);
         assert!(parse(["--runs=2".to_owned()]).is_err());
         assert!(parse(["startup".to_owned(), "--runs=0".to_owned()]).is_err());
+        let args = [
+            "scale",
+            "--scale-workers=2,8",
+            "--window=0",
+            "--fanout-rate",
+            "0",
+        ];
+        let Ok(Parsed::Run(c)) = parse(args.map(String::from)) else {
+            panic!("should parse");
+        };
+        assert_eq!(c.which, Which::Scale);
+        assert_eq!(c.scale_workers, [2, 8]);
+        assert!(c.window.is_zero());
+        assert_eq!(c.fanout_rate, 0.0);
+        assert!(parse(["scale".to_owned(), "--scale-workers=4,0".to_owned()]).is_err());
+        assert!(parse(["scale".to_owned(), "--scale-workers=".to_owned()]).is_err());
     }
 }

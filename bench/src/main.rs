@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p example-hello -p cluster2-bench
-//! cargo run --release -p cluster2-bench -- <startup|rss|http|cache|redis|logs|all> [--runs N] [--duration 10s]
+//! cargo run --release -p cluster2-bench -- <startup|rss|http|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [--runs N] [--duration 10s]
 //! ```
 //!
 //! Every figure is reported next to its peer's from the same run, and as a ratio, because
@@ -15,6 +15,7 @@
 //! running is killed.
 
 mod cache;
+mod cache_evict;
 mod cache_redis;
 mod cli;
 mod cpu;
@@ -28,6 +29,7 @@ mod report;
 mod retry;
 mod rolling;
 mod rss;
+mod scale;
 mod servers;
 mod startup;
 mod stats;
@@ -125,6 +127,10 @@ async fn run(config: &Config) -> Result<String, String> {
         let section = cache::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
+    if config.which.cache_evict() {
+        let section = cache_evict::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
     if config.which.redis() {
         let section = cache_redis::run(config, &bins).await?;
         md.push_str(&with_load(section));
@@ -143,6 +149,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.logs() {
         let section = logs::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.scale() {
+        let section = scale::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     Ok(md)

@@ -13,10 +13,10 @@ use proc_macro::TokenStream;
 
 /// Turns `async fn main` into the entry point of a cluster.
 ///
-/// ```ignore
+/// ```no_run
 /// #[cluster2::main(port = 9090, workers = 4, restart(delay = "200ms"))]
 /// async fn main(started: cluster2::Started) {
-///     tracing::info!(role = ?started.role(), addr = %started.addr(), "up");
+///     println!("{:?} serving on {}", started.role(), started.addr());
 /// }
 /// ```
 ///
@@ -32,10 +32,10 @@ use proc_macro::TokenStream;
 /// Options are checked when the binary is compiled, against the same schema the runtime checks
 /// them with at start-up: unknown or misspelled keys, duplicates, values of the wrong type,
 /// numbers and durations outside their range (`workers = 0`, `cache(spin = "5ms")`), durations
-/// without a unit and hosts that are not IP addresses are all reported together, each on its
-/// own token. Values
-/// are literals; a value known only at run time belongs in the config file, the environment or
-/// on the command line, or in [`Builder::option`] when building the cluster without the macro.
+/// without a unit and hosts that are neither an IP address nor a host name are all reported
+/// together, each on its own token. Values are literals; a value known only at run time
+/// belongs in the config file, the environment or on the command line, or in
+/// [`Builder::option`] when building the cluster without the macro.
 ///
 /// The application's `Cargo.lock` (the nearest one in or above the crate's directory) is
 /// embedded in the binary, for the monitor's `/deps`; the crate is rebuilt when it changes.
@@ -44,14 +44,16 @@ use proc_macro::TokenStream;
 ///
 /// # Equivalent code without the macro
 ///
-/// ```ignore
+/// ```no_run
 /// fn main() -> std::process::ExitCode {
 ///     async fn main(started: cluster2::Started) { /* body */ }
 ///     cluster2::Cluster::builder()
 ///         .name(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-///         .dependencies(include_str!("../Cargo.lock"))
+///         // The nearest Cargo.lock, here a workspace's: the macro finds it at compile time.
+///         .dependencies(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")))
 ///         .option("port", 9090i64)
 ///         .option("workers", 4i64)
+///         .option("restart.delay", "200ms")
 ///         .run(|started| main(started))
 /// }
 /// ```
@@ -62,11 +64,14 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Marks the function that builds the application in each worker.
 ///
-/// ```ignore
+/// ```
+/// use cluster2::axum::{routing::get, Router};
+///
 /// #[cluster2::configure_app]
-/// async fn app() -> axum::Router {
-///     axum::Router::new().route("/", axum::routing::get(|| async { "hello world" }))
+/// async fn app() -> Router {
+///     Router::new().route("/", get(|| async { "hello world" }))
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// The function may be sync or async, takes no argument, and returns an `axum::Router`, a
@@ -75,8 +80,10 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Equivalent code without the macro
 ///
-/// ```ignore
-/// cluster2::Cluster::builder().configure_app(app)
+/// ```
+/// # async fn app() -> cluster2::axum::Router { cluster2::axum::Router::new() }
+/// let builder = cluster2::Cluster::builder().configure_app(app);
+/// # let _ = builder;
 /// ```
 #[proc_macro_attribute]
 pub fn configure_app(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -85,12 +92,13 @@ pub fn configure_app(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Marks the function that warms each worker up before it takes traffic.
 ///
-/// ```ignore
+/// ```
 /// #[cluster2::warm_up]
 /// async fn warm(w: cluster2::WarmUp) -> Result<(), cluster2::BoxError> {
 ///     w.get("/").await?; // a real request to this worker's own warm-up listener
 ///     Ok(())
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// It runs in each worker after the app is built, while the app is served on a private
@@ -99,8 +107,10 @@ pub fn configure_app(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Equivalent code without the macro
 ///
-/// ```ignore
-/// cluster2::Cluster::builder().warm_up(warm)
+/// ```
+/// # async fn warm(w: cluster2::WarmUp) -> Result<(), cluster2::BoxError> { Ok(()) }
+/// let builder = cluster2::Cluster::builder().warm_up(warm);
+/// # let _ = builder;
 /// ```
 #[proc_macro_attribute]
 pub fn warm_up(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -110,7 +120,7 @@ pub fn warm_up(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Registers a named status view: a function with no arguments that returns the status as it
 /// is now, as any `serde::Serialize` value.
 ///
-/// ```ignore
+/// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 ///
@@ -118,6 +128,7 @@ pub fn warm_up(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// fn connections() -> u64 {
 ///     CONNECTIONS.load(Ordering::Relaxed)
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// Every process of the cluster registers it; `cluster2::status::get_status("connections")`
@@ -128,7 +139,11 @@ pub fn warm_up(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// function takes the new value, any `serde::Deserialize` type, and returns the resulting
 /// view, any `serde::Serialize` type:
 ///
-/// ```ignore
+/// ```
+/// # use std::sync::Mutex;
+/// # static LEVEL: Mutex<String> = Mutex::new(String::new());
+/// # fn current_level() -> String { LEVEL.lock().unwrap().clone() }
+/// # fn apply_level(level: &str) { *LEVEL.lock().unwrap() = level.to_owned(); }
 /// #[cluster2::status("log-level", update = set_level)]
 /// fn log_level() -> String {
 ///     current_level()
@@ -138,6 +153,7 @@ pub fn warm_up(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///     apply_level(&level);
 ///     current_level()
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// The name is a string literal and cannot be empty. Of two statuses of the same name in one
@@ -148,9 +164,13 @@ pub fn warm_up(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Call these in every process (the master and each worker) before the status is read:
 ///
-/// ```ignore
+/// ```no_run
+/// # fn connections() -> u64 { 0 }
+/// # fn log_level() -> String { String::new() }
+/// # fn set_level(level: String) -> String { level }
 /// cluster2::status::register("connections", connections)?;
 /// cluster2::status::register_with_update("log-level", log_level, set_level)?;
+/// # Ok::<(), cluster2::Error>(())
 /// ```
 #[proc_macro_attribute]
 pub fn status(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -160,11 +180,14 @@ pub fn status(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Marks the function that adds routes to the monitor app, which the master serves on
 /// `mon_port` next to the ECV, `/workers`, `/statuses`, `/deps` and `/metrics`.
 ///
-/// ```ignore
+/// ```
+/// use cluster2::axum::{routing::get, Router};
+///
 /// #[cluster2::configure_monitor]
-/// async fn monitor(router: axum::Router) -> axum::Router {
-///     router.route("/version", axum::routing::get(|| async { env!("CARGO_PKG_VERSION") }))
+/// async fn monitor(router: Router) -> Router {
+///     router.route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// The function may be sync or async; it takes the monitor's `axum::Router` and returns it
@@ -172,8 +195,10 @@ pub fn status(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Equivalent code without the macro
 ///
-/// ```ignore
-/// cluster2::Cluster::builder().configure_monitor(monitor)
+/// ```
+/// # async fn monitor(router: cluster2::axum::Router) -> cluster2::axum::Router { router }
+/// let builder = cluster2::Cluster::builder().configure_monitor(monitor);
+/// # let _ = builder;
 /// ```
 ///
 /// A sync function is wrapped: `.configure_monitor(|router| async move { monitor(router) })`.
@@ -185,11 +210,12 @@ pub fn configure_monitor(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Marks the function that judges the answers of monitor-mode ECV probes
 /// (`ecv(mode = "monitor")`): `true` means the cluster is up.
 ///
-/// ```ignore
+/// ```
 /// #[cluster2::ecv_validator]
 /// fn validate(status: u16, body: &[u8]) -> bool {
 ///     status == 200 && body.starts_with(b"ok")
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// It receives the status and body the probe of `ecv.monitor` got, and replaces the checks of
@@ -198,8 +224,10 @@ pub fn configure_monitor(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Equivalent code without the macro
 ///
-/// ```ignore
-/// cluster2::Cluster::builder().ecv_validator(validate)
+/// ```
+/// # fn validate(status: u16, body: &[u8]) -> bool { status == 200 && !body.is_empty() }
+/// let builder = cluster2::Cluster::builder().ecv_validator(validate);
+/// # let _ = builder;
 /// ```
 #[proc_macro_attribute]
 pub fn ecv_validator(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -208,11 +236,12 @@ pub fn ecv_validator(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Marks the function that decides, from each heartbeat of a worker, whether to replace it.
 ///
-/// ```ignore
+/// ```
 /// #[cluster2::should_kill]
 /// fn should_kill(heartbeat: &cluster2::Heartbeat) -> bool {
 ///     heartbeat.uptime > std::time::Duration::from_secs(6 * 3600)
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// `true` queues the worker for replacement: a successor is started and warmed up before the
@@ -222,8 +251,10 @@ pub fn ecv_validator(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Equivalent code without the macro
 ///
-/// ```ignore
-/// cluster2::Cluster::builder().should_kill(should_kill)
+/// ```
+/// # fn should_kill(heartbeat: &cluster2::Heartbeat) -> bool { heartbeat.cpu > 90.0 }
+/// let builder = cluster2::Cluster::builder().should_kill(should_kill);
+/// # let _ = builder;
 /// ```
 #[proc_macro_attribute]
 pub fn should_kill(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -237,4 +268,33 @@ pub fn should_kill(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn __option_keys(_input: TokenStream) -> TokenStream {
     let keys = schema::OPTIONS.iter().map(|s| s.key);
     quote::quote!([#(#keys),*]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Doc examples are compiled by `cargo test --doc`, so they cannot drift from the API; an
+    /// `ignore`d one would be skipped. Those that must not run are `no_run`.
+    #[test]
+    fn no_doc_example_is_ignored() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut stack = vec![root.join("cluster2-macros/src"), root.join("cluster2/src")];
+        let mut ignored = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for (i, line) in text.lines().enumerate() {
+                        let fence = line.trim_start().trim_start_matches(['/', '!']).trim();
+                        if fence.starts_with("```") && fence.contains("ignore") {
+                            ignored.push(format!("{}:{}", path.display(), i + 1));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(ignored.is_empty(), "ignored doc examples: {ignored:?}");
+    }
 }

@@ -359,10 +359,25 @@ fn configure_app(func: &ItemFn, krate: &TokenStream) -> TokenStream {
         quote!(#name())
     };
     let (ty, span) = return_type(func);
-    let into_app = respan(krate, span);
-    // The qualified path puts the user's type in the unmet `IntoApp` bound: rustc underlines
-    // all of it and shows the trait's `on_unimplemented` message.
-    let convert = quote_spanned!(span=> <#ty as #into_app::IntoApp>::into_app(#call));
+    let convert = match stateful_router(func) {
+        // A `Router<S>`, or a `Result` of one: converted by `cluster2::__private::AppReturn`,
+        // whose bound on the state explains a router still waiting for `.with_state`, on the
+        // user's `Router`.
+        Some(router) => {
+            let private = respan(krate, router);
+            quote_spanned!(router=> {
+                #[allow(unused_imports)]
+                use #private::__private::AppReturnFallback as _;
+                #private::__private::AppReturn::<#ty>::new().into_app(#call)
+            })
+        }
+        // The qualified path puts the user's type in the unmet `IntoApp` bound: rustc
+        // underlines all of it and shows the trait's `on_unimplemented` message.
+        None => {
+            let into_app = respan(krate, span);
+            quote_spanned!(span=> <#ty as #into_app::IntoApp>::into_app(#call))
+        }
+    };
     // A future that is not `Send` is reported on the function's name.
     let body = quote_spanned!(name.span()=> ::std::boxed::Box::pin(async move { #convert }));
     let adapter = quote! {
@@ -375,11 +390,55 @@ fn configure_app(func: &ItemFn, krate: &TokenStream) -> TokenStream {
     register(krate, func, "CONFIGURE_APP", "ConfigureAppFn", &adapter)
 }
 
+/// Where the function returns a `Router<S>` with a state type other than `()`, or a `Result`
+/// of one: the span of that `Router`. Read from the tokens, which is enough to choose how the
+/// expansion converts the value: a type that only looks like one is converted all the same.
+fn stateful_router(func: &ItemFn) -> Option<Span> {
+    let ReturnType::Type(_, ty) = &func.sig.output else {
+        return None;
+    };
+    let mut ty: &syn::Type = ty;
+    if let Some(ok) = last_segment(ty)
+        .filter(|segment| segment.ident == "Result")
+        .and_then(|segment| generic_types(segment).next())
+    {
+        ty = ok;
+    }
+    let router = last_segment(ty).filter(|segment| segment.ident == "Router")?;
+    let stateful = generic_types(router)
+        .any(|state| !matches!(state, syn::Type::Tuple(unit) if unit.elems.is_empty()));
+    stateful.then(|| router.ident.span())
+}
+
+fn last_segment(ty: &syn::Type) -> Option<&syn::PathSegment> {
+    match ty {
+        syn::Type::Path(path) if path.qself.is_none() => path.path.segments.last(),
+        _ => None,
+    }
+}
+
+fn generic_types(segment: &syn::PathSegment) -> impl Iterator<Item = &syn::Type> {
+    let args = match &segment.arguments {
+        syn::PathArguments::AngleBracketed(args) => Some(&args.args),
+        _ => None,
+    };
+    args.into_iter().flatten().filter_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
+}
+
 fn warm_up(func: &ItemFn, krate: &TokenStream) -> TokenStream {
     let name = &func.sig.ident;
     let arg = match func.sig.inputs.first() {
-        // A parameter of another type is reported on that type.
-        Some(FnArg::Typed(arg)) => quote_spanned!(arg.ty.span()=> __warm_up),
+        // A parameter of another type (`&WarmUp`) is reported on that type, with the message of
+        // `WarmUpArg`, rather than as a mismatch in the call the expansion makes.
+        Some(FnArg::Typed(arg)) => {
+            let ty = &arg.ty;
+            let private = respan(krate, ty.span());
+            quote_spanned!(ty.span()=>
+                <#ty as #private::__private::WarmUpArg>::from_warm_up(__warm_up))
+        }
         _ => quote!(__warm_up),
     };
     let convert = convert(

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 pub(crate) use cluster2_options_schema::{
-    Invalid, Kind, MORE_THAN_ZERO, OPTIONS, Takes, did_you_mean, format_duration, is_group,
-    members, spec, top_level,
+    Invalid, Kind, MORE_THAN_ZERO, OPTIONS, Takes, did_you_mean, format_duration, format_size,
+    is_group, members, spec, top_level,
 };
 
 /// The kind of the option `key`, if there is one.
@@ -25,9 +25,10 @@ pub(crate) fn describe(kind: Kind) -> &'static str {
         Kind::Bool => "`true` or `false`",
         Kind::Text | Kind::Directory | Kind::OneOf(_) | Kind::Secret => "a string literal",
         Kind::UrlPath { .. } => "a path in a string",
-        Kind::Ip => "an IP address in a string",
+        Kind::Host => "an IP address or a host name in a string",
         Kind::Duration { never: false, .. } => "a duration string",
         Kind::Duration { never: true, .. } => "a duration string or \"never\"",
+        Kind::Size { .. } => "a size string",
         Kind::LogFilter => "a log filter in a string",
         Kind::Backend => "\"local\" or a Redis URL in a string",
         Kind::Name => "a name in a string",
@@ -49,7 +50,7 @@ pub(crate) fn sample(kind: Kind) -> String {
         Kind::Text => "\"...\"".to_owned(),
         Kind::Directory => "\"/run/my-app\"".to_owned(),
         Kind::UrlPath { .. } => "\"/health\"".to_owned(),
-        Kind::Ip => "\"127.0.0.1\"".to_owned(),
+        Kind::Host => "\"127.0.0.1\"".to_owned(),
         // Short ranges (a spin of a millisecond at most) show their top; others a value in the
         // middle of every range in the table.
         Kind::Duration { max, .. } if max < Duration::from_secs(5) => {
@@ -57,6 +58,7 @@ pub(crate) fn sample(kind: Kind) -> String {
         }
         Kind::Duration { never: false, .. } => "\"5s\"".to_owned(),
         Kind::Duration { never: true, .. } => "\"3d\"".to_owned(),
+        Kind::Size { min, .. } => format!("\"{}\"", format_size(min.max(512 << 20))),
         Kind::OneOf(choices) => format!("\"{}\"", choices[0]),
         Kind::LogFilter => "\"info\"".to_owned(),
         Kind::Secret => "\"a-long-random-token\"".to_owned(),

@@ -84,6 +84,19 @@ pub(crate) fn check_value(key: &str, kind: Kind, value: &Expr) -> Result<Lit, St
                 schema::written(key, &s.value())
             ))
         }
+        // A size in bytes written as a number: the same, as text (where it is in range).
+        (_, Lit::Int(i)) if matches!(kind, Kind::Size { .. }) => {
+            let digits = i.base10_digits();
+            let text = if kind.check_text(digits).is_ok() {
+                format!("\"{digits}\"")
+            } else {
+                schema::sample(kind)
+            };
+            Err(format!(
+                "`{key}` takes a size in a string, like \"512MiB\": write `{}`",
+                schema::written(key, &text)
+            ))
+        }
         (_, Lit::Int(i)) if matches!(kind, Kind::Duration { .. }) => {
             if kind.check_duration(std::time::Duration::ZERO).is_err() && i.base10_digits() == "0" {
                 return Err(format!(
@@ -146,6 +159,14 @@ fn text_message(key: &str, kind: Kind, text: &str, invalid: &Invalid) -> String 
         (Kind::Duration { .. }, Invalid::TooSmall | Invalid::TooLarge) => {
             format!("`{key}` must be {}", duration_bounds(kind))
         }
+        (Kind::Size { .. }, Invalid::Size(e)) => {
+            format!("`{key}` must be a size like \"512MiB\" or \"4GiB\": {e}")
+        }
+        (Kind::Size { min, max }, _) => format!(
+            "`{key}` must be from {} to {}",
+            schema::format_size(min),
+            schema::format_size(max)
+        ),
         (Kind::OneOf(choices), _) => {
             let choices: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
             format!("`{key}` must be one of {}", choices.join(", "))
@@ -162,14 +183,10 @@ fn text_message(key: &str, kind: Kind, text: &str, invalid: &Invalid) -> String 
                 format!("`{key}` must be {what}, like \"/{text}\"")
             }
         }
-        (Kind::Ip, _) => {
-            let hint = if text.eq_ignore_ascii_case("localhost") {
-                "; for localhost, write \"127.0.0.1\" or \"::1\"".to_owned()
-            } else {
-                format!(" like \"0.0.0.0\" or \"::1\", not `{text}`")
-            };
-            format!("`{key}` must be an IP address{hint}")
-        }
+        (Kind::Host, _) => format!(
+            "`{key}` must be an IP address or a host name, like \"0.0.0.0\", \"::1\" or \
+             \"localhost\", not `{text}`"
+        ),
         (Kind::LogFilter, Invalid::LogFilter(e)) => {
             format!("`{key}` must be a log filter like \"info\" or \"warn,my_app=debug\": {e}")
         }

@@ -9,20 +9,25 @@
 //! - `#[cluster2::main]` (`cluster2-macros`) checks the same kinds and ranges when the binary
 //!   is compiled.
 //!
-//! The duration grammar ([`parse_duration`]), the log filter syntax ([`check_log_filter`]) and
-//! the "did you mean" suggestions ([`did_you_mean`]) live here for the same reason: a value
-//! the macro accepts is a value the runtime accepts, and a typo gets the same suggestion at
-//! compile time and at start-up.
+//! The duration grammar ([`parse_duration`]), the size grammar ([`parse_size`]), the host
+//! grammar ([`is_host`]), the log filter syntax ([`check_log_filter`]) and the "did you mean"
+//! suggestions ([`did_you_mean`]) live here for the same reason: a value the macro accepts is a
+//! value the runtime accepts, and a typo gets the same suggestion at compile time and at
+//! start-up.
 //!
 //! This crate is a part of cluster2, which pins it to an exact version; depend on `cluster2`.
 
 mod duration;
+mod host;
 mod log_filter;
+mod size;
 mod suggest;
 mod table;
 
 pub use duration::{DurationError, format_duration, is_never, parse_duration};
+pub use host::is_host;
 pub use log_filter::{LEVELS, LogFilterError, check_log_filter};
+pub use size::{SizeError, format_size, parse_size};
 pub use suggest::did_you_mean;
 pub use table::{MAX_WORKERS, OPTIONS, WORKERS_PER_CPU};
 
@@ -64,8 +69,9 @@ pub enum Kind {
     },
     /// An HTTP status code, 100 to 599.
     HttpStatus,
-    /// An IPv4 or IPv6 address.
-    Ip,
+    /// An IPv4 or IPv6 address, or a host name in the grammar of [`is_host`] that the runtime
+    /// resolves at start.
+    Host,
     /// A duration in the grammar of [`parse_duration`], from `min` to `max`.
     Duration {
         /// The shortest duration accepted: [`Duration::ZERO`], [`MORE_THAN_ZERO`], or a floor.
@@ -75,6 +81,13 @@ pub enum Kind {
         max: Duration,
         /// Whether `never` is accepted too.
         never: bool,
+    },
+    /// A number of bytes in the grammar of [`parse_size`] (`512MiB`), from `min` to `max`.
+    Size {
+        /// The fewest bytes accepted.
+        min: u64,
+        /// The most bytes accepted.
+        max: u64,
     },
     /// One of these words.
     OneOf(&'static [&'static str]),
@@ -134,12 +147,14 @@ pub enum Invalid {
     TooLarge,
     /// Text that is not a duration.
     Duration(DurationError),
+    /// Text that is not a size.
+    Size(SizeError),
     /// Not one of the choices.
     NotAChoice,
     /// Not a path starting with `/` (nor an `http://` URL, where one is accepted).
     NotAPath,
-    /// Not an IP address.
-    NotAnIp,
+    /// Neither an IP address nor a host name.
+    NotAHost,
     /// Empty where something must be named.
     Empty,
     /// Not a log filter.
@@ -158,8 +173,9 @@ impl Kind {
         match self {
             Kind::Bool => Takes::Bool,
             Kind::Port { .. } | Kind::Count { .. } | Kind::HttpStatus => Takes::Int,
-            Kind::Ip
+            Kind::Host
             | Kind::Duration { .. }
+            | Kind::Size { .. }
             | Kind::OneOf(_)
             | Kind::UrlPath { .. }
             | Kind::Directory
@@ -189,6 +205,14 @@ impl Kind {
         }
     }
 
+    /// The fewest and most bytes accepted, for sizes.
+    pub fn size_range(self) -> Option<(u64, u64)> {
+        match self {
+            Kind::Size { min, max } => Some((min, max)),
+            _ => None,
+        }
+    }
+
     /// Whether the upper bound of a count is only the limit of the runtime's integer type.
     pub fn max_is_type_limit(self) -> bool {
         matches!(self, Kind::Count { max, .. } if max == U32 || max == I64)
@@ -214,15 +238,18 @@ impl Kind {
             Kind::Bool | Kind::Port { .. } | Kind::Count { .. } | Kind::HttpStatus => {
                 Err(Invalid::Type)
             }
-            Kind::Ip => text
-                .parse::<std::net::IpAddr>()
-                .map(drop)
-                .map_err(|_| Invalid::NotAnIp),
+            Kind::Host if is_host(text) => Ok(()),
+            Kind::Host => Err(Invalid::NotAHost),
             Kind::Duration { never, .. } if never && is_never(text) => Ok(()),
             Kind::Duration { .. } => {
                 let duration = parse_duration(text).map_err(Invalid::Duration)?;
                 self.check_duration(duration)
             }
+            Kind::Size { min, max } => match parse_size(text).map_err(Invalid::Size)? {
+                n if n < min => Err(Invalid::TooSmall),
+                n if n > max => Err(Invalid::TooLarge),
+                _ => Ok(()),
+            },
             Kind::OneOf(choices) if choices.contains(&text) => Ok(()),
             Kind::OneOf(_) => Err(Invalid::NotAChoice),
             Kind::UrlPath { or_url } => {
@@ -406,6 +433,11 @@ mod tests {
                 assert!(expected.contains(&format_duration(max)), "{}", spec.key);
                 assert_eq!(never, expected.contains("never"), "{}", spec.key);
             }
+            if let Some((min, max)) = spec.kind.size_range() {
+                assert!(expected.contains("size"), "{}", spec.key);
+                assert!(expected.contains(&format_size(min)), "{}", spec.key);
+                assert!(expected.contains(&format_size(max)), "{}", spec.key);
+            }
             if let Kind::OneOf(choices) = spec.kind {
                 for choice in choices {
                     assert!(expected.contains(choice), "{}: {choice}", spec.key);
@@ -470,8 +502,19 @@ mod tests {
             tolerance.check_text("never"),
             Err(Invalid::Duration(_))
         ));
-        assert_eq!(Kind::Ip.check_text("::1"), Ok(()));
-        assert_eq!(Kind::Ip.check_text("localhost"), Err(Invalid::NotAnIp));
+        assert_eq!(Kind::Host.check_text("::1"), Ok(()));
+        assert_eq!(Kind::Host.check_text("localhost"), Ok(()));
+        assert_eq!(Kind::Host.check_text("my host"), Err(Invalid::NotAHost));
+        let size = Kind::Size {
+            min: 1 << 20,
+            max: 1 << 30,
+        };
+        assert_eq!(size.check_text("512MiB"), Ok(()));
+        assert_eq!(size.check_text("1MiB"), Ok(()));
+        assert_eq!(size.check_text("1048575"), Err(Invalid::TooSmall));
+        assert_eq!(size.check_text("1.5GiB"), Err(Invalid::TooLarge));
+        assert!(matches!(size.check_text("5 mibs"), Err(Invalid::Size(_))));
+        assert_eq!(size.check_int(1 << 20), Err(Invalid::Type));
         let monitor = Kind::UrlPath { or_url: true };
         assert_eq!(monitor.check_text("http://10.0.0.1/ping"), Ok(()));
         assert_eq!(monitor.check_text("https://x"), Err(Invalid::NotAPath));

@@ -40,12 +40,20 @@ const ANY_PORT: &str = "a port number (0-65535)";
 
 const BACKEND: &str = "local, or a Redis URL like redis://host:6379/0, rediss://host:6380/0 or \
                        redis+unix:///path/to/redis.sock";
+const HOST: &str = "an IP address or a host name";
 
 const PATH: Kind = Kind::UrlPath { or_url: false };
+
+/// Beyond an hour a silent connection is not waiting for its request head, it is holding a
+/// descriptor.
+const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Beyond this a cache manager's wait before sleeping is only burnt CPU: a client that takes
 /// longer than a millisecond between calls is not making them one after another.
 const MAX_CACHE_SPIN: Duration = Duration::from_millis(1);
+
+/// A loader's lock held longer than a day is a load that is not coming back.
+const MAX_CACHE_LEASE: Duration = Duration::from_secs(86_400);
 
 const fn option(key: &'static str, kind: Kind, expected: &'static str, help: &'static str) -> Spec {
     Spec {
@@ -83,9 +91,10 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "host",
-        Kind::Ip,
-        "an IP address",
-        "address the application port binds to",
+        Kind::Host,
+        HOST,
+        "address the application port binds to; a host name binds every address it resolves to \
+         at start (localhost: 127.0.0.1 and ::1)",
     ),
     option(
         "mon_port",
@@ -95,9 +104,9 @@ pub static OPTIONS: &[Spec] = &[
     ),
     option(
         "mon_host",
-        Kind::Ip,
-        "an IP address",
-        "address the monitor app binds to",
+        Kind::Host,
+        HOST,
+        "address the monitor app binds to; a host name binds every address it resolves to",
     ),
     optional(
         "mon.token",
@@ -117,6 +126,16 @@ pub static OPTIONS: &[Spec] = &[
         Kind::Bool,
         "true or false",
         "serve a monitor bound beyond loopback without a token: open to anyone who reaches it",
+    ),
+    option(
+        "mon.max_connections",
+        Kind::Count {
+            min: 1,
+            max: 1_000_000,
+        },
+        "a whole number from 1 to 1000000",
+        "connections the monitor keeps open at most (fewer if the open-files limit leaves less); \
+         at the cap the one idle the longest is closed for a new one",
     ),
     option(
         "workers",
@@ -186,6 +205,23 @@ pub static OPTIONS: &[Spec] = &[
         },
         "a whole number from 1 to 65535",
         "length of the accept queue of the application port",
+    ),
+    option(
+        "header_timeout",
+        duration(MORE_THAN_ZERO, MAX_HEADER_TIMEOUT),
+        "a duration of more than 0s, up to 1h, like 10s",
+        "how long a connection may wait for a complete request head, a new one for its first and \
+         a kept-alive one for its next, on both ports; then it is closed",
+    ),
+    option(
+        "max_connections",
+        Kind::Count {
+            min: 0,
+            max: 1_000_000,
+        },
+        "a whole number from 0 to 1000000 (0: from the open-files limit)",
+        "connections each worker keeps open at most (0: three quarters of the open-files limit); \
+         at the cap the one idle the longest is closed for a new one",
     ),
     option(
         "restart.delay",
@@ -349,10 +385,36 @@ pub static OPTIONS: &[Spec] = &[
         "the largest cache value, in bytes",
     ),
     option(
+        "cache.max_memory",
+        Kind::Size {
+            min: 1 << 20,
+            max: 1 << 50,
+        },
+        "a size from 1MiB to 1PiB, like 512MiB or 4GiB",
+        "the most memory the cache's entries may take: past it, the least recently used are \
+         evicted (default: a quarter of the memory of the machine, or of its cgroup if less)",
+    ),
+    option(
+        "cache.max_connections",
+        Kind::Count {
+            min: 1,
+            max: 65_536,
+        },
+        "a whole number from 1 to 65536",
+        "the most clients the cache manager serves at once; it refuses more",
+    ),
+    option(
         "cache.timeout",
         duration(MORE_THAN_ZERO, HOUR),
         "a duration of more than 0s, up to 1h, like 5s",
         "default timeout of every cache operation, and a loader's lease",
+    ),
+    option(
+        "cache.max_lease",
+        duration(MORE_THAN_ZERO, MAX_CACHE_LEASE),
+        "a duration of more than 0s, up to 1day, like 30s or 5m",
+        "the longest a loader holds a key's lock, whatever its call's timeout: then a waiter \
+         loads instead",
     ),
     option(
         "cache.spin",

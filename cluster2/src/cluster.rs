@@ -188,7 +188,12 @@ impl Builder {
             let fut = main(started);
             Box::pin(async move { fut.await.into_main_result() })
         });
-        match role::current() {
+        let role = role::current();
+        // A child has its title as argv[0] already (the master's doing); its name is its own.
+        if role != ProcessRole::Master {
+            crate::title::set_name(&crate::title::of(role));
+        }
+        match role {
             ProcessRole::Worker(id) => crate::worker::run(self.into_parts(), id, main),
             ProcessRole::CacheManager => crate::cache::process::run(),
             ProcessRole::Master => self.run_master(main),
@@ -228,6 +233,11 @@ impl Builder {
             return crate::master::stop::run(&options);
         }
         if check {
+            // A host name that does not resolve is a bad value too.
+            if let Err(err) = options.addresses() {
+                eprintln!("error: {err}");
+                return crate::exit::code(crate::exit::USAGE);
+            }
             println!(
                 "{}",
                 serde_json::to_string_pretty(&options.redacted()).expect("JSON values serialize")

@@ -74,9 +74,28 @@ impl Error {
         self.kind
     }
 
+    /// A mistake in the options: one line, whatever the values it quotes hold.
     pub(crate) fn config(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Config, message)
+        Self::new(ErrorKind::Config, one_line(message.into()))
     }
+}
+
+/// `text` with its control characters written as escapes (`\n`, `\u{1b}`): a value a user
+/// gave may hold a line break or a terminal escape, and the message that quotes it must stay
+/// one line that shows what was given.
+pub(crate) fn one_line(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl fmt::Display for Error {
@@ -136,5 +155,17 @@ mod tests {
         let err = Error::new(ErrorKind::Bind, "cannot bind --port 8080").with_source(io);
         assert_eq!(err.to_string(), "cannot bind --port 8080: address in use");
         assert_eq!(err.kind(), ErrorKind::Bind);
+    }
+
+    /// Found by fuzzing the options: a config string holding a line break made the one-line
+    /// error two lines.
+    #[test]
+    fn a_config_error_quoting_control_characters_stays_one_line() {
+        let err = Error::config("invalid value `80\n80\u{1b}[2J` for `port`");
+        assert_eq!(
+            err.to_string(),
+            "invalid value `80\\n80\\u{1b}[2J` for `port`"
+        );
+        assert_eq!(one_line("tab\there".to_owned()), "tab\\there");
     }
 }

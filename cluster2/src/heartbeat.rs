@@ -10,6 +10,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The upper bounds, in seconds, of the buckets of [`Heartbeat::request_duration_buckets`] and
+/// of the `request_duration_seconds` histograms of `/metrics`; a last bucket takes the longer
+/// requests. From a millisecond, for services that answer in microseconds, to ten seconds.
+pub const REQUEST_DURATION_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// One report from a worker. The master keeps the latest of each worker.
 ///
 /// Its words are those of the monitor's `/metrics`: requests, connections, CPU in percent,
@@ -49,12 +56,21 @@ pub struct Heartbeat {
     /// Summed time to the response head of every request since start.
     #[serde(rename = "request_duration_total_secs", with = "secs")]
     pub request_duration_total: Duration,
+    /// Requests answered since start, by time to the response head: one count per bucket of
+    /// [`REQUEST_DURATION_BUCKETS`] (up to and including its bound, and above the previous
+    /// one), then the requests longer than the last bound. A fixed size, whatever the traffic.
+    pub request_duration_buckets: Vec<u64>,
     /// 5xx responses over the interval.
     pub errors: u64,
     /// Handler panics over the interval (each answered with a 500).
     pub panics: u64,
-    /// How late a short timer fired, at worst, over the interval: how long the runtime was kept
-    /// from running ready tasks.
+    /// Connections closed since the last heartbeat because their client broke the protocol:
+    /// malformed or oversized request heads, HTTP/2 violations such as a flood of streams reset
+    /// as soon as they were opened. Such an interval says nothing about the worker's own
+    /// health.
+    pub protocol_errors: u64,
+    /// How late a short timer fired, at worst, over the last interval: how long the runtime
+    /// was kept from running ready tasks.
     #[serde(rename = "event_loop_lag_secs", with = "secs")]
     pub event_loop_lag: Duration,
     /// The interval this heartbeat covers: since the previous one (about `heartbeat_interval`;
@@ -112,8 +128,10 @@ mod tests {
             requests_per_second: 0.8,
             requests_total: 40,
             request_duration_total: Duration::from_millis(2500),
+            request_duration_buckets: vec![30, 10],
             errors: 0,
             panics: 0,
+            protocol_errors: 0,
             event_loop_lag: Duration::from_micros(1500),
             interval: Duration::from_secs(5),
         }

@@ -2,7 +2,7 @@
 //! one port.
 //!
 //! ```no_run
-//! use axum::{routing::get, Router};
+//! use cluster2::axum::{routing::get, Router};
 //!
 //! #[cluster2::configure_app]
 //! async fn app() -> Router {
@@ -39,13 +39,17 @@ mod backend; // a Redis server the hosts share (cache.backend, emitter.backend):
 mod balance; // even spread of connections: each worker takes its turn on the shared queue
 pub mod cache; // the cache shared by all processes, with single-flight loads
 mod cluster; // Cluster::builder(): role dispatch and the public entry point
+mod conns; // connections held to account: request-head deadline, cap, open-files limit
 pub mod ecv; // the health endpoint load balancers poll
 pub mod emitter; // cross-process events: on / emit / to(targets)
 mod error; // Error, ErrorKind, Result, Context
 mod exit; // every exit status, and what a child's means
+#[cfg(test)]
+mod fuzz; // fuzz targets of every decoder and parser (tests only: docs/fuzzing.md)
 mod heartbeat; // what workers report to the master
 mod ipc; // master <-> worker channel, messages and inherited fds
 pub mod lifecycle; // the cluster's life as typed events, kept by the master
+mod listen; // one port on every address of its host: binding, and accepting on all
 mod log; // log lines labelled with the process; the filter changed live; streaming to the monitor
 pub mod master; // the supervising process; public: operator controls
 mod monitor; // the master's monitor app on mon_port
@@ -58,6 +62,7 @@ mod role; // master or worker, from the environment marker
 mod runtime_dir; // the cluster's private directory (cluster2-<pid>) for its sockets
 mod started; // Started, Role and WarmUp, handed to user code
 pub mod status; // named status views, aggregated by the master
+mod title; // process titles (`hello: worker 2`) for ps and top
 mod worker; // the serving process
 
 #[doc(hidden)]
@@ -71,11 +76,17 @@ pub use cluster::{Builder, Cluster, MainResult};
 #[doc(inline)]
 pub use error::{BoxError, Context, Error, ErrorKind, Result};
 #[doc(inline)]
-pub use heartbeat::Heartbeat;
+pub use heartbeat::{Heartbeat, REQUEST_DURATION_BUCKETS};
 #[doc(inline)]
 pub use options::{Options, ServerProtocol};
 #[doc(inline)]
 pub use started::{Role, Started, WarmUp};
+
+/// The axum that cluster2 serves (0.8), with the features cluster2 enables: build the app with
+/// it, and the `Router` your `#[configure_app]` returns is the one cluster2 takes. A direct
+/// `axum` dependency must be of the same minor version (0.8) to add features; another one is a
+/// different crate, whose `Router` cluster2 cannot serve.
+pub use axum;
 
 #[doc(inline)]
 pub use cluster2_macros::{

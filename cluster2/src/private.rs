@@ -21,6 +21,104 @@ pub use cluster2_macros::__option_keys as option_keys;
 /// implemented" errors.
 pub type Router = axum::Router;
 
+/// How the `#[configure_app]` expansion converts what the function returned:
+/// `AppReturn::<T>::new().into_app(value)`, with the function's return type as `T` and every
+/// token spanned on it. A `Router<S>`, or a `Result` of one, finds an inherent `into_app`
+/// below, whose bound [`RouterState`] explains a router still waiting for its state; any other
+/// type finds [`AppReturnFallback::into_app`], whose bound [`IntoApp`](crate::IntoApp) says what
+/// may be returned. Both bounds sit on the methods, not on the impls, so that rustc selects the
+/// method first and then reports the unmet bound with its trait's message, on the user's type.
+#[derive(Debug)]
+pub struct AppReturn<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> AppReturn<T> {
+    /// The converter for `T`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<S> AppReturn<axum::Router<S>> {
+    /// A router whose state is given.
+    pub fn into_app(self, router: axum::Router<S>) -> Result<crate::App, String>
+    where
+        S: RouterState,
+    {
+        Ok(S::given(router).into())
+    }
+}
+
+impl<S, E> AppReturn<Result<axum::Router<S>, E>> {
+    /// A router whose state is given, or the error that aborts start-up.
+    pub fn into_app(self, result: Result<axum::Router<S>, E>) -> Result<crate::App, String>
+    where
+        S: RouterState,
+        E: std::fmt::Display,
+    {
+        result
+            .map(|router| S::given(router).into())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The conversion of every return type but a router's; see [`AppReturn`].
+pub trait AppReturnFallback<T> {
+    /// Converts by [`IntoApp`](crate::IntoApp).
+    fn into_app(self, value: T) -> Result<crate::App, String>
+    where
+        T: crate::IntoApp;
+}
+
+impl<T> AppReturnFallback<T> for AppReturn<T> {
+    fn into_app(self, value: T) -> Result<crate::App, String>
+    where
+        T: crate::IntoApp,
+    {
+        value.into_app()
+    }
+}
+
+/// The state of a router cluster2 can serve: none left to give, `()`. A `Router<AppState>` is
+/// still waiting for its `.with_state(state)`.
+#[diagnostic::on_unimplemented(
+    message = "this `Router<{Self}>` still needs its state: cluster2 serves a `Router` whose \
+               state is given",
+    label = "call `.with_state(state)` on the router, and return `Router`",
+    note = "`Router::with_state` hands each handler its `State<{Self}>` and makes the router a \
+            `Router` (that is, `Router<()>`)"
+)]
+pub trait RouterState: Sized {
+    /// The router, its state given.
+    fn given(router: axum::Router<Self>) -> Router;
+}
+
+impl RouterState for () {
+    fn given(router: Router) -> Router {
+        router
+    }
+}
+
+/// What a `#[warm_up]` function takes. The expansion passes its `WarmUp` as
+/// `<T as WarmUpArg>::from_warm_up(w)`, with the function's parameter type as `T` and spanned
+/// on it, so that another type (`&WarmUp`, an address) is reported there, with this message.
+#[diagnostic::on_unimplemented(
+    message = "a #[cluster2::warm_up] function takes a `cluster2::WarmUp`, not `{Self}`",
+    label = "take `w: cluster2::WarmUp`, by value",
+    note = "the `WarmUp` is the function's own to keep; `w.get(\"/\")` and `w.request(…)` reach \
+            the worker being warmed up"
+)]
+pub trait WarmUpArg {
+    /// The argument, from the worker's `WarmUp`.
+    fn from_warm_up(warm_up: crate::WarmUp) -> Self;
+}
+
+impl WarmUpArg for crate::WarmUp {
+    fn from_warm_up(warm_up: crate::WarmUp) -> Self {
+        warm_up
+    }
+}
+
 /// What a `#[warm_up]` function may return. The expansion names the function's return type in
 /// `<T as WarmUpResult>`, so that a wrong one is reported there, with this message.
 #[diagnostic::on_unimplemented(

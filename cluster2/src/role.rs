@@ -6,6 +6,10 @@ pub(crate) const WORKER_ENV: &str = "_CLUSTER2_WORKER";
 /// Set by the master on every worker it spawns: the master's pid, to detect a lost parent.
 pub(crate) const MASTER_PID_ENV: &str = "_CLUSTER2_MASTER_PID";
 
+/// Set by the master on every worker it spawns: how many application listeners it inherits
+/// (one per address of the host). A master that does not set it hands over one.
+pub(crate) const LISTENERS_ENV: &str = "_CLUSTER2_LISTENERS";
+
 /// Set by the master on the standalone cache manager process it spawns.
 pub(crate) const CACHE_ENV: &str = "_CLUSTER2_CACHE";
 

@@ -40,7 +40,8 @@ impl Started {
         self.role
     }
 
-    /// The shared application address (with the real port when `port = 0` was asked for).
+    /// The shared application address (with the real port when `port = 0` was asked for); the
+    /// first of them when `host` is a name with several addresses (`localhost`: 127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

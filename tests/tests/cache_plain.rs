@@ -106,6 +106,7 @@ async fn the_cache_in_a_plain_process() {
         CacheOptions {
             persist: true,
             expire: Some(Duration::from_secs(3)),
+            ..Default::default()
         },
     )
     .await
@@ -312,6 +313,7 @@ async fn the_cache_in_a_plain_process() {
         CacheOptions {
             persist: false,
             expire: Some(Duration::from_millis(300)),
+            ..Default::default()
         },
     )
     .await
@@ -348,7 +350,15 @@ async fn the_cache_in_a_plain_process() {
     assert!(err.to_string().contains("(204800 bytes)"), "{err}");
     assert!(err.to_string().len() < 1024, "{err}");
     assert_eq!(f.peek::<i32>("zero").await.unwrap(), Some(7));
-    for bad in ["", "../etc", ".hidden", "a/b", &"n".repeat(200)] {
+    for bad in [
+        "",
+        "../etc",
+        "../../x",
+        "/abs/path",
+        ".hidden",
+        "a/b",
+        &"n".repeat(200),
+    ] {
         let err = cache::use_cache(bad, CacheOptions::default())
             .await
             .unwrap_err();

@@ -242,6 +242,37 @@ fn more_than_8_workers_per_cpu_need_force_workers() {
     );
 }
 
+/// A host name is looked up when the master starts (and by `--check`): one that does not resolve
+/// is a bad value, named with its flag, before anything is bound or started.
+#[test]
+fn host_names_that_do_not_resolve_are_refused() {
+    // `.invalid` never resolves (RFC 2606).
+    for (flag, check) in [("--host", false), ("--mon-host", false), ("--host", true)] {
+        let arg = format!("{flag}=no-such-host.invalid");
+        let mut args = vec![arg.as_str(), "--port=0", "--mon-port=0"];
+        if check {
+            args.push("--check");
+        }
+        let line = usage_error(&args, &[]);
+        let expected = format!(
+            "error: invalid value `no-such-host.invalid` for {flag}: the host name does not resolve"
+        );
+        assert!(line.starts_with(&expected), "{args:?}: {line}");
+    }
+    // Written wrong, it is refused as any bad value is, before any lookup.
+    let line = usage_error(&["--host=my host"], &[]);
+    assert_eq!(
+        line,
+        "error: invalid value `my host` for --host: expected an IP address or a host name"
+    );
+    // localhost is the loopback addresses, which a monitor may use without a token.
+    let o = check(&["--host=localhost", "--mon-host=LOCALHOST"], &[]);
+    assert_eq!(
+        (o["host"].as_str(), o["mon_host"].as_str()),
+        (Some("localhost"), Some("LOCALHOST"))
+    );
+}
+
 /// tracing reads a word that is not a level as a target to log at every level: `verbose` or
 /// `infoo` would be a filter that matches nothing, and the cluster would print nothing at all.
 #[test]

@@ -358,33 +358,67 @@ fn check_exposition(text: &str) {
             );
         }
     }
-    // An independent parser, where the CI installed it.
-    let python = std::process::Command::new("python3")
-        .args(["-c", "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\nlist(p(sys.stdin.read()))"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    if let Ok(mut child) = python {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("No module named")
-            && std::env::var_os("REQUIRE_PROMETHEUS_PARSER").is_none()
-        {
-            eprintln!("prometheus_client is not installed; skipping the independent parse");
-        } else {
-            assert!(
-                out.status.success(),
-                "prometheus_client refused the exposition: {stderr}"
-            );
-        }
+    // And by an independent parser, which must refuse what is not OpenMetrics for its
+    // acceptance to mean anything.
+    let families = reference_parse(text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(families > 0, "no metric family in:\n{text}");
+    let truncated = text.trim_end().trim_end_matches("# EOF");
+    assert!(
+        reference_parse(truncated).is_err(),
+        "the reference parser accepted an exposition without # EOF"
+    );
+}
+
+/// How to install the independent parser, for the message when it is missing.
+const INSTALL_PARSER: &str = "python3 -m pip install prometheus-client (for Debian's own \
+                              python3: apt-get install -y python3-prometheus-client); .ci/run \
+                              installs it";
+
+/// Parses an exposition with the reference OpenMetrics parser, Prometheus's Python client's,
+/// and returns how many metric families it read, or why it refused the text. Panics, naming
+/// the command that installs it, when the parser is missing: the metrics check is not skipped.
+fn reference_parse(text: &str) -> Result<usize, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const SCRIPT: &str = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+        print(len(list(parse(sys.stdin.read()))))";
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the metrics check parses /metrics with Python's prometheus_client, and python3 \
+                 cannot be started ({e}): install python3, then {INSTALL_PARSER}"
+            )
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("No module named 'prometheus_client'") {
+        panic!(
+            "the metrics check parses /metrics with Python's prometheus_client, the reference \
+             OpenMetrics parser, which is not installed: {INSTALL_PARSER}"
+        );
     }
+    if !out.status.success() {
+        return Err(format!(
+            "prometheus_client refused the exposition: {stderr}"
+        ));
+    }
+    let families = String::from_utf8_lossy(&out.stdout);
+    families
+        .trim()
+        .parse()
+        .map_err(|_| format!("prometheus_client printed {families:?}"))
 }
 
 fn sample(text: &str, name: &str) -> f64 {
@@ -417,6 +451,37 @@ fn metrics_count_every_request_even_across_a_replaced_worker() {
     let text = metrics();
     check_exposition(&text);
     assert_eq!(sample(&text, "cluster2_ecv_up"), 1.0);
+    // The latency histogram counts every request, once, in order of its buckets.
+    assert_eq!(
+        sample(&text, "cluster2_request_duration_seconds_count"),
+        K as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cluster2_request_duration_seconds_bucket{le=\"+Inf\"}"
+        ),
+        K as f64
+    );
+    let cumulative: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("cluster2_request_duration_seconds_bucket{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert_eq!(
+        cumulative.len(),
+        cluster2::REQUEST_DURATION_BUCKETS.len() + 1
+    );
+    assert!(
+        cumulative.windows(2).all(|w| w[0] <= w[1]),
+        "{cumulative:?}"
+    );
+    let per_worker: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("cluster2_worker_request_duration_seconds_count{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(per_worker, K as f64);
     for pid in &cluster.workers {
         assert!(
             text.contains(&format!("pid=\"{pid}\"")),
@@ -431,6 +496,8 @@ fn metrics_count_every_request_even_across_a_replaced_worker() {
     events.wait("listening", |e| e["worker"] == crashed["worker"]);
     let after = sample(&metrics(), "cluster2_requests_total");
     assert!(after >= K as f64, "total went from {K} to {after}");
+    let after = sample(&metrics(), "cluster2_request_duration_seconds_count");
+    assert!(after >= K as f64, "the histogram went from {K} to {after}");
     assert_eq!(sample(&metrics(), "cluster2_restarts_total"), 1.0);
     // The lifecycle stream's counts: one crash, and the exits and spawns behind it.
     let text = metrics();

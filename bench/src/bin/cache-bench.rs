@@ -6,6 +6,10 @@
 //! `count N` instead, it does exactly N gets then N sets from one client and prints how many:
 //! for counting instructions per operation under callgrind (see BENCHMARKS.md).
 //!
+//! With `bounded` among the arguments, the namespace is held to `BOUND` entries and filled to
+//! it before anything is measured: every set of a new key then evicts one (`cluster2-bench
+//! cache-evict` compares it with the unbounded namespace).
+//!
 //! Run by `cluster2-bench redis` with `--cache.backend` set to a Redis URL:
 //! - `-- gets SECS`: only gets of an existing key, from 1 then 16 concurrent callers, then 16
 //!   callers each on a key of its own.
@@ -41,6 +45,10 @@ fn manager_cpu(manager: Option<i32>) -> f64 {
         ticks::process_ticks(&[pid]) as f64 / ticks::TICKS_PER_SEC
     })
 }
+
+/// The bounded namespace's entries: as many as the unbounded one holds after a few seconds of
+/// sets, so that both maps are of a size.
+const BOUND: u64 = 20_000;
 
 #[cluster2::configure_app]
 fn app() -> Router {
@@ -204,14 +212,34 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
         _ => None,
     };
     let secs: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    let bench = cache::use_cache("bench", CacheOptions::default())
+    let bounded = args.iter().any(|a| a == "bounded");
+    let options = CacheOptions {
+        max_entries: bounded.then_some(BOUND),
+        ..CacheOptions::default()
+    };
+    let ns = if bounded { "bench-bounded" } else { "bench" };
+    let bench = cache::use_cache(ns, options)
         .await
         .map_err(|e| e.to_string())?;
-    // The same 3-byte value as redis-benchmark's default.
-    bench
-        .set("key", &"xyz", SetOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    if bounded {
+        // At the bound before the first measured set, with keys the sets do not write.
+        for i in 0..BOUND {
+            bench
+                .set(&format!("fill:{i}"), &"xyz", SetOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    // The same 3-byte value as redis-benchmark's default. Written again before each phase of
+    // gets: in the bounded namespace a phase of sets may have evicted it.
+    let prime = || async {
+        bench
+            .set("key", &"xyz", SetOptions::default())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    prime().await?;
     let get = |c: Cache, _: u64| async move {
         c.get::<String, _, _, String>("key", || async { Err("never loads".to_owned()) })
             .await
@@ -239,6 +267,7 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
     }
     // A short warm-up, so that the first phase does not pay for connections.
     measure(&bench, 1, 0.3, get).await;
+    prime().await?;
     let manager = manager_pid();
     let cpu_before = manager_cpu(manager);
     let (get1, get1_p50) = measure(&bench, 1, secs, get).await;
@@ -246,6 +275,7 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
     // What the manager spends per operation with one client, its wait before sleeping included.
     let mgr1_cpu_us = (manager_cpu(manager) - cpu_before) * 1e6 / ((get1 + set1) * secs);
     // The same at a gentle pace (a get every millisecond), where waiting cannot pay off.
+    prime().await?;
     let cpu_before = manager_cpu(manager);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut paced_ops = 0u64;
@@ -256,10 +286,18 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
         paced_ops += 1;
     }
     let paced_cpu_us = (manager_cpu(manager) - cpu_before) * 1e6 / paced_ops as f64;
+    prime().await?;
     let (get16, get16_p50) = measure(&bench, 16, secs, get).await;
     let (set16, set16_p50) = measure(&bench, 16, secs, set).await;
+    // Proof that the bounded runs evicted (and the others did not).
+    let evictions = cache::manager_stats()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|n| n.namespace == ns)
+        .map_or(0, |n| n.evictions);
     println!(
-        "{{\"get1\":{get1:.0},\"get1_p50_us\":{get1_p50:.1},\"set1\":{set1:.0},\"set1_p50_us\":{set1_p50:.1},\
+        "{{\"evictions\":{evictions},\"get1\":{get1:.0},\"get1_p50_us\":{get1_p50:.1},\"set1\":{set1:.0},\"set1_p50_us\":{set1_p50:.1},\
          \"mgr1_cpu_us\":{mgr1_cpu_us:.1},\"paced_cpu_us\":{paced_cpu_us:.1},\"get16\":{get16:.0},\"get16_p50_us\":{get16_p50:.1},\"set16\":{set16:.0},\"set16_p50_us\":{set16_p50:.1}}}"
     );
     stop_cluster();

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::client::{Client, WatchFn};
-use super::protocol::{NsOptions, Op, Reply};
+use super::protocol::{NsBounds, NsOptions, Op, Reply};
 use super::redis::RedisCache;
 use crate::error::Result;
 
@@ -48,10 +48,11 @@ impl Backend {
         }
     }
 
-    /// Remembers a namespace's options (declared again after a reconnect).
-    pub(crate) fn remember(&self, ns: &str, options: NsOptions) {
+    /// Remembers a namespace's options and bounds (declared again after a reconnect).
+    pub(crate) fn remember(&self, ns: &str, options: NsOptions, bounds: NsBounds) {
         match self {
-            Backend::Local(c) => c.remember(ns, options),
+            Backend::Local(c) => c.remember(ns, options, bounds),
+            // Redis has no bounds per namespace: see `redis::RedisCache::declare`.
             Backend::Redis(r) => r.remember(ns, options),
         }
     }

@@ -1,8 +1,9 @@
 //! A process's one connection to the cache manager, shared by every `Cache` handle.
 //!
 //! A background task keeps the connection: it reconnects with back-off when the manager goes
-//! away, re-declares every namespace and watch this process uses, and only then lets requests
-//! through again, so watches keep working across manager restarts and never fire twice.
+//! away (or refuses the connection, serving `cache.max_connections` already), re-declares
+//! every namespace and watch this process uses, and only then lets requests through again, so
+//! watches keep working across manager restarts and never fire twice.
 //! Requests wait for a connection up to their own timeout. Reads (`get`, `peek`, `keys`) are
 //! retried on the new connection when the old one breaks mid-request; writes fail with a clear
 //! error instead, since they may or may not have been applied.
@@ -16,7 +17,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{Message, NsOptions, Op, Reply, RequestRef, max_frame};
+use super::protocol::{Message, NsBounds, NsOptions, Op, Reply, RequestRef, max_frame};
 use super::request_writer::RequestWriter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::frame::{decode, encode_frame};
@@ -80,6 +81,8 @@ struct Conn {
     /// Wakes the deadline keeper for a deadline earlier than it planned for.
     keeper: Notify,
     closed: CancellationToken,
+    /// The manager refused this connection (it said why): reconnect after a back-off.
+    refused: AtomicBool,
 }
 
 impl Conn {
@@ -130,10 +133,12 @@ struct Inner {
     max_value: usize,
     timeout: Duration,
     conn: watch::Sender<Option<Arc<Conn>>>,
-    namespaces: Mutex<HashMap<String, NsOptions>>,
+    namespaces: Mutex<HashMap<String, (NsOptions, NsBounds)>>,
     watches: Mutex<HashMap<String, Vec<WatchEntry>>>,
     next_id: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Whether the manager's last refusal was logged: once per run of refusals.
+    refusal_logged: AtomicBool,
     stop: CancellationToken,
 }
 
@@ -175,6 +180,7 @@ impl Client {
                 watches: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 last_error: Mutex::new(None),
+                refusal_logged: AtomicBool::new(false),
                 stop: CancellationToken::new(),
             }),
         };
@@ -201,7 +207,6 @@ impl Client {
                 .and_then(|stream| self.start(stream))
             {
                 Ok(conn) => {
-                    delay = Duration::from_millis(5);
                     if self.redeclare(&conn).await {
                         *self.inner.last_error.lock().expect("cache client lock") = None;
                         self.inner.conn.send_replace(Some(conn.clone()));
@@ -214,7 +219,9 @@ impl Client {
                             }
                         }
                         self.inner.conn.send_replace(None);
-                        if super::global::is_stopping() {
+                        if conn.refused.load(Ordering::Relaxed) {
+                            // Told once already, in `refused`.
+                        } else if super::global::is_stopping() {
                             tracing::debug!("lost the connection to the cache manager");
                         } else {
                             tracing::warn!(
@@ -224,6 +231,17 @@ impl Client {
                     }
                     conn.closed.cancel();
                     conn.fail_all();
+                    if conn.refused.load(Ordering::Relaxed) {
+                        // Full: trying again at once would only add to its load.
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = self.inner.stop.cancelled() => return,
+                        }
+                        delay = (delay * 2).min(Duration::from_millis(500));
+                    } else {
+                        delay = Duration::from_millis(5);
+                        self.inner.refusal_logged.store(false, Ordering::Relaxed);
+                    }
                 }
                 Err(e) => {
                     *self.inner.last_error.lock().expect("cache client lock") = Some(e.to_string());
@@ -239,7 +257,7 @@ impl Client {
 
     /// Namespaces and watches of this process, declared again on a new connection.
     async fn redeclare(&self, conn: &Arc<Conn>) -> bool {
-        let namespaces: Vec<(String, NsOptions)> = self
+        let namespaces: Vec<(String, (NsOptions, NsBounds))> = self
             .inner
             .namespaces
             .lock()
@@ -258,9 +276,10 @@ impl Client {
             .collect();
         let ops = namespaces
             .into_iter()
-            .map(|(ns, options)| Op::Use {
+            .map(|(ns, (options, bounds))| Op::Use {
                 ns: ns.into(),
                 options,
+                bounds,
             })
             .chain(watched.into_iter().map(|ns| Op::Watch { ns: ns.into() }));
         for op in ops {
@@ -282,6 +301,7 @@ impl Client {
             in_flight: Mutex::new(InFlight::default()),
             keeper: Notify::new(),
             closed,
+            refused: AtomicBool::new(false),
         });
         tokio::spawn(conn.clone().keep_deadlines());
         let reader_conn = conn.clone();
@@ -301,6 +321,10 @@ impl Client {
                     Ok(Message::Reply { id, reply }) => client.deliver(&reader_conn, id, reply),
                     Ok(Message::Changed { ns, key, value }) => {
                         client.changed(&ns, &key, value.as_deref());
+                    }
+                    Ok(Message::Refused(why)) => {
+                        client.refused(&reader_conn, why);
+                        break;
                     }
                     Err(e) => {
                         tracing::error!("bad frame from the cache manager: {e}");
@@ -338,6 +362,17 @@ impl Client {
                 },
             );
         }
+    }
+
+    /// The manager will not serve this connection: why becomes the error of calls that find
+    /// no connection, and is logged once until a connection is served again.
+    fn refused(&self, conn: &Conn, why: String) {
+        conn.refused.store(true, Ordering::Relaxed);
+        if !self.inner.refusal_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!("the cache manager refused the connection: {why}; retrying");
+        }
+        *self.inner.last_error.lock().expect("cache client lock") =
+            Some(format!("it refused the connection: {why}"));
     }
 
     fn changed(&self, ns: &str, key: &str, value: Option<&[u8]>) {
@@ -508,12 +543,12 @@ impl Client {
     }
 
     /// Remembers a namespace so that it is declared again after a reconnect.
-    pub(crate) fn remember(&self, ns: &str, options: NsOptions) {
+    pub(crate) fn remember(&self, ns: &str, options: NsOptions, bounds: NsBounds) {
         self.inner
             .namespaces
             .lock()
             .expect("cache client lock")
-            .insert(ns.to_owned(), options);
+            .insert(ns.to_owned(), (options, bounds));
     }
 
     /// Adds a local watch; subscribes this connection to the namespace on its first watch.

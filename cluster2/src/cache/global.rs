@@ -34,19 +34,31 @@ pub struct Config {
     pub persist_path: PathBuf,
     /// The largest value, in bytes.
     pub max_value: usize,
+    /// The most memory the entries may take, in bytes (see `cache.max_memory`); past it the
+    /// least recently used are evicted.
+    pub max_memory: u64,
+    /// The most clients the manager serves at once.
+    pub max_connections: usize,
     /// Default timeout of every operation.
     pub timeout: Duration,
+    /// The longest a loader holds a key's lock, whatever its call's timeout.
+    pub max_lease: Duration,
 }
 
 impl Default for Config {
+    /// The defaults of the `cache.*` options.
     fn default() -> Self {
+        let options = crate::options::CacheSettings::default();
         Self {
             backend: "local".to_owned(),
             cluster_name: "cluster2".to_owned(),
             socket: None,
-            persist_path: PathBuf::from("cluster2-cache"),
-            max_value: 16 * 1024 * 1024,
-            timeout: Duration::from_secs(5),
+            persist_path: PathBuf::from(options.persist_path),
+            max_value: options.max_value as usize,
+            max_memory: options.max_memory,
+            max_connections: options.max_connections as usize,
+            timeout: options.timeout,
+            max_lease: options.max_lease,
         }
     }
 }
@@ -128,18 +140,23 @@ pub async fn enable(config: Config) -> Result<()> {
         Some(s) => s,
         None => crate::runtime_dir::create()?.join("cache.sock"),
     };
-    start_manager(&socket, &config.persist_path, config.max_value)?;
+    let manager = manager::ManagerConfig {
+        persist_path: config.persist_path,
+        max_value: config.max_value,
+        max_memory: config.max_memory,
+        max_connections: config.max_connections.max(1),
+        max_lease: config.max_lease,
+        frame_timeout: config.timeout,
+    };
+    start_manager(&socket, manager)?;
     connect(socket, config.max_value, config.timeout);
     Ok(())
 }
 
 /// Starts a manager task in this process on `socket`.
-pub(crate) fn start_manager(socket: &Path, persist_path: &Path, max_value: usize) -> Result<()> {
-    let manager = manager::Manager::load(manager::ManagerConfig {
-        persist_path: persist_path.to_owned(),
-        max_value,
-    })
-    .map_err(|e| {
+pub(crate) fn start_manager(socket: &Path, config: manager::ManagerConfig) -> Result<()> {
+    let persist_path = config.persist_path.clone();
+    let manager = manager::Manager::load(config).map_err(|e| {
         Error::new(
             ErrorKind::Cache,
             format!("cannot reload the cache from {}", persist_path.display()),

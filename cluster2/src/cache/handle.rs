@@ -19,17 +19,48 @@ use serde::de::DeserializeOwned;
 use super::backend::Backend;
 use super::errors::{What, unexpected};
 use super::global::client;
-use super::protocol::{NsOptions, Op, Reply};
+use super::protocol::{NsBounds, NsOptions, Op, Reply};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Options of a namespace, decided by its first [`use_cache`]. Build it with a struct literal
 /// ending in `..Default::default()`, so that fields added later keep their defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use cluster2::cache::CacheOptions;
+///
+/// // Per-user sessions: at most 100 000 of them and 64 MiB of keys and values; past either,
+/// // the least recently used go first.
+/// let sessions = CacheOptions {
+///     expire: Some(Duration::from_secs(3600)),
+///     max_entries: Some(100_000),
+///     max_bytes: Some(64 << 20),
+///     ..Default::default()
+/// };
+/// # let _ = sessions;
+/// ```
+///
+/// Every namespace is bounded by `cache.max_memory` too, shared by all of them: past it, the
+/// least recently used entries of the whole cache are evicted, whichever namespace they are in.
+/// Eviction is approximate (it compares a sample of entries, as Redis does), never takes a key
+/// whose load is in flight, and tells watchers as a delete does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheOptions {
     /// Keep the namespace across manager restarts and crashes.
     pub persist: bool,
     /// Entries expire this long after they were written; `None`: never.
     pub expire: Option<Duration>,
+    /// The most entries the namespace holds; past it, the least recently used (read or
+    /// written) are evicted. `None`: only `cache.max_memory` bounds it.
+    pub max_entries: Option<u64>,
+    /// The most bytes of keys and values the namespace holds; past it, the least recently used
+    /// are evicted, and a value that alone would pass it is refused. `None`: only
+    /// `cache.max_memory` bounds it.
+    ///
+    /// Not kept on disk with a persisted namespace: after a manager restart its bounds are
+    /// those of its first `use_cache` (every process of the cluster declares its namespaces
+    /// again as it reconnects).
+    pub max_bytes: Option<u64>,
 }
 
 /// Options of [`Cache::set`]; build it like [`CacheOptions`].
@@ -53,22 +84,31 @@ pub struct Stats {
     pub errors: u64,
 }
 
-/// Namespace names become file names: keep them to a safe alphabet.
+/// The longest namespace name.
+const MAX_NAMESPACE: usize = 128;
+
+/// Namespace names become file names: keep them to a safe alphabet. The manager checks every
+/// name it is sent by the same rule.
 pub(crate) fn valid_namespace(ns: &str) -> std::result::Result<(), String> {
     let ok = !ns.is_empty()
-        && ns.len() <= 128
+        && ns.len() <= MAX_NAMESPACE
         && !ns.starts_with('.')
         && ns
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid cache namespace `{ns}`: use 1 to 128 letters, digits, `-`, `_` or `.`, \
-             not starting with `.`"
-        ))
+        return Ok(());
     }
+    // Named as given, but not at any length: the name may come from anyone.
+    let mut end = ns.len().min(MAX_NAMESPACE);
+    while !ns.is_char_boundary(end) {
+        end -= 1;
+    }
+    let (shown, more) = (&ns[..end], if end < ns.len() { "…" } else { "" });
+    Err(format!(
+        "invalid cache namespace `{shown}{more}`: use 1 to {MAX_NAMESPACE} letters, digits, `-`, \
+         `_` or `.`, not starting with `.`"
+    ))
 }
 
 /// The cluster's name goes into Redis keys and `SCAN` patterns: the option's own check, for
@@ -84,8 +124,21 @@ pub(crate) fn valid_cluster_name(name: &str) -> Result<()> {
 }
 
 /// A namespace of the shared cache.
+///
+/// The name is 1 to 128 ASCII letters, digits, `-`, `_` or `.`, not starting with `.` (a
+/// persisted namespace is a file of that name): anything else, a path like `../x` or `/x`
+/// included, is refused with an error of kind [`ErrorKind::Config`].
 pub async fn use_cache(namespace: &str, options: CacheOptions) -> Result<Cache> {
     valid_namespace(namespace).map_err(|e| Error::new(ErrorKind::Config, e))?;
+    if options.max_entries == Some(0) || options.max_bytes == Some(0) {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "use_cache(\"{namespace}\"): max_entries and max_bytes must be at least 1, or \
+                 None for no bound"
+            ),
+        ));
+    }
     let client = client()?;
     let wanted = NsOptions {
         persist: options.persist,
@@ -93,29 +146,42 @@ pub async fn use_cache(namespace: &str, options: CacheOptions) -> Result<Cache> 
             .expire
             .map(|d| d.as_millis().clamp(1, u128::from(u64::MAX)) as u64),
     };
+    let wanted_bounds = NsBounds {
+        max_entries: options.max_entries,
+        max_bytes: options.max_bytes,
+    };
     let op = Op::Use {
         ns: namespace.into(),
         options: wanted,
+        bounds: wanted_bounds,
     };
     let what = format!("use_cache(\"{namespace}\")");
     let reply = client.call(op, client.timeout(), &what).await?;
-    let Reply::Used { options, existed } = reply else {
+    let Reply::Used {
+        options,
+        bounds,
+        existed,
+    } = reply
+    else {
         return Err(unexpected(&what, &reply));
     };
-    if existed && options != wanted {
+    if existed && (options != wanted || bounds != wanted_bounds) {
         tracing::warn!(
             namespace,
-            "cache namespace already in use with other options (persist {}, expire {:?}); \
-             keeping those",
+            "cache namespace already in use with other options (persist {}, expire {:?}, \
+             max_entries {:?}, max_bytes {:?}); keeping those",
             options.persist,
-            options.expire_ms.map(Duration::from_millis)
+            options.expire_ms.map(Duration::from_millis),
+            bounds.max_entries,
+            bounds.max_bytes,
         );
     }
-    client.remember(namespace, options);
+    client.remember(namespace, options, bounds);
     Ok(Cache {
         client: client.clone(),
         namespace: namespace.into(),
         options,
+        bounds,
         timeout: client.timeout(),
         stats: stats_of(namespace),
     })
@@ -142,6 +208,7 @@ pub struct Cache {
     client: Backend,
     namespace: Arc<str>,
     options: NsOptions,
+    bounds: NsBounds,
     timeout: Duration,
     stats: Arc<Mutex<Stats>>,
 }
@@ -157,6 +224,8 @@ impl Cache {
         CacheOptions {
             persist: self.options.persist,
             expire: self.options.expire_ms.map(Duration::from_millis),
+            max_entries: self.bounds.max_entries,
+            max_bytes: self.bounds.max_bytes,
         }
     }
 
@@ -196,6 +265,16 @@ impl Cache {
                     "{what}: the value is {} bytes, more than cache.max_value ({} bytes)",
                     bytes.len(),
                     self.client.max_value()
+                ),
+            ));
+        }
+        let with_key = (what.key.len() + bytes.len()) as u64;
+        if let Some(max) = self.bounds.max_bytes.filter(|&max| with_key > max) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{what}: the value is {with_key} bytes with its key, more than the \
+                     namespace may hold (max_bytes: {max} bytes)"
                 ),
             ));
         }
@@ -401,7 +480,7 @@ impl Cache {
     }
 
     /// Calls `f` on every change of `key` (or of every key, with `None`) made by any process:
-    /// sets, deletes and expiries (`None`). A value that does not decode into `T` is logged
+    /// sets, deletes, expiries and evictions (`None`). A value that does not decode into `T` is logged
     /// and skipped. Runs on the connection's task: keep it short.
     pub fn watch<T, F>(&self, key: Option<&str>, f: F) -> WatchId
     where

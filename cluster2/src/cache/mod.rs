@@ -9,7 +9,7 @@
 //! # async fn demo() -> cluster2::Result<()> {
 //! let users = cache::use_cache(
 //!     "users",
-//!     CacheOptions { persist: true, expire: Some(Duration::from_secs(60)) },
+//!     CacheOptions { persist: true, expire: Some(Duration::from_secs(60)), ..Default::default() },
 //! )
 //! .await?;
 //! // Loaded once across the whole cluster, however many workers ask at the same time.
@@ -49,17 +49,26 @@
 //!   the log format in `persist/format.rs`). A damaged log loses only its damaged records,
 //!   reported in the log with a copy of the file kept beside it. Other namespaces start empty
 //!   after a restart.
+//! - Memory: the cache holds at most `cache.max_memory` (by default a quarter of the memory of
+//!   the machine or of its cgroup), and a namespace at most its own bounds
+//!   ([`CacheOptions::max_entries`], [`CacheOptions::max_bytes`]). Past them the least
+//!   recently used entries are evicted (approximately, by sampling, as Redis does), never one
+//!   whose load is in flight; watchers are told as for a delete, `/caches` and `/metrics`
+//!   count the evictions, and a value that alone could never fit is refused with an error.
+//! - The manager trusts no client: names are checked, a lease lasts at most `cache.max_lease`,
+//!   connections past `cache.max_connections` are refused, and what a client sends or leaves
+//!   unread costs the manager bounded memory.
 
 mod backend; // the seam: the local manager's client or Redis, asked and answering alike
 mod busy_poll; // the standalone manager's short wait for the next request before sleeping
 mod client; // a process's one connection to the manager: reconnects, timeouts, watches
 mod errors; // how cache errors name the operation, key and namespace that failed
 mod global; // this process's one client (connect, enable), an in-process manager, stopping flag
-mod handle; // the user's API: use_cache, the Cache handle and its operations, options, counters
+pub(crate) mod handle; // the user's API: use_cache, the Cache handle and its operations, options, counters
 pub(crate) mod manager; // the owning side: namespaces, single-flight loads, expiry
-mod persist; // the append-only logs persistent namespaces survive restarts in, and their files' safety
+pub(crate) mod persist; // the append-only logs persistent namespaces survive restarts in, and their files' safety
 pub(crate) mod process; // the standalone manager process, started by the master
-mod protocol; // what clients and the manager say to each other
+pub(crate) mod protocol; // what clients and the manager say to each other
 mod redis; // the cache on a Redis server shared by every host (cache.backend = a Redis URL)
 mod request_writer; // client requests written by the calling task, batched when contended
 

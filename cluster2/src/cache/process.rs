@@ -46,10 +46,7 @@ fn serve() -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     channel.set_nonblocking(true).map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let config = ManagerConfig {
-            persist_path: hello.options.cache.persist_path.clone().into(),
-            max_value: hello.options.cache.max_value as usize,
-        };
+        let config = ManagerConfig::from_options(&hello.options.cache);
         let manager = Manager::load(config)
             .map_err(|e| {
                 format!(

@@ -21,6 +21,17 @@ pub(crate) struct NsOptions {
     pub(crate) expire_ms: Option<u64>,
 }
 
+/// Bounds of a namespace, on top of `cache.max_memory`: past either, its least recently used
+/// entries are evicted. Not persisted: a namespace reloaded from disk takes them from its first
+/// `use_cache` after the restart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NsBounds {
+    /// The most entries with a value.
+    pub(crate) max_entries: Option<u64>,
+    /// The most bytes of keys and values.
+    pub(crate) max_bytes: Option<u64>,
+}
+
 /// The longest frame either side accepts, for values of at most `max_value` bytes: the value
 /// plus room for the key and the rest of the request.
 pub(crate) fn max_frame(max_value: usize) -> usize {
@@ -50,6 +61,7 @@ pub(crate) enum Op<'a> {
         #[serde(borrow)]
         ns: Cow<'a, str>,
         options: NsOptions,
+        bounds: NsBounds,
     },
     /// Reads a value. With `lease_ms`, a miss takes the key's lock (the caller loads) or waits
     /// at the manager for whoever holds it.
@@ -120,6 +132,25 @@ pub(crate) enum Op<'a> {
     Stats,
 }
 
+impl Op<'_> {
+    /// The namespace the operation is about, if any.
+    pub(crate) fn namespace(&self) -> Option<&str> {
+        match self {
+            Op::Use { ns, .. }
+            | Op::Get { ns, .. }
+            | Op::Fill { ns, .. }
+            | Op::Abandon { ns, .. }
+            | Op::Release { ns, .. }
+            | Op::Set { ns, .. }
+            | Op::Del { ns, .. }
+            | Op::Keys { ns }
+            | Op::Watch { ns }
+            | Op::Unwatch { ns } => Some(ns),
+            Op::Stats => None,
+        }
+    }
+}
+
 /// From the manager: an answer to a request, or a change in a watched namespace.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Message {
@@ -130,15 +161,19 @@ pub(crate) enum Message {
     Changed {
         ns: String,
         key: String,
-        /// `None`: deleted or expired.
+        /// `None`: deleted, expired or evicted.
         value: Option<Bytes>,
     },
+    /// The manager will not serve this connection (it serves `cache.max_connections` already),
+    /// and closes it: why, for the client's error messages.
+    Refused(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
     Used {
         options: NsOptions,
+        bounds: NsBounds,
         existed: bool,
     },
     Value(Bytes),
@@ -182,6 +217,13 @@ pub struct NsFigures {
     pub lock_waits: u64,
     /// Loads that failed.
     pub errors: u64,
+    /// Entries evicted to keep the namespace within its bounds, or the cache within
+    /// `cache.max_memory`.
+    pub evictions: u64,
+    /// Its bound on entries, if any.
+    pub max_entries: Option<u64>,
+    /// Its bound on bytes of keys and values, if any.
+    pub max_bytes: Option<u64>,
 }
 
 #[cfg(test)]

@@ -4,15 +4,19 @@
 //! The hello is read with a blocking read because the child needs its options (thread count,
 //! log level) to build its runtime in the first place. Errors are one line each, for the child
 //! to print before it exits.
+//!
+//! Every child also starts the thread that ends it once its master is gone, whatever its
+//! runtime is doing (`orphan.rs`).
 
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
-use super::fd::{CHANNEL_FD, LISTENER_FD, take_inherited_socket};
+use super::fd::{CHANNEL_FD, MAX_LISTENERS, listener_fd, take_inherited_socket};
 use super::frame;
 use super::message::{Hello, ToWorker};
-use crate::role::MASTER_PID_ENV;
+use crate::role::{LISTENERS_ENV, MASTER_PID_ENV};
 
 /// What every child gets from the master.
 #[derive(Debug)]
@@ -23,16 +27,41 @@ pub(crate) struct Inherited {
     pub(crate) channel: UnixStream,
 }
 
+/// How long after its master a child is gone at the latest: a worker's orderly way out gives
+/// in-flight requests a second and its runtime a tenth more.
+const ORPHAN_GRACE: Duration = Duration::from_millis(1500);
+
 /// The standalone cache manager's start: its channel, and the hello on it.
 pub(crate) fn start() -> Result<Inherited, String> {
-    hello(claim(CHANNEL_FD)?)
+    let channel = claim(CHANNEL_FD)?;
+    watch_master()?;
+    hello(channel)
 }
 
-/// A worker's start: the shared listener too, and a check that its master is still there.
-pub(crate) fn start_worker() -> Result<(Inherited, TcpListener), String> {
+/// A worker's start: the application listeners too (one per address of the host), and a check
+/// that its master is still there.
+pub(crate) fn start_worker() -> Result<(Inherited, Vec<TcpListener>), String> {
+    let count = match std::env::var(LISTENERS_ENV) {
+        // A master from before several listeners hands over one.
+        Err(_) => 1,
+        Ok(count) => count
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LISTENERS).contains(n))
+            .ok_or_else(|| format!("{LISTENERS_ENV}={count} is not a number of listeners"))?,
+    };
     // Claim the inherited sockets before anything else can open a file descriptor.
-    let listener = claim(LISTENER_FD)?;
+    let listeners = (0..count)
+        .map(|i| claim(listener_fd(i)).map(TcpListener::from))
+        .collect::<Result<Vec<_>, _>>()?;
     let channel = claim(CHANNEL_FD)?;
+    watch_master()?;
+    Ok((hello(channel)?, listeners))
+}
+
+/// Checks that the master is still there, and starts the thread that ends this process once
+/// it is not.
+fn watch_master() -> Result<(), String> {
     let master_pid: i32 = std::env::var(MASTER_PID_ENV)
         .ok()
         .and_then(|p| p.parse().ok())
@@ -40,9 +69,9 @@ pub(crate) fn start_worker() -> Result<(Inherited, TcpListener), String> {
     // The parent-death signal was armed before exec; if the master died even earlier, it will
     // never fire, so check once by hand.
     if nix::unistd::getppid().as_raw() != master_pid {
-        return Err("the master exited before this worker started".to_owned());
+        return Err("the master exited before this process started".to_owned());
     }
-    Ok((hello(channel)?, TcpListener::from(listener)))
+    super::orphan::watch(master_pid, ORPHAN_GRACE)
 }
 
 fn claim(fd: std::os::fd::RawFd) -> Result<OwnedFd, String> {

@@ -10,23 +10,37 @@
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::stat::{SFlag, fstat};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// The shared application listener.
+/// The shared application listener: the first one, when the host has several addresses.
 pub(crate) const LISTENER_FD: RawFd = 3;
 /// The worker's end of its socketpair with the master.
 pub(crate) const CHANNEL_FD: RawFd = 4;
 /// The connection-balance table ([`SharedCounters`]), for workers.
 pub(crate) const BALANCE_FD: RawFd = 5;
+/// The application listeners after the first, one per further address of the host: 6, 7, …
+/// They come after the channel and the balance table so that those numbers never move.
+const MORE_LISTENERS_FD: RawFd = 6;
+/// The most application listeners a worker inherits (one per address of the host).
+pub(crate) const MAX_LISTENERS: usize = crate::options::MAX_ADDRESSES;
 
-static LISTENER_TAKEN: AtomicBool = AtomicBool::new(false);
-static CHANNEL_TAKEN: AtomicBool = AtomicBool::new(false);
-static BALANCE_TAKEN: AtomicBool = AtomicBool::new(false);
+/// Where a worker finds application listener `index` (from 0).
+pub(crate) fn listener_fd(index: usize) -> RawFd {
+    debug_assert!(index < MAX_LISTENERS);
+    match index {
+        0 => LISTENER_FD,
+        n => MORE_LISTENERS_FD + (n - 1) as RawFd,
+    }
+}
+
+/// The inherited numbers claimed so far, one bit each.
+static TAKEN: AtomicU32 = AtomicU32::new(0);
+const _: () = assert!(MORE_LISTENERS_FD as usize + MAX_LISTENERS <= 32);
 
 /// Claims an inherited socket. Fails if it was claimed already or is not an open socket (the
 /// process was not started by a cluster2 master).
@@ -36,19 +50,19 @@ pub(crate) fn take_inherited_socket(fd: RawFd) -> io::Result<OwnedFd> {
 
 /// Claims an inherited fd of file type `kind` (`what`, for messages).
 fn take_inherited(fd: RawFd, kind: SFlag, what: &str) -> io::Result<OwnedFd> {
-    let taken = match fd {
-        LISTENER_FD => &LISTENER_TAKEN,
-        CHANNEL_FD => &CHANNEL_TAKEN,
-        BALANCE_FD => &BALANCE_TAKEN,
-        _ => return Err(io::Error::other(format!("fd {fd} is not inherited"))),
-    };
-    if taken.swap(true, Ordering::SeqCst) {
+    let inherited =
+        fd == CHANNEL_FD || fd == BALANCE_FD || (0..MAX_LISTENERS).any(|i| listener_fd(i) == fd);
+    if !inherited {
+        return Err(io::Error::other(format!("fd {fd} is not inherited")));
+    }
+    let bit = 1u32 << fd;
+    if TAKEN.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
         return Err(io::Error::other(format!(
             "inherited fd {fd} was claimed twice"
         )));
     }
-    // SAFETY: `fd` is one of the numbers the master maps into its children before exec, and
-    // the flag above makes this the only place that ever borrows or owns it. The borrow only
+    // SAFETY: `fd` is one of the numbers the master maps into its children before exec, and the
+    // bit above makes this the only place that ever borrows or owns it. The borrow only
     // lives for the `fstat` call, which fails cleanly (EBADF) if nothing is open at that number.
     let stat = fstat(unsafe { BorrowedFd::borrow_raw(fd) })
         .map_err(|e| io::Error::other(format!("inherited fd {fd} is not open: {e}")))?;
@@ -56,8 +70,8 @@ fn take_inherited(fd: RawFd, kind: SFlag, what: &str) -> io::Result<OwnedFd> {
         return Err(io::Error::other(format!("inherited fd {fd} is not {what}")));
     }
     // SAFETY: the fd is open (fstat succeeded), is of the kind expected, and nothing else in
-    // this process owns it: std opens every fd with O_CLOEXEC, so only the master's explicit mapping put an
-    // fd at this number, and the flag above guarantees a single owner.
+    // this process owns it: std opens every fd with O_CLOEXEC, so only the master's explicit
+    // mapping put an fd at this number, and the bit above guarantees a single owner.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     // The mapping cleared close-on-exec so the fd survived our exec; restore it, or programs
     // the application starts would keep the shared port and the channel open after we exit.

@@ -4,8 +4,9 @@
 //! A frame is a 4-byte big-endian length, then the body: one byte of [`PROTOCOL_VERSION`] and
 //! the message in postcard (a maintained serde format with a documented, stable wire format;
 //! bincode is unmaintained). The length counts the body only. A frame whose body is longer
-//! than the reader's limit ([`MAX_FRAME`] on the channels) is refused before it is read, so a
-//! corrupt or hostile length cannot make a process allocate gigabytes.
+//! than the reader's limit ([`MAX_FRAME`] on the channels) is refused before it is read, and
+//! readers grow their buffers with the bytes that arrive, never to the length a frame declares:
+//! a corrupt or hostile length cannot make a process allocate gigabytes.
 //!
 //! Everything that writes or parses those bytes is here: encoding (straight into the caller's
 //! buffer, which the cache transport relies on: no second copy of a request or answer),
@@ -22,7 +23,7 @@ use tokio_util::codec::{Decoder, Encoder};
 /// Bumped whenever a message of either protocol on these frames changes shape (the channel's
 /// `ipc::message`, the cache's `cache::protocol`): a peer built from another version of
 /// cluster2 is refused instead of misread.
-pub(crate) const PROTOCOL_VERSION: u8 = 4;
+pub(crate) const PROTOCOL_VERSION: u8 = 5;
 
 /// The longest body a channel between master and child accepts (and sends). The cache socket
 /// has its own limit, derived from `cache.max_value`.
@@ -111,10 +112,20 @@ pub(crate) fn read_blocking<T: DeserializeOwned>(stream: &mut impl Read) -> Resu
     stream.read_exact(&mut head).map_err(FrameError::Io)?;
     let len = length_prefix(&head).expect("a whole prefix was read");
     check_len(len, MAX_FRAME).map_err(FrameError::Io)?;
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body).map_err(FrameError::Io)?;
+    // Grown as the body arrives, not allocated at the length it declares.
+    let mut body = Vec::new();
+    stream
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .map_err(FrameError::Io)?;
+    if body.len() < len {
+        return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     decode(&body)
 }
+
+/// The least a channel's buffer grows by while a long frame arrives.
+const RESERVE_STEP: usize = 64 * 1024;
 
 /// The channels' codec, for tokio's `FramedRead` and `FramedWrite`: reads bodies of at most
 /// [`MAX_FRAME`] bytes, and writes whole frames made by [`encode_frame`].
@@ -131,8 +142,10 @@ impl Decoder for FrameCodec {
         };
         check_len(len, MAX_FRAME)?;
         if src.len() < PREFIX + len {
-            // Room for the rest of the frame at once, rather than growing read by read.
-            src.reserve(PREFIX + len - src.len());
+            // Room for more of the frame, growing with what arrived (at least doubling), rather
+            // than for all it declares: a length alone commits no memory.
+            let missing = PREFIX + len - src.len();
+            src.reserve(missing.min(src.len().max(RESERVE_STEP)));
             return Ok(None);
         }
         src.advance(PREFIX);
@@ -216,5 +229,14 @@ mod tests {
 
         src.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(FrameCodec.decode(&mut src).is_err());
+    }
+
+    #[test]
+    fn the_codec_grows_with_what_arrived_not_with_what_a_length_declares() {
+        let mut src = BytesMut::new();
+        src.extend_from_slice(&u32::try_from(MAX_FRAME).unwrap().to_be_bytes());
+        src.extend_from_slice(&[PROTOCOL_VERSION]);
+        assert!(FrameCodec.decode(&mut src).unwrap().is_none());
+        assert!(src.capacity() <= 2 * RESERVE_STEP, "{}", src.capacity());
     }
 }

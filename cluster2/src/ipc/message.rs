@@ -135,6 +135,13 @@ pub(crate) enum ToMaster {
     StartFailed { stage: StartStage, error: String },
     /// The worker is accepting on the shared application port.
     Listening,
+    /// The worker answered its first request on the shared port.
+    Served,
+    /// The worker cannot take new connections on the shared port (accept fails, or every
+    /// allowed connection is busy), and why; it says `Accepting` once it can again.
+    CannotAccept { why: String },
+    /// The worker takes new connections again.
+    Accepting,
     /// A user event to deliver to `targets`.
     Emit {
         event: WireEvent,

@@ -94,6 +94,30 @@ pub enum Event {
         /// The process.
         pid: u32,
     },
+    /// A worker answered its first request: if it crashes from now on, it is replaced at once.
+    Served {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+    },
+    /// A worker cannot take new connections: accept fails (out of descriptors or memory), or
+    /// its `max_connections` are open and busy. While no worker can, the ECV is down.
+    CannotAccept {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+        /// Why, as the worker says it.
+        why: String,
+    },
+    /// A worker that could not take new connections takes them again.
+    Accepting {
+        /// The worker id.
+        worker: usize,
+        /// The process.
+        pid: u32,
+    },
     /// A worker stopped accepting new connections, on request.
     Paused {
         /// The worker id.
@@ -553,6 +577,13 @@ mod tests {
             },
             Event::DebugSessionStarted { worker, pid },
             Event::DebugSessionEnded { worker, pid },
+            Event::Served { worker, pid },
+            Event::CannotAccept {
+                worker,
+                pid,
+                why: "x".into(),
+            },
+            Event::Accepting { worker, pid },
             Event::DebugWorkerStarted {
                 worker,
                 pid,
@@ -602,6 +633,9 @@ mod tests {
                 | Event::ReplacementFailed { .. }
                 | Event::DebugSessionStarted { .. }
                 | Event::DebugSessionEnded { .. }
+                | Event::Served { .. }
+                | Event::CannotAccept { .. }
+                | Event::Accepting { .. }
                 | Event::DebugWorkerStarted { .. }
                 | Event::DebugWorkerReleased { .. }
                 | Event::DebugWorkerDismissed { .. }

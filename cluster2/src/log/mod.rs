@@ -8,11 +8,13 @@
 //! and so that both other layers see only what it lets through: what is streamed is what
 //! standard error shows. Then the line writer, then the forwarding layer (`forward`), which
 //! costs one atomic load per line while nobody watches. The master's side of streaming, who
-//! watches which process and the fan-out to each watcher, is `hub`.
+//! watches which process and the fan-out to each watcher, is `hub`. Beside the filter, the
+//! HTTP libraries' warnings about clients are rate-limited (`throttle`).
 
 pub(crate) mod forward; // a process's side of streaming: the forwarding layer and its task
 pub(crate) mod hub; // the master's side: watchers per process, fan-out, each process's filter
 mod human; // durations as people write them, for every line that reports one
+mod throttle; // the HTTP libraries' warnings about clients, at most one per place per window
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -59,14 +61,18 @@ where
         let meta = event.metadata();
         write!(writer, " {:>5} {}: ", meta.level(), self.label)?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
+        if let Some(held) = throttle::held_back(meta) {
+            write!(writer, " (and {held} more like this before it, not shown)")?;
+        }
         writeln!(writer)
     }
 }
 
 /// Installs the subscriber unless the application installed its own first.
 pub(crate) fn init(label: String, level: &str) {
-    // Validated with the options; the fallback only guards against a racing change.
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Validated with the options, and read the same way; the fallback only guards against a
+    // racing change.
+    let filter = crate::options::log_filter(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -76,6 +82,7 @@ pub(crate) fn init(label: String, level: &str) {
         .with(filter)
         .with(lines)
         .with(forward::Forward)
+        .with(throttle::Throttle)
         .try_init()
         .is_ok();
     let _ = CONFIGURED.set(level.to_owned());

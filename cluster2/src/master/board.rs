@@ -70,6 +70,8 @@ pub(crate) struct WorkerInfo {
     pub(crate) panics: u64,
     /// Kept out of traffic for debugging, and why.
     pub(crate) debugging: Option<Debugging>,
+    /// Why it cannot take new connections, while it cannot.
+    pub(crate) cannot_accept: Option<String>,
 }
 
 /// Why a worker is out of traffic for debugging (`"debugging"` in `/workers`).
@@ -112,6 +114,8 @@ impl Phase {
 pub(crate) struct Totals {
     pub(crate) requests: u64,
     pub(crate) request_seconds: f64,
+    /// Requests by time to the response head, as `Heartbeat::request_duration_buckets`.
+    pub(crate) request_buckets: [u64; crate::heartbeat::REQUEST_DURATION_BUCKETS.len() + 1],
     pub(crate) errors: u64,
     pub(crate) panics: u64,
     pub(crate) restarts: u64,
@@ -202,14 +206,17 @@ impl Board {
 
     /// Why the cluster should not take traffic, whatever the ECV mode says.
     pub(crate) fn gate(&self) -> Option<String> {
-        let serving = self
-            .current
-            .read()
-            .expect("board lock")
-            .workers
-            .iter()
-            .filter(|w| w.state == WorkerState::Listening)
-            .count();
+        // Listening workers, those of them that can take a connection, and why one cannot.
+        let (mut serving, mut accepting, mut stalled) = (0, 0, None);
+        for w in &self.current.read().expect("board lock").workers {
+            if w.state == WorkerState::Listening {
+                serving += 1;
+                match &w.cannot_accept {
+                    None => accepting += 1,
+                    Some(why) => stalled = stalled.or_else(|| Some(why.clone())),
+                }
+            }
+        }
         match self.phase() {
             Phase::ShuttingDown => Some("shutting down".to_owned()),
             Phase::Starting if *self.warm_up_failed.read().expect("board lock") => {
@@ -217,6 +224,10 @@ impl Board {
             }
             Phase::Starting => Some("starting".to_owned()),
             Phase::Running if serving == 0 => Some("no worker alive".to_owned()),
+            Phase::Running if accepting == 0 => Some(format!(
+                "no worker can take new connections: {}",
+                stalled.unwrap_or_default()
+            )),
             Phase::Running => None,
         }
     }
@@ -247,6 +258,13 @@ impl Board {
         if let Some(beat) = heartbeat {
             totals.requests += beat.requests_total;
             totals.request_seconds += beat.request_duration_total.as_secs_f64();
+            for (total, n) in totals
+                .request_buckets
+                .iter_mut()
+                .zip(&beat.request_duration_buckets)
+            {
+                *total += n;
+            }
         }
         totals.errors += errors;
         totals.panics += panics;

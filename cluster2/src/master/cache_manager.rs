@@ -1,11 +1,12 @@
 //! Running the cache manager for the cluster: inside the master, or as its own supervised
-//! process that is restarted with back-off when it dies (clients reconnect by themselves).
+//! process that is restarted when it dies (clients reconnect by themselves): at once if it
+//! had been listening for `restart.delay`, with back-off if it keeps dying before that.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::children::{self, Child};
-use super::restart::CrashStreak;
+use super::restart::{CrashStreak, Life};
 use super::spawn::Kind;
 use super::supervisor::{Input, Supervisor};
 use crate::ipc::message::ToMaster;
@@ -27,7 +28,8 @@ pub(super) struct CacheManager {
 /// The standalone cache manager process.
 pub(super) struct CacheProcess {
     pub(super) child: Child,
-    started: Instant,
+    /// Since when it listens, once it does.
+    listening_since: Option<Instant>,
 }
 
 impl CacheManager {
@@ -70,8 +72,7 @@ impl Supervisor {
             CacheMode::Master => {
                 crate::cache::start_manager(
                     &socket,
-                    Path::new(&settings.persist_path),
-                    settings.max_value as usize,
+                    crate::cache::manager::ManagerConfig::from_options(&settings),
                 )?;
                 tracing::info!(
                     "cache manager listening on {} (in the master)",
@@ -93,19 +94,19 @@ impl Supervisor {
                 crate::ipc::peers::set_cache_manager(Some((child.pid, child.tx.clone())));
                 self.cache.process = Some(CacheProcess {
                     child,
-                    started: Instant::now(),
+                    listening_since: None,
                 });
             }
             Err(e) => {
                 tracing::error!("cache manager: {e}");
-                self.schedule_cache_restart(None);
+                self.schedule_cache_restart(Life::default());
             }
         }
     }
 
     /// Counts a failure of the manager and starts another after its back-off.
-    fn schedule_cache_restart(&mut self, served: Option<std::time::Duration>) -> f64 {
-        let delay = self.cache.streak.crashed(served, &self.options.restart);
+    fn schedule_cache_restart(&mut self, life: Life) -> f64 {
+        let delay = self.cache.streak.crashed(life, &self.options.restart);
         let inputs = self.inputs.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -120,8 +121,11 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn cache_message(&self, pid: u32, msg: &ToMaster) {
+    pub(super) fn cache_message(&mut self, pid: u32, msg: &ToMaster) {
         if matches!(msg, ToMaster::Listening) {
+            if let Some(cache) = &mut self.cache.process {
+                cache.listening_since = Some(Instant::now());
+            }
             let socket = self.cache.socket.clone().unwrap_or_default();
             tracing::info!(
                 "cache manager (pid {pid}) listening on {}",
@@ -153,7 +157,15 @@ impl Supervisor {
         tracing::error!(
             "cache manager (pid {pid}) {how}; restarting it (clients reconnect by themselves)"
         );
-        let delay = self.schedule_cache_restart(Some(cache.started.elapsed()));
+        // The manager counts no requests of its own: one that kept listening for
+        // `restart.delay` did its work (its clients reconnect to it at once), and one that
+        // dies sooner, again and again, is a loop.
+        let listened_for = cache.listening_since.map(|t| t.elapsed());
+        let life = Life {
+            listened_for,
+            served: listened_for.is_some_and(|l| l >= self.options.restart.delay),
+        };
+        let delay = self.schedule_cache_restart(life);
         lifecycle::publish(Event::CacheManagerDown {
             pid,
             exit: how,

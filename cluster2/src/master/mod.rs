@@ -16,6 +16,7 @@ mod shutdown;
 mod spawn;
 pub(crate) mod stop;
 mod supervisor;
+mod systemd;
 mod workers;
 
 pub(crate) use board::{Board, WorkerInfo, WorkerState};
@@ -30,14 +31,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{MainBody, Parts};
 use crate::ecv::Ecv;
 use crate::exit;
 use crate::lifecycle::Journal;
-use crate::options::Options;
+use crate::listen;
+use crate::options::{Host, Options};
 use pidfile::PidFiles;
 use shutdown::Signals;
 use spawn::Spawner;
@@ -53,11 +54,26 @@ pub(crate) fn run(
         format!("master[{}]", std::process::id()),
         &options.log.level,
     );
+    // Before any descriptor is spent: connections take descriptors, and workers inherit it.
+    let open_files = crate::conns::fds::raise_limit();
+    // Before anything is bound or started: on success this process starts over with its title.
+    if let Err(e) = crate::title::master() {
+        tracing::warn!("the master keeps its command line, untitled: cannot execute itself: {e}");
+    }
+    // Host names are looked up once, here: every worker inherits what was bound now.
+    let addresses = match options.addresses() {
+        Ok(addresses) => addresses,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::code(exit::USAGE);
+        }
+    };
     // Bind before anything else exists: a busy port must fail with no child left behind.
     // The schema allows any u32; the kernel caps the backlog anyway (somaxconn).
     let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
-    let app = match bind(options.host, options.port, backlog) {
-        Ok(l) => l,
+    let by_name = options.host.name().is_some();
+    let app = match listen::bind(&addresses.app, options.port, backlog, by_name) {
+        Ok(bound) => bound,
         Err(e) => {
             tracing::error!(
                 "cannot bind the application port: --port {} on {}: {e}",
@@ -67,8 +83,9 @@ pub(crate) fn run(
             return exit::code(exit::FAILURE);
         }
     };
-    let monitor = match bind(options.mon_host, options.mon_port, 128) {
-        Ok(l) => l,
+    let by_name = options.mon_host.name().is_some();
+    let monitor = match listen::bind(&addresses.monitor, options.mon_port, 128, by_name) {
+        Ok(bound) => bound,
         Err(e) => {
             tracing::error!(
                 "cannot bind the monitor port: --mon-port {} on {}: {e}",
@@ -78,6 +95,8 @@ pub(crate) fn run(
             return exit::code(exit::FAILURE);
         }
     };
+    log_bound("--host", &options.host, &app);
+    log_bound("--mon-host", &options.mon_host, &monitor);
     // One thread: the master routes messages and supervises; it does no heavy work, and a
     // single-threaded runtime spares every relayed message a wake-up across threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -96,8 +115,9 @@ pub(crate) fn run(
             parts,
             Arc::new(options),
             app_args.into(),
-            app,
-            monitor,
+            app.listeners,
+            monitor.listeners,
+            open_files,
             main,
         )
         .await
@@ -119,25 +139,28 @@ async fn master(
     parts: Parts,
     options: Arc<Options>,
     app_args: Arc<[String]>,
-    app: TcpListener,
-    monitor: TcpListener,
+    app: Vec<TcpListener>,
+    monitor: Vec<TcpListener>,
+    open_files: u64,
     main: MainBody,
 ) -> Result<ExitCode, String> {
     // Signal handlers first: from here on no signal takes its default action.
     let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let pid_files = PidFiles::create(options.pids.as_deref())?;
-    let app_addr = app.local_addr().expect("a bound listener has an address");
-    let mon_addr = monitor
-        .local_addr()
-        .expect("a bound listener has an address");
+    let local_addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
+    // Where one address is shown (the starting and ready lines, `Started::addr`): the first.
+    let app_addr = local_addr(&app[0]);
+    let mon_addrs: Vec<SocketAddr> = monitor.iter().map(local_addr).collect();
+    let mon_addr = mon_addrs[0];
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find this program's own path to start workers: {e}"))?;
-    // The master keeps its own copy of the listener for its whole life, so connections queue in
+    // The master keeps its own copy of the listeners for its whole life, so connections queue in
     // the kernel while workers start, crash or are replaced.
-    let listener_fd: OwnedFd = app
-        .try_clone()
-        .map_err(|e| format!("cannot share the application listener: {e}"))?
-        .into();
+    let listener_fds = app
+        .iter()
+        .map(|l| l.try_clone().map(OwnedFd::from))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| format!("cannot share the application listener: {e}"))?;
     let seats = match options.balance {
         crate::options::Balance::Even => Some(
             crate::balance::Seats::create(options.workers)
@@ -154,10 +177,12 @@ async fn master(
         ),
         None => None,
     };
-    let spawner = Spawner::start(listener_fd, balance_fd, exe)
+    let spawner = Spawner::start(listener_fds, balance_fd, exe)
         .map_err(|e| format!("cannot start the spawner thread: {e}"))?;
 
     Journal::install();
+    // Follows the journal from here: systemd hears of the cluster's readiness, reloads, stop.
+    systemd::start();
     let board = Arc::new(Board::default());
     let gate_board = board.clone();
     let ecv = Ecv::build(
@@ -183,7 +208,8 @@ async fn master(
         monitor,
         monitor_app,
         parts.configure_monitor(),
-        crate::monitor::guard::Guard::new(&options, mon_addr),
+        crate::monitor::guard::Guard::new(&options, &mon_addrs),
+        monitor_limits(&options, open_files),
         monitor_stop.clone(),
     )
     .await
@@ -209,17 +235,45 @@ async fn master(
     Ok(code)
 }
 
+/// The monitor's connections: what `mon.max_connections` asks, within what the open-files
+/// limit leaves once the master has kept what it needs to start and talk to its workers (so
+/// that monitor clients can never keep a crashed worker from being replaced).
+fn monitor_limits(options: &Options, open_files: u64) -> crate::monitor::server::Limits {
+    let configured = options.mon.max_connections;
+    let (max_connections, clamped) =
+        crate::conns::fds::monitor_cap(configured, open_files, options.workers);
+    if clamped {
+        tracing::warn!(
+            "the open-files limit ({open_files}) leaves the monitor {max_connections} \
+             connections, not {configured} (--mon.max-connections): raise it with `ulimit -n`"
+        );
+    }
+    crate::monitor::server::Limits {
+        header_timeout: options.header_timeout,
+        max_connections,
+    }
+}
+
 /// The death queue as a status named `death_queue`, in the master.
 fn register_death_queue_status(board: Arc<Board>) {
     let _ = crate::status::register("death_queue", move || board.snapshot().death_queue);
 }
 
-fn bind(host: std::net::IpAddr, port: u16, backlog: i32) -> std::io::Result<TcpListener> {
-    let addr = SocketAddr::new(host, port);
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Restarting the master must not wait for TIME_WAIT connections of the previous one.
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
-    Ok(socket.into())
+/// Says once where a port given by host name listens: every address the name resolved to that
+/// was bound, and why any was left out (`::1` on a machine without IPv6).
+fn log_bound(flag: &str, host: &Host, bound: &listen::Bound) {
+    if host.name().is_none() {
+        return;
+    }
+    let on: Vec<String> = bound
+        .listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let mut line = format!("{flag} {host}: listening on {}", on.join(", "));
+    for (addr, e) in &bound.skipped {
+        line.push_str(&format!("; not on {}: {e}", addr.ip()));
+    }
+    tracing::info!("{line}");
 }

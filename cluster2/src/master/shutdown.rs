@@ -104,7 +104,10 @@ impl Supervisor {
         // The cache outlives the workers, which may use it while they drain.
         crate::cache::stopping();
         if let Some(cache) = &self.cache.process {
-            let _ = cache.child.tx.send(&ToWorker::Stop).await;
+            // Without waiting on a manager that does not read: SIGTERM asks the same.
+            if cache.child.tx.try_send(&ToWorker::Stop).is_err() {
+                cache.child.signal(Signal::SIGTERM);
+            }
             let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
             while self.cache.process.is_some() {
                 tokio::select! {

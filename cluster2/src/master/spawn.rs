@@ -1,5 +1,5 @@
-//! Re-executes this binary as a worker, handing it the shared listener, its end of a fresh
-//! socketpair and the connection-balance table at fixed fd numbers.
+//! Re-executes this binary as a worker, handing it the shared listeners (one per address of the
+//! host), its end of a fresh socketpair and the connection-balance table at fixed fd numbers.
 //!
 //! Every spawn happens on one dedicated, long-lived thread. The parent-death signal that makes
 //! a worker stop when the master dies is tied by Linux to the *thread* that forked the child,
@@ -19,8 +19,8 @@ use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
-use crate::ipc::fd::{BALANCE_FD, CHANNEL_FD, LISTENER_FD};
-use crate::role::{CACHE_ENV, MASTER_PID_ENV, WORKER_ENV};
+use crate::ipc::fd::{BALANCE_FD, CHANNEL_FD, listener_fd};
+use crate::role::{CACHE_ENV, LISTENERS_ENV, MASTER_PID_ENV, ProcessRole, WORKER_ENV};
 
 /// A started worker process and the master's end of its channel.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ pub(crate) struct Spawned {
 /// What to start.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kind {
-    /// A worker with this id: gets the shared listener.
+    /// A worker with this id: gets the shared listeners.
     Worker(usize),
     /// The standalone cache manager: no listener.
     CacheManager,
@@ -54,7 +54,7 @@ impl Spawner {
     /// run whatever is at that path now, so replacing the file deploys new code.
     /// `balance`: the connection-balance table every worker maps, when there is one.
     pub(crate) fn start(
-        listener: OwnedFd,
+        listeners: Vec<OwnedFd>,
         balance: Option<OwnedFd>,
         exe: PathBuf,
     ) -> io::Result<Self> {
@@ -68,7 +68,7 @@ impl Spawner {
                 let _runtime = handle.enter();
                 for request in incoming {
                     let result =
-                        spawn_process(&exe, &args, &listener, balance.as_ref(), request.kind);
+                        spawn_process(&exe, &args, &listeners, balance.as_ref(), request.kind);
                     let _ = request.reply.send(result);
                 }
             })?;
@@ -89,13 +89,23 @@ impl Spawner {
 fn spawn_process(
     exe: &PathBuf,
     args: &[OsString],
-    listener: &OwnedFd,
+    listeners: &[OwnedFd],
     balance: Option<&OwnedFd>,
     kind: Kind,
 ) -> io::Result<Spawned> {
     let (ours, theirs) = UnixStream::pair()?;
+    let role = match kind {
+        Kind::Worker(id) => ProcessRole::Worker(id),
+        Kind::CacheManager => ProcessRole::CacheManager,
+    };
     let mut command = Command::new(exe);
+    // The service manager talks to the master alone.
+    for variable in super::systemd::VARIABLES {
+        command.env_remove(variable);
+    }
     command
+        // What `ps` shows first: `hello: worker 2`. Nothing reads argv[0] to find the program.
+        .arg0(crate::title::of(role))
         .args(args)
         .env(MASTER_PID_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
@@ -106,15 +116,19 @@ fn spawn_process(
     }];
     match kind {
         Kind::Worker(id) => {
-            command.env(WORKER_ENV, id.to_string());
-            fds.push(FdMapping {
-                parent_fd: listener.try_clone()?,
-                child_fd: LISTENER_FD,
-            });
+            command
+                .env(WORKER_ENV, id.to_string())
+                .env(LISTENERS_ENV, listeners.len().to_string());
             if let Some(balance) = balance {
                 fds.push(FdMapping {
                     parent_fd: balance.try_clone()?,
                     child_fd: BALANCE_FD,
+                });
+            }
+            for (i, listener) in listeners.iter().enumerate() {
+                fds.push(FdMapping {
+                    parent_fd: listener.try_clone()?,
+                    child_fd: listener_fd(i),
                 });
             }
         }

@@ -27,6 +27,7 @@ use super::children;
 use super::control::{Control, Refusal, Refused};
 use super::death_queue::{DeathQueue, Entry, Retire};
 use super::pidfile::PidFiles;
+use super::restart::Life;
 use super::shutdown::Signals;
 use super::spawn::{Kind, Spawner};
 use super::workers::{Proc, Slot};
@@ -163,9 +164,9 @@ pub(super) async fn supervise(
             return exit::code(exit::FAILURE);
         }
     }
-    for slot in 0..sup.slots.len() {
-        sup.spawn(slot, Spawn::Active).await;
-    }
+    // The initial workers are started one per turn of the loop, so that a signal is answered
+    // between two of them, however many there are.
+    let mut unstarted: std::collections::VecDeque<usize> = (0..sup.slots.len()).collect();
 
     let startup_deadline = tokio::time::Instant::now() + sup.options.startup_timeout;
     let mut nanny = tokio::time::interval(sup.options.heartbeat_interval);
@@ -175,6 +176,11 @@ pub(super) async fn supervise(
     let mut code = ExitCode::SUCCESS;
     let why = loop {
         tokio::select! {
+            // Ready at once; the other branches (signals among them) get their turn at random.
+            () = std::future::ready(()), if !unstarted.is_empty() => {
+                let slot = unstarted.pop_front().expect("checked");
+                sup.spawn(slot, Spawn::Active).await;
+            }
             Some(input) = events.recv() => sup.handle(input).await,
             Some(request) = controls.recv() => sup.control(request).await,
             () = tokio::time::sleep_until(startup_deadline), if main.is_some() => {
@@ -341,6 +347,8 @@ impl Supervisor {
                 state: WorkerState::Starting,
                 spawned_at: Instant::now(),
                 listening_since: None,
+                served: false,
+                cannot_accept: None,
                 warm_up_addr: None,
                 heartbeat: None,
                 errors: 0,
@@ -451,6 +459,28 @@ impl Supervisor {
                 lifecycle::publish(Event::Listening { worker: slot, pid });
                 if proc.successor_of.is_some() {
                     self.successor_ready(pid).await;
+                }
+            }
+            ToMaster::Served => {
+                if !proc.served {
+                    proc.served = true;
+                    tracing::debug!("worker {slot} (pid {pid}) answered its first request");
+                    lifecycle::publish(Event::Served { worker: slot, pid });
+                }
+            }
+            ToMaster::CannotAccept { why } => {
+                tracing::warn!("worker {slot} (pid {pid}) cannot take new connections: {why}");
+                proc.cannot_accept = Some(why.clone());
+                lifecycle::publish(Event::CannotAccept {
+                    worker: slot,
+                    pid,
+                    why,
+                });
+            }
+            ToMaster::Accepting => {
+                if proc.cannot_accept.take().is_some() {
+                    tracing::info!("worker {slot} (pid {pid}) takes new connections again");
+                    lifecycle::publish(Event::Accepting { worker: slot, pid });
                 }
             }
             ToMaster::Heartbeat(beat) => self.on_heartbeat(pid, *beat).await,
@@ -607,10 +637,11 @@ impl Supervisor {
         let replaced_soon = self.deaths.successor_coming_for(slot);
         self.deaths.forget(pid);
         let s = &mut self.slots[slot];
-        let delay = s.streak.crashed(
-            proc.listening_since.map(|t| t.elapsed()),
-            &self.options.restart,
-        );
+        let life = Life {
+            listened_for: proc.listening_since.map(|t| t.elapsed()),
+            served: proc.served,
+        };
+        let delay = s.streak.crashed(life, &self.options.restart);
         s.restarts += 1;
         self.board.count_restart();
         if s.last_failure.is_none() || proc.listening_since.is_some() {
@@ -627,8 +658,9 @@ impl Supervisor {
             format!("in {}", human(delay))
         };
         tracing::error!(
-            "worker {slot} (pid {pid}) {how}; restarting {when} (crash {streak} in a row, up {})",
-            human(proc.spawned_at.elapsed())
+            "worker {slot} (pid {pid}) {how}; restarting {when} (crash {streak} in a row, up {}{})",
+            human(proc.spawned_at.elapsed()),
+            if proc.served { ", had served" } else { "" }
         );
         lifecycle::publish(Event::RestartScheduled {
             worker: slot,
@@ -669,7 +701,11 @@ impl Supervisor {
         };
         proc.expected_exit = true;
         proc.state = WorkerState::Stopping;
-        let _ = proc.child.tx.send(&ToWorker::Stop).await;
+        // Never wait on a worker that does not read its channel (its queue is full): SIGTERM
+        // asks the same of it, and the master stays free to answer its own signals.
+        if proc.child.tx.try_send(&ToWorker::Stop).is_err() {
+            proc.child.signal(Signal::SIGTERM);
+        }
         lifecycle::publish(Event::Stopping {
             worker: proc.slot,
             pid,

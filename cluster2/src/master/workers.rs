@@ -20,6 +20,10 @@ pub(super) struct Proc {
     pub(super) state: WorkerState,
     pub(super) spawned_at: Instant,
     pub(super) listening_since: Option<Instant>,
+    /// It answered a request: a crash is no crash loop.
+    pub(super) served: bool,
+    /// Why it cannot take new connections, while it cannot.
+    pub(super) cannot_accept: Option<String>,
     pub(super) warm_up_addr: Option<SocketAddr>,
     /// The latest heartbeat and when it arrived.
     pub(super) heartbeat: Option<(Heartbeat, Instant)>,
@@ -121,6 +125,7 @@ impl Supervisor {
                     errors: p.errors,
                     panics: p.panics,
                     debugging: p.debugging,
+                    cannot_accept: p.cannot_accept.clone(),
                 }
             })
             .collect();

@@ -4,8 +4,9 @@
 //!
 //! In order, for each request:
 //!
-//! 1. **The ECV root stays open.** Load balancers poll it with whatever headers they are
-//!    configured with and no credentials; it reads one bit and changes nothing.
+//! 1. **The ECV root and `/livez` stay open.** Load balancers and liveness probes poll them
+//!    with whatever headers they are configured with and no credentials; they read one bit and
+//!    change nothing.
 //! 2. **No DNS rebinding.** When the monitor listens on loopback, the `Host` header must be
 //!    `localhost` or a loopback address (any port). A page whose own name was re-pointed at
 //!    127.0.0.1 would otherwise be same-origin with the monitor in the operator's browser.
@@ -53,6 +54,8 @@ const CHALLENGE_INVALID: &str = "Bearer realm=\"cluster2 monitor\", error=\"inva
 
 /// The debug page, which a browser opens without a token (see the module docs).
 const DEBUG_PAGE: &str = "/debug";
+/// The liveness probe's route: open like the ECV root.
+pub(super) const LIVEZ: &str = "/livez";
 /// The debug page's static files.
 const DEBUG_ASSETS: &str = "/debug/assets/";
 
@@ -83,16 +86,24 @@ struct Policy {
 }
 
 impl Guard {
-    /// The rules for a monitor listening on `listening`. Options validation has already
-    /// refused a monitor beyond loopback without a token, unless the user opted out; that
-    /// opt-out is logged here, once.
-    pub(crate) fn new(options: &Options, listening: SocketAddr) -> Self {
-        let loopback = listening.ip().to_canonical().is_loopback();
+    /// The rules for a monitor listening on `listening` (every address of `mon_host`): on
+    /// loopback only if all of them are. Options validation has already refused a monitor
+    /// beyond loopback without a token, unless the user opted out; that opt-out is logged here,
+    /// once.
+    pub(crate) fn new(options: &Options, listening: &[SocketAddr]) -> Self {
+        let loopback = listening
+            .iter()
+            .all(|addr| addr.ip().to_canonical().is_loopback());
         let token = options.mon.token.as_ref().map(|t| digest(t.expose()));
         if token.is_none() && !loopback {
             tracing::warn!(
-                "the monitor on {listening} has no token (--mon.unsafe-no-token): anyone who can \
-                 reach it can read the cluster and act on it"
+                "the monitor on {} has no token (--mon.unsafe-no-token): anyone who can reach it \
+                 can read the cluster and act on it",
+                listening
+                    .iter()
+                    .map(SocketAddr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         let ecv = &options.ecv;
@@ -213,7 +224,7 @@ where
 impl Policy {
     fn judge(&self, request: &Request<Body>) -> Verdict {
         let path = request.uri().path();
-        if path == self.ecv_root {
+        if path == self.ecv_root || path == LIVEZ {
             return Verdict::Pass;
         }
         let headers = request.headers();

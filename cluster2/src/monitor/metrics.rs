@@ -1,5 +1,11 @@
 //! `/metrics`: Prometheus (OpenMetrics) text built from the latest heartbeats. Cluster totals
 //! add what exited workers had reported, so they never go backwards when a worker is replaced.
+//!
+//! Request latency is a histogram (`request_duration_seconds`, per worker and for the
+//! cluster) whose buckets the workers count themselves ([`Heartbeat`]'s
+//! `request_duration_buckets`, a fixed size per heartbeat): here they are only added up.
+//!
+//! [`Heartbeat`]: crate::Heartbeat
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -7,12 +13,15 @@ use std::sync::atomic::AtomicU64;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::ecv::Ecv;
+use crate::heartbeat::REQUEST_DURATION_BUCKETS;
 use crate::master::{Board, WorkerState};
 
 type Labels = Vec<(String, String)>;
@@ -24,8 +33,52 @@ type CounterF = Counter<f64, AtomicU64>;
 struct Live {
     requests: u64,
     request_seconds: f64,
+    request_buckets: Vec<u64>,
     errors: u64,
     panics: u64,
+}
+
+/// A histogram whose observations were counted elsewhere: the sum, and a count per bucket of
+/// [`REQUEST_DURATION_BUCKETS`] plus one for the longer ones (not cumulative).
+#[derive(Debug, Default)]
+struct Counted(std::sync::Mutex<(f64, Vec<u64>)>);
+
+impl Counted {
+    fn set(&self, sum: f64, per_bucket: &[u64]) {
+        *self.0.lock().expect("metrics lock") = (sum, per_bucket.to_vec());
+    }
+}
+
+impl TypedMetric for Counted {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Counted {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (sum, per_bucket) = &*self.0.lock().expect("metrics lock");
+        // The encoder makes the buckets cumulative itself, as its own histograms keep them.
+        let buckets: Vec<(f64, u64)> = REQUEST_DURATION_BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(per_bucket.iter().copied().chain(std::iter::repeat(0)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        encoder.encode_histogram::<NoLabelSet>(*sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+fn add_into(total: &mut Vec<u64>, more: &[u64]) {
+    if total.len() < more.len() {
+        total.resize(more.len(), 0);
+    }
+    for (t, n) in total.iter_mut().zip(more) {
+        *t += n;
+    }
 }
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -113,6 +166,14 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         "Restarts of this worker id after a crash",
     );
 
+    let latency = Family::<Labels, Counted>::default();
+    registry.register_with_unit(
+        "worker_request_duration",
+        "Time to the response head of this worker's requests",
+        Unit::Seconds,
+        latency.clone(),
+    );
+
     let state = Family::<Labels, Gauge>::default();
     registry.register("workers", "Worker processes by state", state.clone());
 
@@ -146,6 +207,11 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
                 .inc_by(hb.connections_total as f64);
             live.requests += hb.requests_total;
             live.request_seconds += hb.request_duration_total.as_secs_f64();
+            latency.get_or_create(&labels).set(
+                hb.request_duration_total.as_secs_f64(),
+                &hb.request_duration_buckets,
+            );
+            add_into(&mut live.request_buckets, &hb.request_duration_buckets);
         }
     }
     for s in WorkerState::ALL {
@@ -166,11 +232,15 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         "Requests answered by the cluster, including by workers since replaced",
         (retired.requests + live.requests) as f64,
     );
-    total(
-        &mut registry,
-        "request_duration_seconds",
-        "Summed time to the response head of those requests",
-        retired.request_seconds + live.request_seconds,
+    let cluster_latency = Counted::default();
+    let mut buckets = retired.request_buckets.to_vec();
+    add_into(&mut buckets, &live.request_buckets);
+    cluster_latency.set(retired.request_seconds + live.request_seconds, &buckets);
+    registry.register_with_unit(
+        "request_duration",
+        "Time to the response head of the cluster's requests, including by workers since replaced",
+        Unit::Seconds,
+        cluster_latency,
     );
     total(
         &mut registry,
@@ -254,6 +324,10 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
                 "Reads that waited for another process's loader",
             ),
             ("cache_errors", "Cache loads that failed"),
+            (
+                "cache_evictions",
+                "Cache entries evicted to keep within the namespace's bounds or cache.max_memory",
+            ),
         ];
         let gauge_families: Vec<Family<Labels, GaugeF>> = gauges
             .iter()
@@ -285,6 +359,7 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
                 ns.loads,
                 ns.lock_waits,
                 ns.errors,
+                ns.evictions,
             ]) {
                 family.get_or_create(&labels).inc_by(value as f64);
             }

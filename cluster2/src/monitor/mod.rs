@@ -16,7 +16,8 @@ mod errors; // every error as JSON of one shape
 mod events; // /events: the lifecycle journal as server-sent events
 pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
 mod metrics; // /metrics in OpenMetrics text
-mod workers; // /workers, and the shape of one worker's entry
+pub(crate) mod server;
+mod workers; // /workers, and the shape of one worker's entry // the accept loop: request-head deadline, connection cap
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -87,6 +88,9 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         .merge(debug_session::routes())
         .route("/events", get(events::stream))
         .route("/events/recent", get(events::recent))
+        // Liveness for Kubernetes and the like: answered by the master's event loop, which is
+        // all it depends on (readiness is the ECV's).
+        .route(guard::LIVEZ, get(|| async { "alive" }))
         .route(
             "/metrics",
             get(move || metrics::render(metrics_board.clone(), metrics_ecv.clone())),
@@ -115,11 +119,15 @@ const ROUTES: &[&str] = &[
     "GET /debug/stream",
     "POST /debug/workers/{pid}/session",
     "POST /debug/workers/{pid}/session/end",
+    "POST /debug/workers/new",
+    "POST /debug/workers/{pid}/release",
+    "POST /debug/workers/{pid}/dismiss",
     "GET /debug/workers/{pid}/logs",
     "POST /debug/workers/{pid}/log-level",
     "GET /debug/workers/{pid}/profile",
     "GET /debug/workers/{pid}/stacks",
     "GET <ecv.root>",
+    "GET /livez",
 ];
 
 async fn index(deps: deps::Dependencies) -> Json<Value> {
@@ -245,6 +253,9 @@ fn caches_view(all: &[crate::cache::NsFigures]) -> Value {
                 "loads": ns.loads,
                 "lock_waits": ns.lock_waits,
                 "errors": ns.errors,
+                "evictions": ns.evictions,
+                "max_entries": ns.max_entries,
+                "max_bytes": ns.max_bytes,
             })
         })
         .collect()
@@ -273,14 +284,18 @@ async fn set_status(
 
 /// Serves the monitor until `stop`; the user's `configure_monitor` runs first.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     monitor: Monitor,
     configure: Option<ConfigureMonitor>,
     guard: guard::Guard,
+    limits: server::Limits,
     stop: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
+    for listener in &listeners {
+        listener.set_nonblocking(true)?;
+    }
+    // One per address of `mon_host`, served together.
+    let listener = crate::listen::Listeners::new(listeners)?;
     let ecv = monitor.ecv.options();
     let exempt = errors::Exempt(
         [&ecv.root, &ecv.mark_up, &ecv.mark_down]
@@ -299,12 +314,5 @@ pub(crate) async fn serve(
             errors::json_errors,
         ));
     let app = app.layer(guard); // outermost: who may ask comes before anything is read
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!("monitor stopped: {e}");
-        }
-    }))
+    Ok(tokio::spawn(server::serve(listener, app, limits, stop)))
 }

@@ -35,6 +35,7 @@ pub(super) fn entry(w: &WorkerInfo, now: Instant) -> Value {
         "crash_streak": w.crash_streak,
         "successor_of": w.successor_of,
         "debugging": w.debugging,
+        "cannot_accept": w.cannot_accept,
         "log_filter": crate::log::current_filter(w.pid),
         "errors_total": w.errors,
         "panics_total": w.panics,

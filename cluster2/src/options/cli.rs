@@ -165,8 +165,9 @@ fn value_name(kind: Kind) -> String {
         Kind::Port { .. } => "PORT".to_owned(),
         Kind::Count { .. } => "N".to_owned(),
         Kind::HttpStatus => "STATUS".to_owned(),
-        Kind::Ip => "IP".to_owned(),
+        Kind::Host => "HOST".to_owned(),
         Kind::Duration { .. } => "DURATION".to_owned(),
+        Kind::Size { .. } => "SIZE".to_owned(),
         Kind::OneOf(choices) => choices.join("|"),
         Kind::UrlPath { .. } => "PATH".to_owned(),
         Kind::Directory => "DIR".to_owned(),
@@ -232,7 +233,7 @@ fn from_clap_error(err: &clap::Error) -> Command {
             };
             Command::Exit {
                 code: 2,
-                output: format!("error: {message}\n"),
+                output: format!("error: {}\n", crate::error::one_line(message)),
             }
         }
     }

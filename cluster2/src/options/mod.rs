@@ -11,9 +11,12 @@
 
 mod cli;
 mod duration;
+mod host;
+mod memory;
 mod resolve;
 #[cfg(test)]
 mod schema_tests;
+mod size;
 mod value;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -23,8 +26,12 @@ use cluster2_options_schema as schema;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use cli::{Command, parse_command_line};
+pub use host::Host;
+pub(crate) use host::MAX_ADDRESSES;
 pub use resolve::OptionValue;
 pub(crate) use resolve::resolve;
+#[cfg(test)]
+pub(crate) use resolve::{CommandLine, resolve_with};
 
 /// The resolved options of a cluster.
 ///
@@ -36,14 +43,16 @@ pub(crate) use resolve::resolve;
 pub struct Options {
     /// TCP port of the application, shared by every worker. `0` picks any free port.
     pub port: u16,
-    /// Address the application port binds to.
-    pub host: IpAddr,
+    /// Address the application port binds to. A host name is looked up once, when the master
+    /// starts, and the port is bound on every address it resolves to (`localhost`: 127.0.0.1
+    /// and ::1, where the machine has IPv6).
+    pub host: Host,
     /// TCP port of the monitor app served by the master. `0` picks any free port.
     pub mon_port: u16,
-    /// Address the monitor app binds to. Loopback by default: its control endpoints are not
-    /// meant for the network. Any other address needs [`MonitorOptions::token`] (or the
-    /// explicit opt-out [`MonitorOptions::unsafe_no_token`]).
-    pub mon_host: IpAddr,
+    /// Address the monitor app binds to, read as [`Options::host`] is. Loopback by default: its
+    /// control endpoints are not meant for the network. Any other address needs
+    /// [`MonitorOptions::token`] (or the explicit opt-out [`MonitorOptions::unsafe_no_token`]).
+    pub mon_host: Host,
     /// Who may use the monitor app.
     pub mon: MonitorOptions,
     /// Number of worker processes: at most 8 per CPU unless [`Options::force_workers`], and
@@ -70,6 +79,15 @@ pub struct Options {
     pub balance: Balance,
     /// Length of the accept queue of the application port.
     pub backlog: u32,
+    /// How long a connection may wait for a complete request head, on the application port
+    /// and the monitor's: a new connection for its first, a kept-alive one for its next. A
+    /// connection that sends nothing, or too little, is closed after it.
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// Connections each worker keeps open at most; `0` takes three quarters of the open-files
+    /// limit, leaving the rest to the application. At the cap, the connection idle the longest
+    /// is closed to make room for a new one; a new one is closed at once when none is idle.
+    pub max_connections: u32,
     /// Restarting workers that crash.
     pub restart: RestartOptions,
     /// Logging.
@@ -117,8 +135,8 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Who may use the monitor app. The ECV paths stay open to load balancers whatever is set
-/// here; see the README's "Who may use the monitor".
+/// Who may use the monitor app, and how many connections it keeps. The ECV paths stay open to
+/// load balancers whatever is set here; see the README's "Who may use the monitor".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -133,6 +151,10 @@ pub struct MonitorOptions {
     /// Serve a monitor bound beyond loopback without a token: anyone who can reach it can read
     /// the cluster and act on it. Logged as a warning at start.
     pub unsafe_no_token: bool,
+    /// Connections the monitor keeps open at most, fewer when the master's open-files limit
+    /// leaves less after what it keeps for its workers. At the cap, the connection idle the
+    /// longest is closed to make room, so that the ECV stays reachable.
+    pub max_connections: u32,
 }
 
 impl Default for MonitorOptions {
@@ -141,6 +163,7 @@ impl Default for MonitorOptions {
             token: None,
             max_profile: Duration::from_secs(60),
             unsafe_no_token: false,
+            max_connections: 256,
         }
     }
 }
@@ -169,9 +192,22 @@ pub struct CacheSettings {
     pub persist_path: String,
     /// The largest value, in bytes.
     pub max_value: u64,
+    /// The most memory the entries of every namespace together may take, in bytes: keys,
+    /// values and a fixed estimate of the manager's own cost per entry. Past it the least
+    /// recently used entries are evicted. By default a quarter of the memory of the machine,
+    /// or of its control group if that is less.
+    #[serde(with = "size")]
+    pub max_memory: u64,
+    /// The most client connections the manager serves at once; it refuses more. Each process
+    /// of the cluster holds one.
+    pub max_connections: u32,
     /// Default timeout of every cache operation (and lease of a loader).
     #[serde(with = "duration")]
     pub timeout: Duration,
+    /// The longest lease a loader is given on a key's lock, whatever timeout its call has:
+    /// past it a waiter loads instead.
+    #[serde(with = "duration")]
+    pub max_lease: Duration,
     /// How long the standalone manager keeps looking for the next request before it sleeps:
     /// lower latency for calls made one after another, for a little CPU after activity.
     #[serde(with = "duration")]
@@ -207,7 +243,10 @@ impl Default for CacheSettings {
             mode: CacheMode::Standalone,
             persist_path: "cluster2-cache".to_owned(),
             max_value: 16 * 1024 * 1024,
+            max_memory: memory::default_cache_memory(),
+            max_connections: 1024,
             timeout: Duration::from_secs(5),
+            max_lease: Duration::from_secs(60),
             spin: Duration::from_micros(50),
             backend: "local".to_owned(),
         }
@@ -371,9 +410,9 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             port: 8080,
-            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            host: Host::from(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             mon_port: 8081,
-            mon_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            mon_host: Host::from(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             mon: MonitorOptions::default(),
             workers: cpus(),
             force_workers: false,
@@ -385,6 +424,8 @@ impl Default for Options {
             server: ServerProtocol::Auto,
             balance: Balance::Even,
             backlog: 1024,
+            header_timeout: Duration::from_secs(30),
+            max_connections: 0,
             restart: RestartOptions::default(),
             log: LogOptions::default(),
             ecv: EcvOptions::default(),
@@ -492,18 +533,9 @@ impl Options {
                 "conflict: the ECV and its controls need different paths".to_owned(),
             ));
         }
-        // Outside loopback the monitor's actions are open to the network: not without a token,
-        // unless the user says, in so many words, that this is unsafe.
-        if !self.mon_host.to_canonical().is_loopback()
-            && self.mon.token.is_none()
-            && !self.mon.unsafe_no_token
-        {
-            return Err(Problem::value(
-                "mon_host",
-                "the monitor would let anyone who reaches it act on the cluster: set a token \
-                 with --mon.token (CLUSTER2_MON__TOKEN), or accept an open monitor with \
-                 --mon.unsafe-no-token",
-            ));
+        // A host name other than localhost is checked once it is looked up (`addresses`).
+        if let Some(loopback) = self.mon_host.is_loopback() {
+            self.monitor_exposure(loopback)?;
         }
         if let Err(message) = log_filter(&self.log.level) {
             return Err(Problem::value("log.level", message));
@@ -523,6 +555,22 @@ impl Options {
     }
 }
 
+impl Options {
+    /// Outside loopback the monitor's actions are open to the network: not without a token,
+    /// unless the user says, in so many words, that this is unsafe.
+    fn monitor_exposure(&self, loopback: bool) -> Result<(), Problem> {
+        if loopback || self.mon.token.is_some() || self.mon.unsafe_no_token {
+            return Ok(());
+        }
+        Err(Problem::value(
+            "mon_host",
+            "the monitor would let anyone who reaches it act on the cluster: set a token with \
+             --mon.token (CLUSTER2_MON__TOKEN), or accept an open monitor with \
+             --mon.unsafe-no-token",
+        ))
+    }
+}
+
 /// Reads a log filter as `log.level` is read, for the option and for a filter changed live:
 /// the schema's check (each directive a level or `target=level`), then tracing's own parse,
 /// which alone knows span filters (`app[request]=debug`). The error says what was expected and
@@ -533,7 +581,20 @@ pub(crate) fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, St
         let detail = value::detail(&invalid).map_or(String::new(), |d| format!("; {d}"));
         return Err(format!("expected {}{detail}", spec.expected));
     }
-    text.parse::<tracing_subscriber::EnvFilter>()
+    // tracing's own parse, of the filter as the schema reads it: each directive trimmed (its
+    // parser walks a trimmed directive but slices the untrimmed one at the same offsets, which
+    // panics next to a multi-byte character, and reads `info, debug` as a target ` debug`),
+    // and a span field's value matched as text, never compiled as a regular expression (ten
+    // characters of pattern can take minutes and gigabytes to compile: tracing's own advice
+    // for filters that come from outside the program).
+    let directives: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    tracing_subscriber::EnvFilter::builder()
+        .with_regex(false)
+        .parse(directives.join(","))
         .map_err(|e| format!("expected {} ({e})", spec.expected))
 }
 
@@ -572,6 +633,21 @@ mod tests {
         Options::default().validate().unwrap();
     }
 
+    /// Found by fuzzing: tracing's parser panicked on a directive with a space before it and a
+    /// multi-byte character in its span (`info, x[é]=debug`), and read `info, debug` as a target
+    /// named ` debug`.
+    #[test]
+    fn directives_are_trimmed_before_tracing_reads_them() {
+        for text in [" x[é]", "info, x[é]=debug", "info,\tapp[ü{k=v}]=trace "] {
+            assert!(log_filter(text).is_ok(), "{text:?}");
+        }
+        let filter = log_filter("info, debug").unwrap();
+        assert_eq!(
+            filter.max_level_hint(),
+            Some(tracing_subscriber::filter::LevelFilter::DEBUG)
+        );
+    }
+
     #[test]
     fn a_log_filter_is_read_as_log_level_is() {
         assert!(log_filter("info,my_app=trace").is_ok());
@@ -598,7 +674,7 @@ mod tests {
     #[test]
     fn a_monitor_beyond_loopback_needs_a_token_or_the_opt_out() {
         let open = Options {
-            mon_host: "0.0.0.0".parse().unwrap(),
+            mon_host: "0.0.0.0".parse::<IpAddr>().unwrap().into(),
             ..Options::default()
         };
         let problem = open.validate().unwrap_err();
@@ -626,7 +702,7 @@ mod tests {
         opted_out.validate().unwrap();
         for loopback in ["127.0.0.2", "::1", "::ffff:127.0.0.1"] {
             let options = Options {
-                mon_host: loopback.parse().unwrap(),
+                mon_host: loopback.parse::<IpAddr>().unwrap().into(),
                 ..Options::default()
             };
             options.validate().unwrap();

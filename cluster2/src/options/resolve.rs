@@ -107,6 +107,17 @@ pub(crate) fn resolve(
     command_line: &CommandLine,
     env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Options> {
+    resolve_with(code, command_line, env, read_config)
+}
+
+/// [`resolve`], with the config file's text got by `read` (from the file, or, in a fuzz
+/// target, from the input).
+pub(crate) fn resolve_with(
+    code: &[(String, OptionValue)],
+    command_line: &CommandLine,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+    read: impl FnOnce(&Path) -> Result<String>,
+) -> Result<Options> {
     let env: Vec<(OsString, OsString)> = env.into_iter().collect();
     let mut assignments: Vec<Assignment> = code
         .iter()
@@ -118,7 +129,7 @@ pub(crate) fn resolve(
         .collect();
     assignments.extend(rust_log(&env)?);
     if let Some(path) = &command_line.config {
-        assignments.extend(file_layer(path)?);
+        assignments.extend(file_layer(path, &read(path)?)?);
     }
     assignments.extend(env_layer(env)?);
     for (key, value, flag) in &command_line.values {
@@ -431,10 +442,9 @@ fn read_config(path: &Path) -> Result<String> {
         .map_err(|_| Error::config(format!("config file {shown} is not UTF-8 text")))
 }
 
-fn file_layer(path: &Path) -> Result<Vec<Assignment>> {
+fn file_layer(path: &Path, text: &str) -> Result<Vec<Assignment>> {
     let shown = path.display().to_string();
-    let text = read_config(path)?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
         // toml's message spans several lines with a caret; keep the first, it names the spot.
         let first = e.to_string().lines().next().unwrap_or_default().to_owned();
         Error::config(format!("config file {shown} is not valid TOML: {first}"))
@@ -601,8 +611,8 @@ mod tests {
         let err = resolve(&code, &flags(&[]), env(&[])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid value `127` for `host` in #[cluster2::main]: expected an IP address, got \
-             the number 127"
+            "invalid value `127` for `host` in #[cluster2::main]: expected an IP address or a \
+             host name, got the number 127"
         );
         // Text from flags and variables has no type of its own to name.
         let err = resolve(&[], &flags(&[("port", "high")]), env(&[])).unwrap_err();

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use cluster2_options_schema::{Kind, OPTIONS, Spec, Takes, format_duration, parse_duration};
+use cluster2_options_schema::{
+    Kind, OPTIONS, Spec, Takes, format_duration, format_size, parse_duration, parse_size,
+};
 use serde_json::Value;
 
 use super::resolve::{CommandLine, resolve};
@@ -187,6 +189,37 @@ fn duration_ranges_are_the_runtimes() {
 }
 
 #[test]
+fn size_ranges_are_the_runtimes() {
+    let mut sizes = 0;
+    for spec in OPTIONS {
+        let Some((min, max)) = spec.kind.size_range() else {
+            continue;
+        };
+        sizes += 1;
+        for n in [min, max] {
+            for text in [format_size(n), n.to_string()] {
+                let out =
+                    flag(spec.key, &text).unwrap_or_else(|e| panic!("{} = {text}: {e}", spec.key));
+                assert_eq!(parse_size(out.as_str().unwrap()), Ok(n), "{}", spec.key);
+            }
+        }
+        assert_rejected(spec, &(min - 1).to_string());
+        assert_rejected(spec, &(max + 1).to_string());
+        assert_rejected(spec, "lots");
+        // The grammar's detail follows what was expected.
+        let err = flag(spec.key, "5 mibs").unwrap_err().to_string();
+        assert!(err.contains("unknown unit `mibs`"), "{}: {err}", spec.key);
+        // Set in code, a size is text too.
+        let text = OptionValue::Str(format_size(min));
+        assert_eq!(
+            parse_size(code(spec.key, text).unwrap().as_str().unwrap()),
+            Ok(min)
+        );
+    }
+    assert!(sizes > 0, "no size in the schema: the test tests nothing");
+}
+
+#[test]
 fn choices_are_the_runtimes() {
     let defaults = serde_json::to_value(Options::default()).unwrap();
     for spec in OPTIONS {
@@ -216,7 +249,10 @@ fn choices_are_the_runtimes() {
 fn text_kinds_are_checked_by_the_runtime() {
     for spec in OPTIONS {
         let (good, bad): (&[&str], &[&str]) = match spec.kind {
-            Kind::Ip => (&["127.0.0.1", "::1"], &["localhost", ""]),
+            Kind::Host => (
+                &["127.0.0.1", "::1", "localhost", "api.internal"],
+                &["", "my host", "[::1]", "10.0.1", "http://api.internal"],
+            ),
             Kind::UrlPath { or_url: false } => (&["/health"], &["health", "http://x/"]),
             Kind::UrlPath { or_url: true } => (&["/", "http://10.0.0.1/ping"], &["https://x/"]),
             Kind::Directory => (&["/run/app"], &[""][..usize::from(!spec.optional)]),

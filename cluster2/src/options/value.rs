@@ -2,7 +2,7 @@
 //! read as the option's kind wants it, and every value, typed or not, checked against the kind
 //! and its range, so that serde only ever sees values it accepts.
 
-use cluster2_options_schema::{DurationError, Invalid, Spec, Takes};
+use cluster2_options_schema::{DurationError, Invalid, SizeError, Spec, Takes};
 use serde_json::Value;
 
 /// Reads text the way its option wants it; anything unreadable stays text, so that [`check`]
@@ -56,6 +56,7 @@ pub(crate) fn detail(invalid: &Invalid) -> Option<String> {
         Invalid::Duration(e @ (DurationError::NoUnit(_) | DurationError::UnknownUnit(_))) => {
             Some(e.to_string())
         }
+        Invalid::Size(e @ (SizeError::UnknownUnit(_) | SizeError::Fraction)) => Some(e.to_string()),
         _ => None,
     }
 }

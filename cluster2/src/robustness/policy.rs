@@ -24,7 +24,10 @@ struct Peak {
 /// 10 % below its peak while CPU, memory and event-loop lag are all above their peaks.
 ///
 /// Per worker it remembers the peak of each figure, raised while throughput rises. Samples
-/// with 2 requests per second or fewer are ignored (too little load to judge).
+/// with 2 requests per second or fewer are ignored (too little load to judge), and so are
+/// those in which clients broke the protocol on at least one connection per hundred requests
+/// answered: a flood of bad frames (an HTTP/2 rapid-reset attack) costs CPU and lag without
+/// counting as requests, and replacing the worker would not end it.
 #[derive(Debug, Default)]
 pub struct AssertDegraded {
     peaks: Mutex<HashMap<u32, Peak>>,
@@ -51,7 +54,7 @@ impl AssertDegraded {
         } else {
             0.0
         };
-        if tps <= MIN_TPS {
+        if tps <= MIN_TPS || under_attack(hb) {
             return false;
         }
         let mut peaks = self.peaks.lock().expect("peaks lock");
@@ -80,6 +83,12 @@ impl AssertDegraded {
     }
 }
 
+/// Whether clients broke the protocol on at least one connection per hundred requests
+/// answered over the heartbeat's interval.
+fn under_attack(hb: &Heartbeat) -> bool {
+    hb.protocol_errors > 0 && hb.protocol_errors.saturating_mul(100) >= hb.requests
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,8 +107,10 @@ mod tests {
             requests_per_second: tps,
             requests_total: 0,
             request_duration_total: Duration::ZERO,
+            request_duration_buckets: Vec::new(),
             errors: 0,
             panics: 0,
+            protocol_errors: 0,
             event_loop_lag: Duration::from_millis(lag_ms),
             interval: Duration::from_secs(5),
         }
@@ -146,6 +157,24 @@ mod tests {
             !degraded.check(&beat(40.0, 55.0, 1.1e9, 110)),
             "a new peak after forgetting"
         );
+    }
+
+    #[test]
+    fn an_interval_full_of_protocol_errors_says_nothing() {
+        let degraded = AssertDegraded::new();
+        assert!(!degraded.check(&beat(50.0, 50.0, 1e9, 100)));
+        // A rapid-reset flood: fewer requests answered, more CPU, memory and lag, and the
+        // flooding connections closed for breaking the protocol.
+        let mut flood = beat(40.0, 95.0, 1.2e9, 300);
+        flood.requests = 200;
+        flood.protocol_errors = 2;
+        assert!(!degraded.check(&flood));
+        // The flood did not become the peak either: the same figures without it still fire.
+        flood.protocol_errors = 0;
+        assert!(degraded.check(&flood));
+        // A stray bad client among many requests does not hide a real degradation.
+        flood.protocol_errors = 1;
+        assert!(degraded.check(&flood));
     }
 
     #[test]

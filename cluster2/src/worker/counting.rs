@@ -10,6 +10,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::heartbeat::REQUEST_DURATION_BUCKETS;
+
+/// The buckets' bounds in microseconds, the unit the request path measures in.
+const BUCKET_BOUNDS_US: [u64; REQUEST_DURATION_BUCKETS.len()] = {
+    let mut bounds = [0; REQUEST_DURATION_BUCKETS.len()];
+    let mut i = 0;
+    while i < bounds.len() {
+        bounds[i] = (REQUEST_DURATION_BUCKETS[i] * 1e6) as u64;
+        i += 1;
+    }
+    bounds
+};
+/// One counter per bucket, and one for the requests beyond the last bound.
+const BUCKETS: usize = REQUEST_DURATION_BUCKETS.len() + 1;
+
 /// Counters the request path updates; the reporter reads and resets the per-interval ones.
 #[derive(Debug, Default)]
 pub(crate) struct AppStats {
@@ -19,6 +34,12 @@ pub(crate) struct AppStats {
     total_durations_us: AtomicU64,
     errors: AtomicU64,
     panics: AtomicU64,
+    /// Requests since start by time to the response head (never reset: the master's
+    /// histograms are cumulative).
+    buckets: [AtomicU64; BUCKETS],
+    /// Notified once, when the first request is answered: the master then knows the worker
+    /// served (a crash from then on is no crash loop).
+    first_answered: tokio::sync::Notify,
 }
 
 impl AppStats {
@@ -26,10 +47,22 @@ impl AppStats {
         let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.durations_us.fetch_add(us, Ordering::Relaxed);
-        self.total_transactions.fetch_add(1, Ordering::Relaxed);
+        if self.total_transactions.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.first_answered.notify_one();
+        }
         self.total_durations_us.fetch_add(us, Ordering::Relaxed);
+        // A dozen bounds: a few comparisons, and one more relaxed add.
+        let bucket = BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         if server_error {
             self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until the first request was answered (at once if it was).
+    pub(crate) async fn first_answered(&self) {
+        if self.total_transactions.load(Ordering::Relaxed) == 0 {
+            self.first_answered.notified().await;
         }
     }
 
@@ -46,6 +79,11 @@ impl AppStats {
             total_durations: Duration::from_micros(self.total_durations_us.load(Ordering::Relaxed)),
             errors: self.errors.swap(0, Ordering::Relaxed),
             panics: self.panics.swap(0, Ordering::Relaxed),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 }
@@ -59,6 +97,7 @@ pub(crate) struct Taken {
     pub(crate) total_durations: Duration,
     pub(crate) errors: u64,
     pub(crate) panics: u64,
+    pub(crate) buckets: Vec<u64>,
 }
 
 /// The tower layer cluster2 puts in front of the application on the shared port: counts each
@@ -177,6 +216,9 @@ where
 pub(crate) struct ConnStats {
     pub(crate) open: AtomicU64,
     pub(crate) total: AtomicU64,
+    /// Connections that ended because their client broke the protocol, since the last
+    /// heartbeat took them.
+    pub(crate) protocol_errors: AtomicU64,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ pub(crate) mod counting; // what the request path counts: the CountLayer, connec
 mod head_timer; // recycled timers for the response-head deadline
 pub(crate) mod profile; // CPU profiles of this process, asked for by the master
 mod reporter; // the heartbeat task: CPU, memory, lag, and the counters
-mod serve; // accept loop on the inherited listener
+mod serve; // accept loop on the inherited listeners
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
@@ -24,11 +24,12 @@ use crate::cluster::{MainBody, Parts};
 use crate::ipc::channel::{self, Sender};
 use crate::ipc::child::{self, Inherited};
 use crate::ipc::message::{StartStage, ToMaster, ToWorker};
+use crate::listen::Listeners;
 use crate::options::Options;
 use crate::started::{Role, Started, WarmUp};
 
 use counting::{AppStats, ConnStats};
-use serve::Server;
+use serve::{Server, Settings};
 
 /// How long a worker whose master is gone lets in-flight requests run: short, because the
 /// shared port stays bound until every worker has exited.
@@ -45,7 +46,7 @@ pub(crate) fn run(parts: Parts, id: usize, main: MainBody) -> ExitCode {
 }
 
 fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
-    let (Inherited { hello, channel }, listener) = child::start_worker()?;
+    let (Inherited { hello, channel }, listeners) = child::start_worker()?;
     // The balance table's fd is claimed before anything else can open a file descriptor.
     let turn = match hello.balance_seat.map(crate::balance::Turn::inherit) {
         Some(Ok(turn)) => Some(turn),
@@ -74,9 +75,11 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
 
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("shared listener: {e}"))?;
+    for listener in &listeners {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("shared listener: {e}"))?;
+    }
     channel
         .set_nonblocking(true)
         .map_err(|e| format!("channel: {e}"))?;
@@ -114,7 +117,7 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
                 tracing::error!("{e}");
             }
         }
-        worker.run(parts, main, listener, channel).await
+        worker.run(parts, main, listeners, channel).await
     });
     // Connections still open past the deadline are dropped here, with the runtime.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -154,7 +157,7 @@ impl Worker {
         self,
         parts: Parts,
         main: MainBody,
-        listener: std::net::TcpListener,
+        listeners: Vec<std::net::TcpListener>,
         channel: std::os::unix::net::UnixStream,
     ) -> ExitCode {
         let channel = match tokio::net::UnixStream::from_std(channel) {
@@ -255,7 +258,7 @@ impl Worker {
         });
 
         let started = tokio::select! {
-            started = self.start(&parts, &to_master, listener, accepting_rx) => started,
+            started = self.start(&parts, &to_master, listeners, accepting_rx) => started,
             stop = stop_rx.recv() => {
                 tracing::info!(reason = ?stop, "stopping during start-up");
                 return ExitCode::SUCCESS;
@@ -339,7 +342,7 @@ impl Worker {
         &self,
         parts: &Parts,
         to_master: &Sender<ToMaster>,
-        listener: std::net::TcpListener,
+        listeners: Vec<std::net::TcpListener>,
         accepting: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(Serving, Started), (StartStage, String)> {
         let configure = parts
@@ -358,16 +361,23 @@ impl Worker {
             .local_addr()
             .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
         // Warm-up traffic is not the application's: it is counted apart and thrown away.
+        let warm_listeners = Listeners::single(warm_listener)
+            .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
         let warm_server = Server::start(
-            warm_listener,
+            warm_listeners,
             app.clone(),
-            self.options.server,
+            Settings {
+                protocol: self.options.server,
+                header_timeout: self.options.header_timeout,
+                // The warm-up's own connections, on loopback.
+                max_connections: usize::MAX,
+                shared_port: false,
+            },
             Arc::default(),
             None,
             tokio::sync::watch::channel(true).1,
             None,
-        )
-        .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
+        );
         let _ = to_master.send(&ToMaster::Warming { addr: warm_addr }).await;
         let warm_up = parts
             .warm_up()
@@ -387,23 +397,36 @@ impl Worker {
         warm_server.shutdown(Duration::from_millis(500)).await;
         outcome.map_err(|e| (StartStage::WarmUp, e))?;
 
-        let listener = TcpListener::from_std(listener)
+        let listeners = Listeners::new(listeners)
             .map_err(|e| (StartStage::WarmUpListener, format!("shared listener: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| (StartStage::WarmUpListener, e.to_string()))?;
+        let addr = listeners.local_addr();
         let conns = Arc::new(ConnStats::default());
         let app_stats = Arc::new(AppStats::default());
+        let open_files = crate::conns::fds::limit();
+        let max_connections =
+            crate::conns::fds::worker_cap(self.options.max_connections, open_files);
+        if max_connections as u64 >= open_files {
+            tracing::warn!(
+                "--max-connections {max_connections} is not below the open-files limit \
+                 ({open_files}): accepting will fail for want of descriptors before the cap \
+                 is reached; leave it at 0 to derive it from the limit"
+            );
+        }
+        tracing::debug!(max_connections, "connections on the shared port");
         let server = Server::start(
-            listener,
+            listeners,
             app,
-            self.options.server,
+            Settings {
+                protocol: self.options.server,
+                header_timeout: self.options.header_timeout,
+                max_connections,
+                shared_port: true,
+            },
             conns.clone(),
             Some(app_stats.clone()),
             accepting,
             self.turn.clone(),
-        )
-        .map_err(|e| (StartStage::WarmUpListener, format!("shared listener: {e}")))?;
+        );
         let _ = to_master.send(&ToMaster::Listening).await;
         let final_beat =
             reporter::spawn_reporter(self.id, self.options.heartbeat_interval, app_stats, conns);

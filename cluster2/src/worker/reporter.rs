@@ -1,6 +1,7 @@
 //! The worker's heartbeat reporter: a task that sends the master a [`Heartbeat`] right away,
 //! then every `heartbeat_interval`, and one last one on a graceful stop. It measures what the
-//! request path does not: CPU time, resident memory, uptime and event-loop lag.
+//! request path does not: CPU time, resident memory, uptime and event-loop lag. It also tells
+//! the master, once, that the worker answered its first request (`ToMaster::Served`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,12 +57,18 @@ pub(crate) fn spawn_reporter(
         let mut last_cpu = cpu_time();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut served = false;
         loop {
             // The first tick completes at once: the master hears from a worker as soon as it
             // serves.
             let last_one = tokio::select! {
                 _ = ticker.tick() => None,
                 done = final_rx.recv() => Some(done),
+                () = app.first_answered(), if !served => {
+                    served = true;
+                    let _ = master.send(&ToMaster::Served).await;
+                    continue;
+                }
             };
             let now = Instant::now();
             let cycle = now - last;
@@ -96,8 +103,10 @@ pub(crate) fn spawn_reporter(
                 },
                 requests_total: taken.total_transactions,
                 request_duration_total: taken.total_durations,
+                request_duration_buckets: taken.buckets,
                 errors: taken.errors,
                 panics: taken.panics,
+                protocol_errors: conns.protocol_errors.swap(0, Ordering::Relaxed),
                 event_loop_lag: Duration::from_micros(lag.swap(0, Ordering::Relaxed)),
                 interval: cycle,
             };

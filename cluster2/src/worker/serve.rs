@@ -1,9 +1,15 @@
-//! The accept loop: serves the app on a listener until told to stop, then lets in-flight
+//! The accept loop: serves the app on its listeners until told to stop, then lets in-flight
 //! requests finish within a deadline. On the shared port it takes its turn with the other
 //! workers (`crate::balance`): it waits for a pending connection, and takes it only if that
 //! is this worker's turn.
+//!
+//! Each accepted connection is admitted by `conns` (the per-worker cap, making room by closing
+//! the connections idle the longest) and served under its ticket (closed once it has waited
+//! `header_timeout` for a request head). Accept failures and refusals are logged once per
+//! burst and, on the shared port, reported to the master, which takes the ECV down while no
+//! worker can accept (`conns::stall`).
 
-use std::io;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,19 +19,31 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use std::convert::Infallible;
 
 use super::counting::{AppStats, ConnStats, CountLayer};
 use super::head_timer::HeadTimer;
 use crate::app::{App, ConnInfo};
 use crate::balance::{self, Decision, Holding, Turn};
+use crate::conns::stall::{self, Stall};
+use crate::conns::{Admit, Conn, Conns, InFlight, Ticket, Tracked};
+use crate::listen::Listeners;
 use crate::options::ServerProtocol;
+
+/// How a server takes its connections.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) protocol: ServerProtocol,
+    /// How long a connection may wait for a request head.
+    pub(crate) header_timeout: Duration,
+    /// The most connections open at once.
+    pub(crate) max_connections: usize,
+    /// Whether this is the shared port, whose stalls the master hears of (not a warm-up
+    /// listener).
+    pub(crate) shared_port: bool,
+}
 
 /// A running server; [`Server::shutdown`] stops it.
 #[derive(Debug)]
@@ -44,26 +62,23 @@ const DRAIN_WINDOW: Duration = Duration::from_secs(1);
 
 impl Server {
     pub(crate) fn start(
-        listener: TcpListener,
+        listeners: Listeners,
         app: App,
-        protocol: ServerProtocol,
+        settings: Settings,
         stats: Arc<ConnStats>,
         app_stats: Option<Arc<AppStats>>,
         accepting: tokio::sync::watch::Receiver<bool>,
         turn: Option<Arc<Turn>>,
-    ) -> io::Result<Self> {
-        // Readiness without accepting: a worker that leaves a connection to the others must
-        // see that one is pending without taking it.
-        let listener = crate::ipc::fd::register(listener.into_std()?, Interest::READABLE)?;
+    ) -> Self {
         let stop_accepting = CancellationToken::new();
         let closing = Arc::new(AtomicBool::new(false));
         // Only the shared port's traffic is the application's: the warm-up server is uncounted.
         // The counted service stays a concrete type: no second boxing on the request path.
         let task = match app_stats {
             Some(app_stats) => tokio::spawn(accept_loop(
-                listener,
+                listeners,
                 tower::Layer::layer(&CountLayer::with_stats(app_stats), app),
-                protocol,
+                settings,
                 stats,
                 accepting,
                 turn,
@@ -71,9 +86,9 @@ impl Server {
                 closing.clone(),
             )),
             None => tokio::spawn(accept_loop(
-                listener,
+                listeners,
                 app,
-                protocol,
+                settings,
                 stats,
                 accepting,
                 turn,
@@ -81,11 +96,11 @@ impl Server {
                 closing.clone(),
             )),
         };
-        Ok(Self {
+        Self {
             stop_accepting,
             closing,
             task,
-        })
+        }
     }
 
     /// Stops accepting (the listener closes), then waits up to `deadline` for open connections
@@ -114,9 +129,9 @@ impl Server {
 
 #[allow(clippy::too_many_arguments)]
 async fn accept_loop<S>(
-    listener: AsyncFd<std::net::TcpListener>,
+    mut listeners: Listeners,
     app: S,
-    protocol: ServerProtocol,
+    settings: Settings,
     stats: Arc<ConnStats>,
     mut accepting: tokio::sync::watch::Receiver<bool>,
     turn: Option<Arc<Turn>>,
@@ -136,17 +151,26 @@ where
     builder
         .http1()
         .timer(HeadTimer::default())
-        // Slow-loris guard: a client gets this long to send its request head.
-        .header_read_timeout(Duration::from_secs(30));
+        // Slow-loris guard for HTTP/1 request heads, alongside the connections' own deadline.
+        .header_read_timeout(settings.header_timeout);
     builder.http2().timer(TokioTimer::new());
     // The auto builder ignores a version restriction on connections served with upgrades, so
     // a restricted port serves without them (HTTP/1 upgrades such as WebSocket need `auto`).
+    let protocol = settings.protocol;
     let builder = match protocol {
         ServerProtocol::Auto => builder,
         ServerProtocol::Http1 => builder.http1_only(),
         ServerProtocol::Http2 => builder.http2_only(),
     };
-    let local = listener.get_ref().local_addr().ok();
+    let conns = Conns::new(settings.max_connections, settings.header_timeout);
+    let mut stalls = Stall::new(
+        if settings.shared_port {
+            "the application port"
+        } else {
+            "the warm-up listener"
+        },
+        settings.shared_port.then(report_to_master),
+    );
     // Whether anyone can still pause this server (the switch's sender is alive).
     let mut pausable = true;
     let mut holding = Holding::default();
@@ -174,16 +198,34 @@ where
                 pausable = changed.is_ok();
                 continue;
             }
-            accepted = next_connection(&listener, turn.as_deref(), &mut holding) => accepted,
+            () = stall::until(stalls.deadline()) => {
+                stalls.quiet();
+                continue;
+            }
+            accepted = next_connection(&mut listeners, turn.as_deref(), &mut holding) => accepted,
         };
-        let (stream, remote) = match accepted {
-            Ok(pair) => pair,
-            Err(err) if is_per_connection(&err) => continue,
+        let (stream, remote, local) = match accepted {
+            Ok(conn) => conn,
+            Err(err) if stall::is_per_connection(&err) => continue,
             Err(err) => {
                 // Out of file descriptors or memory: back off instead of spinning; the
                 // connection stays queued in the kernel meanwhile.
-                tracing::warn!(error = %err, "accept failed; retrying in 50ms");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                stalls.accept_failed(&err);
+                tokio::time::sleep(stall::RETRY).await;
+                continue;
+            }
+        };
+        let ticket = match conns.admit().await {
+            Admit::Open(ticket) => ticket,
+            Admit::MadeRoom(ticket, closed) => {
+                stalls.made_room(closed, conns.max());
+                ticket
+            }
+            Admit::Full => {
+                // Closed at once: the client learns now, and this process keeps its
+                // descriptors for the connections it serves.
+                stalls.refused(conns.max());
+                drop(stream);
                 continue;
             }
         };
@@ -191,17 +233,16 @@ where
         let _ = stream.set_nodelay(true);
         let service = Handler {
             app: app.clone(),
-            info: ConnInfo {
-                local: local.unwrap_or(remote),
-                remote,
-            },
+            info: ConnInfo { local, remote },
             closing: closing.clone(),
+            conn: ticket.conn(),
         };
         let io = TokioIo::new(stream);
         match protocol {
             ServerProtocol::Auto => spawn_connection(
                 &graceful,
                 &stats,
+                ticket,
                 open,
                 builder
                     .serve_connection_with_upgrades(io, service)
@@ -210,6 +251,7 @@ where
             ServerProtocol::Http1 | ServerProtocol::Http2 => spawn_connection(
                 &graceful,
                 &stats,
+                ticket,
                 open,
                 builder.serve_connection(io, service).into_owned(),
             ),
@@ -225,38 +267,45 @@ where
 /// leaves it to the other workers while it holds more than its share (`crate::balance`).
 /// Cancel-safe: a connection is only ever taken inside a poll that returns it.
 async fn next_connection(
-    listener: &AsyncFd<std::net::TcpListener>,
+    listeners: &mut Listeners,
     turn: Option<&Turn>,
     holding: &mut Holding,
-) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+) -> std::io::Result<(TcpStream, std::net::SocketAddr, std::net::SocketAddr)> {
     loop {
-        let mut ready = listener.readable().await?;
+        let ready = listeners.pending().await?;
         if turn.is_some_and(|turn| turn.decide(holding) == Decision::HoldBack) {
             // The readiness stays: if the others take the connection, the next accept says
-            // so (WouldBlock) and clears it.
-            drop(ready);
+            // so and clears it.
             tokio::time::sleep(balance::RECHECK).await;
             continue;
         }
-        match ready.try_io(|listener| listener.get_ref().accept()) {
-            Ok(Ok((stream, remote))) => {
-                stream.set_nonblocking(true)?;
-                return Ok((TcpStream::from_std(stream)?, remote));
-            }
-            Ok(Err(err)) => return Err(err),
-            // Taken by another worker first.
-            Err(_would_block) => continue,
+        if let Some(accepted) = listeners.try_accept(ready)? {
+            return Ok(accepted);
         }
+        // Taken by another worker first.
     }
 }
 
+/// Tells the master when this worker stops and starts being able to take connections.
+fn report_to_master() -> stall::Report {
+    Box::new(|why| {
+        let message = match why {
+            Some(why) => crate::ipc::message::ToMaster::CannotAccept { why },
+            None => crate::ipc::message::ToMaster::Accepting,
+        };
+        let _ = crate::ipc::peers::to_master(&message);
+    })
+}
+
 /// What hyper calls for each request of a connection: the app, with the connection's
-/// addresses added to the request and, while draining, `Connection: close` to the answer.
+/// addresses added to the request and, while draining, `Connection: close` to the answer. The
+/// request is in flight on its connection until the answer's body is dropped.
 #[derive(Clone)]
 struct Handler<S> {
     app: S,
     info: ConnInfo,
     closing: Arc<AtomicBool>,
+    conn: Arc<Conn>,
 }
 
 impl<S> hyper::service::Service<http::Request<Incoming>> for Handler<S>
@@ -264,7 +313,7 @@ where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + Clone,
 {
-    type Response = http::Response<Body>;
+    type Response = http::Response<Tracked<Body>>;
     type Error = Infallible;
     type Future = Answer<tower::util::Oneshot<S, http::Request<Body>>>;
 
@@ -276,6 +325,7 @@ where
             // One clone per request, as tower's contract needs a ready service to call.
             response: tower::ServiceExt::oneshot(self.app.clone(), request),
             closing: http1.then(|| self.closing.clone()),
+            in_flight: Some(self.conn.request()),
         }
     }
 }
@@ -287,6 +337,8 @@ pin_project_lite::pin_project! {
         response: F,
         // The server's draining flag, for HTTP/1 answers.
         closing: Option<Arc<AtomicBool>>,
+        // Handed to the answer's body; `None` once it was.
+        in_flight: Option<InFlight>,
     }
 }
 
@@ -294,14 +346,16 @@ impl<F> std::future::Future for Answer<F>
 where
     F: std::future::Future<Output = Result<http::Response<Body>, Infallible>>,
 {
-    type Output = Result<http::Response<Body>, Infallible>;
+    type Output = Result<http::Response<Tracked<Body>>, Infallible>;
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let this = self.project();
-        let Ok(mut response) = std::task::ready!(this.response.poll(cx));
+        let Ok(response) = std::task::ready!(this.response.poll(cx));
+        let in_flight = this.in_flight.take().expect("an answer is ready once");
+        let mut response = response.map(|body| Tracked::new(body, in_flight));
         if this
             .closing
             .as_ref()
@@ -316,15 +370,17 @@ where
     }
 }
 
-/// Serves one connection; `open` counts it at the balance table while it lives.
+/// Serves one connection under its ticket; `open` counts it at the balance table while it
+/// lives.
 fn spawn_connection<C>(
     graceful: &GracefulShutdown,
     stats: &Arc<ConnStats>,
+    ticket: Ticket,
     open: Option<balance::Open>,
     connection: C,
 ) where
     C: GracefulConnection + Send + 'static,
-    C::Error: Send,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
     let connection = graceful.watch(connection);
     stats.open.fetch_add(1, Ordering::Relaxed);
@@ -332,19 +388,14 @@ fn spawn_connection<C>(
     let stats = stats.clone();
     tokio::spawn(async move {
         // Errors here are the client's (reset, bad request, timeout); hyper has already
-        // answered what could be answered.
-        let _ = connection.await;
+        // answered what could be answered. Those that broke the protocol are counted for the
+        // heartbeat: the degradation heuristic does not judge an interval full of them.
+        if let Some(Err(error)) = ticket.serve(connection).await {
+            if crate::conns::broke_protocol(&*error.into()) {
+                stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         stats.open.fetch_sub(1, Ordering::Relaxed);
         drop(open);
     });
-}
-
-/// Accept errors that concern one connection only, which the next accept is unaffected by.
-fn is_per_connection(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    )
 }

@@ -11,10 +11,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Path, Query};
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use cluster2::axum::extract::{Path, Query};
+use cluster2::axum::http::StatusCode;
+use cluster2::axum::routing::get;
+use cluster2::axum::{Json, Router};
 use cluster2::cache::{self, Cache, CacheOptions, SetOptions};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,7 @@ async fn users() -> Result<Cache, String> {
     let options = CacheOptions {
         persist: true,
         expire: Some(Duration::from_secs(300)),
+        ..Default::default()
     };
     cache::use_cache("users", options)
         .await

@@ -5,7 +5,7 @@
 //! curl http://127.0.0.1:8080/
 //! ```
 
-use axum::{Router, routing::get};
+use cluster2::axum::{Router, routing::get};
 
 #[cluster2::configure_app]
 async fn app() -> Router {

@@ -11,6 +11,8 @@
 //! - `FIXTURE_WARM_UP_FAIL_ONCE=path`: the warm-up fails unless `path` exists, and creates it.
 //! - `FIXTURE_WARM_UP_FAIL_AFTER=path`: the warm-up fails once `path` exists.
 //! - `FIXTURE_CACHE_WATCH=1`: workers watch the cache namespace `watched` and log each change.
+//! - `FIXTURE_CACHE_WATCH_MAX_ENTRIES=N`: with `FIXTURE_CACHE_WATCH`, `watched` holds at most N
+//!   entries.
 //! - `FIXTURE_CACHE_WATCH_EXPIRE=ms`: entries of `watched` expire after `ms` (if this process
 //!   is the first to use it).
 
@@ -35,6 +37,13 @@ fn flag(name: &str) -> bool {
 #[derive(Deserialize)]
 struct Slow {
     ms: u64,
+}
+
+/// `/hold?until=path`: an answer that takes until the test creates `path`, without blocking
+/// the worker (a request kept in flight).
+#[derive(Deserialize)]
+struct Hold {
+    until: String,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +135,11 @@ struct CacheQuery {
     /// For `/cache/load`: the loader blocks for a minute unless this file exists (it creates
     /// it), so that the first loader can be killed mid-load.
     marker: Option<String>,
+    /// For `/cache/load`: the loader waits until this file exists (at most a minute).
+    gate: Option<String>,
+    /// The namespace's bounds, if this request declares it first.
+    max_entries: Option<u64>,
+    max_bytes: Option<u64>,
     /// For `/cache/load` and `/cache/fail`: the call's timeout (and the loader's lease), in
     /// milliseconds; 15 s otherwise.
     wait_ms: Option<u64>,
@@ -148,6 +162,8 @@ async fn namespace(q: &CacheQuery) -> Result<cache::Cache, String> {
     let options = CacheOptions {
         persist: q.persist,
         expire: q.expire_ms.map(Duration::from_millis),
+        max_entries: q.max_entries,
+        max_bytes: q.max_bytes,
     };
     cache::use_cache(&q.ns, options)
         .await
@@ -210,10 +226,19 @@ async fn cache_load(Query(q): Query<CacheQuery>) -> Answer {
         Err(e) => return failed(e),
     };
     let marker = q.marker.clone();
+    let gate = q.gate.clone();
     let loaded = ns
         .get(&q.key, || async move {
             let pid = std::process::id();
             tracing::info!(pid, "loader ran");
+            if let Some(gate) = gate {
+                tracing::info!(pid, "gated loader started");
+                let until = std::time::Instant::now() + Duration::from_secs(60);
+                while !std::path::Path::new(&gate).exists() && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                return Ok::<_, String>(format!("loaded by {pid}"));
+            }
             match marker {
                 Some(m) if !std::path::Path::new(&m).exists() => {
                     let _ = std::fs::write(&m, b"first");
@@ -350,6 +375,7 @@ async fn cache_use(Query(q): Query<NsQuery>) -> Answer {
     let options = CacheOptions {
         persist: q.persist,
         expire: q.expire_ms.map(Duration::from_millis),
+        ..CacheOptions::default()
     };
     match cache::use_cache(&q.ns, options).await {
         Ok(ns) => {
@@ -445,8 +471,12 @@ async fn app() -> Result<Router, String> {
             .ok()
             .and_then(|ms| ms.parse().ok())
             .map(Duration::from_millis);
+        let max_entries = std::env::var("FIXTURE_CACHE_WATCH_MAX_ENTRIES")
+            .ok()
+            .and_then(|n| n.parse().ok());
         let options = CacheOptions {
             expire,
+            max_entries,
             ..CacheOptions::default()
         };
         let watched = cache::use_cache("watched", options)
@@ -512,6 +542,17 @@ async fn app() -> Result<Router, String> {
                 // Blocks the runtime thread on purpose: what a badly written handler does.
                 fixture_blocking_sleep(block.ms, block.until.as_deref());
                 "blocked"
+            }),
+        )
+        .route(
+            "/hold",
+            get(|Query(hold): Query<Hold>| async move {
+                tracing::info!(pid = std::process::id(), "hold request started");
+                // Waiting for the test to release it: this is what the test observes.
+                while !std::path::Path::new(&hold.until).exists() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                "released"
             }),
         )
         .route("/panic", get(panicking_handler))

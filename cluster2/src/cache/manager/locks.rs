@@ -1,5 +1,7 @@
-//! Single flight: the lock a load holds on its key, the lease that bounds it, the `Get`s
-//! parked behind it, and every way a lock ends.
+//! Single flight: the lock a load holds on its key, the lease that bounds it (the caller's
+//! timeout, never more than `cache.max_lease`, whatever a client asks), the `Get`s parked
+//! behind it, and every way a lock ends. A locked entry has no value, so eviction never takes
+//! it (`evict`).
 //!
 //! A `Get` with a lease on a missing key either takes the key's lock (the client loads and
 //! `Fill`s) or is parked here, at the manager, until the value arrives, so a waiter can never
@@ -70,6 +72,7 @@ impl State {
                         value: None,
                         expiry: None,
                         lock: Some(lock),
+                        used: 0,
                     },
                 );
             }
@@ -97,7 +100,7 @@ impl State {
         };
         let lock = entry.lock.take().expect("checked above");
         if entry.value.is_none() {
-            ns.entries.remove(key);
+            ns.entries.swap_remove(key);
         }
         self.end_lock(lock, || Reply::LoadFailed(error.to_owned()));
     }
@@ -168,7 +171,7 @@ impl State {
                 if entry.value.is_none() {
                     self.namespaces
                         .get_mut(ns_name)
-                        .map(|n| n.entries.remove(key));
+                        .map(|n| n.entries.swap_remove(key));
                 }
                 return;
             };

@@ -5,10 +5,11 @@
 //! records. Each record is a 16-byte header (a mark, the payload's length, the CRC32 of the
 //! payload, the CRC32 of those 12 bytes), then the payload (postcard). The header's own CRC
 //! is what makes damage survivable: a reader that meets bytes that are not a record looks for
-//! the next offset where a mark and a header CRC agree and goes on from there, so one flipped
-//! byte costs one record, not every record after it; a damaged payload under an intact header
-//! is skipped by its length, exactly. (A damaged header inside a value that itself holds a
-//! cache log could resynchronise on the inner log's records: an accepted, contrived risk.)
+//! the next offset where a mark and a header CRC agree (with the payload the header announces
+//! there) and goes on from there, so one flipped byte costs one record, not every record after
+//! it; a damaged payload under an intact header is skipped by its length, exactly. (A damaged
+//! header inside a value that itself holds a cache log could resynchronise on the inner log's
+//! records: an accepted, contrived risk.)
 //!
 //! Format 1 (length, CRC, payload; no file header, no marks) is still read, up to its first
 //! bad record; the loader rewrites it as format 2.
@@ -54,7 +55,7 @@ fn header_crc(head: &[u8]) -> u32 {
 }
 
 /// One record as it is written: header, then payload.
-pub(super) fn encode(record: &Record) -> io::Result<Vec<u8>> {
+pub(crate) fn encode(record: &Record) -> io::Result<Vec<u8>> {
     let payload = postcard::to_stdvec(record).expect("records always serialize");
     if payload.len() > MAX_RECORD {
         return Err(io::Error::new(
@@ -75,7 +76,7 @@ pub(super) fn encode(record: &Record) -> io::Result<Vec<u8>> {
     Ok(frame)
 }
 
-pub(super) fn file_header() -> [u8; FILE_HEADER] {
+pub(crate) fn file_header() -> [u8; FILE_HEADER] {
     let mut header = [0; FILE_HEADER];
     header[..MAGIC.len()].copy_from_slice(MAGIC);
     header[MAGIC.len()..].copy_from_slice(&VERSION.to_le_bytes());
@@ -225,9 +226,14 @@ fn read_v2(bytes: &[u8], start: usize, mut damaged: Vec<Damage>) -> Replay {
                 at = next;
             }
             At::PastEnd | At::Nothing => {
-                // Resynchronise: the next offset where an intact record starts.
+                // Resynchronise: the next offset where an intact header stands with its whole
+                // payload after it (an intact record, or a damaged payload, skipped next by its
+                // length). Stopping at the first such header reads each payload at most twice:
+                // waiting for an intact record would read, for every header in a stretch, the
+                // rest of the file its length claims (quadratic: minutes for a few MiB).
                 let found = (at + 1..bytes.len()).find(|&p| {
-                    bytes[p..].starts_with(&MARK) && matches!(record_at(bytes, p), At::Record(..))
+                    bytes[p..].starts_with(&MARK)
+                        && matches!(record_at(bytes, p), At::Record(..) | At::BadPayload(_))
                 });
                 match found {
                     Some(next) => {

@@ -27,8 +27,10 @@ use serde_bytes::ByteBuf;
 
 use super::protocol::NsOptions;
 use files::{check_dir, open_file, quarantine, refuse};
-pub(crate) use format::read_log;
-use format::{Damage, FILE_HEADER, Format, Record, VERSION, encode, file_header};
+#[cfg(test)]
+pub(crate) use format::encode as encode_record;
+use format::{Damage, FILE_HEADER, VERSION, encode};
+pub(crate) use format::{Format, Record, file_header, read_log};
 
 /// Logs larger than this many times the live data (and at least `MIN_COMPACT` bytes) are
 /// compacted.

@@ -150,6 +150,11 @@ impl RedisCache {
                 loads: count("loads"),
                 lock_waits: count("lock_waits"),
                 errors: count("errors"),
+                // Redis evicts by its own `maxmemory` policy, and counts that itself
+                // (`INFO stats`, `evicted_keys`); namespaces have no bounds of their own.
+                evictions: 0,
+                max_entries: None,
+                max_bytes: None,
                 namespace: ns,
             });
         }

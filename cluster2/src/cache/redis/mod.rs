@@ -40,7 +40,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::client::WatchFn;
-use super::protocol::{NsOptions, Op, Reply};
+use super::protocol::{NsBounds, NsOptions, Op, Reply};
 use crate::backend::Redis;
 use crate::backend::subscriber::ListenerId;
 use crate::error::{Error, ErrorKind, Result};
@@ -235,7 +235,11 @@ impl RedisCache {
             }
         }
         match op {
-            Op::Use { ns, options } => self.declare(&ns, options).await,
+            Op::Use {
+                ns,
+                options,
+                bounds,
+            } => self.declare(&ns, options, bounds).await,
             Op::Get {
                 ns,
                 key,
@@ -276,8 +280,24 @@ impl RedisCache {
         }
     }
 
-    /// `use_cache`: the namespace's options as Redis holds them (these, if it had none).
-    async fn declare(&self, ns: &str, wanted: NsOptions) -> Outcome<Reply> {
+    /// `use_cache`: the namespace's options as Redis holds them (these, if it had none). A
+    /// namespace has no bounds of its own on Redis (`max_entries`, `max_bytes` are the local
+    /// manager's eviction): the server's `maxmemory` policy evicts. Asking for bounds is said
+    /// once, and the answer has none, so that `Cache::options` does not pretend.
+    async fn declare(&self, ns: &str, wanted: NsOptions, bounds: NsBounds) -> Outcome<Reply> {
+        let first_here = !self
+            .inner
+            .namespaces
+            .lock()
+            .expect("redis cache lock")
+            .contains_key(ns);
+        if bounds != NsBounds::default() && first_here {
+            tracing::warn!(
+                namespace = %ns,
+                "cache namespace bounds (max_entries, max_bytes) are not kept on a Redis \
+                 backend: the server's maxmemory policy evicts"
+            );
+        }
         let json = serde_json::to_string(&wanted).expect("options serialize");
         let stored: Option<Vec<u8>> = scripts::DECLARE
             .key(self.inner.names.options(ns))
@@ -289,6 +309,7 @@ impl RedisCache {
         let Some(stored) = stored else {
             return Ok(Reply::Used {
                 options: wanted,
+                bounds: NsBounds::default(),
                 existed: false,
             });
         };
@@ -299,6 +320,7 @@ impl RedisCache {
         })?;
         Ok(Reply::Used {
             options,
+            bounds: NsBounds::default(),
             existed: true,
         })
     }
@@ -321,6 +343,7 @@ impl RedisCache {
                     Op::Use {
                         ns: ns.into(),
                         options,
+                        bounds: NsBounds::default(),
                     },
                     self.inner.timeout,
                     &what,

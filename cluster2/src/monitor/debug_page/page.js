@@ -322,6 +322,8 @@ function describe(e) {
     case "successor_failed": return [w + "successor failed (try " + e.attempt + " of " + e.tries + "): " + e.why, "ev-bad"];
     case "replacement_failed": return [w + "replacement given up: " + e.why, "ev-bad"];
     case "start_failed": return [w + e.stage + " failed: " + e.error, "ev-bad"];
+    case "cannot_accept": return [w + "cannot take new connections: " + e.why, "ev-bad"];
+    case "accepting": return [w + "takes new connections again", "ev-ok"];
     case "debug_session_started": return [w + "out of traffic for a debug session", "ev-warn"];
     case "debug_session_ended": return [w + "debug session ended", ""];
     case "debug_worker_started": return ["debug worker pid " + e.pid + " started for worker " + e.worker + ", logging at " + e.filter + ", held out of traffic", "ev-warn"];

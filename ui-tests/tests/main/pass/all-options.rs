@@ -3,7 +3,8 @@ mod cluster {
         port = 0,
         host = "::",
         mon_port = 0,
-        mon_host = "::",
+        mon_host = "localhost",
+        mon(max_connections = 64),
         workers = 2,
         threads = 0,
         warm_up_port = 19000,
@@ -12,6 +13,8 @@ mod cluster {
         stop_timeout = "2 mins",
         server = "http1",
         backlog = 128,
+        header_timeout = "10s",
+        max_connections = 1000,
         restart(delay = "100ms", max_delay = "30s"),
         log(level = "warn,my_app=debug"),
         ecv(
@@ -37,7 +40,10 @@ mod cluster {
             mode = "master",
             persist_path = "/var/cache/my-app",
             max_value = 1073741824,
+            max_memory = "1.5GiB",
+            max_connections = 256,
             timeout = "250ms",
+            max_lease = "30s",
             backend = "redis://10.0.0.5:6379/2"
         ),
         emitter(backend = "rediss://:secret@redis.example:6380/0")

@@ -1,0 +1,2 @@
+#[cluster2::main(host = "my host", mon_host = "http://monitor.internal")]
+async fn main() {}
