@@ -88,8 +88,9 @@ pub(crate) fn connect_redis(
     cluster: &str,
     max_value: usize,
     timeout: Duration,
+    max_lease: Duration,
 ) -> Result<()> {
-    let cache = super::redis::RedisCache::connect(url, cluster, max_value, timeout)?;
+    let cache = super::redis::RedisCache::connect(url, cluster, max_value, timeout, max_lease)?;
     let _ = CLIENT.set(Backend::Redis(cache));
     Ok(())
 }
@@ -134,6 +135,7 @@ pub async fn enable(config: Config) -> Result<()> {
             &config.cluster_name,
             config.max_value,
             config.timeout,
+            config.max_lease,
         );
     }
     let socket = match config.socket {

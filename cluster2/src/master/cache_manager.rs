@@ -56,6 +56,7 @@ impl Supervisor {
                 &self.options.cluster_name,
                 settings.max_value as usize,
                 settings.timeout,
+                settings.max_lease,
             )?;
             tracing::info!(
                 "cache on Redis at {} (cluster name {})",

@@ -113,6 +113,7 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
                 &worker.options.cluster_name,
                 cache.max_value as usize,
                 cache.timeout,
+                cache.max_lease,
             ) {
                 tracing::error!("{e}");
             }

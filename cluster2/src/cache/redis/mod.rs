@@ -9,8 +9,9 @@
 //!
 //! - values are Redis strings holding the JSON the handle encoded (a stored `null`, `false`,
 //!   `0` or `""` is a value; a missing key is nil), with the namespace's expiry as their TTL;
-//! - single flight is a lock in Redis (see `scripts` and `flight`), and within this process
-//!   concurrent reads of one key share one `GET`, and concurrent loads one lock;
+//! - single flight is a lock in Redis (see `scripts` and `flight`), its lease the caller's
+//!   timeout capped by `cache.max_lease`, and within this process concurrent reads of one key
+//!   share one `GET`, and concurrent loads one lock;
 //! - a namespace's options are stored in Redis by its first `use_cache` on any host, so every
 //!   host keeps the same; they are declared again after Redis comes back empty;
 //! - watches are pub/sub (sets and deletes, published by the scripts that make them) and
@@ -63,6 +64,9 @@ struct Inner {
     names: Names,
     max_value: usize,
     timeout: Duration,
+    /// The longest lease a loader holds a lock for, whatever its call's timeout
+    /// (`cache.max_lease`, as the local manager).
+    max_lease: Duration,
     /// This process's part of every lock token, so that tokens never meet across processes.
     nonce: String,
     next_token: AtomicU64,
@@ -121,6 +125,7 @@ impl RedisCache {
         cluster: &str,
         max_value: usize,
         timeout: Duration,
+        max_lease: Duration,
     ) -> Result<Self> {
         let redis = Redis::shared(url)?;
         let cache = Self {
@@ -129,6 +134,7 @@ impl RedisCache {
                 names: Names::new(cluster),
                 max_value,
                 timeout,
+                max_lease,
                 nonce: nonce(),
                 next_token: AtomicU64::new(1),
                 namespaces: Mutex::new(HashMap::new()),
@@ -249,7 +255,14 @@ impl RedisCache {
                 ns,
                 key,
                 lease_ms: Some(lease_ms),
-            } => self.get(&ns, &key, lease_ms.max(1)).await,
+            } => {
+                let most = self
+                    .inner
+                    .max_lease
+                    .as_millis()
+                    .clamp(1, u128::from(u64::MAX)) as u64;
+                self.get(&ns, &key, lease_ms.clamp(1, most)).await
+            }
             Op::Fill {
                 ns,
                 key,
