@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
-usage: cluster2-bench <startup|rss|http|emitter|cache|cache-evict|rolling|profile|layer|logs|scale|all> [OPTIONS]
+usage: cluster2-bench <startup|rss|http|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [OPTIONS]
 
 Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
 Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
@@ -17,6 +17,9 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   cache-evict
             cache get/set with a namespace at its bound (every set evicts) vs an unbounded
             namespace, same run, order alternating (1 and 16 clients)
+  redis     the cache on a Redis backend: get from a worker vs redis-benchmark on the same
+            server (1 and 16 clients); single flight, 2 hosts x 2 workers x 16 callers over
+            1,000 missing keys
   rolling   SIGHUP rolling restart of hello (2 workers) under wrk: failures, p99 during/before
   profile   wrk throughput of hello (1 worker) without and with a CPU profile of its worker
             (the monitor's /debug/workers/{pid}/profile, 99 Hz) running, alternately
@@ -34,8 +37,8 @@ Options:
   --settle DURATION   rss: idle time between \"ready\" and reading /proc [default: 1s]
   --workers N         startup, rss: workers of hello and of the node cluster [default: 4]
   --http-workers N    http, logs: workers of hello and of the node cluster [default: 2]
-  --rounds N          http, logs, profile, cache-evict: rounds; each round runs every server
-                      (or mode, or case) once [default: 2]
+  --rounds N          http, logs, profile, cache-evict, redis: rounds; each round runs every
+                      server (or mode, or case) once [default: 2]
   --duration DURATION http, logs, profile: length of each measured wrk run (profile: and of
                       the profile, whole seconds up to 60) [default: 10s]
   --warmup DURATION   http: unmeasured wrk run before each measured one; logs, profile: before
@@ -81,6 +84,7 @@ pub(crate) enum Which {
     Emitter,
     Cache,
     CacheEvict,
+    Redis,
     Rolling,
     Profile,
     Layer,
@@ -107,6 +111,9 @@ impl Which {
     }
     pub(crate) fn cache_evict(self) -> bool {
         matches!(self, Self::CacheEvict | Self::All)
+    }
+    pub(crate) fn redis(self) -> bool {
+        matches!(self, Self::Redis | Self::All)
     }
     pub(crate) fn rolling(self) -> bool {
         matches!(self, Self::Rolling | Self::All)
@@ -212,6 +219,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "emitter" => Which::Emitter,
                 "cache" => Which::Cache,
                 "cache-evict" => Which::CacheEvict,
+                "redis" => Which::Redis,
                 "rolling" => Which::Rolling,
                 "profile" => Which::Profile,
                 "layer" => Which::Layer,
@@ -221,7 +229,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 _ => {
                     return Err(format!(
                         "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, \
-                         cache-evict, rolling, profile, layer, logs, scale or all)"
+                         cache-evict, redis, rolling, profile, layer, logs, scale or all)"
                     ));
                 }
             });
@@ -318,8 +326,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
         }
     }
     config.which = which.ok_or(
-        "which benchmark? startup, rss, http, emitter, cache, cache-evict, rolling, profile, layer, \
-         logs, scale or all",
+        "which benchmark? startup, rss, http, emitter, cache, cache-evict, redis, rolling, profile, \
+         layer, logs, scale or all",
     )?;
     if config.connections < config.wrk_threads {
         return Err("--connections must be at least --wrk-threads".to_owned());

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p example-hello -p cluster2-bench
-//! cargo run --release -p cluster2-bench -- <startup|rss|http|emitter|cache|rolling|profile|layer|logs|scale|all> [--runs N] [--duration 10s]
+//! cargo run --release -p cluster2-bench -- <startup|rss|http|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [--runs N] [--duration 10s]
 //! ```
 //!
 //! Every figure is reported next to its peer's from the same run, and as a ratio, because
@@ -16,6 +16,7 @@
 
 mod cache;
 mod cache_evict;
+mod cache_redis;
 mod cli;
 mod cpu;
 mod http;
@@ -128,6 +129,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.cache_evict() {
         let section = cache_evict::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.redis() {
+        let section = cache_redis::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     if config.which.rolling() {

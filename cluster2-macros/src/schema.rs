@@ -30,6 +30,8 @@ pub(crate) fn describe(kind: Kind) -> &'static str {
         Kind::Duration { never: true, .. } => "a duration string or \"never\"",
         Kind::Size { .. } => "a size string",
         Kind::LogFilter => "a log filter in a string",
+        Kind::Backend => "\"local\" or a Redis URL in a string",
+        Kind::Name => "a name in a string",
     }
 }
 
@@ -60,6 +62,8 @@ pub(crate) fn sample(kind: Kind) -> String {
         Kind::OneOf(choices) => format!("\"{}\"", choices[0]),
         Kind::LogFilter => "\"info\"".to_owned(),
         Kind::Secret => "\"a-long-random-token\"".to_owned(),
+        Kind::Backend => "\"redis://127.0.0.1:6379/0\"".to_owned(),
+        Kind::Name => "\"my-service\"".to_owned(),
     }
 }
 

@@ -105,6 +105,13 @@ pub enum Kind {
     /// A credential, never shown: `--help`, `--check` and error messages leave its value out.
     /// It travels in an HTTP header, so it is visible ASCII without spaces, and not empty.
     Secret,
+    /// Where a shared service lives: `local` (this host), or the URL of a Redis server:
+    /// `redis://`, `rediss://` (TLS) or `redis+unix://`. A password in it is never shown
+    /// ([`redact_url`]).
+    Backend,
+    /// A name that goes into keys and channels of a shared backend: 1 to 64 letters, digits,
+    /// `-`, `_` or `.`, so that it never needs escaping, even in a `SCAN` pattern.
+    Name,
 }
 
 /// The `min` of a duration that must be more than `0s` (an interval or a deadline that would
@@ -154,6 +161,10 @@ pub enum Invalid {
     LogFilter(LogFilterError),
     /// A secret with a space, a control character or a character outside ASCII.
     NotAToken,
+    /// Neither `local` nor a URL of a scheme a backend speaks.
+    NotABackend,
+    /// A name with a character outside its alphabet, or too long.
+    NotAName,
 }
 
 impl Kind {
@@ -170,7 +181,9 @@ impl Kind {
             | Kind::Directory
             | Kind::Text
             | Kind::LogFilter
-            | Kind::Secret => Takes::Text,
+            | Kind::Secret
+            | Kind::Backend
+            | Kind::Name => Takes::Text,
         }
     }
 
@@ -252,6 +265,18 @@ impl Kind {
             Kind::Secret if text.is_empty() => Err(Invalid::Empty),
             Kind::Secret if text.bytes().all(|b| b.is_ascii_graphic()) => Ok(()),
             Kind::Secret => Err(Invalid::NotAToken),
+            Kind::Backend if text == "local" || is_backend_url(text) => Ok(()),
+            Kind::Backend => Err(Invalid::NotABackend),
+            Kind::Name if text.is_empty() => Err(Invalid::Empty),
+            Kind::Name
+                if text.len() <= 64
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
+            {
+                Ok(())
+            }
+            Kind::Name => Err(Invalid::NotAName),
         }
     }
 
@@ -268,6 +293,55 @@ impl Kind {
             Ok(())
         }
     }
+}
+
+/// The schemes of a backend URL: Redis over TCP, over TLS, and over a Unix socket.
+pub const BACKEND_SCHEMES: &[&str] = &["redis://", "rediss://", "redis+unix://"];
+
+/// Whether `text` looks like a backend URL: a known scheme, something after it, and nothing
+/// that is not visible ASCII. The client parses it fully when it connects.
+fn is_backend_url(text: &str) -> bool {
+    let Some(rest) = BACKEND_SCHEMES.iter().find_map(|s| text.strip_prefix(s)) else {
+        return false;
+    };
+    let unix = text.starts_with("redis+unix://");
+    !rest.is_empty()
+        && (!unix || rest.starts_with('/'))
+        && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A backend URL as it may be shown: its password (`redis://user:PASSWORD@host`, or a `pass`
+/// or `password` query parameter) replaced by `<redacted>`. Other text is returned as it is.
+pub fn redact_url(text: &str) -> String {
+    const HIDDEN: &str = "<redacted>";
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:{HIDDEN}@{host}"),
+            // `redis://PASSWORD@host`: some clients take a lone user part as the password.
+            None if !user.is_empty() => format!("{HIDDEN}@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((k, _)) if k == "pass" || k == "password" => format!("{k}={HIDDEN}"),
+                    _ => param.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// The option with this dotted key.
@@ -374,6 +448,25 @@ mod tests {
     }
 
     #[test]
+    fn passwords_in_backend_urls_are_never_shown() {
+        assert_eq!(
+            redact_url("redis://app:s3cret@10.0.0.5:6379/0"),
+            "redis://app:<redacted>@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            redact_url("rediss://:s3cret@host/1"),
+            "rediss://:<redacted>@host/1"
+        );
+        assert_eq!(redact_url("redis://s3cret@host"), "redis://<redacted>@host");
+        assert_eq!(
+            redact_url("redis+unix:///run/r.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/r.sock?db=1&pass=<redacted>"
+        );
+        assert_eq!(redact_url("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(redact_url("local"), "local");
+    }
+
+    #[test]
     fn groups_and_members() {
         assert!(is_group("restart") && !is_group("port") && !is_group("rest"));
         assert_eq!(members("restart"), ["delay", "max_delay"]);
@@ -430,6 +523,37 @@ mod tests {
             Kind::LogFilter.check_text("verbose"),
             Err(Invalid::LogFilter(_))
         ));
+        for good in [
+            "local",
+            "redis://127.0.0.1:6379/0",
+            "rediss://:pw@cache.example:6380/2",
+            "redis+unix:///run/redis.sock?db=1",
+        ] {
+            assert_eq!(Kind::Backend.check_text(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "Local",
+            "redis://",
+            "http://x",
+            "redis+unix://relative.sock",
+            "redis://host /0",
+        ] {
+            assert_eq!(
+                Kind::Backend.check_text(bad),
+                Err(Invalid::NotABackend),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(Kind::Name.check_text("shop-api.v2_eu"), Ok(()));
+        assert_eq!(Kind::Name.check_text(""), Err(Invalid::Empty));
+        for bad in ["a:b", "a*", "two words", &"x".repeat(65)] {
+            assert_eq!(
+                Kind::Name.check_text(bad),
+                Err(Invalid::NotAName),
+                "{bad:?}"
+            );
+        }
         assert_eq!(Kind::Secret.check_text("c2VjcmV0+/=_-.~"), Ok(()));
         assert_eq!(Kind::Secret.check_text(""), Err(Invalid::Empty));
         for bad in ["two words", "tab\tin", "line\n", "caf\u{e9}"] {

@@ -38,6 +38,8 @@ const MIN_RESTART_MAX_DELAY: Duration = Duration::from_millis(100);
 const PORT: Kind = Kind::Port { min: 0 };
 const ANY_PORT: &str = "a port number (0-65535)";
 
+const BACKEND: &str = "local, or a Redis URL like redis://host:6379/0, rediss://host:6380/0 or \
+                       redis+unix:///path/to/redis.sock";
 const HOST: &str = "an IP address or a host name";
 
 const PATH: Kind = Kind::UrlPath { or_url: false };
@@ -349,6 +351,13 @@ pub static OPTIONS: &[Spec] = &[
         "directory for the pid files that `stop` reads (unset: none written)",
     ),
     option(
+        "cluster_name",
+        Kind::Name,
+        "1 to 64 letters, digits, `-`, `_` or `.`",
+        "the cluster's name in a shared backend: prefixes every Redis key and channel, so that \
+         services can share one Redis (hosts of one service use the same)",
+    ),
+    option(
         "cache.enable",
         Kind::Bool,
         "true or false",
@@ -412,5 +421,19 @@ pub static OPTIONS: &[Spec] = &[
         duration(Duration::ZERO, MAX_CACHE_SPIN),
         "a duration from 0s to 1ms, like 50us",
         "how long the standalone cache manager looks for the next request before it sleeps",
+    ),
+    option(
+        "cache.backend",
+        Kind::Backend,
+        BACKEND,
+        "where the cache lives: local (the cache manager of this host) or a Redis server \
+         that every host of the cluster shares",
+    ),
+    option(
+        "emitter.backend",
+        Kind::Backend,
+        BACKEND,
+        "a Redis server that carries events to every host of the cluster (Target::AllHosts); \
+         local: events stay on this host",
     ),
 ];

@@ -32,6 +32,16 @@
 //!   An event for a worker that has died is dropped with a debug log.
 //! - Register listeners that must not miss anything before the process serves, e.g. in
 //!   `#[configure_app]`.
+//!
+//! **Every host.** With `emitter.backend` set to a Redis URL, [`Target::AllHosts`] reaches
+//! every process (master and workers) of every host of the cluster (the hosts that share the
+//! server and `cluster_name`), this one included, through Redis pub/sub:
+//! `emitter::to([Target::AllHosts]).emit("reload-config", ())`, to invalidate something
+//! everywhere or reload configuration fleet-wide. Payloads are as above, and events from one
+//! sender arrive in the order it emitted them. Like pub/sub, it is fire-and-forget: a process
+//! whose connection to Redis is down at that moment misses the event, and an event that
+//! cannot be published is logged and dropped. Without the backend, emitting to `AllHosts` is
+//! an error that says so.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +54,10 @@ use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::ipc::channel::TrySendError;
 use crate::ipc::message::{ToMaster, ToWorker, WireEvent, WireTarget};
 use crate::ipc::peers;
+
+mod hosts; // Target::AllHosts: events to every host of the cluster over Redis pub/sub
+
+pub(crate) use hosts::connect as connect_hosts;
 
 /// Identifies a listener, for [`remove_listener`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,6 +75,9 @@ pub enum Target {
     Pid(u32),
     /// Every worker.
     AllWorkers,
+    /// Every process (master and workers) of every host of the cluster, this one included,
+    /// through the Redis server of `emitter.backend`.
+    AllHosts,
 }
 
 /// An event as a listener receives it.
@@ -219,6 +236,10 @@ impl To {
 /// Delivers `wire` to each target once, even when targets overlap (`Myself` and
 /// `Pid(own pid)`).
 fn route(targets: &[Target], wire: WireEvent) -> Result<()> {
+    // Every host includes every process here, this one too: nobody gets it twice.
+    if targets.contains(&Target::AllHosts) {
+        return hosts::send(&wire);
+    }
     let me = std::process::id();
     let in_worker = peers::in_worker();
     let mut local = false;
@@ -234,6 +255,8 @@ fn route(targets: &[Target], wire: WireEvent) -> Result<()> {
             Target::Pid(pid) => workers.push(pid),
             Target::AllWorkers if in_worker => via_master.push(WireTarget::AllWorkers),
             Target::AllWorkers => workers.extend(peers::worker_pids()),
+            // Sent to every host above.
+            Target::AllHosts => {}
         }
     }
     workers.sort_unstable();

@@ -35,6 +35,7 @@
 #![doc(html_root_url = "https://docs.rs/cluster2/0.1.0")]
 
 mod app; // the App type served by workers, and what configure_app may return
+mod backend; // a Redis server the hosts share (cache.backend, emitter.backend): URL, connections
 mod balance; // even spread of connections: each worker takes its turn on the shared queue
 pub mod cache; // the cache shared by all processes, with single-flight loads
 mod cluster; // Cluster::builder(): role dispatch and the public entry point

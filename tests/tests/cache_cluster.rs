@@ -50,7 +50,9 @@ fn the_originals_read_write_mixes_all_succeed() {
     // The monitor shows the namespace and its figures.
     let caches: serde_json::Value =
         serde_json::from_str(&get(cluster.monitor, "/caches").unwrap().body).unwrap();
-    let ns = caches
+    assert_eq!(caches["backend"], "local", "{caches}");
+    assert_eq!(caches["connected"], true, "{caches}");
+    let ns = caches["namespaces"]
         .as_array()
         .unwrap()
         .iter()
@@ -140,7 +142,7 @@ fn a_waiter_completes_when_the_loading_worker_is_killed() {
     assert!(eventually(cluster2_tests::SOON, || {
         let caches: serde_json::Value =
             serde_json::from_str(&get(cluster.monitor, "/caches").unwrap().body).unwrap();
-        caches
+        caches["namespaces"]
             .as_array()
             .unwrap()
             .iter()

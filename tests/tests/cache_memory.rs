@@ -24,7 +24,7 @@ fn ok(answer: std::io::Result<Response>) -> String {
 fn figures(cluster: &Cluster, namespace: &str) -> Value {
     let caches: Value =
         serde_json::from_str(&ok(get(cluster.monitor, "/caches"))).expect("/caches is JSON");
-    caches
+    caches["namespaces"]
         .as_array()
         .unwrap()
         .iter()

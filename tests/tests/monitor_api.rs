@@ -228,7 +228,7 @@ fn every_documented_field_is_served_and_every_served_field_documented() {
         "fields: GET /workers",
         &json!({ "workers": state["workers"], "death_queue": state["death_queue"] }),
     );
-    check("fields: GET /caches", &state["caches"]["namespaces"]);
+    check("fields: GET /caches", &state["caches"]);
     check("fields: GET /statuses", &state["statuses"]);
 
     // A line of the master's log stream.

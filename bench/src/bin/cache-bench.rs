@@ -9,6 +9,15 @@
 //! With `bounded` among the arguments, the namespace is held to `BOUND` entries and filled to
 //! it before anything is measured: every set of a new key then evicts one (`cluster2-bench
 //! cache-evict` compares it with the unbounded namespace).
+//!
+//! Run by `cluster2-bench redis` with `--cache.backend` set to a Redis URL:
+//! - `-- gets SECS`: only gets of an existing key, from 1 then 16 concurrent callers, then 16
+//!   callers each on a key of its own.
+//! - `-- flight GO RUN`: single flight under load. Every worker (of every cluster started so)
+//!   prints `{"waiting":PID}`, waits for the file `GO` to exist, then runs 16 concurrent
+//!   callers over the same 1,000 missing keys of namespace `flight-RUN` (each caller starting
+//!   at another key), each get's loader counting the loads it ran; it prints its counts and
+//!   keeps serving until the benchmark stops the cluster.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -84,12 +93,116 @@ where
     (done.load(Ordering::Relaxed) as f64 / elapsed, p50)
 }
 
+/// Gets of one existing small value only: 1 caller, then 16.
+async fn gets_only(secs: f64) -> Result<(), String> {
+    let bench = cache::use_cache("bench", CacheOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    bench
+        .set("key", &"xyz", SetOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let get = |c: Cache, _: u64| async move {
+        c.get::<String, _, _, String>("key", || async { Err("never loads".to_owned()) })
+            .await
+            .map(drop)
+    };
+    // The same, each of the 16 callers on a key of its own: no two callers share a read, so
+    // this is the client's multiplexing alone, without the per-process coalescing.
+    for c in 0..16u64 {
+        bench
+            .set(&format!("key{c}"), &"xyz", SetOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let get_own = |c: Cache, i: u64| async move {
+        c.get::<String, _, _, String>(&format!("key{}", i >> 32), || async {
+            Err("never loads".to_owned())
+        })
+        .await
+        .map(drop)
+    };
+    measure(&bench, 1, 0.3, get).await;
+    let (get1, get1_p50) = measure(&bench, 1, secs, get).await;
+    let (get16, get16_p50) = measure(&bench, 16, secs, get).await;
+    let (get16_own, _) = measure(&bench, 16, secs, get_own).await;
+    println!(
+        "{{\"get1\":{get1:.0},\"get1_p50_us\":{get1_p50:.1},\"get16\":{get16:.0},\"get16_p50_us\":{get16_p50:.1},\"get16_own_keys\":{get16_own:.0}}}"
+    );
+    stop_cluster();
+    Ok(())
+}
+
+/// Single flight under load: 16 callers over 1,000 missing keys, from this worker.
+async fn flight(go: String, run: String) -> Result<(), String> {
+    const KEYS: u64 = 1000;
+    const CALLERS: u64 = 16;
+    let ns = cache::use_cache(&format!("flight-{run}"), CacheOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{{\"waiting\":{}}}", std::process::id());
+    while !std::path::Path::new(&go).exists() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let loads = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|c| {
+            let (ns, loads) = (ns.clone(), loads.clone());
+            tokio::spawn(async move {
+                let mut errors = 0u64;
+                for i in 0..KEYS {
+                    let key = format!("k{}", (i + c * (KEYS / CALLERS)) % KEYS);
+                    let loads = loads.clone();
+                    let got = ns
+                        .get(&key, || async move {
+                            loads.fetch_add(1, Ordering::Relaxed);
+                            // A loader takes a moment, as a database query would.
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            Ok::<_, String>(i)
+                        })
+                        .await;
+                    if got.is_err() {
+                        errors += 1;
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    let mut errors = 0;
+    for caller in callers {
+        errors += caller.await.unwrap_or(KEYS);
+    }
+    println!(
+        "{{\"flight_loads\":{},\"flight_gets\":{},\"flight_errors\":{errors},\"flight_secs\":{:.3},\"pid\":{}}}",
+        loads.load(Ordering::Relaxed),
+        KEYS * CALLERS,
+        started.elapsed().as_secs_f64(),
+        std::process::id()
+    );
+    Ok(())
+}
+
 #[cluster2::main(workers = 1, port = 0, mon_port = 0)]
 async fn main(started: cluster2::Started) -> Result<(), String> {
     if started.role() == cluster2::Role::Master {
         return Ok(());
     }
     let args = started.args();
+    match args.first().map(String::as_str) {
+        Some("gets") => {
+            let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+            return gets_only(secs).await;
+        }
+        Some("flight") => {
+            let (Some(go), Some(run)) = (args.get(1), args.get(2)) else {
+                return Err("usage: -- flight GO RUN".to_owned());
+            };
+            return flight(go.clone(), run.clone()).await;
+        }
+        _ => {}
+    }
     let count: Option<u64> = match args.first().map(String::as_str) {
         Some("count") => Some(
             args.get(1)

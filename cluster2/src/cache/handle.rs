@@ -3,8 +3,9 @@
 //! writes, deletes, lists and watches keys, with values encoded as JSON and this process's
 //! hits, misses, loads and errors counted per namespace.
 //!
-//! Every operation goes through this process's one client (`global`); connecting, reconnecting
-//! and timing out are the client's business, never this file's.
+//! Every operation goes through this process's one backend (`global`): the local manager's
+//! client or Redis, which answer alike; connecting, reconnecting and timing out are theirs,
+//! never this file's.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::client::Client;
+use super::backend::Backend;
 use super::errors::{What, unexpected};
 use super::global::client;
 use super::protocol::{NsBounds, NsOptions, Op, Reply};
@@ -110,6 +111,18 @@ pub(crate) fn valid_namespace(ns: &str) -> std::result::Result<(), String> {
     ))
 }
 
+/// The cluster's name goes into Redis keys and `SCAN` patterns: the option's own check, for
+/// [`enable`](super::enable), which takes it outside the options.
+pub(crate) fn valid_cluster_name(name: &str) -> Result<()> {
+    let spec = cluster2_options_schema::spec("cluster_name").expect("an option");
+    spec.kind.check_text(name).map_err(|_| {
+        Error::new(
+            ErrorKind::Config,
+            format!("invalid cluster name `{name}`: expected {}", spec.expected),
+        )
+    })
+}
+
 /// A namespace of the shared cache.
 ///
 /// The name is 1 to 128 ASCII letters, digits, `-`, `_` or `.`, not starting with `.` (a
@@ -192,7 +205,7 @@ pub struct WatchId(u64);
 /// A handle on one namespace; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Cache {
-    client: Client,
+    client: Backend,
     namespace: Arc<str>,
     options: NsOptions,
     bounds: NsBounds,

@@ -27,6 +27,11 @@
 //! over a Unix socket in a private directory (mode 0700). [`enable`] runs a manager inside a
 //! plain process, for using the cache without a cluster (tests, tools).
 //!
+//! With `cache.backend` set to a Redis URL, the same API and promises hold across every
+//! process of every host that uses the server and the same `cluster_name`; what differs
+//! (the lock is not mutual exclusion, `persist` is the server's durability, expiry events)
+//! is in the README's "Beyond one host" and in `redis/mod.rs`.
+//!
 //! - Values are any serde type, stored as JSON: `null`, `false`, `0` and `""` come back as
 //!   they went in, and a missing key (`None` from [`Cache::peek`]) is distinct from a stored
 //!   `null` (`Some(None)` when reading an `Option`).
@@ -54,6 +59,7 @@
 //!   connections past `cache.max_connections` are refused, and what a client sends or leaves
 //!   unread costs the manager bounded memory.
 
+mod backend; // the seam: the local manager's client or Redis, asked and answering alike
 mod busy_poll; // the standalone manager's short wait for the next request before sleeping
 mod client; // a process's one connection to the manager: reconnects, timeouts, watches
 mod errors; // how cache errors name the operation, key and namespace that failed
@@ -63,6 +69,7 @@ pub(crate) mod manager; // the owning side: namespaces, single-flight loads, exp
 pub(crate) mod persist; // the append-only logs persistent namespaces survive restarts in, and their files' safety
 pub(crate) mod process; // the standalone manager process, started by the master
 pub(crate) mod protocol; // what clients and the manager say to each other
+mod redis; // the cache on a Redis server shared by every host (cache.backend = a Redis URL)
 mod request_writer; // client requests written by the calling task, batched when contended
 
 // The public API is defined in `handle` and `global`, and re-exported here so that users see
@@ -71,4 +78,6 @@ pub use global::{Config, enable, manager_stats};
 pub use handle::{Cache, CacheOptions, SetOptions, Stats, WatchId, use_cache};
 pub use protocol::NsFigures;
 
-pub(crate) use global::{connect, start_manager, stopping};
+pub(crate) use global::{
+    backend_state, connect, connect_redis, is_stopping, start_manager, stopping,
+};

@@ -46,9 +46,25 @@ impl CacheManager {
 }
 
 impl Supervisor {
-    /// Starts the cache manager (in this process or its own) and connects this process to it.
+    /// Starts the cache manager (in this process or its own) and connects this process to it;
+    /// with a Redis backend, only connects this process to Redis: no manager runs.
     pub(super) async fn start_cache(&mut self) -> crate::Result<()> {
         let settings = self.options.cache.clone();
+        if settings.backend != "local" {
+            crate::cache::connect_redis(
+                &settings.backend,
+                &self.options.cluster_name,
+                settings.max_value as usize,
+                settings.timeout,
+                settings.max_lease,
+            )?;
+            tracing::info!(
+                "cache on Redis at {} (cluster name {})",
+                cluster2_options_schema::redact_url(&settings.backend),
+                self.options.cluster_name
+            );
+            return Ok(());
+        }
         let dir = crate::runtime_dir::create()?;
         let socket = dir.join("cache.sock");
         self.cache.runtime_dir = Some(dir);

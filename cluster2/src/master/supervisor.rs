@@ -153,6 +153,17 @@ pub(super) async fn supervise(
             return exit::code(exit::FAILURE);
         }
     }
+    // The master hears events from other hosts from the start, as its workers will.
+    if sup.options.emitter.backend != "local" {
+        if let Err(e) =
+            crate::emitter::connect_hosts(&sup.options.emitter.backend, &sup.options.cluster_name)
+                .await
+        {
+            tracing::error!("{e}");
+            sup.pid_files.remove_master();
+            return exit::code(exit::FAILURE);
+        }
+    }
     // The initial workers are started one per turn of the loop, so that a signal is answered
     // between two of them, however many there are.
     let mut unstarted: std::collections::VecDeque<usize> = (0..sup.slots.len()).collect();

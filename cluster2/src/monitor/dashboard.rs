@@ -188,11 +188,17 @@ async fn state(inner: &Inner) -> Value {
         Ok(Err(reason)) => json!({ "up": false, "reason": reason }),
         Err(_) => json!({ "up": false, "reason": "the ECV check did not answer in time" }),
     };
-    let caches = match tokio::time::timeout(GATHER_TIMEOUT, crate::cache::manager_stats()).await {
-        Ok(Ok(all)) => json!({ "namespaces": super::caches_view(&all), "error": null }),
-        Ok(Err(e)) => json!({ "namespaces": [], "error": e.to_string() }),
-        Err(_) => json!({ "namespaces": [], "error": "the cache manager did not answer in time" }),
-    };
+    let caches = super::caches_state(GATHER_TIMEOUT)
+        .await
+        .unwrap_or_else(|| {
+            json!({
+                "backend": null,
+                "url": null,
+                "connected": false,
+                "error": "this cluster has no cache (cache.enable = false)",
+                "namespaces": [],
+            })
+        });
     json!({
         "at_unix_secs": at_unix_secs,
         "pid": std::process::id(),

@@ -289,13 +289,25 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         retired.crashes as f64,
     );
 
-    // The cache manager's figures, when it answers quickly.
-    if let Ok(Ok(all)) = tokio::time::timeout(
+    // The cache: whether its backend answers, and its figures when it answers quickly (with
+    // Redis, the whole fleet's).
+    let stats = tokio::time::timeout(
         std::time::Duration::from_millis(500),
         crate::cache::manager_stats(),
     )
-    .await
-    {
+    .await;
+    if let Some(backend) = crate::cache::backend_state() {
+        let up = Family::<Labels, GaugeF>::default();
+        registry.register(
+            "cache_backend_up",
+            "Whether the cache backend answers (1) or not (0), by backend (local or redis)",
+            up.clone(),
+        );
+        let answered = matches!(stats, Ok(Ok(_))) && backend.connected.unwrap_or(true);
+        up.get_or_create(&vec![("backend".to_owned(), backend.kind.to_owned())])
+            .set(f64::from(u8::from(answered)));
+    }
+    if let Ok(Ok(all)) = stats {
         let gauges = [
             ("cache_entries", "Entries with a value, per cache namespace"),
             (

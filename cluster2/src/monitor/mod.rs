@@ -198,10 +198,43 @@ async fn statuses(timeout: std::time::Duration) -> Value {
 }
 
 async fn caches() -> Response {
-    match crate::cache::manager_stats().await {
-        Ok(all) => Json(caches_view(&all)).into_response(),
-        Err(e) => from_error(&e),
+    match caches_state(std::time::Duration::from_secs(2)).await {
+        Some(state) => Json(state).into_response(),
+        // No cache in this cluster: the error says so (503).
+        None => match crate::cache::manager_stats().await {
+            Err(e) => from_error(&e),
+            Ok(all) => Json(caches_view(&all)).into_response(),
+        },
     }
+}
+
+/// The cache as the monitor shows it: where it lives (`local`, or Redis with its URL without
+/// the password), whether it answers now, and every namespace's figures (with Redis, the
+/// whole fleet's). `None` when this cluster has no cache.
+pub(super) async fn caches_state(timeout: std::time::Duration) -> Option<Value> {
+    let backend = crate::cache::backend_state()?;
+    let (namespaces, error) =
+        match tokio::time::timeout(timeout, crate::cache::manager_stats()).await {
+            Ok(Ok(all)) => (caches_view(&all), None),
+            Ok(Err(e)) => (json!([]), Some(e.to_string())),
+            Err(_) => (
+                json!([]),
+                Some(format!(
+                    "the cache backend did not answer within {}",
+                    humantime::format_duration(timeout)
+                )),
+            ),
+        };
+    // With Redis, the subscription connection's last ping counts too: the figures may have
+    // come back over the command connection while watches are cut off.
+    let connected = error.is_none() && backend.connected.unwrap_or(true);
+    Some(json!({
+        "backend": backend.kind,
+        "url": backend.url,
+        "connected": connected,
+        "error": error,
+        "namespaces": namespaces,
+    }))
 }
 
 /// The cache manager's figures as the monitor shows them: with its expiry in seconds, as

@@ -136,6 +136,9 @@ fn build(name: &str, version: &str, code: &[(String, OptionValue)]) -> clap::Com
             serde_json::Value::Null => "unset".to_owned(),
             // A token the code set is the binary's, not something to print.
             _ if spec.kind == Kind::Secret => super::REDACTED.to_owned(),
+            serde_json::Value::String(s) if spec.kind == Kind::Backend => {
+                cluster2_options_schema::redact_url(s)
+            }
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
@@ -171,6 +174,8 @@ fn value_name(kind: Kind) -> String {
         Kind::Text => "TEXT".to_owned(),
         Kind::LogFilter => "FILTER".to_owned(),
         Kind::Secret => "TOKEN".to_owned(),
+        Kind::Backend => "URL".to_owned(),
+        Kind::Name => "NAME".to_owned(),
     }
 }
 

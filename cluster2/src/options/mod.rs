@@ -103,8 +103,13 @@ pub struct Options {
     pub death_queue: DeathQueueOptions,
     /// Directory for the pid files that `stop` reads; unset: none are written.
     pub pids: Option<String>,
+    /// The cluster's name in a shared backend (Redis): it prefixes every key and channel, so
+    /// that several services can share one server. Every host of one service uses the same.
+    pub cluster_name: String,
     /// The shared cache.
     pub cache: CacheSettings,
+    /// Events between processes.
+    pub emitter: EmitterOptions,
 }
 
 /// What `--check` and `--help` print instead of a secret.
@@ -207,6 +212,28 @@ pub struct CacheSettings {
     /// lower latency for calls made one after another, for a little CPU after activity.
     #[serde(with = "duration")]
     pub spin: Duration,
+    /// `local` (the cache manager of this host, above) or the URL of a Redis server that every
+    /// host of the cluster shares: `redis://host:port/db`, `rediss://…` (TLS),
+    /// `redis+unix:///path/to.sock`.
+    pub backend: String,
+}
+
+/// Events between processes, and between hosts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct EmitterOptions {
+    /// `local`, or the URL of a Redis server that carries events to every host of the cluster
+    /// ([`Target::AllHosts`](crate::emitter::Target::AllHosts)).
+    pub backend: String,
+}
+
+impl Default for EmitterOptions {
+    fn default() -> Self {
+        Self {
+            backend: "local".to_owned(),
+        }
+    }
 }
 
 impl Default for CacheSettings {
@@ -221,6 +248,7 @@ impl Default for CacheSettings {
             timeout: Duration::from_secs(5),
             max_lease: Duration::from_secs(60),
             spin: Duration::from_micros(50),
+            backend: "local".to_owned(),
         }
     }
 }
@@ -405,7 +433,9 @@ impl Default for Options {
             nanny: NannyOptions::default(),
             death_queue: DeathQueueOptions::default(),
             pids: None,
+            cluster_name: "cluster2".to_owned(),
             cache: CacheSettings::default(),
+            emitter: EmitterOptions::default(),
         }
     }
 }
@@ -440,15 +470,23 @@ impl Options {
         }
     }
 
-    /// The options as `--check` prints them: secrets replaced by a placeholder.
+    /// The options as `--check` prints them: secrets replaced by a placeholder, and the
+    /// passwords in backend URLs too.
     pub(crate) fn redacted(&self) -> serde_json::Value {
         let mut tree = serde_json::to_value(self).expect("options serialize to JSON");
         for spec in cluster2_options_schema::OPTIONS {
-            if spec.kind == cluster2_options_schema::Kind::Secret {
-                let pointer = format!("/{}", spec.key.replace('.', "/"));
-                if let Some(value) = tree.pointer_mut(&pointer).filter(|v| !v.is_null()) {
-                    *value = REDACTED.into();
+            let pointer = format!("/{}", spec.key.replace('.', "/"));
+            let Some(value) = tree.pointer_mut(&pointer).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            match spec.kind {
+                cluster2_options_schema::Kind::Secret => *value = REDACTED.into(),
+                cluster2_options_schema::Kind::Backend => {
+                    if let Some(url) = value.as_str() {
+                        *value = cluster2_options_schema::redact_url(url).into();
+                    }
                 }
+                _ => {}
             }
         }
         tree
@@ -501,6 +539,17 @@ impl Options {
         }
         if let Err(message) = log_filter(&self.log.level) {
             return Err(Problem::value("log.level", message));
+        }
+        // The schema checked the scheme; the client reads the rest (host, port, database).
+        for (key, url) in [
+            ("cache.backend", &self.cache.backend),
+            ("emitter.backend", &self.emitter.backend),
+        ] {
+            if url != "local" {
+                if let Err(message) = crate::backend::check_url(url) {
+                    return Err(Problem::value(key, message));
+                }
+            }
         }
         Ok(())
     }

@@ -226,6 +226,9 @@ fn merge(assignments: Vec<Assignment>) -> Result<Options> {
     // A secret's value is never repeated, not even to say what is wrong with it.
     let secret = |key: &str| schema::spec(key).is_some_and(|s| s.kind == Kind::Secret);
     let quoted = |key: &str| match provenance.get(key) {
+        Some(given) if schema::spec(key).is_some_and(|s| s.kind == Kind::Backend) => {
+            format!(" `{}`", schema::redact_url(&given.text))
+        }
         Some(given) if !secret(key) => format!(" `{}`", given.text),
         _ => String::new(),
     };

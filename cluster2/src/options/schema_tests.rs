@@ -261,6 +261,15 @@ fn text_kinds_are_checked_by_the_runtime() {
                 &["verbose", "infoo", "my_app=loud", "[nope"],
             ),
             Kind::Secret => (&["s3cr3t-T0ken+/="], &["two words", "tab\tin", "caf\u{e9}"]),
+            Kind::Backend => (
+                &[
+                    "local",
+                    "redis://127.0.0.1:6379/0",
+                    "redis+unix:///run/r.sock",
+                ],
+                &["redis", "http://x/", "redis://x y", "redis://host:99999/0"],
+            ),
+            Kind::Name => (&["shop-api", "a.b_c"], &["", "a:b", "a*"]),
             _ => continue,
         };
         for text in good {

@@ -92,12 +92,31 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
         turn,
     };
     let code = runtime.block_on(async {
+        // Events from other hosts are heard before the worker serves.
+        if worker.options.emitter.backend != "local" {
+            if let Err(e) = crate::emitter::connect_hosts(
+                &worker.options.emitter.backend,
+                &worker.options.cluster_name,
+            )
+            .await
+            {
+                tracing::error!("{e}");
+            }
+        }
+        let cache = &worker.options.cache;
         if let Some(socket) = cache_socket {
-            crate::cache::connect(
-                socket,
-                worker.options.cache.max_value as usize,
-                worker.options.cache.timeout,
-            );
+            crate::cache::connect(socket, cache.max_value as usize, cache.timeout);
+        } else if cache.enable && cache.backend != "local" {
+            // The master checked the URL when it read the options: this cannot fail on it.
+            if let Err(e) = crate::cache::connect_redis(
+                &cache.backend,
+                &worker.options.cluster_name,
+                cache.max_value as usize,
+                cache.timeout,
+                cache.max_lease,
+            ) {
+                tracing::error!("{e}");
+            }
         }
         worker.run(parts, main, listeners, channel).await
     });

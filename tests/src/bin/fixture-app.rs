@@ -13,6 +13,8 @@
 //! - `FIXTURE_CACHE_WATCH=1`: workers watch the cache namespace `watched` and log each change.
 //! - `FIXTURE_CACHE_WATCH_MAX_ENTRIES=N`: with `FIXTURE_CACHE_WATCH`, `watched` holds at most N
 //!   entries.
+//! - `FIXTURE_CACHE_WATCH_EXPIRE=ms`: entries of `watched` expire after `ms` (if this process
+//!   is the first to use it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -89,6 +91,12 @@ struct EmitTo {
 }
 
 #[derive(Deserialize)]
+struct HostEvent {
+    text: String,
+    count: Option<u32>,
+}
+
+#[derive(Deserialize)]
 struct LogThis {
     level: String,
     msg: String,
@@ -132,6 +140,18 @@ struct CacheQuery {
     /// The namespace's bounds, if this request declares it first.
     max_entries: Option<u64>,
     max_bytes: Option<u64>,
+    /// For `/cache/load` and `/cache/fail`: the call's timeout (and the loader's lease), in
+    /// milliseconds; 15 s otherwise.
+    wait_ms: Option<u64>,
+    /// The namespace's expiry, in milliseconds, if this is its first use.
+    expire_ms: Option<u64>,
+    /// For `/cache/set-json`: the value, as JSON.
+    json: Option<String>,
+    /// For `/cache/set-json`: leave an existing value alone.
+    #[serde(default)]
+    leave: bool,
+    /// For `/cache/burst`: how many gets at once.
+    n: Option<usize>,
 }
 
 fn default_ns() -> String {
@@ -141,9 +161,9 @@ fn default_ns() -> String {
 async fn namespace(q: &CacheQuery) -> Result<cache::Cache, String> {
     let options = CacheOptions {
         persist: q.persist,
+        expire: q.expire_ms.map(Duration::from_millis),
         max_entries: q.max_entries,
         max_bytes: q.max_bytes,
-        ..CacheOptions::default()
     };
     cache::use_cache(&q.ns, options)
         .await
@@ -202,7 +222,7 @@ async fn cache_peek(Query(q): Query<CacheQuery>) -> Answer {
 /// A get whose loader logs, takes 300 ms (or blocks, see `marker`), and names its process.
 async fn cache_load(Query(q): Query<CacheQuery>) -> Answer {
     let ns = match namespace(&q).await {
-        Ok(ns) => ns.wait(Duration::from_secs(15)),
+        Ok(ns) => ns.wait(Duration::from_millis(q.wait_ms.unwrap_or(15_000))),
         Err(e) => return failed(e),
     };
     let marker = q.marker.clone();
@@ -239,6 +259,141 @@ async fn cache_load(Query(q): Query<CacheQuery>) -> Answer {
     }
 }
 
+/// A get whose loader logs, takes 300 ms, and fails.
+async fn cache_fail(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns.wait(Duration::from_millis(q.wait_ms.unwrap_or(15_000))),
+        Err(e) => return failed(e),
+    };
+    let loaded = ns
+        .get(&q.key, || async move {
+            tracing::info!(pid = std::process::id(), "failing loader ran");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err::<String, _>(format!("backend down in {}", std::process::id()))
+        })
+        .await;
+    match loaded {
+        Ok(v) => (axum::http::StatusCode::OK, v),
+        Err(e) => failed(e),
+    }
+}
+
+/// `n` gets of one key at once from this process (all polled before any is answered); the
+/// loader logs. Answers the distinct values, comma-separated.
+async fn cache_burst(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    let gets = (0..q.n.unwrap_or(50)).map(|_| {
+        ns.get(&q.key, || async {
+            tracing::info!(pid = std::process::id(), "loader ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, String>(format!("burst loaded by {}", std::process::id()))
+        })
+    });
+    let mut values = std::collections::BTreeSet::new();
+    for got in futures_util::future::join_all(gets).await {
+        match got {
+            Ok(v) => values.insert(v),
+            Err(e) => return failed(e),
+        };
+    }
+    (
+        axum::http::StatusCode::OK,
+        values.into_iter().collect::<Vec<_>>().join(","),
+    )
+}
+
+/// Stores any JSON value; answers `stored`, or `left` when `leave` kept an existing one.
+async fn cache_set_json(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    let value: serde_json::Value = match serde_json::from_str(q.json.as_deref().unwrap_or("")) {
+        Ok(v) => v,
+        Err(e) => return failed(format!("bad json: {e}")),
+    };
+    let options = SetOptions {
+        leave_if_not_null: q.leave,
+    };
+    match ns.set(&q.key, &value, options).await {
+        Ok(true) => (axum::http::StatusCode::OK, "stored".to_owned()),
+        Ok(false) => (axum::http::StatusCode::OK, "left".to_owned()),
+        Err(e) => failed(e),
+    }
+}
+
+/// The stored JSON value, or `missing`.
+async fn cache_peek_json(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    match ns.peek::<serde_json::Value>(&q.key).await {
+        Ok(Some(v)) => (axum::http::StatusCode::OK, v.to_string()),
+        Ok(None) => (axum::http::StatusCode::OK, "missing".to_owned()),
+        Err(e) => failed(e),
+    }
+}
+
+/// Deletes; answers the old JSON value, or `missing`.
+async fn cache_del(Query(q): Query<CacheQuery>) -> Answer {
+    let ns = match namespace(&q).await {
+        Ok(ns) => ns,
+        Err(e) => return failed(e),
+    };
+    match ns.del::<serde_json::Value>(&q.key).await {
+        Ok(Some(v)) => (axum::http::StatusCode::OK, v.to_string()),
+        Ok(None) => (axum::http::StatusCode::OK, "missing".to_owned()),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct NsQuery {
+    ns: String,
+    expire_ms: Option<u64>,
+    #[serde(default)]
+    persist: bool,
+}
+
+/// The namespace's keys, comma-separated.
+async fn cache_keys(Query(q): Query<NsQuery>) -> Answer {
+    match cache::use_cache(&q.ns, CacheOptions::default()).await {
+        Ok(ns) => match ns.keys().await {
+            Ok(keys) => (axum::http::StatusCode::OK, keys.join(",")),
+            Err(e) => failed(e),
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// Uses a namespace with these options; answers the options it has: `persist=… expire_ms=…`.
+async fn cache_use(Query(q): Query<NsQuery>) -> Answer {
+    let options = CacheOptions {
+        persist: q.persist,
+        expire: q.expire_ms.map(Duration::from_millis),
+        ..CacheOptions::default()
+    };
+    match cache::use_cache(&q.ns, options).await {
+        Ok(ns) => {
+            let o = ns.options();
+            (
+                axum::http::StatusCode::OK,
+                format!(
+                    "persist={} expire_ms={}",
+                    o.persist,
+                    o.expire
+                        .map_or("none".to_owned(), |d| d.as_millis().to_string())
+                ),
+            )
+        }
+        Err(e) => failed(e),
+    }
+}
+
 /// Registered by the macro: present in every process (master and workers) from the start.
 #[cluster2::status("uptime-owner")]
 fn uptime_owner() -> String {
@@ -258,6 +413,20 @@ fn listen_for_events() {
     emitter::on("direct", |ev| {
         let text: String = ev.args()?;
         tracing::info!(from = ev.from(), text = %text, "direct event received");
+        Ok(())
+    });
+}
+
+/// Every process (the master too) logs the events sent to every host.
+fn listen_for_host_events() {
+    emitter::on("host-event", |ev| {
+        let text: String = ev.args()?;
+        tracing::info!(
+            pid = std::process::id(),
+            from = ev.from(),
+            text = %text,
+            "host event received"
+        );
         Ok(())
     });
 }
@@ -295,12 +464,18 @@ async fn app() -> Result<Router, String> {
     }
     // Listeners and statuses are registered before the worker serves, so nothing is missed.
     listen_for_events();
+    listen_for_host_events();
     register_statuses();
     if flag("FIXTURE_CACHE_WATCH") {
+        let expire = std::env::var("FIXTURE_CACHE_WATCH_EXPIRE")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis);
         let max_entries = std::env::var("FIXTURE_CACHE_WATCH_MAX_ENTRIES")
             .ok()
             .and_then(|n| n.parse().ok());
         let options = CacheOptions {
+            expire,
             max_entries,
             ..CacheOptions::default()
         };
@@ -341,6 +516,22 @@ async fn app() -> Result<Router, String> {
             }),
         )
         .route(
+            "/emit-hosts",
+            get(|Query(q): Query<HostEvent>| async move {
+                // With `count`, `text0`, `text1`, … one after another, from this process.
+                let texts: Vec<String> = match q.count {
+                    Some(n) => (0..n).map(|i| format!("{}{i}", q.text)).collect(),
+                    None => vec![q.text],
+                };
+                for text in texts {
+                    if let Err(e) = emitter::to([Target::AllHosts]).emit("host-event", text) {
+                        return e.to_string();
+                    }
+                }
+                "sent".to_owned()
+            }),
+        )
+        .route(
             "/busy",
             get(|Query(slow): Query<Slow>| async move { fixture_busy_loop(slow.ms).to_string() }),
         )
@@ -369,6 +560,13 @@ async fn app() -> Result<Router, String> {
         .route("/cache/get", get(cache_get))
         .route("/cache/peek", get(cache_peek))
         .route("/cache/load", get(cache_load))
+        .route("/cache/fail", get(cache_fail))
+        .route("/cache/burst", get(cache_burst))
+        .route("/cache/set-json", get(cache_set_json))
+        .route("/cache/peek-json", get(cache_peek_json))
+        .route("/cache/del", get(cache_del))
+        .route("/cache/keys", get(cache_keys))
+        .route("/cache/use", get(cache_use))
         .route(
             "/health",
             get(|| async {
@@ -442,6 +640,7 @@ async fn main(started: cluster2::Started) -> Result<(), String> {
     }
     if started.role() == cluster2::Role::Master {
         register_statuses();
+        listen_for_host_events();
         if flag("FIXTURE_EMITTER") {
             ping_everyone(started.worker_pids().len() + 1);
         }

@@ -34,6 +34,7 @@ mod cluster {
         nanny(enable = false, tolerance = "1m"),
         death_queue(timeout = "2m", retries = 5),
         pids = "/run/my-app",
+        cluster_name = "my-app.eu_1",
         cache(
             enable = true,
             mode = "master",
@@ -42,8 +43,10 @@ mod cluster {
             max_memory = "1.5GiB",
             max_connections = 256,
             timeout = "250ms",
-            max_lease = "30s"
-        )
+            max_lease = "30s",
+            backend = "redis://10.0.0.5:6379/2"
+        ),
+        emitter(backend = "rediss://:secret@redis.example:6380/0")
     )]
     pub(crate) async fn main(started: cluster2::Started) {
         let _ = started.options();
