@@ -213,7 +213,7 @@ impl axum::serve::Listener for Listeners {
                 Ok((stream, remote, _)) => return (stream, remote),
                 // As axum's own listener does: an error of one connection is skipped, any
                 // other (out of file descriptors) waits a moment instead of spinning.
-                Err(e) if is_per_connection(&e) => {}
+                Err(e) if crate::conns::stall::is_per_connection(&e) => {}
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
         }
@@ -222,16 +222,6 @@ impl axum::serve::Listener for Listeners {
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Ok(Listeners::local_addr(self))
     }
-}
-
-/// Accept errors that concern one connection only, which the next accept is unaffected by.
-fn is_per_connection(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    )
 }
 
 #[cfg(test)]

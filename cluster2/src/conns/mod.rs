@@ -127,6 +127,24 @@ impl Conns {
         self.shared.max
     }
 
+    /// Admits a new connection as [`Conns::admit`] does and tells the accept loop's `stalls`
+    /// what it cost: room made by closing idle connections, or a refusal. `None`: every open
+    /// connection is busy, and the caller closes the new one at once, so that the client
+    /// learns now and the process keeps its descriptors for the connections it serves.
+    pub(crate) async fn admit_or_refuse(&self, stalls: &mut stall::Stall) -> Option<Ticket> {
+        match self.admit().await {
+            Admit::Open(ticket) => Some(ticket),
+            Admit::MadeRoom(ticket, closed) => {
+                stalls.made_room(closed, self.max());
+                Some(ticket)
+            }
+            Admit::Full => {
+                stalls.refused(self.max());
+                None
+            }
+        }
+    }
+
     /// Takes a new connection into account, making room at the cap if it can.
     pub(crate) async fn admit(&self) -> Admit {
         for _ in 0..YIELDS {

@@ -20,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::sync::CancellationToken;
 
 use crate::conns::stall::{self, Stall};
-use crate::conns::{Admit, Conns, Tracked};
+use crate::conns::{Conns, Tracked};
 
 /// How the monitor takes its connections.
 #[derive(Clone, Copy, Debug)]
@@ -62,18 +62,9 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let ticket = match conns.admit().await {
-            Admit::Open(ticket) => ticket,
-            Admit::MadeRoom(ticket, closed) => {
-                stalls.made_room(closed, conns.max());
-                ticket
-            }
-            Admit::Full => {
-                // Every allowed connection is busy: closed at once.
-                stalls.refused(conns.max());
-                drop(stream);
-                continue;
-            }
+        let Some(ticket) = conns.admit_or_refuse(&mut stalls).await else {
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let conn = ticket.conn();

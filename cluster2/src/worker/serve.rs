@@ -28,7 +28,7 @@ use super::head_timer::HeadTimer;
 use crate::app::{App, ConnInfo};
 use crate::balance::{self, Decision, Holding, Turn};
 use crate::conns::stall::{self, Stall};
-use crate::conns::{Admit, Conn, Conns, InFlight, Ticket, Tracked};
+use crate::conns::{Conn, Conns, InFlight, Ticket, Tracked};
 use crate::listen::Listeners;
 use crate::options::ServerProtocol;
 
@@ -215,19 +215,9 @@ where
                 continue;
             }
         };
-        let ticket = match conns.admit().await {
-            Admit::Open(ticket) => ticket,
-            Admit::MadeRoom(ticket, closed) => {
-                stalls.made_room(closed, conns.max());
-                ticket
-            }
-            Admit::Full => {
-                // Closed at once: the client learns now, and this process keeps its
-                // descriptors for the connections it serves.
-                stalls.refused(conns.max());
-                drop(stream);
-                continue;
-            }
+        let Some(ticket) = conns.admit_or_refuse(&mut stalls).await else {
+            drop(stream);
+            continue;
         };
         let open = turn.as_ref().map(Turn::opened);
         let _ = stream.set_nodelay(true);
