@@ -16,6 +16,8 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: TempPath,
     socket: PathBuf,
+    /// With TLS: the loopback port it listens on for TLS, beside its Unix socket.
+    tls_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -29,6 +31,30 @@ impl RedisServer {
             child: None,
             dir,
             socket,
+            tls_port: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts a server that also takes TLS connections on a free loopback port, presenting
+    /// the certificate chain `cert_pem` with its key `key_pem` (clients are not asked for
+    /// certificates). Its Unix socket stays plain, for [`RedisServer::command`].
+    pub fn start_tls(name: &str, cert_pem: &str, key_pem: &str) -> Self {
+        let dir = TempPath::new(&format!("redis-{name}"));
+        std::fs::create_dir_all(dir.path()).expect("create the server's directory");
+        std::fs::write(dir.path().join("cert.pem"), cert_pem).expect("write the certificate");
+        std::fs::write(dir.path().join("key.pem"), key_pem).expect("write the key");
+        let socket = dir.path().join("redis.sock");
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Self {
+            child: None,
+            dir,
+            socket,
+            tls_port: Some(port),
         };
         server.restart();
         server
@@ -53,6 +79,7 @@ impl RedisServer {
                 "--dir",
             ])
             .arg(self.dir.path())
+            .args(self.tls_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -74,6 +101,32 @@ impl RedisServer {
     /// The URL clusters are given: `redis+unix:///…/redis.sock`.
     pub fn url(&self) -> String {
         format!("redis+unix://{}", self.socket.display())
+    }
+
+    /// The URL of its TLS port, `rediss://localhost:PORT` (the name its certificate must
+    /// carry); `None` for a server started without TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("rediss://localhost:{port}"))
+    }
+
+    fn tls_args(&self) -> Vec<String> {
+        let Some(port) = self.tls_port else {
+            return Vec::new();
+        };
+        let file = |name: &str| self.dir.path().join(name).display().to_string();
+        vec![
+            "--tls-port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--tls-cert-file".into(),
+            file("cert.pem"),
+            "--tls-key-file".into(),
+            file("key.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
     }
 
     /// SIGKILLs the server and waits for it to be gone.
