@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
-usage: cluster2-bench <startup|rss|http|emitter|cache|rolling|profile|layer|logs|all> [OPTIONS]
+usage: cluster2-bench <startup|rss|http|emitter|cache|rolling|profile|layer|logs|scale|all> [OPTIONS]
 
 Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
 Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
@@ -20,6 +20,9 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   layer     cost of the request-counting layer per request, as a share of hello's throughput
   logs      hello (2 workers) under wrk with no log stream open vs one worker's live log
             stream open (filter info, then debug): same cluster, rotating order
+  scale     the master's costs by number of workers (1, 4, 16, 32): exec -> \"ready\", its
+            CPU while idle (heartbeats every second) and during an emit fan-out to every
+            worker, /workers and /metrics response times, its VmRSS; every run listed
   all       every one, in that order
 
 Options:
@@ -45,6 +48,14 @@ Options:
   --retries N         http, profile: how many times a disturbed run is measured again before
                       it is kept, and counted as disturbed in the report [default: 3]
   --hello-rps N       layer: hello's requests/s to relate the cost to [default: measured]
+  --scale-workers LIST
+                      scale: worker counts, comma-separated [default: 1,4,16,32]
+  --scale-runs N      scale: runs per worker count [default: 5]
+  --window DURATION   scale: how long the master's CPU is measured, idle and during the
+                      fan-out (0: skip the idle measurement) [default: 5s]
+  --fanout-rate N     scale: broadcasts per second of the fan-out (0: skip it) [default: 1000]
+  --against PATH      scale: a second hello binary (an older build) measured alternately with
+                      this one, compared by ratio
   --timeout DURATION  longest wait for a \"ready\" line or for a stop [default: 30s]
   --node PATH         node.js binary [default: node]
   --node-script PATH  the node peer [default: bench/node/cluster-hello.js of this source tree]
@@ -67,6 +78,7 @@ pub(crate) enum Which {
     Profile,
     Layer,
     Logs,
+    Scale,
     All,
 }
 
@@ -98,6 +110,9 @@ impl Which {
     pub(crate) fn logs(self) -> bool {
         matches!(self, Self::Logs | Self::All)
     }
+    pub(crate) fn scale(self) -> bool {
+        matches!(self, Self::Scale | Self::All)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +137,15 @@ pub(crate) struct Config {
     pub(crate) wrk: PathBuf,
     /// `layer`: hello's requests per second; 0: measure it.
     pub(crate) hello_rps: f64,
+    /// `scale`: the worker counts.
+    pub(crate) scale_workers: Vec<usize>,
+    pub(crate) scale_runs: usize,
+    /// `scale`: how long the master's CPU is measured.
+    pub(crate) window: Duration,
+    /// `scale`: broadcasts per second; 0: no fan-out.
+    pub(crate) fanout_rate: f64,
+    /// `scale`: an older `hello` to compare with.
+    pub(crate) against: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -156,6 +180,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
         )),
         wrk: PathBuf::from("wrk"),
         hello_rps: 0.0,
+        scale_workers: vec![1, 4, 16, 32],
+        scale_runs: 5,
+        window: Duration::from_secs(5),
+        fanout_rate: 1000.0,
+        against: None,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -173,11 +202,12 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "profile" => Which::Profile,
                 "layer" => Which::Layer,
                 "logs" => Which::Logs,
+                "scale" => Which::Scale,
                 "all" => Which::All,
                 _ => {
                     return Err(format!(
                         "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, rolling, \
-                         profile, layer, logs or all)"
+                         profile, layer, logs, scale or all)"
                     ));
                 }
             });
@@ -244,11 +274,37 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                     }
                 };
             }
+            "--scale-workers" => {
+                config.scale_workers = value
+                    .split(',')
+                    .map(|n| match n.trim().parse::<usize>() {
+                        Ok(n) if n >= 1 => Ok(n),
+                        _ => Err(format!(
+                            "{key}: expected worker counts ≥ 1 separated by commas, like \
+                             1,4,16,32; got {value:?}"
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--scale-runs" => config.scale_runs = count(1)?,
+            "--window" => config.window = duration(&key, &value)?,
+            "--fanout-rate" => {
+                config.fanout_rate = match value.parse::<f64>() {
+                    Ok(v) if v >= 0.0 && v.is_finite() => v,
+                    _ => {
+                        return Err(format!(
+                            "{key}: expected broadcasts per second (0 to skip), got {value:?}"
+                        ));
+                    }
+                };
+            }
+            "--against" => config.against = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown option {key}")),
         }
     }
     config.which = which.ok_or(
-        "which benchmark? startup, rss, http, emitter, cache, rolling, profile, layer, logs or all",
+        "which benchmark? startup, rss, http, emitter, cache, rolling, profile, layer, logs, scale \
+         or all",
     )?;
     if config.connections < config.wrk_threads {
         return Err("--connections must be at least --wrk-threads".to_owned());
@@ -302,5 +358,21 @@ mod tests {
         assert!(c.variants);
         assert!(parse(["--runs=2".to_owned()]).is_err());
         assert!(parse(["startup".to_owned(), "--runs=0".to_owned()]).is_err());
+        let args = [
+            "scale",
+            "--scale-workers=2,8",
+            "--window=0",
+            "--fanout-rate",
+            "0",
+        ];
+        let Ok(Parsed::Run(c)) = parse(args.map(String::from)) else {
+            panic!("should parse");
+        };
+        assert_eq!(c.which, Which::Scale);
+        assert_eq!(c.scale_workers, [2, 8]);
+        assert!(c.window.is_zero());
+        assert_eq!(c.fanout_rate, 0.0);
+        assert!(parse(["scale".to_owned(), "--scale-workers=4,0".to_owned()]).is_err());
+        assert!(parse(["scale".to_owned(), "--scale-workers=".to_owned()]).is_err());
     }
 }

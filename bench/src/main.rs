@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p example-hello -p cluster2-bench
-//! cargo run --release -p cluster2-bench -- <startup|rss|http|logs|all> [--runs N] [--duration 10s]
+//! cargo run --release -p cluster2-bench -- <startup|rss|http|emitter|cache|rolling|profile|layer|logs|scale|all> [--runs N] [--duration 10s]
 //! ```
 //!
 //! Every figure is reported next to its peer's from the same run, and as a ratio, because
@@ -27,6 +27,7 @@ mod report;
 mod retry;
 mod rolling;
 mod rss;
+mod scale;
 mod servers;
 mod startup;
 mod stats;
@@ -138,6 +139,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.logs() {
         let section = logs::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.scale() {
+        let section = scale::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     Ok(md)

@@ -13,6 +13,7 @@ pub(crate) struct Bins {
     pub(crate) bare_hyper: PathBuf,
     pub(crate) emitter_bench: PathBuf,
     pub(crate) cache_bench: PathBuf,
+    pub(crate) fanout_bench: PathBuf,
     pub(crate) node_ipc_script: PathBuf,
     pub(crate) node: PathBuf,
     pub(crate) node_script: PathBuf,
@@ -28,11 +29,18 @@ impl Bins {
         let bare_hyper = dir.join("bare-hyper");
         let emitter_bench = dir.join("emitter-bench");
         let cache_bench = dir.join("cache-bench");
-        let missing: Vec<String> = [&hello, &bare_hyper, &emitter_bench, &cache_bench]
-            .into_iter()
-            .filter(|p| !p.is_file())
-            .map(|p| p.display().to_string())
-            .collect();
+        let fanout_bench = dir.join("fanout-bench");
+        let missing: Vec<String> = [
+            &hello,
+            &bare_hyper,
+            &emitter_bench,
+            &cache_bench,
+            &fanout_bench,
+        ]
+        .into_iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
         if !missing.is_empty() {
             return Err(format!(
                 "missing {}; build them first: cargo build --release -p example-hello -p \
@@ -51,6 +59,7 @@ impl Bins {
             bare_hyper,
             emitter_bench,
             cache_bench,
+            fanout_bench,
             node_ipc_script: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/node/ipc-rtt.js")),
             node: config.node.clone(),
             node_script: config.node_script.clone(),
