@@ -28,7 +28,7 @@ use super::control::Control;
 use super::death_queue::{DeathQueue, Entry, Retire};
 use super::pidfile::PidFiles;
 use super::shutdown::Signals;
-use super::spawn::{Kind, Spawner};
+use super::spawn::{Kind, Pending, Spawner};
 use super::workers::{Proc, Slot};
 use crate::balance::Seats;
 use crate::cluster::{MainBody, ShouldKill};
@@ -151,8 +151,13 @@ pub(super) async fn supervise(
             return exit::code(exit::FAILURE);
         }
     }
-    for slot in 0..sup.slots.len() {
-        sup.spawn(slot, Spawn::Active).await;
+    // Every worker is asked for at once: the spawner threads start them back to back while
+    // this loop hands each its hello, instead of the two taking turns for each worker.
+    let spawning: Vec<(usize, Pending)> = (0..sup.slots.len())
+        .map(|slot| (slot, sup.spawner.request(Kind::Worker(slot))))
+        .collect();
+    for (slot, pending) in spawning {
+        sup.spawned(slot, Spawn::Active, pending).await;
     }
 
     let startup_deadline = tokio::time::Instant::now() + sup.options.startup_timeout;
@@ -282,6 +287,12 @@ impl Supervisor {
 
     /// Starts a process for `slot`: its serving process, a successor, or a debug worker.
     pub(super) async fn spawn(&mut self, slot: usize, how: Spawn<'_>) -> Option<u32> {
+        let spawning = self.spawner.request(Kind::Worker(slot));
+        self.spawned(slot, how, spawning).await
+    }
+
+    /// [`Supervisor::spawn`], once the spawner threads were asked for the process.
+    async fn spawned(&mut self, slot: usize, how: Spawn<'_>, spawning: Pending) -> Option<u32> {
         let replacing = match how {
             Spawn::SuccessorOf(old) => Some(old),
             _ => None,
@@ -299,19 +310,18 @@ impl Supervisor {
             }
             _ => None,
         };
-        let child =
-            match children::start(&self.spawner, Kind::Worker(slot), hello, &self.inputs).await {
-                Ok(child) => child,
-                Err(e) => {
-                    tracing::error!("worker {slot}: {e}");
-                    self.free_seat(seat);
-                    if how == Spawn::Active {
-                        self.slots[slot].last_failure = Some(e);
-                        self.schedule_restart(slot, Duration::from_secs(1));
-                    }
-                    return None;
+        let child = match children::start(spawning, hello, &self.inputs).await {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!("worker {slot}: {e}");
+                self.free_seat(seat);
+                if how == Spawn::Active {
+                    self.slots[slot].last_failure = Some(e);
+                    self.schedule_restart(slot, Duration::from_secs(1));
                 }
-            };
+                return None;
+            }
+        };
         let pid = child.pid;
         crate::ipc::peers::add_worker(pid, slot, child.tx.clone());
         self.pid_files.add_worker(pid);
