@@ -359,6 +359,19 @@ impl Supervisor {
 
     pub(super) async fn handle(&mut self, input: Input) {
         match input {
+            // The most frequent input by far: it changes one worker's figures, unless it
+            // queues the worker for replacement.
+            Input::Message {
+                pid,
+                msg: ToMaster::Heartbeat(beat),
+            } if !self.cache.is(pid) => {
+                if self.on_heartbeat(pid, *beat).await {
+                    self.publish();
+                } else {
+                    self.publish_worker(pid);
+                }
+                return;
+            }
             Input::Message { pid, msg } => self.on_message(pid, msg).await,
             Input::ChannelBroken { pid, error } => {
                 if let Some(proc) = self.procs.get(&pid) {
@@ -442,7 +455,9 @@ impl Supervisor {
                     self.successor_ready(pid).await;
                 }
             }
-            ToMaster::Heartbeat(beat) => self.on_heartbeat(pid, *beat).await,
+            ToMaster::Heartbeat(beat) => {
+                self.on_heartbeat(pid, *beat).await;
+            }
             ToMaster::Paused | ToMaster::Resumed => {
                 let paused = matches!(msg, ToMaster::Paused);
                 if proc.state != WorkerState::Stopping {
@@ -476,9 +491,11 @@ impl Supervisor {
         }
     }
 
-    async fn on_heartbeat(&mut self, pid: u32, beat: Heartbeat) {
+    /// Keeps a worker's heartbeat, and queues the worker for replacement if it should go;
+    /// returns whether it was queued.
+    async fn on_heartbeat(&mut self, pid: u32, beat: Heartbeat) -> bool {
         let Some(proc) = self.procs.get_mut(&pid) else {
-            return;
+            return false;
         };
         let slot = proc.slot;
         tracing::debug!(
@@ -508,15 +525,17 @@ impl Supervisor {
         };
         self.board.record(pid, Sample::of(&beat));
         proc.heartbeat = Some((beat, Instant::now()));
-        if let Some(reason) = verdict {
-            self.enqueue(Entry {
-                slot,
-                pid,
-                reason,
-                retire: Retire::Drain,
-            })
-            .await;
-        }
+        let Some(reason) = verdict else {
+            return false;
+        };
+        self.enqueue(Entry {
+            slot,
+            pid,
+            reason,
+            retire: Retire::Drain,
+        })
+        .await;
+        true
     }
 
     async fn on_exit(&mut self, pid: u32, status: std::io::Result<ExitStatus>) {
