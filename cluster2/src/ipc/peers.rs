@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
-use super::channel::{Sender, TrySendError};
+use super::channel::{Encoded, Sender, TrySendError};
 use super::message::{ToMaster, ToWorker};
 
 #[derive(Default)]
@@ -84,6 +84,26 @@ pub(crate) fn master() -> Option<Sender<ToMaster>> {
 pub(crate) fn to_worker(pid: u32, msg: &ToWorker) -> Option<Result<(), TrySendError>> {
     let peers = peers().read().expect("peers lock");
     peers.workers.get(&pid).map(|(_, s)| s.try_send(msg))
+}
+
+/// Sends one message to each of `pids` (a fan-out: encoded once, one look-up of the peers);
+/// returns those that did not get it (`None`: no such worker).
+pub(crate) fn to_workers(pids: &[u32], msg: &ToWorker) -> Vec<(u32, Option<TrySendError>)> {
+    let msg = Encoded::new(msg);
+    let peers = peers().read().expect("peers lock");
+    pids.iter()
+        .filter_map(|&pid| {
+            match peers
+                .workers
+                .get(&pid)
+                .map(|(_, s)| s.try_send_encoded(&msg))
+            {
+                Some(Ok(())) => None,
+                Some(Err(e)) => Some((pid, Some(e))),
+                None => Some((pid, None)),
+            }
+        })
+        .collect()
 }
 
 /// Pids of the live workers, in the master.
