@@ -54,8 +54,8 @@ Options:
   --window DURATION   scale: how long the master's CPU is measured, idle and during the
                       fan-out (0: skip the idle measurement) [default: 5s]
   --fanout-rate N     scale: broadcasts per second of the fan-out (0: skip it) [default: 1000]
-  --against PATH      scale: a second hello binary (an older build) measured alternately with
-                      this one, compared by ratio
+  --against DIR       scale: a directory holding an older build's hello and fanout-bench,
+                      measured alternately with this build's and compared by ratio
   --timeout DURATION  longest wait for a \"ready\" line or for a stop [default: 30s]
   --node PATH         node.js binary [default: node]
   --node-script PATH  the node peer [default: bench/node/cluster-hello.js of this source tree]
@@ -144,7 +144,7 @@ pub(crate) struct Config {
     pub(crate) window: Duration,
     /// `scale`: broadcasts per second; 0: no fan-out.
     pub(crate) fanout_rate: f64,
-    /// `scale`: an older `hello` to compare with.
+    /// `scale`: where an older build's `hello` and `fanout-bench` are, to compare with.
     pub(crate) against: Option<PathBuf>,
 }
 

@@ -166,6 +166,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_a_pidfd_a_thread_waits_and_reaps() {
+        let mut p = adopt("exit 7");
+        // As on a kernel without pidfds.
+        p.exit = ExitWatch::Thread(wait_on_thread(p.pid));
+        assert_eq!(p.wait().await.unwrap().code(), Some(7));
+        assert_eq!(p.id(), None);
+    }
+
+    #[tokio::test]
     async fn a_signal_is_reported_as_such() {
         let mut p = adopt("sleep 30");
         let pid = p.id().unwrap();

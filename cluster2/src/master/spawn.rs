@@ -12,8 +12,8 @@
 //! memory map is not copied for each child, only for the child to throw the copy away at its
 //! exec. Running no code of ours in the child before exec (no `pre_exec`) is what allows it:
 //! the fds are placed by the spawn's file actions, and the signal is armed after exec. With
-//! 32 workers this took the master's CPU per spawn from 0.28 ms to 0.08 ms, and each child's
-//! before its `main` from about 1.1 ms to 0.5 ms (BENCHMARKS.md, "Scale").
+//! 32 workers, a fork took 0.28 ms of the spawner's CPU, a `posix_spawn` takes 0.08 ms, and
+//! the children have no copy to tear down (BENCHMARKS.md, "Scale").
 
 use std::ffi::{CString, OsString};
 use std::io;
