@@ -179,8 +179,16 @@ pub(super) async fn supervise(
                 code = exit::code(exit::FAILURE);
                 break "start-up timed out";
             }
-            () = sleep_until_some(sup.deaths.deadline()) => sup.replacement_deadline().await,
-            _ = nanny.tick(), if main.is_none() && sup.options.nanny.enable => sup.nanny().await,
+            // These two, and SIGHUP below, may change workers besides the death queue: a
+            // heartbeat no longer republishes every worker, so they do it themselves.
+            () = sleep_until_some(sup.deaths.deadline()) => {
+                sup.replacement_deadline().await;
+                sup.publish();
+            }
+            _ = nanny.tick(), if main.is_none() && sup.options.nanny.enable => {
+                sup.nanny().await;
+                sup.publish();
+            }
             outcome = async { main_task.as_mut().expect("guarded").await }, if main_task.is_some() => {
                 main_task = None;
                 match outcome {
@@ -198,6 +206,7 @@ pub(super) async fn supervise(
                     tracing::warn!("SIGHUP during start-up: ignored; send it again once ready");
                 } else {
                     let n = sup.rolling_restart(true).await;
+                    sup.publish();
                     tracing::info!("SIGHUP: replacing {n} workers one at a time");
                 }
             }
