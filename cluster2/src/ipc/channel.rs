@@ -92,8 +92,8 @@ impl<T: Serialize> Sender<T> {
     }
 
     /// Queues a message encoded once for many channels (a fan-out), if there is room.
-    pub(crate) fn try_send_encoded(&self, msg: &Encoded<T>) -> Result<(), TrySendError> {
-        self.try_send_frame(msg.frame.clone())
+    pub(crate) fn try_send_encoded(&self, msg: Encoded<T>) -> Result<(), TrySendError> {
+        self.try_send_frame(msg.frame)
     }
 
     fn try_send_frame(&self, frame: Bytes) -> Result<(), TrySendError> {
@@ -107,10 +107,19 @@ impl<T: Serialize> Sender<T> {
 }
 
 /// A message encoded once, to be queued on any number of channels of its type: each gets the
-/// same frame (a reference count), not an encoding and a copy of its own.
+/// same frame (a clone is a reference count), not an encoding and a copy of its own.
 pub(crate) struct Encoded<T> {
     frame: Bytes,
     _msg: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for Encoded<T> {
+    fn clone(&self) -> Self {
+        Self {
+            frame: self.frame.clone(),
+            _msg: PhantomData,
+        }
+    }
 }
 
 impl<T: Serialize> Encoded<T> {

@@ -89,21 +89,26 @@ pub(crate) fn to_worker(pid: u32, msg: &ToWorker) -> Option<Result<(), TrySendEr
 /// Sends one message to each of `pids` (a fan-out: encoded once, one look-up of the peers);
 /// returns those that did not get it (`None`: no such worker).
 pub(crate) fn to_workers(pids: &[u32], msg: &ToWorker) -> Vec<(u32, Option<TrySendError>)> {
-    let msg = Encoded::new(msg);
+    // The last one takes the encoding itself: sharing it costs an allocation, which a
+    // message for one worker need not pay.
+    let mut encoded = Some(Encoded::new(msg));
     let peers = peers().read().expect("peers lock");
-    pids.iter()
-        .filter_map(|&pid| {
-            match peers
-                .workers
-                .get(&pid)
-                .map(|(_, s)| s.try_send_encoded(&msg))
-            {
-                Some(Ok(())) => None,
-                Some(Err(e)) => Some((pid, Some(e))),
-                None => Some((pid, None)),
-            }
-        })
-        .collect()
+    let mut missed = Vec::new();
+    for (i, &pid) in pids.iter().enumerate() {
+        let msg = if i + 1 == pids.len() {
+            encoded.take()
+        } else {
+            encoded.clone()
+        };
+        let (Some(msg), Some((_, sender))) = (msg, peers.workers.get(&pid)) else {
+            missed.push((pid, None));
+            continue;
+        };
+        if let Err(e) = sender.try_send_encoded(msg) {
+            missed.push((pid, Some(e)));
+        }
+    }
+    missed
 }
 
 /// Pids of the live workers, in the master.
