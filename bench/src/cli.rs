@@ -60,8 +60,8 @@ Options:
   --window DURATION   scale: how long the master's CPU is measured, idle and during the
                       fan-out (0: skip the idle measurement) [default: 5s]
   --fanout-rate N     scale: broadcasts per second of the fan-out (0: skip it) [default: 1000]
-  --against PATH      scale: a second hello binary (an older build) measured alternately with
-                      this one, compared by ratio
+  --against DIR       scale: a directory holding an older build's hello and fanout-bench,
+                      measured alternately with this build's and compared by ratio
   --cache-baseline PATH
                       cache-evict: also run this `cache-bench` (another build's) unbounded in
                       each round, as the figure of before a change
@@ -161,7 +161,7 @@ pub(crate) struct Config {
     pub(crate) window: Duration,
     /// `scale`: broadcasts per second; 0: no fan-out.
     pub(crate) fanout_rate: f64,
-    /// `scale`: an older `hello` to compare with.
+    /// `scale`: where an older build's `hello` and `fanout-bench` are, to compare with.
     pub(crate) against: Option<PathBuf>,
     /// `cache-evict`: another build's `cache-bench`, run unbounded beside this one's.
     pub(crate) cache_baseline: Option<PathBuf>,

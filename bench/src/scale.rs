@@ -3,12 +3,13 @@
 //! the time from exec to "ready", the master's CPU while idle, the monitor's `/workers` and
 //! `/metrics` response times and the master's VmRSS; then runs of `fanout-bench`, whose master
 //! emits to every worker at a fixed rate, for the master's CPU under a fan-out. Every run is
-//! reported, not only the medians. With `--against PATH`, a second `hello` binary (an older
-//! build) is measured alternately with this one in the same minutes, and compared by ratio.
+//! reported, not only the medians. With `--against DIR`, an older build's `hello` and
+//! `fanout-bench` (copied to DIR) are measured alternately with this one's in the same
+//! minutes, and compared by ratio.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,31 +60,42 @@ struct FanoutRun {
     load: f64,
 }
 
-/// A `hello` binary under test and its runs, per worker count.
+/// A build under test (its `hello` and `fanout-bench`) and its runs, per worker count.
 struct Candidate {
     name: String,
-    program: PathBuf,
+    hello: PathBuf,
+    fanout: PathBuf,
     runs: Vec<Vec<HelloRun>>,
+    fanout_runs: Vec<Vec<FanoutRun>>,
 }
 
 pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> {
     let counts = &config.scale_workers;
     let mut candidates = vec![Candidate {
         name: "this build".to_owned(),
-        program: bins.hello.clone(),
+        hello: bins.hello.clone(),
+        fanout: bins.fanout_bench.clone(),
         runs: vec![Vec::new(); counts.len()],
+        fanout_runs: vec![Vec::new(); counts.len()],
     }];
-    if let Some(path) = &config.against {
-        if !path.is_file() {
-            return Err(format!("--against: {} is not a file", path.display()));
+    if let Some(dir) = &config.against {
+        let (hello, fanout) = (dir.join("hello"), dir.join("fanout-bench"));
+        if !hello.is_file() || !fanout.is_file() {
+            return Err(format!(
+                "--against: {} must hold an older build's `hello` and `fanout-bench`",
+                dir.display()
+            ));
         }
+        // Named after the directory (a commit, say), not its whole path.
+        let name = dir.file_name().unwrap_or(dir.as_os_str()).to_string_lossy();
         candidates.push(Candidate {
-            name: format!("`{}`", path.display()),
-            program: path.clone(),
+            name: format!("the build in `{name}`"),
+            hello,
+            fanout,
             runs: vec![Vec::new(); counts.len()],
+            fanout_runs: vec![Vec::new(); counts.len()],
         });
     }
-    let mut fanout: Vec<Vec<FanoutRun>> = vec![Vec::new(); counts.len()];
     let mut disturbance = Disturbance::default();
     eprintln!(
         "scale: workers {counts:?}, {} runs each, CPU windows of {:?}",
@@ -100,7 +112,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                 let candidate = &mut candidates[c];
                 let server = Server {
                     label: format!("{} --workers={workers}", candidate.name),
-                    program: candidate.program.clone(),
+                    program: candidate.hello.clone(),
                     args: vec![
                         format!("--workers={workers}"),
                         "--port=0".to_owned(),
@@ -125,24 +137,32 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                 candidate.runs[i].push(measured);
             }
             if config.fanout_rate > 0.0 {
-                let measured = fanout_run(config, bins, workers).await?;
-                eprintln!(
-                    "  {workers:>2} workers, run {}/{}, fan-out: master {:.1} % at {} broadcasts/s \
-                     ({:.2} µs per message; delivered {} of {}) (load {:.2})",
-                    run + 1,
-                    config.scale_runs,
-                    measured.cpu,
-                    config.fanout_rate,
-                    measured.per_message_us,
-                    measured.delivered,
-                    measured.expected,
-                    measured.load,
-                );
-                fanout[i].push(measured);
+                let mut order: Vec<usize> = (0..candidates.len()).collect();
+                if run % 2 == 1 {
+                    order.reverse();
+                }
+                for c in order {
+                    let candidate = &mut candidates[c];
+                    let measured = fanout_run(config, &candidate.fanout, workers).await?;
+                    eprintln!(
+                        "  {workers:>2} workers, run {}/{}, {}, fan-out: master {:.1} % at {} \
+                         broadcasts/s ({:.2} µs per message; delivered {} of {}) (load {:.2})",
+                        run + 1,
+                        config.scale_runs,
+                        candidate.name,
+                        measured.cpu,
+                        config.fanout_rate,
+                        measured.per_message_us,
+                        measured.delivered,
+                        measured.expected,
+                        measured.load,
+                    );
+                    candidate.fanout_runs[i].push(measured);
+                }
             }
         }
     }
-    Ok(report(config, &candidates, &fanout, disturbance))
+    Ok(report(config, &candidates, disturbance))
 }
 
 /// Starts `server`, waits for "ready" (measured again when other work disturbed the start),
@@ -202,7 +222,7 @@ async fn hello_run(
     measured
 }
 
-async fn fanout_run(config: &Config, bins: &Bins, workers: usize) -> Result<FanoutRun, String> {
+async fn fanout_run(config: &Config, program: &Path, workers: usize) -> Result<FanoutRun, String> {
     let seconds = config.window.as_secs_f64().max(1.0);
     let args = [
         format!("--workers={workers}"),
@@ -211,7 +231,7 @@ async fn fanout_run(config: &Config, bins: &Bins, workers: usize) -> Result<Fano
         config.fanout_rate.to_string(),
         seconds.to_string(),
     ];
-    let p = Proc::spawn("fanout-bench", &bins.fanout_bench, &args)?;
+    let p = Proc::spawn("fanout-bench", program, &args)?;
     let out = p.output(config.timeout + config.window * 2).await?;
     let v = json_line(&out)?;
     let get = |k: &str| v[k].as_f64().ok_or_else(|| format!("no {k} in {v}"));
@@ -319,12 +339,7 @@ fn load_1min() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn report(
-    config: &Config,
-    candidates: &[Candidate],
-    fanout: &[Vec<FanoutRun>],
-    disturbance: Disturbance,
-) -> String {
+fn report(config: &Config, candidates: &[Candidate], disturbance: Disturbance) -> String {
     let counts = &config.scale_workers;
     let mut md = String::new();
     let _ = writeln!(
@@ -354,11 +369,11 @@ fn report(
             for (r, run) in runs.iter().enumerate() {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {:.2} % | {:.2} ms | {:.2} ms | {:.1} MiB | {:.2} | {:.2} |",
+                    "| {} | {} | {} | {} | {:.2} ms | {:.2} ms | {:.1} MiB | {:.2} | {:.2} |",
                     counts[i],
                     r + 1,
                     ms(run.ready_ms),
-                    run.idle_cpu,
+                    percent(run.idle_cpu),
                     run.workers_ms,
                     run.metrics_ms,
                     run.rss_kib / 1024.0,
@@ -379,12 +394,12 @@ fn report(
             let ready = pick(|r| r.ready_ms);
             let _ = writeln!(
                 md,
-                "| {} | {} ({}–{}) | {:.2} % | {:.2} ms | {:.2} ms | {:.1} MiB |",
+                "| {} | {} ({}–{}) | {} | {:.2} ms | {:.2} ms | {:.1} MiB |",
                 counts[i],
                 ms(median(&ready)),
                 ms(min(&ready)),
                 ms(max(&ready)),
-                median(&pick(|r| r.idle_cpu)),
+                percent(median(&pick(|r| r.idle_cpu))),
                 median(&pick(|r| r.workers_ms)),
                 median(&pick(|r| r.metrics_ms)),
                 median(&pick(|r| r.rss_kib)) / 1024.0,
@@ -401,76 +416,45 @@ fn report(
         );
         let _ = writeln!(
             md,
-            "| workers | ready | idle master CPU | /workers | /metrics | master VmRSS |"
+            "| workers | ready | idle master CPU | /workers | /metrics | master VmRSS | master \
+             CPU in the fan-out |"
         );
-        let _ = writeln!(md, "|--:|--:|--:|--:|--:|--:|");
-        for (i, (a, b)) in ours.runs.iter().zip(&theirs.runs).enumerate() {
+        let _ = writeln!(md, "|--:|--:|--:|--:|--:|--:|--:|");
+        for (i, workers) in counts.iter().enumerate() {
+            let (a, b) = (&ours.runs[i], &theirs.runs[i]);
             let ratio = |f: fn(&HelloRun) -> f64| {
                 let m = |runs: &[HelloRun]| median(&runs.iter().map(f).collect::<Vec<_>>());
-                format!("{:.2}×", m(a) / m(b))
+                times(m(a) / m(b))
             };
+            let fanout =
+                |c: &Candidate| median(&c.fanout_runs[i].iter().map(|r| r.cpu).collect::<Vec<_>>());
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} |",
-                counts[i],
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                workers,
                 ratio(|r| r.ready_ms),
                 ratio(|r| r.idle_cpu),
                 ratio(|r| r.workers_ms),
                 ratio(|r| r.metrics_ms),
                 ratio(|r| r.rss_kib),
+                times(fanout(ours) / fanout(theirs)),
             );
         }
         let _ = writeln!(md);
     }
     if config.fanout_rate > 0.0 {
+        let seconds = config.window.as_secs_f64().max(1.0);
         let _ = writeln!(
             md,
-            "#### emit fan-out: `fanout-bench --workers=W -- {} {}`\n\n\
-             The master emits to `Target::AllWorkers` {} times a second for {:.0} s; its CPU \
-             (`getrusage`, all threads) over that time, and per message delivered to one \
+            "#### emit fan-out: `fanout-bench --workers=W -- {} {seconds}`\n\n\
+             The master emits to `Target::AllWorkers` {} times a second for {seconds:.0} s; its \
+             CPU (`getrusage`, all threads) over that time, and per message delivered to one \
              worker. Per run, in run order.\n",
-            config.fanout_rate,
-            config.window.as_secs_f64().max(1.0),
-            config.fanout_rate,
-            config.window.as_secs_f64().max(1.0),
+            config.fanout_rate, config.fanout_rate,
         );
-        let _ = writeln!(
-            md,
-            "| workers | run | master CPU | per message | broadcasts | delivered / expected | \
-             load |"
-        );
-        let _ = writeln!(md, "|--:|--:|--:|--:|--:|--:|--:|");
-        for (i, runs) in fanout.iter().enumerate() {
-            for (r, run) in runs.iter().enumerate() {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {:.1} % | {:.2} µs | {} | {} / {} | {:.2} |",
-                    counts[i],
-                    r + 1,
-                    run.cpu,
-                    run.per_message_us,
-                    run.broadcasts,
-                    run.delivered,
-                    run.expected,
-                    run.load,
-                );
-            }
+        for candidate in candidates {
+            fanout_table(&mut md, counts, candidate);
         }
-        let _ = writeln!(md);
-        let _ = writeln!(
-            md,
-            "| workers | master CPU, median | per message, median |\n|--:|--:|--:|"
-        );
-        for (i, runs) in fanout.iter().enumerate() {
-            let _ = writeln!(
-                md,
-                "| {} | {:.1} % | {:.2} µs |",
-                counts[i],
-                median(&runs.iter().map(|r| r.cpu).collect::<Vec<_>>()),
-                median(&runs.iter().map(|r| r.per_message_us).collect::<Vec<_>>()),
-            );
-        }
-        let _ = writeln!(md);
     }
     let Disturbance { redone, kept } = disturbance;
     let _ = writeln!(
@@ -507,7 +491,14 @@ fn growth(md: &mut String, counts: &[usize], runs: &[Vec<HelloRun>]) {
     }
     let m = |i: usize, f: fn(&HelloRun) -> f64| median(&runs[i].iter().map(f).collect::<Vec<_>>());
     let n = counts.len() - 1;
-    let grow = |f: fn(&HelloRun) -> f64| format!("{:.1}×", m(n, f) / m(0, f));
+    let grow = |f: fn(&HelloRun) -> f64| {
+        let g = m(n, f) / m(0, f);
+        if g.is_finite() {
+            format!("{g:.1}×")
+        } else {
+            "–".to_owned()
+        }
+    };
     let _ = writeln!(
         md,
         "From {first} to {last} workers ({:.0}× the workers): ready {}, idle master CPU {}, \
@@ -519,4 +510,62 @@ fn growth(md: &mut String, counts: &[usize], runs: &[Vec<HelloRun>]) {
         grow(|r| r.metrics_ms),
         grow(|r| r.rss_kib),
     );
+}
+
+fn fanout_table(md: &mut String, counts: &[usize], candidate: &Candidate) {
+    let _ = writeln!(
+        md,
+        "{}:\n\n| workers | run | master CPU | per message | broadcasts | delivered / expected \
+         | load |",
+        candidate.name
+    );
+    let _ = writeln!(md, "|--:|--:|--:|--:|--:|--:|--:|");
+    for (i, runs) in candidate.fanout_runs.iter().enumerate() {
+        for (r, run) in runs.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} % | {:.2} µs | {} | {} / {} | {:.2} |",
+                counts[i],
+                r + 1,
+                run.cpu,
+                run.per_message_us,
+                run.broadcasts,
+                run.delivered,
+                run.expected,
+                run.load,
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n| workers | master CPU, median | per message, median |\n|--:|--:|--:|"
+    );
+    for (i, runs) in candidate.fanout_runs.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} % | {:.2} µs |",
+            counts[i],
+            median(&runs.iter().map(|r| r.cpu).collect::<Vec<_>>()),
+            median(&runs.iter().map(|r| r.per_message_us).collect::<Vec<_>>()),
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// A percentage, or a dash for a figure not measured (NaN).
+fn percent(v: f64) -> String {
+    if v.is_nan() {
+        "–".to_owned()
+    } else {
+        format!("{v:.2} %")
+    }
+}
+
+/// A ratio, or a dash where a figure was not measured.
+fn times(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}×")
+    } else {
+        "–".to_owned()
+    }
 }

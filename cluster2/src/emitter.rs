@@ -293,16 +293,14 @@ fn route(targets: &[Target], wire: WireEvent) -> Result<()> {
 
 /// Sends to each worker; returns the ones whose queue was full.
 fn send_to_workers(pids: &[u32], wire: &WireEvent) -> Vec<String> {
-    let mut overflowed = Vec::new();
     if pids.is_empty() {
-        return overflowed;
+        return Vec::new();
     }
-    let msg = ToWorker::Event(wire.clone());
-    for &pid in pids {
-        match peers::to_worker(pid, &msg) {
-            Some(Ok(())) => {}
-            Some(Err(TrySendError::Full)) => overflowed.push(format!("worker pid {pid}")),
-            Some(Err(TrySendError::Closed)) | None => {
+    let mut overflowed = Vec::new();
+    for (pid, missed) in peers::to_workers(pids, &ToWorker::Event(wire.clone())) {
+        match missed {
+            Some(TrySendError::Full) => overflowed.push(format!("worker pid {pid}")),
+            Some(TrySendError::Closed) | None => {
                 tracing::debug!(event = %wire.name, pid, "no such worker; event dropped");
             }
         }

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use cluster2_tests::{Cluster, Events, Response, TempPath, alive, eventually, get, post};
 use nix::sys::signal::{Signal, kill};
@@ -166,6 +167,25 @@ fn a_waiter_completes_when_the_loading_worker_is_killed() {
 fn cache_manager_pid(events: &mut Events) -> u32 {
     let up = events.wait("cache_manager_up", |e| e["pid"].is_u64());
     up["pid"].as_u64().unwrap() as u32
+}
+
+#[test]
+fn the_cache_manager_exits_when_the_master_is_killed() {
+    let mut cluster = Cluster::start(APP, &["--workers=1"], &[]);
+    let manager = cache_manager_pid(&mut cluster.events());
+    assert!(alive(manager));
+    // The manager arms its parent-death signal itself, after exec: nothing of the master runs
+    // in the child before it.
+    cluster.proc.signal(Signal::SIGKILL);
+    cluster.proc.wait_exit();
+    let gone = eventually(Duration::from_secs(10), || !alive(manager));
+    if !gone {
+        let _ = kill(Pid::from_raw(manager as i32), Signal::SIGKILL);
+    }
+    assert!(
+        gone,
+        "the cache manager (pid {manager}) outlived its master"
+    );
 }
 
 #[test]

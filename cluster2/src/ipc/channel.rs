@@ -88,12 +88,46 @@ impl<T: Serialize> Sender<T> {
 
     /// Queues a message if there is room, without waiting.
     pub(crate) fn try_send(&self, msg: &T) -> Result<(), TrySendError> {
+        self.try_send_frame(encode(msg))
+    }
+
+    /// Queues a message encoded once for many channels (a fan-out), if there is room.
+    pub(crate) fn try_send_encoded(&self, msg: Encoded<T>) -> Result<(), TrySendError> {
+        self.try_send_frame(msg.frame)
+    }
+
+    fn try_send_frame(&self, frame: Bytes) -> Result<(), TrySendError> {
         self.queue
-            .try_send(Outgoing::Frame(encode(msg)))
+            .try_send(Outgoing::Frame(frame))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => TrySendError::Full,
                 mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
             })
+    }
+}
+
+/// A message encoded once, to be queued on any number of channels of its type: each gets the
+/// same frame (a clone is a reference count), not an encoding and a copy of its own.
+pub(crate) struct Encoded<T> {
+    frame: Bytes,
+    _msg: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for Encoded<T> {
+    fn clone(&self) -> Self {
+        Self {
+            frame: self.frame.clone(),
+            _msg: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize> Encoded<T> {
+    pub(crate) fn new(msg: &T) -> Self {
+        Self {
+            frame: encode(msg),
+            _msg: PhantomData,
+        }
     }
 }
 

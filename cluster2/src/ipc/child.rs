@@ -59,19 +59,27 @@ pub(crate) fn start_worker() -> Result<(Inherited, Vec<TcpListener>), String> {
     Ok((hello(channel)?, listeners))
 }
 
-/// Checks that the master is still there, and starts the thread that ends this process once
-/// it is not.
+/// Ties this process to its master: the parent-death signal (SIGTERM when the master dies),
+/// armed here because the master runs no code of its own in a child before exec
+/// (`master::spawn`); a check by hand that the master had not died even earlier, when the
+/// signal can no longer fire; and the thread that ends this process once the master is gone,
+/// whatever its runtime is doing.
 fn watch_master() -> Result<(), String> {
     let master_pid: i32 = std::env::var(MASTER_PID_ENV)
         .ok()
         .and_then(|p| p.parse().ok())
         .ok_or("started without a master")?;
-    // The parent-death signal was armed before exec; if the master died even earlier, it will
-    // never fire, so check once by hand.
+    tie_to(master_pid)?;
+    super::orphan::watch(master_pid, ORPHAN_GRACE)
+}
+
+fn tie_to(master_pid: i32) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| format!("cannot arm the parent-death signal: {e}"))?;
     if nix::unistd::getppid().as_raw() != master_pid {
         return Err("the master exited before this process started".to_owned());
     }
-    super::orphan::watch(master_pid, ORPHAN_GRACE)
+    Ok(())
 }
 
 fn claim(fd: std::os::fd::RawFd) -> Result<OwnedFd, String> {
@@ -87,4 +95,21 @@ fn hello(channel: OwnedFd) -> Result<Inherited, String> {
         Err(e) => return Err(format!("no hello from the master: {e}")),
     };
     Ok(Inherited { hello, channel })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    #[test]
+    fn the_parent_death_signal_is_armed_and_a_gone_master_is_seen() {
+        // This test process's parent plays the master.
+        let parent = nix::unistd::getppid().as_raw();
+        assert_eq!(tie_to(parent), Ok(()));
+        assert_eq!(nix::sys::prctl::get_pdeathsig(), Ok(Some(Signal::SIGTERM)));
+        // Another pid as the master: it is not this process's parent, so it is gone.
+        let error = tie_to(parent.wrapping_add(1).max(2)).unwrap_err();
+        assert!(error.contains("the master exited"), "{error}");
+    }
 }

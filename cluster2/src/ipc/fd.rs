@@ -1,10 +1,12 @@
 //! File descriptors that need `unsafe`: those a child inherits from the master at fixed
-//! numbers, a socket registered with tokio's reactor for one readiness kind, and the counters
-//! the master and its workers share in memory ([`SharedCounters`]).
+//! numbers, a socket registered with tokio's reactor for one readiness kind, the counters
+//! the master and its workers share in memory ([`SharedCounters`]), and the master's own
+//! descriptors for starting and reaping children (a duplicate above the fixed numbers, a pidfd).
 //!
-//! The master maps the inherited ones in the child with `command-fds` (see `master::spawn`);
-//! the child claims each exactly once here. This is one of the two places where cluster2 needs
-//! `unsafe`; the other is `master::spawn`.
+//! The master maps the inherited ones in the child with `posix_spawn` file actions (see
+//! `master::spawn`); the child claims each exactly once here. This is where cluster2 needs
+//! `unsafe` (`master::spawn` may have it too, and since it starts children with nix's safe
+//! `posix_spawn`, has none).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -30,7 +32,7 @@ const MORE_LISTENERS_FD: RawFd = 6;
 pub(crate) const MAX_LISTENERS: usize = crate::options::MAX_ADDRESSES;
 
 /// Where a worker finds application listener `index` (from 0).
-pub(crate) fn listener_fd(index: usize) -> RawFd {
+pub(crate) const fn listener_fd(index: usize) -> RawFd {
     debug_assert!(index < MAX_LISTENERS);
     match index {
         0 => LISTENER_FD,
@@ -78,6 +80,37 @@ fn take_inherited(fd: RawFd, kind: SFlag, what: &str) -> io::Result<OwnedFd> {
     fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
         .map_err(|e| io::Error::other(format!("inherited fd {fd}: {e}")))?;
     Ok(owned)
+}
+
+/// A close-on-exec duplicate of `fd` numbered `floor` or above. The master hands its children
+/// fds at fixed low numbers; sources above those numbers can never be overwritten by an
+/// earlier mapping of the same spawn.
+pub(crate) fn dup_above(fd: BorrowedFd<'_>, floor: RawFd) -> io::Result<OwnedFd> {
+    let raw = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(floor))?;
+    // SAFETY: fcntl(2) just created this descriptor, and nothing else in the process owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// A pidfd for the child `pid` (Linux 5.3 and later), registered with the current runtime's
+/// reactor: readable once the child has exited. The pid must be a child not yet reaped, so
+/// that it cannot name a recycled process.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<AsyncFd<OwnedFd>> {
+    let pid = nix::libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    let flags: nix::libc::c_uint = 0;
+    // SAFETY: pidfd_open(2) takes two integers and returns a new descriptor or -1 with errno
+    // set; no memory is shared with the kernel.
+    let raw = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, flags) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let raw = RawFd::try_from(raw).map_err(|_| io::Error::other("pidfd out of range"))?;
+    // SAFETY: the kernel just created this descriptor (close-on-exec, as every pidfd), and
+    // nothing else in the process owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: the `OwnedFd` keeps the descriptor open, and the same one, until it is dropped,
+    // which only the `AsyncFd` can do once it owns it.
+    unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
 }
 
 /// A socket type that owns its file descriptor: it stays open, and is the same one, until the

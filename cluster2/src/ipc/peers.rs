@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
-use super::channel::{Sender, TrySendError};
+use super::channel::{Encoded, Sender, TrySendError};
 use super::message::{ToMaster, ToWorker};
 
 #[derive(Default)]
@@ -90,6 +90,31 @@ pub(crate) fn worker_id(pid: u32) -> Option<usize> {
 pub(crate) fn to_worker(pid: u32, msg: &ToWorker) -> Option<Result<(), TrySendError>> {
     let peers = peers().read().expect("peers lock");
     peers.workers.get(&pid).map(|(_, s)| s.try_send(msg))
+}
+
+/// Sends one message to each of `pids` (a fan-out: encoded once, one look-up of the peers);
+/// returns those that did not get it (`None`: no such worker).
+pub(crate) fn to_workers(pids: &[u32], msg: &ToWorker) -> Vec<(u32, Option<TrySendError>)> {
+    // The last one takes the encoding itself: sharing it costs an allocation, which a
+    // message for one worker need not pay.
+    let mut encoded = Some(Encoded::new(msg));
+    let peers = peers().read().expect("peers lock");
+    let mut missed = Vec::new();
+    for (i, &pid) in pids.iter().enumerate() {
+        let msg = if i + 1 == pids.len() {
+            encoded.take()
+        } else {
+            encoded.clone()
+        };
+        let (Some(msg), Some((_, sender))) = (msg, peers.workers.get(&pid)) else {
+            missed.push((pid, None));
+            continue;
+        };
+        if let Err(e) = sender.try_send_encoded(msg) {
+            missed.push((pid, Some(e)));
+        }
+    }
+    missed
 }
 
 /// Pids of the live workers, in the master.

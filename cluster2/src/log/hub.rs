@@ -48,7 +48,9 @@ pub(crate) enum Item {
 struct Proc {
     /// The channel to it; `None` for the master itself.
     tx: Option<Sender<ToWorker>>,
-    lines: broadcast::Sender<Item>,
+    /// The fan-out to its watchers, while it has any (or keeps its lines): [`FAN_OUT`] slots
+    /// are tens of kilobytes, which a master with many workers should not hold for nobody.
+    lines: Option<broadcast::Sender<Item>>,
     watchers: usize,
     /// The filter set live, if one was.
     filter: Option<String>,
@@ -92,7 +94,7 @@ impl Proc {
     fn new(tx: Option<Sender<ToWorker>>, generation: u64) -> Self {
         Self {
             tx,
-            lines: broadcast::channel(FAN_OUT).0,
+            lines: None,
             watchers: 0,
             filter: None,
             generation,
@@ -160,6 +162,7 @@ pub(crate) fn stop_keeping(pid: u32) {
     };
     if proc.kept.take().is_some() && proc.watchers == 0 {
         proc.forward(false);
+        proc.lines = None;
     }
 }
 
@@ -194,7 +197,10 @@ pub(crate) fn watch(pid: u32) -> Option<Watch> {
         pid,
         generation: proc.generation,
         backlog: proc.kept.as_ref().map(Kept::replay).unwrap_or_default(),
-        lines: proc.lines.subscribe(),
+        lines: proc
+            .lines
+            .get_or_insert_with(|| broadcast::channel(FAN_OUT).0)
+            .subscribe(),
     })
 }
 
@@ -208,6 +214,7 @@ impl Drop for Watch {
             proc.watchers -= 1;
             if proc.watchers == 0 && proc.kept.is_none() {
                 proc.forward(false);
+                proc.lines = None;
             }
         }
     }
@@ -228,11 +235,16 @@ pub(crate) fn received(pid: u32, lines: Vec<LogLine>, dropped: u64) {
             .chain(lines.iter().map(|line| Item::Line(to_json(line))));
         for item in items {
             kept.push(&item);
-            let _ = proc.lines.send(item);
+            if let Some(out) = &proc.lines {
+                let _ = out.send(item);
+            }
         }
         return;
     }
-    let out = proc.lines.clone();
+    // Nobody watches.
+    let Some(out) = proc.lines.clone() else {
+        return;
+    };
     drop(hub);
     // Lines still on their way when the last watcher left.
     if out.receiver_count() == 0 {

@@ -232,8 +232,21 @@ impl Board {
         }
     }
 
+    /// Every worker, in pid order.
     pub(super) fn set_workers(&self, workers: Vec<WorkerInfo>) {
         self.current.write().expect("board lock").workers = workers;
+    }
+
+    /// Replaces the entry of `worker.pid`; `false` if there is none (nothing is changed).
+    pub(super) fn set_worker(&self, worker: WorkerInfo) -> bool {
+        let mut current = self.current.write().expect("board lock");
+        match current.workers.binary_search_by_key(&worker.pid, |w| w.pid) {
+            Ok(i) => {
+                current.workers[i] = worker;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     pub(super) fn set_death_queue(&self, queue: Vec<QueuedReplacement>) {
@@ -324,6 +337,39 @@ mod tests {
             open_connections: 0,
             event_loop_lag_secs: 0.0,
         }
+    }
+
+    fn worker(pid: u32, errors: u64) -> WorkerInfo {
+        WorkerInfo {
+            id: 0,
+            pid,
+            state: WorkerState::Listening,
+            spawned_at: Instant::now(),
+            warm_up_addr: None,
+            restarts: 0,
+            crash_streak: 0,
+            successor_of: None,
+            heartbeat: None,
+            errors,
+            panics: 0,
+            debugging: None,
+            cannot_accept: None,
+        }
+    }
+
+    #[test]
+    fn one_worker_is_replaced_in_place_and_an_unknown_one_changes_nothing() {
+        let board = Board::default();
+        board.set_workers(vec![worker(5, 0), worker(9, 0), worker(12, 0)]);
+        assert!(board.set_worker(worker(9, 3)));
+        assert!(!board.set_worker(worker(7, 1)));
+        let shown: Vec<(u32, u64)> = board
+            .snapshot()
+            .workers
+            .iter()
+            .map(|w| (w.pid, w.errors))
+            .collect();
+        assert_eq!(shown, [(5, 0), (9, 3), (12, 0)]);
     }
 
     #[test]

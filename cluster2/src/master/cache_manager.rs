@@ -90,7 +90,8 @@ impl Supervisor {
 
     async fn spawn_cache(&mut self) {
         let hello = self.hello(usize::MAX);
-        match children::start(&self.spawner, Kind::CacheManager, hello, &self.inputs).await {
+        let spawning = self.spawner.request(Kind::CacheManager);
+        match children::start(spawning, hello, &self.inputs).await {
             Ok(child) => {
                 crate::ipc::peers::set_cache_manager(Some((child.pid, child.tx.clone())));
                 self.cache.process = Some(CacheProcess {

@@ -10,7 +10,8 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::spawn::{Kind, Spawned, Spawner};
+use super::process::Process;
+use super::spawn::{Pending, Spawned};
 use super::supervisor::Input;
 use crate::ipc::channel::{self, Sender};
 use crate::ipc::message::{Hello, ToMaster, ToWorker};
@@ -32,17 +33,16 @@ impl Child {
     }
 }
 
-/// Starts a child of `kind`, sends it `hello`, and reports what it says and its exit on
-/// `inputs`. An error says what failed; a child that was started but cannot be talked to is
-/// still reaped (it sees its channel close and exits on its own).
+/// Once the child asked for (`spawning`) is started, sends it `hello`, and reports what it
+/// says and its exit on `inputs`. An error says what failed; a child that was started but
+/// cannot be talked to is still reaped (it sees its channel close and exits on its own).
 pub(super) async fn start(
-    spawner: &Spawner,
-    kind: Kind,
+    spawning: Pending,
     hello: Hello,
     inputs: &mpsc::UnboundedSender<Input>,
 ) -> Result<Child, String> {
-    let Spawned { child, channel } = spawner
-        .spawn(kind)
+    let Spawned { child, channel } = spawning
+        .started()
         .await
         .map_err(|e| format!("cannot start it: {e}"))?;
     let pid = child.id().unwrap_or_default();
@@ -121,7 +121,7 @@ async fn read_messages(
 /// reaps a process is the only one that can signal it without risking a recycled pid.
 fn watch_exit(
     pid: u32,
-    mut child: tokio::process::Child,
+    mut child: Process,
     reader: Option<JoinHandle<()>>,
     inputs: mpsc::UnboundedSender<Input>,
 ) -> mpsc::UnboundedSender<Signal> {

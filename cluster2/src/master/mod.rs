@@ -11,6 +11,7 @@ mod control;
 mod death_queue;
 mod debugging;
 mod pidfile;
+mod process;
 mod restart;
 mod shutdown;
 mod spawn;
@@ -178,7 +179,7 @@ async fn master(
         None => None,
     };
     let spawner = Spawner::start(listener_fds, balance_fd, exe)
-        .map_err(|e| format!("cannot start the spawner thread: {e}"))?;
+        .map_err(|e| format!("cannot start the spawner threads: {e}"))?;
 
     Journal::install();
     // Follows the journal from here: systemd hears of the cluster's readiness, reloads, stop.

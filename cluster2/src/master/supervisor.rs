@@ -29,7 +29,7 @@ use super::death_queue::{DeathQueue, Entry, Retire};
 use super::pidfile::PidFiles;
 use super::restart::Life;
 use super::shutdown::Signals;
-use super::spawn::{Kind, Spawner};
+use super::spawn::{Kind, Pending, Spawner};
 use super::workers::{Proc, Slot};
 use crate::balance::Seats;
 use crate::cluster::{MainBody, ShouldKill};
@@ -164,9 +164,12 @@ pub(super) async fn supervise(
             return exit::code(exit::FAILURE);
         }
     }
-    // The initial workers are started one per turn of the loop, so that a signal is answered
+    // Every worker is asked for at once: the spawner threads start them back to back while
+    // this loop hands each its hello, one per turn of the loop, so that a signal is answered
     // between two of them, however many there are.
-    let mut unstarted: std::collections::VecDeque<usize> = (0..sup.slots.len()).collect();
+    let mut unstarted: std::collections::VecDeque<(usize, Pending)> = (0..sup.slots.len())
+        .map(|slot| (slot, sup.spawner.request(Kind::Worker(slot))))
+        .collect();
 
     let startup_deadline = tokio::time::Instant::now() + sup.options.startup_timeout;
     let mut nanny = tokio::time::interval(sup.options.heartbeat_interval);
@@ -178,8 +181,8 @@ pub(super) async fn supervise(
         tokio::select! {
             // Ready at once; the other branches (signals among them) get their turn at random.
             () = std::future::ready(()), if !unstarted.is_empty() => {
-                let slot = unstarted.pop_front().expect("checked");
-                sup.spawn(slot, Spawn::Active).await;
+                let (slot, pending) = unstarted.pop_front().expect("checked");
+                sup.spawned(slot, Spawn::Active, pending).await;
             }
             Some(input) = events.recv() => sup.handle(input).await,
             Some(request) = controls.recv() => sup.control(request).await,
@@ -192,8 +195,16 @@ pub(super) async fn supervise(
                 code = exit::code(exit::FAILURE);
                 break "start-up timed out";
             }
-            () = sleep_until_some(sup.deaths.deadline()) => sup.replacement_deadline().await,
-            _ = nanny.tick(), if main.is_none() && sup.options.nanny.enable => sup.nanny().await,
+            // These two, and SIGHUP below, may change workers besides the death queue: a
+            // heartbeat no longer republishes every worker, so they do it themselves.
+            () = sleep_until_some(sup.deaths.deadline()) => {
+                sup.replacement_deadline().await;
+                sup.publish();
+            }
+            _ = nanny.tick(), if main.is_none() && sup.options.nanny.enable => {
+                sup.nanny().await;
+                sup.publish();
+            }
             outcome = async { main_task.as_mut().expect("guarded").await }, if main_task.is_some() => {
                 main_task = None;
                 match outcome {
@@ -212,6 +223,7 @@ pub(super) async fn supervise(
                 } else {
                     // It says what it does, before each worker's line.
                     sup.rolling_restart(true).await;
+                    sup.publish();
                 }
             }
         }
@@ -221,6 +233,9 @@ pub(super) async fn supervise(
         }
     };
 
+    // Workers asked for and not handed their hello yet are not started, or, where the
+    // spawner threads started them already, end at the channel closed before any hello.
+    drop(unstarted);
     lifecycle::publish(Event::ShuttingDown {
         why: why.to_owned(),
     });
@@ -300,6 +315,12 @@ impl Supervisor {
 
     /// Starts a process for `slot`: its serving process, a successor, or a debug worker.
     pub(super) async fn spawn(&mut self, slot: usize, how: Spawn<'_>) -> Option<u32> {
+        let spawning = self.spawner.request(Kind::Worker(slot));
+        self.spawned(slot, how, spawning).await
+    }
+
+    /// [`Supervisor::spawn`], once the spawner threads were asked for the process.
+    async fn spawned(&mut self, slot: usize, how: Spawn<'_>, spawning: Pending) -> Option<u32> {
         let replacing = match how {
             Spawn::SuccessorOf(old) => Some(old),
             _ => None,
@@ -317,19 +338,18 @@ impl Supervisor {
             }
             _ => None,
         };
-        let child =
-            match children::start(&self.spawner, Kind::Worker(slot), hello, &self.inputs).await {
-                Ok(child) => child,
-                Err(e) => {
-                    tracing::error!("worker {slot}: {e}");
-                    self.free_seat(seat);
-                    if how == Spawn::Active {
-                        self.slots[slot].last_failure = Some(e);
-                        self.schedule_restart(slot, Duration::from_secs(1));
-                    }
-                    return None;
+        let child = match children::start(spawning, hello, &self.inputs).await {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!("worker {slot}: {e}");
+                self.free_seat(seat);
+                if how == Spawn::Active {
+                    self.slots[slot].last_failure = Some(e);
+                    self.schedule_restart(slot, Duration::from_secs(1));
                 }
-            };
+                return None;
+            }
+        };
         let pid = child.pid;
         crate::ipc::peers::add_worker(pid, slot, child.tx.clone());
         self.pid_files.add_worker(pid);
@@ -370,6 +390,19 @@ impl Supervisor {
 
     pub(super) async fn handle(&mut self, input: Input) {
         match input {
+            // The most frequent input by far: it changes one worker's figures, unless it
+            // queues the worker for replacement.
+            Input::Message {
+                pid,
+                msg: ToMaster::Heartbeat(beat),
+            } if !self.cache.is(pid) => {
+                if self.on_heartbeat(pid, *beat).await {
+                    self.publish();
+                } else {
+                    self.publish_worker(pid);
+                }
+                return;
+            }
             Input::Message { pid, msg } => self.on_message(pid, msg).await,
             Input::ChannelBroken { pid, error } => {
                 if let Some(proc) = self.procs.get(&pid) {
@@ -483,7 +516,9 @@ impl Supervisor {
                     lifecycle::publish(Event::Accepting { worker: slot, pid });
                 }
             }
-            ToMaster::Heartbeat(beat) => self.on_heartbeat(pid, *beat).await,
+            ToMaster::Heartbeat(beat) => {
+                self.on_heartbeat(pid, *beat).await;
+            }
             ToMaster::Paused | ToMaster::Resumed => {
                 let paused = matches!(msg, ToMaster::Paused);
                 if proc.state != WorkerState::Stopping {
@@ -517,9 +552,11 @@ impl Supervisor {
         }
     }
 
-    async fn on_heartbeat(&mut self, pid: u32, beat: Heartbeat) {
+    /// Keeps a worker's heartbeat, and queues the worker for replacement if it should go;
+    /// returns whether it was queued.
+    async fn on_heartbeat(&mut self, pid: u32, beat: Heartbeat) -> bool {
         let Some(proc) = self.procs.get_mut(&pid) else {
-            return;
+            return false;
         };
         let slot = proc.slot;
         tracing::debug!(
@@ -549,15 +586,17 @@ impl Supervisor {
         };
         self.board.record(pid, Sample::of(&beat));
         proc.heartbeat = Some((beat, Instant::now()));
-        if let Some(reason) = verdict {
-            self.enqueue(Entry {
-                slot,
-                pid,
-                reason,
-                retire: Retire::Drain,
-            })
-            .await;
-        }
+        let Some(reason) = verdict else {
+            return false;
+        };
+        self.enqueue(Entry {
+            slot,
+            pid,
+            reason,
+            retire: Retire::Drain,
+        })
+        .await;
+        true
     }
 
     async fn on_exit(&mut self, pid: u32, status: std::io::Result<ExitStatus>) {

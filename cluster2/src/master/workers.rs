@@ -106,31 +106,44 @@ impl Supervisor {
         parts.join("; ")
     }
 
+    /// Publishes every worker and the death queue: after anything that may have changed
+    /// more than one worker's figures.
     pub(super) fn publish(&self) {
-        let infos = self
-            .procs
-            .values()
-            .map(|p| {
-                let slot = &self.slots[p.slot];
-                WorkerInfo {
-                    id: p.slot,
-                    pid: p.pid(),
-                    state: p.state,
-                    spawned_at: p.spawned_at,
-                    warm_up_addr: p.warm_up_addr,
-                    restarts: slot.restarts,
-                    crash_streak: slot.streak.count(),
-                    successor_of: p.successor_of,
-                    heartbeat: p.heartbeat.clone(),
-                    errors: p.errors,
-                    panics: p.panics,
-                    debugging: p.debugging,
-                    cannot_accept: p.cannot_accept.clone(),
-                }
-            })
-            .collect();
+        let infos = self.procs.values().map(|p| self.info(p)).collect();
         self.board.set_workers(infos);
         self.publish_queue();
+    }
+
+    /// Publishes one worker's entry alone: a heartbeat changes nothing else, and rebuilding
+    /// every entry on each of them made the master's idle work grow with the square of the
+    /// number of workers.
+    pub(super) fn publish_worker(&self, pid: u32) {
+        let updated = self
+            .procs
+            .get(&pid)
+            .is_some_and(|p| self.board.set_worker(self.info(p)));
+        if !updated {
+            self.publish();
+        }
+    }
+
+    fn info(&self, p: &Proc) -> WorkerInfo {
+        let slot = &self.slots[p.slot];
+        WorkerInfo {
+            id: p.slot,
+            pid: p.pid(),
+            state: p.state,
+            spawned_at: p.spawned_at,
+            warm_up_addr: p.warm_up_addr,
+            restarts: slot.restarts,
+            crash_streak: slot.streak.count(),
+            successor_of: p.successor_of,
+            heartbeat: p.heartbeat.clone(),
+            errors: p.errors,
+            panics: p.panics,
+            debugging: p.debugging,
+            cannot_accept: p.cannot_accept.clone(),
+        }
     }
 
     pub(super) fn publish_queue(&self) {

@@ -457,8 +457,12 @@ impl Default for LogOptions {
     }
 }
 
+/// The CPUs this process may use, asked once: the answer reads cgroup files, and a worker
+/// needs it twice at start (its options' defaults while the hello is decoded, then its thread
+/// count), a measurable share of its start-up.
 fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 impl Options {

@@ -394,8 +394,9 @@ impl Worker {
             }
             None => Ok(()),
         };
-        // Warm-up connections are the warm-up's own; they get a moment, not `stop_timeout`.
-        warm_server.shutdown(Duration::from_millis(500)).await;
+        // Warm-up connections are the warm-up's own, and it is over: no drain window; a
+        // request still running gets a moment, not `stop_timeout`.
+        warm_server.close(Duration::from_millis(500)).await;
         outcome.map_err(|e| (StartStage::WarmUp, e))?;
 
         let listeners = Listeners::new(listeners)

@@ -107,6 +107,17 @@ impl Server {
     /// to finish their in-flight requests. Returns how many connections were still open when
     /// the deadline passed; those are dropped.
     pub(crate) async fn shutdown(self, deadline: Duration) -> usize {
+        self.stop(DRAIN_WINDOW.min(deadline), deadline).await
+    }
+
+    /// Like [`Server::shutdown`], without the drain window: for a server whose only client is
+    /// this process and is done with it (the warm-up's), where no request can race a close and
+    /// waiting would only delay the start.
+    pub(crate) async fn close(self, deadline: Duration) -> usize {
+        self.stop(Duration::ZERO, deadline).await
+    }
+
+    async fn stop(self, drain: Duration, deadline: Duration) -> usize {
         let started = tokio::time::Instant::now();
         self.stop_accepting.cancel();
         self.closing.store(true, Ordering::Relaxed);
@@ -114,7 +125,7 @@ impl Server {
             return 0;
         };
         // Let busy keep-alive clients leave on their own first (see DRAIN_WINDOW).
-        let window = started + DRAIN_WINDOW.min(deadline);
+        let window = started + drain;
         while graceful.count() > 0 && tokio::time::Instant::now() < window {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
