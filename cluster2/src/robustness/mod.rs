@@ -129,3 +129,69 @@ impl ShouldKill {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn beat(requests_total: u64, memory_bytes: u64) -> Heartbeat {
+        Heartbeat {
+            pid: 42,
+            worker: 0,
+            uptime: Duration::from_secs(10),
+            cpu_percent: 1.0,
+            memory_bytes,
+            open_connections: 0,
+            connections_total: 0,
+            requests: 0,
+            request_duration: Duration::ZERO,
+            requests_per_second: 0.0,
+            requests_total,
+            request_duration_total: Duration::ZERO,
+            request_duration_buckets: Vec::new(),
+            errors: 0,
+            panics: 0,
+            protocol_errors: 0,
+            event_loop_lag: Duration::ZERO,
+            interval: Duration::from_secs(5),
+        }
+    }
+
+    fn options(max_requests: u64, max_memory: Option<u64>) -> Options {
+        Options {
+            max_requests,
+            max_memory,
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn the_options_are_judged_first_memory_then_requests_then_should_kill() {
+        let never = Arc::new(|_: &Heartbeat| false);
+        let always = Arc::new(|_: &Heartbeat| true);
+        let custom = ShouldKill::custom(never, &options(100, Some(1 << 20)));
+        assert_eq!(custom.check(&beat(99, (1 << 20) - 1)), None);
+        assert_eq!(
+            custom.check(&beat(100, 0)),
+            Some(ReplaceReason::MaxRequests {
+                requests_total: 100,
+                limit: 100
+            })
+        );
+        assert_eq!(
+            custom.check(&beat(100, 1 << 20)),
+            Some(ReplaceReason::MaxMemory {
+                memory_bytes: 1 << 20,
+                limit_bytes: 1 << 20
+            })
+        );
+        // The application's own decision comes after them.
+        let custom = ShouldKill::custom(always, &options(100, None));
+        assert_eq!(custom.check(&beat(0, 0)), Some(ReplaceReason::ShouldKill));
+        // Off by default: the default decision alone.
+        let default = ShouldKill::default_for(&Options::default());
+        assert_eq!(default.check(&beat(u64::MAX, u64::MAX)), None);
+    }
+}

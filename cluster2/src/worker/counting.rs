@@ -283,4 +283,33 @@ mod tests {
             (3, Duration::from_millis(9))
         );
     }
+
+    /// Whether a future is still waiting, polled once.
+    fn waiting<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        future.poll(&mut cx).is_pending()
+    }
+
+    #[tokio::test]
+    async fn the_limit_wakes_the_reporter_once_when_reached_and_never_without_one() {
+        let stats = AppStats::reporting_at(Some(3));
+        for _ in 0..2 {
+            stats.record(Duration::from_millis(1), false);
+        }
+        let mut reached = std::pin::pin!(stats.limit_reached());
+        assert!(waiting(reached.as_mut()), "2 of 3");
+        stats.record(Duration::from_millis(1), false);
+        reached.await;
+        // Past it, no second wake.
+        stats.record(Duration::from_millis(1), false);
+        let mut again = std::pin::pin!(stats.limit_reached());
+        assert!(waiting(again.as_mut()));
+
+        let unlimited = AppStats::reporting_at(None);
+        for _ in 0..5 {
+            unlimited.record(Duration::from_millis(1), false);
+        }
+        let mut never = std::pin::pin!(unlimited.limit_reached());
+        assert!(waiting(never.as_mut()));
+    }
 }
