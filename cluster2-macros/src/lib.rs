@@ -247,8 +247,9 @@ pub fn ecv_validator(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `true` queues the worker for replacement: a successor is started and warmed up before the
 /// worker stops, one worker at a time. It replaces the default decision (`max_age`, and
 /// degraded workers); the `max_requests` and `max_memory` options, when set, still apply
-/// first. Its building blocks are in `cluster2::robustness`. It runs in the master on every heartbeat, so
-/// it is a plain (not `async`) function that answers at once. A binary has at most one.
+/// first. Its building blocks are in `cluster2::robustness`. It runs in the master on every
+/// heartbeat, so it is a plain (not `async`) function that answers at once. A binary has at
+/// most one.
 ///
 /// # Equivalent code without the macro
 ///
