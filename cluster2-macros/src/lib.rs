@@ -246,8 +246,10 @@ pub fn ecv_validator(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// `true` queues the worker for replacement: a successor is started and warmed up before the
 /// worker stops, one worker at a time. It replaces the default decision (`max_age`, and
-/// degraded workers); see `cluster2::robustness`. It runs in the master on every heartbeat, so
-/// it is a plain (not `async`) function that answers at once. A binary has at most one.
+/// degraded workers); the `max_requests` and `max_memory` options, when set, still apply
+/// first. Its building blocks are in `cluster2::robustness`. It runs in the master on every
+/// heartbeat, so it is a plain (not `async`) function that answers at once. A binary has at
+/// most one.
 ///
 /// # Equivalent code without the macro
 ///

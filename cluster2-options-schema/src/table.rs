@@ -35,6 +35,10 @@ const MIN_RESTART_DELAY: Duration = Duration::from_millis(10);
 /// times a second.
 const MIN_RESTART_MAX_DELAY: Duration = Duration::from_millis(100);
 
+/// The most requests `max_requests` and its jitter may name: a trillion is years of traffic
+/// for one worker, and the sum of both still fits every counter.
+const MAX_REQUESTS: u64 = 1_000_000_000_000;
+
 const PORT: Kind = Kind::Port { min: 0 };
 const ANY_PORT: &str = "a port number (0-65535)";
 
@@ -319,6 +323,34 @@ pub static OPTIONS: &[Spec] = &[
         },
         "a duration from 0s to 30days, like 12h or 3d, or never",
         "replace a worker once it has been up this long (never: keep it)",
+    ),
+    option(
+        "max_requests",
+        Kind::Count {
+            min: 0,
+            max: MAX_REQUESTS,
+        },
+        "a whole number from 0 to 1000000000000 (0: never)",
+        "replace a worker once it has answered this many requests, plus its jitter (0: never)",
+    ),
+    option(
+        "max_requests_jitter",
+        Kind::Count {
+            min: 0,
+            max: MAX_REQUESTS,
+        },
+        "a whole number from 0 to 1000000000000",
+        "each worker's max_requests is raised by a number from 0 to this, drawn once per \
+         worker, so that workers started together are not replaced together",
+    ),
+    optional(
+        "max_memory",
+        Kind::Size {
+            min: 1 << 20,
+            max: 1 << 50,
+        },
+        "a size from 1MiB to 1PiB, like 512MiB or 4GiB, or none",
+        "replace a worker whose resident memory reaches this size (unset: never)",
     ),
     option(
         "nanny.enable",

@@ -146,7 +146,8 @@ impl Builder {
     }
 
     /// Decides from each heartbeat whether a worker should be replaced, instead of the default
-    /// (`assert_old(max_age)` or `AssertDegraded`); see [`crate::robustness`].
+    /// (`assert_old(max_age)` or `AssertDegraded`); the `max_requests` and `max_memory`
+    /// options, when set, still apply first. See [`crate::robustness`].
     pub fn should_kill<F>(mut self, f: F) -> Self
     where
         F: Fn(&crate::Heartbeat) -> bool + Send + Sync + 'static,
@@ -291,14 +292,14 @@ impl Parts {
 
     pub(crate) fn should_kill(&self, options: &crate::options::Options) -> ShouldKill {
         if let Some(f) = &self.should_kill {
-            return ShouldKill::custom(f.clone());
+            return ShouldKill::custom(f.clone(), options);
         }
         match registry::single(&registry::SHOULD_KILL, "should_kill")
             .ok()
             .flatten()
         {
-            Some(f) => ShouldKill::custom(Arc::new(f)),
-            None => ShouldKill::default_for(options.max_age),
+            Some(f) => ShouldKill::custom(Arc::new(f), options),
+            None => ShouldKill::default_for(options),
         }
     }
 

@@ -57,7 +57,7 @@ mod monitor; // the master's monitor app on mon_port
 pub mod monitor_api {} // the monitor's routes and every field of their JSON, documented
 pub mod options; // every option, its default and its layering
 mod registry; // link-time registration of the attribute macros' functions
-pub mod robustness; // recycle decisions: assert_old, AssertDegraded
+pub mod robustness; // recycle decisions: assert_old, max_requests, max_memory, AssertDegraded
 mod role; // master or worker, from the environment marker
 mod runtime_dir; // the cluster's private directory (cluster2-<pid>) for its sockets
 mod started; // Started, Role and WarmUp, handed to user code

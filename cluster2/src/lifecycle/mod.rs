@@ -307,6 +307,21 @@ pub enum ReplaceReason {
         /// The `max_age` option, in seconds.
         max_age_secs: f64,
     },
+    /// It answered its `max_requests` plus its jitter
+    /// ([`max_requests`](crate::robustness::max_requests)).
+    MaxRequests {
+        /// The requests it had answered since it started.
+        requests_total: u64,
+        /// Its limit: `max_requests` plus the jitter drawn for it.
+        limit: u64,
+    },
+    /// Its resident memory reached `max_memory` ([`max_memory`](crate::robustness::max_memory)).
+    MaxMemory {
+        /// Its resident memory at the last heartbeat, in bytes.
+        memory_bytes: u64,
+        /// The `max_memory` option, in bytes.
+        limit_bytes: u64,
+    },
     /// The degradation heuristic ([`AssertDegraded`](crate::robustness::AssertDegraded)).
     Degraded {
         /// Its requests per second at the last heartbeat.
@@ -343,6 +358,22 @@ impl fmt::Display for ReplaceReason {
                 "old: up {}, max_age {}",
                 human_secs(*uptime_secs),
                 human_secs(*max_age_secs)
+            ),
+            Self::MaxRequests {
+                requests_total,
+                limit,
+            } => write!(
+                f,
+                "max_requests: answered {requests_total} requests, its limit {limit}"
+            ),
+            Self::MaxMemory {
+                memory_bytes,
+                limit_bytes,
+            } => write!(
+                f,
+                "max_memory: {:.1} MiB resident, max_memory {}",
+                *memory_bytes as f64 / f64::from(1u32 << 20),
+                cluster2_options_schema::format_size(*limit_bytes)
             ),
             Self::Degraded {
                 requests_per_second,
@@ -665,6 +696,14 @@ mod tests {
                 uptime_secs: 1.0,
                 max_age_secs: 1.0,
             },
+            ReplaceReason::MaxRequests {
+                requests_total: 1,
+                limit: 1,
+            },
+            ReplaceReason::MaxMemory {
+                memory_bytes: 1,
+                limit_bytes: 1,
+            },
             ReplaceReason::Degraded {
                 requests_per_second: 1.0,
             },
@@ -677,6 +716,8 @@ mod tests {
         for reason in &reasons {
             match reason {
                 ReplaceReason::OldAge { .. }
+                | ReplaceReason::MaxRequests { .. }
+                | ReplaceReason::MaxMemory { .. }
                 | ReplaceReason::Degraded { .. }
                 | ReplaceReason::ShouldKill
                 | ReplaceReason::Runaway { .. }

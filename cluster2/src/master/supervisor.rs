@@ -576,9 +576,11 @@ impl Supervisor {
         );
         proc.errors += beat.errors;
         proc.panics += beat.panics;
+        // Debug workers and workers in a debug session are the operator's: never recycled.
         let judge = proc.state == WorkerState::Listening
             && proc.successor_of.is_none()
-            && !proc.expected_exit;
+            && !proc.expected_exit
+            && proc.debugging.is_none();
         let verdict = if judge {
             self.should_kill.check(&beat)
         } else {

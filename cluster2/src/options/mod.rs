@@ -97,6 +97,16 @@ pub struct Options {
     /// Replace a worker once it has been up this long; `None` (written `never`): never.
     #[serde(with = "duration::or_never")]
     pub max_age: Option<Duration>,
+    /// Replace a worker once it has answered this many requests plus its jitter; 0: never
+    /// (gunicorn's `max_requests`). See [`robustness::max_requests`](crate::robustness::max_requests).
+    pub max_requests: u64,
+    /// The most each worker's `max_requests` is raised by: a number from 0 to this, drawn once
+    /// per worker, so that workers started together are not replaced together.
+    pub max_requests_jitter: u64,
+    /// Replace a worker whose resident memory reaches this many bytes; `None`: never (PM2's
+    /// `max_memory_restart`). See [`robustness::max_memory`](crate::robustness::max_memory).
+    #[serde(with = "size::or_none")]
+    pub max_memory: Option<u64>,
     /// Watching for workers that stopped sending heartbeats.
     pub nanny: NannyOptions,
     /// Replacing workers one at a time.
@@ -430,6 +440,9 @@ impl Default for Options {
             log: LogOptions::default(),
             ecv: EcvOptions::default(),
             max_age: Some(Duration::from_secs(3 * 86_400)),
+            max_requests: 0,
+            max_requests_jitter: 0,
+            max_memory: None,
             nanny: NannyOptions::default(),
             death_queue: DeathQueueOptions::default(),
             pids: None,

@@ -11,6 +11,70 @@ pub fn assert_old(max_age: Option<Duration>) -> impl Fn(&Heartbeat) -> bool + Se
     move |hb| max_age.is_some_and(|max| hb.uptime >= max)
 }
 
+/// `true` once a worker has answered `limit` requests plus its jitter (gunicorn's
+/// `max_requests` and `max_requests_jitter`); never with a `limit` of 0.
+///
+/// Each worker's jitter is a number from 0 to `jitter` drawn once for it: it is derived from
+/// the worker's pid, so it is the same on every heartbeat of that worker and differs from one
+/// worker to the next, and the function keeps no state (building it afresh on every call is
+/// fine). Workers started together, as at a deploy, are then not all replaced together.
+///
+/// The count is the worker's own [`Heartbeat::requests_total`], since it started (warm-up
+/// requests are not in it), and it is judged at each heartbeat: a worker may answer a few more
+/// requests before its heartbeat says so. With the `max_requests` option the worker itself
+/// sends a heartbeat as soon as it reaches its limit.
+///
+/// ```
+/// use cluster2::Heartbeat;
+/// use cluster2::robustness::{max_memory, max_requests};
+///
+/// /// Replaced after 10 000 to 10 500 requests, or at 1 GiB of resident memory.
+/// #[cluster2::should_kill]
+/// fn should_kill(heartbeat: &Heartbeat) -> bool {
+///     max_requests(10_000, 500)(heartbeat) || max_memory(Some(1 << 30))(heartbeat)
+/// }
+/// # fn main() {}
+/// ```
+pub fn max_requests(limit: u64, jitter: u64) -> impl Fn(&Heartbeat) -> bool + Send + Sync {
+    move |hb| request_limit(limit, jitter, hb.pid).is_some_and(|max| hb.requests_total >= max)
+}
+
+/// The number of requests after which worker `pid` is replaced: `limit` plus its jitter;
+/// `None` with a `limit` of 0. The worker computes the same number to report at once when it
+/// reaches it.
+pub(crate) fn request_limit(limit: u64, jitter: u64, pid: u32) -> Option<u64> {
+    if limit == 0 {
+        return None;
+    }
+    // splitmix64 of the pid: consecutive pids (workers started one after another) land far
+    // apart. The modulo's bias is at most jitter / 2^64.
+    let mut x = u64::from(pid).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let drawn = jitter.checked_add(1).map_or(x, |span| x % span);
+    Some(limit.saturating_add(drawn))
+}
+
+/// `true` once a worker's resident memory ([`Heartbeat::memory_bytes`]) reaches `limit` bytes
+/// (PM2's `max_memory_restart`); never with `None`.
+///
+/// ```
+/// use cluster2::Heartbeat;
+/// use cluster2::robustness::{assert_old, max_memory};
+///
+/// /// Replaced at 512 MiB of resident memory, or after a day.
+/// #[cluster2::should_kill]
+/// fn should_kill(heartbeat: &Heartbeat) -> bool {
+///     let day = std::time::Duration::from_secs(86_400);
+///     max_memory(Some(512 << 20))(heartbeat) || assert_old(Some(day))(heartbeat)
+/// }
+/// # fn main() {}
+/// ```
+pub fn max_memory(limit: Option<u64>) -> impl Fn(&Heartbeat) -> bool + Send + Sync {
+    move |hb| limit.is_some_and(|max| hb.memory_bytes >= max)
+}
+
 /// The best figures a worker showed while its throughput was rising.
 #[derive(Clone, Copy, Debug)]
 struct Peak {
@@ -175,6 +239,39 @@ mod tests {
         // A stray bad client among many requests does not hide a real degradation.
         flood.protocol_errors = 1;
         assert!(degraded.check(&flood));
+    }
+
+    #[test]
+    fn max_requests_fires_within_the_jitter_drawn_once_per_worker() {
+        let mut hb = beat(1.0, 1.0, 1.0, 1);
+        let mut drawn = std::collections::BTreeSet::new();
+        for pid in 1000..1200 {
+            let limit = request_limit(100, 10, pid).unwrap();
+            assert!((100..=110).contains(&limit), "{limit}");
+            assert_eq!(request_limit(100, 10, pid), Some(limit), "drawn once");
+            drawn.insert(limit);
+            hb.pid = pid;
+            hb.requests_total = limit - 1;
+            assert!(!max_requests(100, 10)(&hb));
+            hb.requests_total = limit;
+            assert!(max_requests(100, 10)(&hb));
+        }
+        // Consecutive pids spread over the whole range.
+        assert_eq!(drawn.len(), 11, "{drawn:?}");
+        assert_eq!(request_limit(100, 0, 7), Some(100));
+        assert_eq!(request_limit(0, 10, 7), None);
+        hb.requests_total = u64::MAX;
+        assert!(!max_requests(0, 10)(&hb), "0: never");
+        // No overflow at the extremes.
+        assert!(request_limit(u64::MAX, u64::MAX, 7).is_some());
+    }
+
+    #[test]
+    fn max_memory_compares_the_resident_memory() {
+        let hb = beat(1.0, 1.0, 512.0 * 1024.0 * 1024.0, 1);
+        assert!(max_memory(Some(512 << 20))(&hb));
+        assert!(!max_memory(Some((512 << 20) + 1))(&hb));
+        assert!(!max_memory(None)(&hb));
     }
 
     #[test]

@@ -40,15 +40,33 @@ pub(crate) struct AppStats {
     /// Notified once, when the first request is answered: the master then knows the worker
     /// served (a crash from then on is no crash loop).
     first_answered: tokio::sync::Notify,
+    /// The request count at which the reporter sends a heartbeat at once (this worker's
+    /// `max_requests` limit); 0: none. Exactly one request reaches it.
+    report_at: u64,
+    /// Notified once, when `report_at` requests were answered.
+    limit_reached: tokio::sync::Notify,
 }
 
 impl AppStats {
+    /// Counters whose reporter sends a heartbeat as soon as `report_at` requests were
+    /// answered (and otherwise every interval).
+    pub(crate) fn reporting_at(report_at: Option<u64>) -> Self {
+        Self {
+            report_at: report_at.unwrap_or(0),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn record(&self, took: Duration, server_error: bool) {
         let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.durations_us.fetch_add(us, Ordering::Relaxed);
-        if self.total_transactions.fetch_add(1, Ordering::Relaxed) == 0 {
+        let before = self.total_transactions.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
             self.first_answered.notify_one();
+        }
+        if before.wrapping_add(1) == self.report_at {
+            self.limit_reached.notify_one();
         }
         self.total_durations_us.fetch_add(us, Ordering::Relaxed);
         // A dozen bounds: a few comparisons, and one more relaxed add.
@@ -64,6 +82,14 @@ impl AppStats {
         if self.total_transactions.load(Ordering::Relaxed) == 0 {
             self.first_answered.notified().await;
         }
+    }
+
+    /// Waits until `report_at` requests were answered; never without a limit.
+    pub(crate) async fn limit_reached(&self) {
+        if self.report_at == 0 {
+            return std::future::pending().await;
+        }
+        self.limit_reached.notified().await;
     }
 
     pub(crate) fn panicked(&self) {
@@ -256,5 +282,34 @@ mod tests {
             (second.total_transactions, second.total_durations),
             (3, Duration::from_millis(9))
         );
+    }
+
+    /// Whether a future is still waiting, polled once.
+    fn waiting<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        future.poll(&mut cx).is_pending()
+    }
+
+    #[tokio::test]
+    async fn the_limit_wakes_the_reporter_once_when_reached_and_never_without_one() {
+        let stats = AppStats::reporting_at(Some(3));
+        for _ in 0..2 {
+            stats.record(Duration::from_millis(1), false);
+        }
+        let mut reached = std::pin::pin!(stats.limit_reached());
+        assert!(waiting(reached.as_mut()), "2 of 3");
+        stats.record(Duration::from_millis(1), false);
+        reached.await;
+        // Past it, no second wake.
+        stats.record(Duration::from_millis(1), false);
+        let mut again = std::pin::pin!(stats.limit_reached());
+        assert!(waiting(again.as_mut()));
+
+        let unlimited = AppStats::reporting_at(None);
+        for _ in 0..5 {
+            unlimited.record(Duration::from_millis(1), false);
+        }
+        let mut never = std::pin::pin!(unlimited.limit_reached());
+        assert!(waiting(never.as_mut()));
     }
 }

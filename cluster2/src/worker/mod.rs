@@ -403,7 +403,14 @@ impl Worker {
             .map_err(|e| (StartStage::WarmUpListener, format!("shared listener: {e}")))?;
         let addr = listeners.local_addr();
         let conns = Arc::new(ConnStats::default());
-        let app_stats = Arc::new(AppStats::default());
+        // With `max_requests`, a heartbeat goes out as soon as this worker reaches its limit,
+        // not up to `heartbeat_interval` later: the master judges it on its exact count.
+        let report_at = crate::robustness::request_limit(
+            self.options.max_requests,
+            self.options.max_requests_jitter,
+            std::process::id(),
+        );
+        let app_stats = Arc::new(AppStats::reporting_at(report_at));
         let open_files = crate::conns::fds::limit();
         let max_connections =
             crate::conns::fds::worker_cap(self.options.max_connections, open_files);

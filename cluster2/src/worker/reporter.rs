@@ -1,7 +1,8 @@
 //! The worker's heartbeat reporter: a task that sends the master a [`Heartbeat`] right away,
 //! then every `heartbeat_interval`, and one last one on a graceful stop. It measures what the
 //! request path does not: CPU time, resident memory, uptime and event-loop lag. It also tells
-//! the master, once, that the worker answered its first request (`ToMaster::Served`).
+//! the master, once, that the worker answered its first request (`ToMaster::Served`), and
+//! sends a heartbeat at once when the worker reaches its `max_requests` limit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,12 +59,18 @@ pub(crate) fn spawn_reporter(
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut served = false;
+        let mut limit_told = false;
         loop {
             // The first tick completes at once: the master hears from a worker as soon as it
             // serves.
             let last_one = tokio::select! {
                 _ = ticker.tick() => None,
                 done = final_rx.recv() => Some(done),
+                // At its `max_requests` limit: a heartbeat now, which the master judges.
+                () = app.limit_reached(), if !limit_told => {
+                    limit_told = true;
+                    None
+                }
                 () = app.first_answered(), if !served => {
                     served = true;
                     let _ = master.send(&ToMaster::Served).await;

@@ -47,6 +47,14 @@ struct Hold {
 }
 
 #[derive(Deserialize)]
+struct Grow {
+    mib: usize,
+}
+
+/// Memory `/grow` took and keeps for the life of the process.
+static GROWN: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+#[derive(Deserialize)]
 struct Block {
     ms: u64,
     /// Stop blocking early once this file exists.
@@ -553,6 +561,17 @@ async fn app() -> Result<Router, String> {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 "released"
+            }),
+        )
+        .route(
+            "/grow",
+            get(|Query(grow): Query<Grow>| async move {
+                // Written, not only allocated: untouched pages are not resident.
+                let chunk = vec![1u8; grow.mib.min(1024) << 20];
+                let mut grown = GROWN.lock().unwrap();
+                grown.push(chunk);
+                let held: usize = grown.iter().map(Vec::len).sum();
+                format!("{} {}", std::process::id(), held >> 20)
             }),
         )
         .route("/panic", get(panicking_handler))

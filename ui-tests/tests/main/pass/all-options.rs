@@ -31,6 +31,9 @@ mod cluster {
             drain_delay = "0"
         ),
         max_age = "never",
+        max_requests = 10000,
+        max_requests_jitter = 500,
+        max_memory = "512MiB",
         nanny(enable = false, tolerance = "1m"),
         death_queue(timeout = "2m", retries = 5),
         pids = "/run/my-app",
