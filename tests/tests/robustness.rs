@@ -303,10 +303,12 @@ fn a_rolling_restart_loses_nothing_on_kept_alive_connections() {
     let cluster = Cluster::start(APP, &["--workers=2"], &[]);
     let mut events = cluster.events();
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let app = cluster.app;
     let clients: Vec<_> = (0..8)
         .map(|_| {
             let stop = stop.clone();
+            let answered = answered.clone();
             std::thread::spawn(move || {
                 let mut client = cluster2_tests::KeepAlive::new(app);
                 let (mut ok, mut failed) = (0u64, Vec::new());
@@ -315,11 +317,19 @@ fn a_rolling_restart_loses_nothing_on_kept_alive_connections() {
                         Ok(r) if r.status == 200 => ok += 1,
                         other => failed.push(format!("{other:?}")),
                     }
+                    answered.fetch_add(1, Ordering::Relaxed);
                 }
                 (ok, failed)
             })
         })
         .collect();
+    // The restart starts once the clients are at work on their kept connections (on a busy
+    // machine their threads may otherwise first run after it is over).
+    assert!(
+        cluster2_tests::eventually(cluster2_tests::SOON, || answered.load(Ordering::Relaxed)
+            >= 200),
+        "the clients got answers before the restart"
+    );
     cluster.proc.signal(nix::sys::signal::Signal::SIGHUP);
     events.next_of("replaced");
     events.next_of("replaced");

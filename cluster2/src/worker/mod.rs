@@ -5,7 +5,6 @@
 //! is gone (channel EOF or parent-death signal): then it must free the shared port at once.
 
 pub(crate) mod counting; // what the request path counts: the CountLayer, connections
-mod head_timer; // recycled timers for the response-head deadline
 pub(crate) mod profile; // CPU profiles of this process, asked for by the master
 mod reporter; // the heartbeat task: CPU, memory, lag, and the counters
 mod serve; // accept loop on the inherited listeners
