@@ -10,7 +10,7 @@ mod children;
 mod control;
 mod death_queue;
 mod debugging;
-mod pidfile;
+pub(crate) mod pidfile;
 mod restart;
 mod scale;
 mod shutdown;

@@ -25,7 +25,7 @@ use std::time::Duration;
 use cluster2_options_schema as schema;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use cli::{Command, parse_command_line};
+pub(crate) use cli::{Action, Command, parse_command_line};
 pub use host::Host;
 pub(crate) use host::MAX_ADDRESSES;
 pub use resolve::OptionValue;
