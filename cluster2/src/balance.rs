@@ -276,6 +276,23 @@ mod tests {
         assert!(within_share(1000, 1000, 1));
     }
 
+    #[test]
+    fn a_table_sized_for_many_workers_is_read_only_as_far_as_seats_were_taken() {
+        let mut seats = Seats::create(1024).unwrap();
+        assert!(seats.table.seats() >= 2 * 1024);
+        assert_eq!(seats.table.in_use(), 0);
+        let (a, b) = (seats.take().unwrap(), seats.take().unwrap());
+        let turn = Turn {
+            table: Table(SharedCounters::map_fd(seats.fd()).unwrap()),
+            seat: a as usize,
+        };
+        assert_eq!(turn.table.in_use(), 2, "seen through another mapping");
+        // A freed seat is taken again; how far to read never shrinks below a live seat.
+        seats.free(b);
+        assert_eq!(seats.take(), Some(b));
+        assert_eq!(turn.table.in_use(), 2);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn holding_back_is_bounded_and_ends_while_the_others_are_stuck() {
         let mut seats = Seats::create(2).unwrap();

@@ -116,7 +116,7 @@ impl Supervisor {
         let bounds = || format!("workers must be from 1 to {most}");
         if to == 0 {
             let said = match target {
-                Target::By(delta) => format!("{from} {delta:+} is 0"),
+                Target::By(delta) => format!("{from} {delta:+} would leave none"),
                 Target::To(_) => "0 asked".to_owned(),
             };
             return Err(Refusal::new(
