@@ -237,3 +237,35 @@ fn a_scale_down_during_a_replacement_is_refused_and_growing_is_not() {
     );
     events.wait("exited", |e| e["worker"] == 2);
 }
+
+#[test]
+fn a_scale_while_the_cluster_starts_is_refused_with_409() {
+    // The first worker waits in its warm-up until the gate exists: the cluster is starting.
+    let gate = TempPath::new("scale-start-gate");
+    let mut proc = cluster2_tests::Proc::spawn(
+        APP,
+        &["--port=0", "--mon-port=0", "--workers=1"],
+        &[("FIXTURE_WARM_UP_GATE", gate.as_str())],
+    );
+    let mut events = proc.events();
+    events.wait("warming", |e| e["worker"] == 0);
+    proc.rewind();
+    let starting = proc.wait_line("the starting line", |l| l.contains(": starting "));
+    let monitor: std::net::SocketAddr = cluster2_tests::field(&starting, "monitor")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = post_body(
+        monitor,
+        "/workers/scale",
+        "application/json",
+        r#"{"workers": 2}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("starting"), "{}", r.body);
+
+    std::fs::write(gate.path(), b"open").unwrap();
+    events.wait("ready", |_| true);
+    assert!(!events.any("scaled", |_| true), "nothing was scaled");
+}
