@@ -157,7 +157,7 @@ fn build(name: &str, version: &str, code: &[(String, OptionValue)]) -> clap::Com
              (its pid file) or --mon-host/--mon-port, with --mon.token when it has one: \
              `stop`; `status` (its workers; --json for scripts); `reload` (replace every worker \
              one at a time, and wait); `scale N`, `scale +N`, `scale -N` (run N workers, or N \
-             more or fewer). \
+             more or fewer).\n\n\
              The defaults shown are this application's: its #[cluster2::main(...)] values over \
              cluster2's own. Every option can also be set in the config file (--config) or as \
              an environment variable (CLUSTER2_PORT, CLUSTER2_RESTART__DELAY); the command line \
