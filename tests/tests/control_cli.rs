@@ -344,3 +344,35 @@ fn scale_to_a_number_and_by_one_waits_until_workers_follow() {
     assert!(ran.stderr.contains("at least one"), "{ran:?}");
     assert_eq!(ids(&cluster), [0, 1, 2]);
 }
+
+#[test]
+fn scale_exits_1_naming_the_worker_when_a_new_one_cannot_start() {
+    let dir = TempPath::new("ctl-scale-fail");
+    let broken = TempPath::new("ctl-scale-broken");
+    let cluster = Cluster::start(
+        APP,
+        &["--workers=1", &pids_arg(&dir)],
+        &[("FIXTURE_WARM_UP_FAIL_AFTER", broken.as_str())],
+    );
+    std::fs::write(broken.path(), b"broken").unwrap();
+    // The command's own bound comes from the options it is given.
+    let ran = ctl(
+        &[
+            "scale",
+            "+1",
+            &pids_arg(&dir),
+            "--startup-timeout=1s",
+            "--stop-timeout=1s",
+        ],
+        &[],
+    );
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(
+        ran.stdout.contains("scaling from 1 to 2 workers"),
+        "{ran:?}"
+    );
+    assert!(ran.stderr.contains("not done after"), "{ran:?}");
+    assert!(ran.stderr.contains("worker 1"), "{ran:?}");
+    // The first worker serves on.
+    assert_eq!(serving(&cluster).len(), 1);
+}

@@ -263,7 +263,10 @@ fn not_done(workers: &Value, to: u64) -> Vec<String> {
                 })
                 .collect();
             waiting.push(if now.is_empty() {
-                format!("worker {id} has no process (waiting to restart?)")
+                format!(
+                    "worker {id} has no process now: it failed and waits to restart (the \
+                     master's log says why)"
+                )
             } else {
                 format!("worker {id}: {}", now.join(", "))
             });
