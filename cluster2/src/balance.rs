@@ -14,6 +14,11 @@
 //! freely until it sees another worker accept again. So a stuck worker costs a connection at
 //! most [`HOLD`] once, and never throttles the healthy ones.
 //!
+//! The table is sized once, at start, for the most workers the cluster may be scaled to
+//! (`Options::max_workers`), with room for successors and draining workers; its first counter
+//! says how many seats have ever been taken, so a worker looks only at those, however large
+//! the table.
+//!
 //! `balance = kernel` turns this off: the first worker to wake takes what it can.
 
 use std::sync::Arc;
@@ -28,23 +33,30 @@ pub(crate) const HOLD: Duration = Duration::from_millis(50);
 /// How often a worker that holds back looks again.
 pub(crate) const RECHECK: Duration = Duration::from_millis(1);
 
-/// The fields of one seat, in counters.
+/// The counter before the seats: one past the highest seat ever taken (only grows).
+const EXTENT: usize = 0;
+/// The fields of one seat, in counters after [`EXTENT`].
 const OPEN: usize = 0;
 const ACCEPTING: usize = 1;
 const ACCEPTED: usize = 2;
 const FIELDS: usize = 3;
 
-/// The table: one seat per worker process.
+/// The table: how many seats were ever taken, then one seat per worker process.
 #[derive(Debug)]
 struct Table(SharedCounters);
 
 impl Table {
     fn seats(&self) -> usize {
-        self.0.counters().len() / FIELDS
+        self.0.counters().len().saturating_sub(1) / FIELDS
+    }
+
+    /// The seats worth looking at: those ever taken.
+    fn in_use(&self) -> usize {
+        (self.0.counters()[EXTENT].load(Ordering::Acquire) as usize).min(self.seats())
     }
 
     fn field(&self, seat: usize, field: usize) -> &AtomicU32 {
-        &self.0.counters()[seat * FIELDS + field]
+        &self.0.counters()[1 + seat * FIELDS + field]
     }
 }
 
@@ -57,11 +69,11 @@ pub(crate) struct Seats {
 }
 
 impl Seats {
-    /// A table for a cluster of `workers`: room for each one, its successor while it is
-    /// replaced, and old ones still draining.
+    /// A table for a cluster of at most `workers` (scaled up or not): room for each one, its
+    /// successor while it is replaced, and old ones still draining.
     pub(crate) fn create(workers: usize) -> std::io::Result<Self> {
         let seats = 2 * workers + 8;
-        let (counters, fd) = SharedCounters::create(seats * FIELDS)?;
+        let (counters, fd) = SharedCounters::create(1 + seats * FIELDS)?;
         let table = Table(counters);
         let taken = vec![false; table.seats()];
         Ok(Self { table, fd, taken })
@@ -77,6 +89,11 @@ impl Seats {
     pub(crate) fn take(&mut self) -> Option<u32> {
         let seat = self.taken.iter().position(|taken| !taken)?;
         self.taken[seat] = true;
+        // Before the process that sits there exists, so it is looked at from its first accept.
+        let extent = &self.table.0.counters()[EXTENT];
+        if extent.load(Ordering::Relaxed) as usize <= seat {
+            extent.store(seat as u32 + 1, Ordering::Release);
+        }
         u32::try_from(seat).ok()
     }
 
@@ -175,7 +192,7 @@ impl Turn {
     /// connections the others ever accepted (it moves when any of them takes one).
     fn look(&self) -> (u32, u32, u32, u32) {
         let (mut total, mut accepting, mut others_accepted) = (0u32, 0u32, 0u32);
-        for seat in 0..self.table.seats() {
+        for seat in 0..self.table.in_use() {
             if seat != self.seat {
                 others_accepted = others_accepted
                     .wrapping_add(self.table.field(seat, ACCEPTED).load(Ordering::Relaxed));
@@ -257,6 +274,23 @@ mod tests {
         assert!(within_share(0, 40, 2));
         // A lone accepting worker always may.
         assert!(within_share(1000, 1000, 1));
+    }
+
+    #[test]
+    fn a_table_sized_for_many_workers_is_read_only_as_far_as_seats_were_taken() {
+        let mut seats = Seats::create(1024).unwrap();
+        assert!(seats.table.seats() >= 2 * 1024);
+        assert_eq!(seats.table.in_use(), 0);
+        let (a, b) = (seats.take().unwrap(), seats.take().unwrap());
+        let turn = Turn {
+            table: Table(SharedCounters::map_fd(seats.fd()).unwrap()),
+            seat: a as usize,
+        };
+        assert_eq!(turn.table.in_use(), 2, "seen through another mapping");
+        // A freed seat is taken again; how far to read never shrinks below a live seat.
+        seats.free(b);
+        assert_eq!(seats.take(), Some(b));
+        assert_eq!(turn.table.in_use(), 2);
     }
 
     #[tokio::test(start_paused = true)]

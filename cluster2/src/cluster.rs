@@ -206,7 +206,7 @@ impl Builder {
             .args
             .clone()
             .unwrap_or_else(|| std::env::args_os().collect());
-        let (command_line, app_args, check, stop) =
+        let (command_line, app_args, check, action) =
             match options::parse_command_line(&self.name, &self.version, &self.options, args) {
                 Command::Exit { code, output } => {
                     if code == 0 {
@@ -220,8 +220,8 @@ impl Builder {
                     command_line,
                     app_args,
                     check,
-                    stop,
-                } => (command_line, app_args, check, stop),
+                    action,
+                } => (command_line, app_args, check, action),
             };
         let options = match options::resolve(&self.options, &command_line, std::env::vars_os()) {
             Ok(options) => options,
@@ -230,8 +230,10 @@ impl Builder {
                 return crate::exit::code(crate::exit::USAGE);
             }
         };
-        if stop {
-            return crate::master::stop::run(&options);
+        match action {
+            options::Action::Serve => {}
+            options::Action::Stop => return crate::master::stop::run(&options),
+            other => return crate::control_cli::run(other, &options),
         }
         if check {
             // A host name that does not resolve is a bad value too.

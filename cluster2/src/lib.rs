@@ -40,6 +40,7 @@ mod balance; // even spread of connections: each worker takes its turn on the sh
 pub mod cache; // the cache shared by all processes, with single-flight loads
 mod cluster; // Cluster::builder(): role dispatch and the public entry point
 mod conns; // connections held to account: request-head deadline, cap, open-files limit
+mod control_cli; // the commands for a running cluster: status, reload, scale (via its monitor)
 pub mod ecv; // the health endpoint load balancers poll
 pub mod emitter; // cross-process events: on / emit / to(targets)
 mod error; // Error, ErrorKind, Result, Context

@@ -226,7 +226,11 @@ fn every_documented_field_is_served_and_every_served_field_documented() {
     check("fields: state", &state);
     check(
         "fields: GET /workers",
-        &json!({ "workers": state["workers"], "death_queue": state["death_queue"] }),
+        &json!({
+            "expected": state["expected"],
+            "workers": state["workers"],
+            "death_queue": state["death_queue"],
+        }),
     );
     check("fields: GET /caches", &state["caches"]);
     check("fields: GET /statuses", &state["statuses"]);
@@ -290,6 +294,17 @@ fn every_documented_field_is_served_and_every_served_field_documented() {
     let released = released.expect("set with the 200");
     check("fields: POST /debug/workers/{pid}/release", &released);
     debug_events.wait("debug_worker_released", |e| e["pid"] == held);
+
+    // One worker more, at run time.
+    let mut scale_events = cluster.events();
+    let r = post_body(m, "/workers/scale", "application/json", r#"{"delta": 1}"#).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    check(
+        "fields: POST /workers/scale",
+        &serde_json::from_str(&r.body).unwrap(),
+    );
+    scale_events.wait("scaled", |e| e["to"] == 3);
+    scale_events.wait("listening", |e| e["worker"] == 2);
 
     // Lifecycle records: the envelope and each kind's fields as documented.
     let kinds = table("events");

@@ -211,6 +211,7 @@ fn changes_are_post_only_and_a_get_is_a_json_405() {
         format!("/workers/{pid}/pause"),
         format!("/workers/{pid}/replace"),
         "/workers/restart".to_owned(),
+        "/workers/scale".to_owned(),
         "/ecv/markDown".to_owned(),
         "/ecv/markUp".to_owned(),
     ] {
@@ -257,6 +258,7 @@ fn the_token_guards_every_route_but_the_ecv() {
             ("GET", "/custom"),
             ("POST", pause.as_str()),
             ("POST", "/workers/restart"),
+            ("POST", "/workers/scale"),
         ] {
             let answer = send(m, method, path, headers);
             assert_eq!(

@@ -1,7 +1,7 @@
 //! The bodies of the monitor's POST routes, sent as real requests through its router (no
 //! network: `tower::ServiceExt::oneshot`): `POST /statuses/{name}` (JSON),
 //! `POST /debug/workers/{pid}/log-level` and `POST /debug/workers/new` (a log filter, plain or
-//! as a JSON string).
+//! as a JSON string), `POST /workers/scale` (JSON).
 //!
 //! Whatever the body, the answer is JSON with a status that says why: 400 for a body that
 //! does not parse, and otherwise what the route does next, here outside a running cluster (no
@@ -78,10 +78,26 @@ fn check_body(runtime: &tokio::runtime::Runtime, app: &axum::Router, body: &[u8]
                 )
                 .await,
                 post(app, "/debug/workers/new", "text/plain", body).await,
+                post(app, "/workers/scale", "application/json", body).await,
             ]
         })
     });
-    let [(status, json), (level, level_json), (new, new_json)] = answers;
+    let [
+        (status, json),
+        (level, level_json),
+        (new, new_json),
+        (scale, scale_json),
+    ] = answers;
+
+    // The scale route: a body of the right shape reaches the master's controls (none here);
+    // any other is a 400.
+    let want = if crate::monitor::scale::parse(body).is_ok() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    assert_eq!(scale, want, "scale: {scale_json}");
+    assert!(scale_json["error"].is_string(), "scale: {scale_json}");
 
     // The status route: JSON that parses reaches the registry (which has no such status).
     let parses = serde_json::from_slice::<serde_json::Value>(body).is_ok();

@@ -459,6 +459,8 @@ fn seeds() -> Vec<Seed> {
             ("empty", ""),
             ("span-filter", "my_app[request{id=1}]=debug"),
             ("bad-filter", "loud"),
+            ("scale-workers", r#"{"workers":3}"#),
+            ("scale-delta", r#"{"delta":-1}"#),
             // Found by fuzzing: the log-level route's handler panicked on this filter.
             ("regression-space-multibyte", "\"info, x[é]=debug\""),
         ],

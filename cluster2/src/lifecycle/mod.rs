@@ -263,6 +263,15 @@ pub enum Event {
         /// The dismissed process.
         pid: u32,
     },
+    /// The number of workers changed at run time (`POST /workers/scale`, SIGTTIN, SIGTTOU):
+    /// new worker ids start and warm up, or the highest ones drain and stop; each one's
+    /// events follow.
+    Scaled {
+        /// The number of workers before.
+        from: usize,
+        /// The number now (the worker ids are `0..to`).
+        to: usize,
+    },
     /// The ECV changed between up and down.
     Ecv {
         /// Whether it is up now.
@@ -626,6 +635,7 @@ mod tests {
                 replaced: Some(pid),
             },
             Event::DebugWorkerDismissed { worker, pid },
+            Event::Scaled { from: 2, to: 3 },
             Event::Ecv {
                 up: true,
                 reason: "x".into(),
@@ -670,6 +680,7 @@ mod tests {
                 | Event::DebugWorkerStarted { .. }
                 | Event::DebugWorkerReleased { .. }
                 | Event::DebugWorkerDismissed { .. }
+                | Event::Scaled { .. }
                 | Event::Ecv { .. }
                 | Event::CacheManagerUp { .. }
                 | Event::CacheManagerDown { .. }

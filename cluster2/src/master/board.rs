@@ -181,6 +181,8 @@ pub(crate) struct Snapshot {
 #[derive(Debug, Default)]
 pub(crate) struct Board {
     current: RwLock<Snapshot>,
+    /// How many workers the cluster runs: the `workers` option, changed by scaling.
+    expected: std::sync::atomic::AtomicUsize,
     phase: RwLock<Phase>,
     /// An initial worker failed its warm-up.
     warm_up_failed: RwLock<bool>,
@@ -198,6 +200,16 @@ impl Board {
     /// Counters that include the workers that are gone.
     pub(crate) fn totals(&self) -> Totals {
         *self.totals.lock().expect("board lock")
+    }
+
+    /// How many workers the cluster runs now (worker ids `0..expected`).
+    pub(crate) fn expected(&self) -> usize {
+        self.expected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(super) fn set_expected(&self, workers: usize) {
+        self.expected
+            .store(workers, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn phase(&self) -> Phase {

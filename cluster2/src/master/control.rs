@@ -1,6 +1,7 @@
 //! Operator controls of a running cluster, both halves: the public functions, callable from the
 //! master process (for example from the `main` body or a monitor route; the monitor app exposes
-//! them as `POST /workers/{pid}/pause`, `/resume`, `/replace` and `POST /workers/restart`), and
+//! them as `POST /workers/{pid}/pause`, `/resume`, `/replace` and `POST /workers/restart`;
+//! scaling, in `scale.rs`, is `POST /workers/scale`), and
 //! the supervisor's handling of each request on its loop.
 //!
 //! A refusal carries its kind ([`Refused`]) beside the words, so that callers (the monitor's
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::board::WorkerState;
 use super::death_queue::{Entry, Retire};
 use super::debugging::DebugRequest;
+use super::scale::{ScaleReply, Target};
 use super::supervisor::Supervisor;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::message::ToWorker;
@@ -29,6 +31,8 @@ pub(crate) enum Refused {
     Conflict,
     /// The cluster is shutting down.
     Stopping,
+    /// A value out of its bounds (a number of workers).
+    Invalid,
 }
 
 /// A refusal: its kind, and the words for people (naming the pid).
@@ -56,6 +60,8 @@ pub(crate) enum Control {
     Resume(u32, Reply),
     Replace(u32, Reply),
     RollingRestart(oneshot::Sender<usize>),
+    /// Scaling at run time (`scale.rs`).
+    Scale(Target, ScaleReply),
     /// Debug sessions and debug workers (`debugging.rs`).
     Debug(DebugRequest),
 }
@@ -68,6 +74,7 @@ impl Control {
                 let _ = r.send(Err(stopping()));
             }
             Control::RollingRestart(r) => drop(r),
+            Control::Scale(_, r) => drop(r.send(Err(stopping()))),
             Control::Debug(request) => request.refuse(stopping()),
         }
     }
@@ -119,6 +126,7 @@ pub(super) fn refused(refusal: Refusal) -> Error {
         Refused::NoSuchWorker => ErrorKind::NotFound,
         Refused::Conflict => ErrorKind::Conflict,
         Refused::Stopping => ErrorKind::Unavailable,
+        Refused::Invalid => ErrorKind::Config,
     };
     Error::new(kind, refusal.message)
 }
@@ -166,6 +174,10 @@ impl Supervisor {
             Control::RollingRestart(reply) => {
                 let n = self.rolling_restart(false).await;
                 let _ = reply.send(n);
+            }
+            Control::Scale(target, reply) => {
+                let result = self.scale(target, "scale requested").await;
+                let _ = reply.send(result);
             }
         }
         self.publish();

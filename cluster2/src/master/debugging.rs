@@ -228,6 +228,12 @@ impl Supervisor {
                 state.name()
             )));
         }
+        if !self.is_live(worker) {
+            return Err(conflict(format!(
+                "worker {worker}, which debug worker pid {pid} was held for, was retired by a \
+                 scale-down: dismiss pid {pid}"
+            )));
+        }
         let replaced = self.slots[worker].active;
         if let Some(old) = replaced {
             if self.deaths.is_replacing(old) || self.deaths.successor_coming_for(worker) {

@@ -10,9 +10,10 @@ mod children;
 mod control;
 mod death_queue;
 mod debugging;
-mod pidfile;
+pub(crate) mod pidfile;
 mod process;
 mod restart;
+mod scale;
 mod shutdown;
 mod spawn;
 pub(crate) mod stop;
@@ -25,6 +26,7 @@ pub use control::{pause, replace, resume, rolling_restart};
 pub(crate) use debugging::{
     debug_new, debug_session, dismiss_debug_worker, end_debug_session, release_debug_worker,
 };
+pub use scale::{Scaled, scale, scale_by};
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
@@ -147,12 +149,12 @@ async fn master(
 ) -> Result<ExitCode, String> {
     // Signal handlers first: from here on no signal takes its default action.
     let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let pid_files = PidFiles::create(options.pids.as_deref())?;
     let local_addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     // Where one address is shown (the starting and ready lines, `Started::addr`): the first.
     let app_addr = local_addr(&app[0]);
     let mon_addrs: Vec<SocketAddr> = monitor.iter().map(local_addr).collect();
     let mon_addr = mon_addrs[0];
+    let pid_files = PidFiles::create(options.pids.as_deref(), mon_addr)?;
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find this program's own path to start workers: {e}"))?;
     // The master keeps its own copy of the listeners for its whole life, so connections queue in
@@ -164,7 +166,8 @@ async fn master(
         .map_err(|e| format!("cannot share the application listener: {e}"))?;
     let seats = match options.balance {
         crate::options::Balance::Even => Some(
-            crate::balance::Seats::create(options.workers)
+            // Sized for the most workers the cluster may be scaled to at run time.
+            crate::balance::Seats::create(options.max_workers().max(options.workers))
                 .map_err(|e| format!("cannot create the connection-balance table: {e}"))?,
         ),
         crate::options::Balance::Kernel => None,

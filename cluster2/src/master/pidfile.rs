@@ -7,6 +7,8 @@
 //! exclusive `flock` on `master.pid` for its whole life (the kernel drops it when the process
 //! ends, however it ends), and writes its start time (`/proc/<pid>/stat`, in clock ticks since
 //! boot) on the file's second line; the first line is the pid alone, as other tools expect.
+//! The third line is where the monitor answers (`monitor=127.0.0.1:8081`), for the control
+//! commands.
 //! [`verify_master`] accepts the file only while the lock is held, the named process started
 //! when the file says, and the file belongs to that process's user.
 //!
@@ -15,6 +17,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,10 +37,14 @@ pub(crate) const MASTER_FILE: &str = "master.pid";
 
 /// The label of the start time on `master.pid`'s second line.
 const START: &str = "start=";
+/// The label of the monitor's address on its third line, where the command line's control
+/// commands (`status`, `reload`, `scale`) find the master.
+const MONITOR: &str = "monitor=";
 
 impl PidFiles {
-    /// Locks and writes `master.pid`, refusing if a live master already uses the directory.
-    pub(crate) fn create(dir: Option<&str>) -> Result<Self, String> {
+    /// Locks and writes `master.pid` (with the address the monitor answers on), refusing if a
+    /// live master already uses the directory.
+    pub(crate) fn create(dir: Option<&str>, monitor: SocketAddr) -> Result<Self, String> {
         let Some(dir) = dir else {
             return Ok(Self {
                 dir: None,
@@ -65,7 +72,7 @@ impl PidFiles {
         let start = identity(me)
             .map(|i| i.start)
             .ok_or("cannot read this process's start time from /proc")?;
-        let text = format!("{me}\n{START}{start}\n");
+        let text = format!("{me}\n{START}{start}\n{MONITOR}{monitor}\n");
         lock.set_len(0)
             .and_then(|()| lock.write_all_at(text.as_bytes(), 0))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -297,6 +304,15 @@ pub(crate) fn verify_master(path: &Path) -> Result<Identity, NotMaster> {
         )));
     }
     Ok(process)
+}
+
+/// The monitor's address as the master wrote it in `master.pid` (read after
+/// [`verify_master`] proved the file); `None` when the file has none.
+pub(crate) fn monitor_addr(path: &Path) -> Option<SocketAddr> {
+    let text = read_small(path).ok()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(MONITOR))
+        .and_then(|a| a.parse().ok())
 }
 
 #[cfg(test)]

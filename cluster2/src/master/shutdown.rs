@@ -19,6 +19,10 @@ pub(super) struct Signals {
     pub(super) term: SignalStream,
     pub(super) int: SignalStream,
     pub(super) hup: SignalStream,
+    /// One worker more (gunicorn's SIGTTIN).
+    pub(super) ttin: SignalStream,
+    /// One worker fewer (gunicorn's SIGTTOU).
+    pub(super) ttou: SignalStream,
 }
 
 impl Signals {
@@ -28,6 +32,8 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            ttin: signal(SignalKind::from_raw(nix::libc::SIGTTIN))?,
+            ttou: signal(SignalKind::from_raw(nix::libc::SIGTTOU))?,
         })
     }
 }

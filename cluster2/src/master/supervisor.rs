@@ -6,7 +6,8 @@
 //! requests), `cache_manager`, `shutdown`. It publishes what it knows on the `board` and every
 //! change of a worker's life in the lifecycle journal.
 //!
-//! Workers live in slots (`0..workers`). A slot normally has one active process; while it is
+//! Workers live in slots (`0..workers`; `workers` changes when the cluster is scaled at run
+//! time, `scale.rs`). A slot normally has one active process; while it is
 //! being replaced it also has a successor, which becomes the active process once it listens,
 //! and the old process then drains and exits. Exactly one replacement runs at a time, so the
 //! number of serving workers stays between `workers` and `workers + 1`.
@@ -58,6 +59,11 @@ pub(super) enum Input {
     },
     RestartDue {
         slot: usize,
+    },
+    /// A worker whose id was retired by a scale-down was given this long to drain.
+    StopOverdue {
+        pid: u32,
+        grace: Duration,
     },
     CacheRestartDue,
 }
@@ -131,6 +137,7 @@ pub(super) async fn supervise(
         workers: options.workers,
     });
     let (inputs, mut events) = mpsc::unbounded_channel();
+    board.set_expected(options.workers);
     let mut sup = Supervisor {
         slots: (0..options.workers).map(|_| Slot::default()).collect(),
         options,
@@ -226,6 +233,8 @@ pub(super) async fn supervise(
                     sup.publish();
                 }
             }
+            _ = signals.ttin.recv() => sup.scale_signal(1).await,
+            _ = signals.ttou.recv() => sup.scale_signal(-1).await,
         }
         if main.is_some() && sup.all_listening() {
             let main = main.take().expect("checked");
@@ -415,8 +424,10 @@ impl Supervisor {
             }
             Input::Exited { pid, status } => self.on_exit(pid, status).await,
             Input::CacheRestartDue => self.cache_restart_due().await,
+            Input::StopOverdue { pid, grace } => self.stop_overdue(pid, grace),
             Input::RestartDue { slot } => {
                 if !self.stopping
+                    && self.is_live(slot)
                     && self.slots[slot].active.is_none()
                     && self.slots[slot].restart_at.is_some()
                 {

@@ -10,6 +10,7 @@
 //! | `ready` | `READY=1`, `STATUS=serving with N workers` (the moment of the "ready" line) |
 //! | a SIGHUP's first `queued` | `RELOADING=1` with `MONOTONIC_USEC` (`Type=notify-reload`) |
 //! | the last of its replacements done (`replaced` or `replacement_failed`) | `READY=1` |
+//! | `scaled` | `STATUS=serving with N workers` |
 //! | `shutting_down` | `STOPPING=1`, `STATUS=stopping: <why>` |
 //!
 //! and `WATCHDOG=1` every half of `WATCHDOG_USEC` when the manager asks for a watchdog, from a
@@ -146,6 +147,7 @@ impl Reload {
                 let done = self.waiting.remove(pid) && self.waiting.is_empty();
                 done.then(|| "READY=1\nSTATUS=rolling restart done".to_owned())
             }
+            Event::Scaled { to, .. } => Some(format!("STATUS=serving with {to} workers")),
             Event::ShuttingDown { why } => {
                 self.waiting.clear();
                 Some(format!("STOPPING=1\nSTATUS=stopping: {why}"))
@@ -212,6 +214,11 @@ mod tests {
                 why: "x".into(),
             }),
             Some("READY=1\nSTATUS=rolling restart done".to_owned())
+        );
+        // A scale says how many serve now.
+        assert_eq!(
+            reload.message_for(&Event::Scaled { from: 2, to: 3 }),
+            Some("STATUS=serving with 3 workers".to_owned())
         );
         assert_eq!(
             reload.message_for(&Event::ShuttingDown {

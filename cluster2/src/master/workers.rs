@@ -62,8 +62,13 @@ pub(super) struct Slot {
 }
 
 impl Supervisor {
+    /// The records of the cluster's worker ids now: those a scale-down retired are left out.
+    pub(super) fn live_slots(&self) -> &[Slot] {
+        &self.slots[..self.options.workers.min(self.slots.len())]
+    }
+
     pub(super) fn all_listening(&self) -> bool {
-        self.slots.iter().all(|s| {
+        self.live_slots().iter().all(|s| {
             s.active
                 .and_then(|pid| self.procs.get(&pid))
                 .is_some_and(|p| p.state == WorkerState::Listening)
@@ -82,7 +87,7 @@ impl Supervisor {
 
     pub(super) fn describe_unready(&self) -> String {
         let parts: Vec<String> = self
-            .slots
+            .live_slots()
             .iter()
             .enumerate()
             .filter_map(|(slot, s)| {

@@ -208,6 +208,7 @@ async fn state(inner: &Inner) -> Value {
             "mark_up": inner.ecv.options().mark_up,
             "mark_down": inner.ecv.options().mark_down,
         },
+        "expected": inner.board.expected(),
         "workers": workers,
         "death_queue": snapshot.death_queue,
         "totals": {

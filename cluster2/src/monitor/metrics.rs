@@ -176,6 +176,13 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
 
     let state = Family::<Labels, Gauge>::default();
     registry.register("workers", "Worker processes by state", state.clone());
+    let expected = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    expected.set(i64::try_from(board.expected()).unwrap_or(i64::MAX));
+    registry.register(
+        "workers_expected",
+        "Workers the cluster runs: the workers option, changed by scaling",
+        expected,
+    );
 
     let mut live = Live::default();
     for w in &workers {

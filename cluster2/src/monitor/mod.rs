@@ -16,6 +16,7 @@ mod errors; // every error as JSON of one shape
 mod events; // /events: the lifecycle journal as server-sent events
 pub(crate) mod guard; // who may use the monitor: token, cross-site requests, Host
 mod metrics; // /metrics in OpenMetrics text
+pub(crate) mod scale; // POST /workers/scale: the number of workers, changed at run time
 pub(crate) mod server;
 mod workers; // /workers, and the shape of one worker's entry // the accept loop: request-head deadline, connection cap
 
@@ -73,6 +74,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
             get(move || workers::serve(workers_board.clone())),
         )
         .route("/workers/restart", post(rolling_restart))
+        .route("/workers/scale", post(scale::serve))
         .route("/workers/{pid}/{action}", post(worker_action))
         .route("/statuses", get(all_statuses))
         .route("/statuses/{name}", get(get_status).post(set_status))
@@ -107,6 +109,7 @@ const ROUTES: &[&str] = &[
     "POST /workers/{pid}/resume",
     "POST /workers/{pid}/replace",
     "POST /workers/restart",
+    "POST /workers/scale",
     "GET /statuses",
     "GET /statuses/{name}",
     "POST /statuses/{name}",

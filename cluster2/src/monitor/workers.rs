@@ -20,7 +20,11 @@ pub(super) async fn serve(board: Arc<Board>) -> Json<Value> {
     let snapshot = board.snapshot();
     let now = Instant::now();
     let workers: Vec<Value> = snapshot.workers.iter().map(|w| entry(w, now)).collect();
-    Json(json!({ "workers": workers, "death_queue": snapshot.death_queue }))
+    Json(json!({
+        "expected": board.expected(),
+        "workers": workers,
+        "death_queue": snapshot.death_queue,
+    }))
 }
 
 /// One worker as the monitor shows it; ages are counted up to `now`.

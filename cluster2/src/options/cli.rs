@@ -1,5 +1,7 @@
 //! The command line: one `--flag` per option (kebab case, dotted for nested options), plus
-//! `--config`, `--check`, `--help`, `--version`, and application arguments after `--`.
+//! `--config`, `--check`, `--help`, `--version`, and application arguments after `--`; or, as
+//! the first argument, a command for the running cluster: `stop`, `status [--json]`,
+//! `reload`, `scale N|+N|-N` (carried out by `control_cli`).
 //!
 //! clap does the syntax (`--port 8080`, `--port=8080`, bare booleans, suggestions, help); values
 //! stay text here and are typed in [`super::resolve`], so every layer reports errors alike.
@@ -14,7 +16,25 @@ use super::OptionValue;
 use super::resolve::{CommandLine, code_defaults};
 
 /// The flags that are not options, for suggestions.
-const OTHER_FLAGS: &[&str] = &["config", "check", "stop", "help", "version"];
+const OTHER_FLAGS: &[&str] = &["config", "check", "stop", "json", "help", "version"];
+
+/// What the process does: run the cluster, or act on the one running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Run the cluster (the default).
+    Serve,
+    /// `stop` (or `--stop`): stop the running cluster.
+    Stop,
+    /// `status`: its workers, as a table or (`--json`) as the monitor's `/workers`.
+    Status { json: bool },
+    /// `reload`: a rolling restart, waited for.
+    Reload,
+    /// `scale N`, `scale +N`, `scale -N`: the argument as given, checked by the command.
+    Scale(String),
+}
+
+/// The commands for a running cluster, as the first argument.
+const COMMANDS: &[&str] = &["stop", "status", "reload", "scale"];
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -24,8 +44,8 @@ pub(crate) enum Command {
         command_line: CommandLine,
         app_args: Vec<String>,
         check: bool,
-        /// Stop the running cluster instead of starting one.
-        stop: bool,
+        /// Run the cluster, or act on the running one.
+        action: Action,
     },
     /// Print `output` and exit with `code` (help, version, or a usage error).
     Exit { code: i32, output: String },
@@ -44,10 +64,34 @@ pub(crate) fn parse_command_line(
     code: &[(String, OptionValue)],
     args: impl IntoIterator<Item = OsString>,
 ) -> Command {
-    // `app stop` is `app --stop`.
+    // `app stop` is `app --stop`; the other commands are taken off before clap reads flags
+    // (with `scale`'s argument, which may look like a flag: `-1`).
     let mut args: Vec<OsString> = args.into_iter().collect();
-    if args.get(1).is_some_and(|a| a == "stop") {
-        args[1] = OsString::from("--stop");
+    let command = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .filter(|a| COMMANDS.contains(a))
+        .map(str::to_owned);
+    let mut scale_arg = None;
+    match command.as_deref() {
+        Some("stop") => args[1] = OsString::from("--stop"),
+        Some("scale") => {
+            args.remove(1);
+            if args
+                .get(1)
+                .is_none_or(|a| a.to_str().is_some_and(|a| a.starts_with("--")))
+            {
+                return usage(
+                    "scale needs a number of workers: `scale 4`, or a change: `scale +1`, \
+                     `scale -1`",
+                );
+            }
+            scale_arg = Some(args.remove(1).to_string_lossy().into_owned());
+        }
+        Some(_) => {
+            args.remove(1);
+        }
+        None => {}
     }
     let matches = match build(name, version, code).try_get_matches_from(args) {
         Ok(m) => m,
@@ -72,11 +116,29 @@ pub(crate) fn parse_command_line(
         .get_many::<String>("app_args")
         .map(|v| v.cloned().collect())
         .unwrap_or_default();
+    let json = matches.get_flag("json");
+    let action = match (command.as_deref(), scale_arg) {
+        (Some("status"), _) => Action::Status { json },
+        (Some("reload"), _) => Action::Reload,
+        (Some("scale"), Some(arg)) => Action::Scale(arg),
+        _ if matches.get_flag("stop") => Action::Stop,
+        _ => Action::Serve,
+    };
+    if json && !matches!(action, Action::Status { .. }) {
+        return usage("--json goes with the status command: `status --json`");
+    }
     Command::Run {
         command_line,
         app_args,
         check: matches.get_flag("check"),
-        stop: matches.get_flag("stop"),
+        action,
+    }
+}
+
+fn usage(message: &str) -> Command {
+    Command::Exit {
+        code: 2,
+        output: format!("error: {message}\n"),
     }
 }
 
@@ -91,7 +153,12 @@ fn build(name: &str, version: &str, code: &[(String, OptionValue)]) -> clap::Com
         ))
         .about("A web application served by a supervised cluster of worker processes (cluster2).")
         .after_help(
-            "The defaults shown are this application's: its #[cluster2::main(...)] values over \
+            "Commands for the running cluster, as the first argument, found through --pids=DIR \
+             (its pid file) or --mon-host/--mon-port, with --mon.token when it has one: \
+             `stop`; `status` (its workers; --json for scripts); `reload` (replace every worker \
+             one at a time, and wait); `scale N`, `scale +N`, `scale -N` (run N workers, or N \
+             more or fewer).\n\n\
+             The defaults shown are this application's: its #[cluster2::main(...)] values over \
              cluster2's own. Every option can also be set in the config file (--config) or as \
              an environment variable (CLUSTER2_PORT, CLUSTER2_RESTART__DELAY); the command line \
              wins over the environment, which wins over the file, which wins over RUST_LOG (for \
@@ -119,6 +186,12 @@ fn build(name: &str, version: &str, code: &[(String, OptionValue)]) -> clap::Com
                     "stop the cluster running from --pids (also: `stop` as the first argument): \
                      SIGTERM, wait --stop-timeout, kill what is left; exit 1 if anything was",
                 ),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .action(ArgAction::SetTrue)
+                .help("with `status`: print GET /workers of the monitor, as JSON, for scripts"),
         )
         .arg(
             Arg::new("app_args")

@@ -72,7 +72,7 @@ impl Host {
     /// The addresses this host stands for, with port 0: the address itself, the loopback
     /// addresses for `localhost`, or what the system resolves a name to, in its order and
     /// without repeats.
-    fn lookup(&self) -> std::io::Result<Vec<SocketAddr>> {
+    pub(crate) fn lookup(&self) -> std::io::Result<Vec<SocketAddr>> {
         let name = match &self.0 {
             Kind::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, 0)]),
             _ if self.is_localhost() => {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use cluster2_options_schema as schema;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use cli::{Command, parse_command_line};
+pub(crate) use cli::{Action, Command, parse_command_line};
 pub use host::Host;
 pub(crate) use host::MAX_ADDRESSES;
 pub use resolve::OptionValue;
@@ -487,6 +487,41 @@ impl Options {
         }
     }
 
+    /// The most workers this cluster may run, at start or scaled at run time: 8 per CPU of
+    /// this machine unless `force_workers`, and never more than the schema's 1024.
+    pub(crate) fn max_workers(&self) -> usize {
+        let most = if self.force_workers {
+            schema::MAX_WORKERS
+        } else {
+            (cpus() as u64)
+                .saturating_mul(schema::WORKERS_PER_CPU)
+                .min(schema::MAX_WORKERS)
+        };
+        usize::try_from(most).unwrap_or(usize::MAX)
+    }
+
+    /// Why `workers` is more than this cluster may run, in the words the `workers` option's
+    /// error uses; `None` when it may.
+    pub(crate) fn too_many_workers(&self, workers: usize) -> Option<String> {
+        if workers <= self.max_workers() {
+            return None;
+        }
+        let cpus = cpus() as u64;
+        Some(
+            if self.force_workers || workers as u64 > schema::MAX_WORKERS {
+                format!("more than {} workers", schema::MAX_WORKERS)
+            } else {
+                format!(
+                    "more than {} workers per CPU (this machine has {cpus}, so at most {}); \
+                 set --force-workers to run them anyway (at most {})",
+                    schema::WORKERS_PER_CPU,
+                    cpus.saturating_mul(schema::WORKERS_PER_CPU),
+                    schema::MAX_WORKERS
+                )
+            },
+        )
+    }
+
     /// The options as `--check` prints them: secrets replaced by a placeholder, and the
     /// passwords in backend URLs too.
     pub(crate) fn redacted(&self) -> serde_json::Value {
@@ -523,18 +558,8 @@ impl Options {
                 ),
             ));
         }
-        let cpus = cpus() as u64;
-        let most = cpus.saturating_mul(schema::WORKERS_PER_CPU);
-        if self.workers as u64 > most && !self.force_workers {
-            return Err(Problem::value(
-                "workers",
-                format!(
-                    "more than {} workers per CPU (this machine has {cpus}, so at most {most}); \
-                     set --force-workers to run them anyway (at most {})",
-                    schema::WORKERS_PER_CPU,
-                    schema::MAX_WORKERS
-                ),
-            ));
+        if let Some(why) = self.too_many_workers(self.workers) {
+            return Err(Problem::value("workers", why));
         }
         if self.restart.delay > self.restart.max_delay {
             return Err(Problem::conflict(
