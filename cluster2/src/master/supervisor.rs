@@ -87,9 +87,13 @@ pub(super) struct Setup {
     pub(super) should_kill: ShouldKill,
     pub(super) app_addr: SocketAddr,
     pub(super) mon_addr: SocketAddr,
+    /// The certificate and key read at start, when the application port speaks TLS.
+    pub(super) tls: Option<crate::tls::Pem>,
 }
 
 pub(super) struct Supervisor {
+    /// The certificate and key every new worker gets; read again on SIGHUP.
+    tls: Option<crate::tls::Pem>,
     pub(super) options: Arc<Options>,
     app_args: Arc<[String]>,
     pub(super) spawner: Spawner,
@@ -123,6 +127,7 @@ pub(super) async fn supervise(
         should_kill,
         app_addr,
         mon_addr,
+        tls,
     } = setup;
     tracing::info!(app = %app_addr, monitor = %mon_addr, workers = options.workers, "starting");
     lifecycle::publish(Event::Starting {
@@ -133,6 +138,7 @@ pub(super) async fn supervise(
     let (inputs, mut events) = mpsc::unbounded_channel();
     let mut sup = Supervisor {
         slots: (0..options.workers).map(|_| Slot::default()).collect(),
+        tls,
         options,
         app_args,
         spawner,
@@ -210,6 +216,8 @@ pub(super) async fn supervise(
                 if main.is_some() {
                     tracing::warn!("SIGHUP during start-up: ignored; send it again once ready");
                 } else {
+                    // Successors start with what is read now.
+                    sup.reload_tls();
                     // It says what it does, before each worker's line.
                     sup.rolling_restart(true).await;
                 }
@@ -295,7 +303,33 @@ impl Supervisor {
             cache_socket: self.cache.socket.clone(),
             debug_new: None,
             balance_seat: None,
+            tls: self.tls.clone(),
         }
+    }
+
+    /// SIGHUP: reads the certificate and key again. New ones go to every worker now, for their
+    /// next handshakes, and to every worker started from now on; a bad file keeps the ones in
+    /// use, with an error naming it.
+    fn reload_tls(&mut self) {
+        let read = match crate::tls::read(&self.options.tls) {
+            Ok(Some(pem)) => pem,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!("SIGHUP: keeping the TLS certificate in use: {e}");
+                return;
+            }
+        };
+        if self.tls.as_ref() == Some(&read) {
+            return;
+        }
+        tracing::info!("SIGHUP: new TLS certificate read; new handshakes use it");
+        for proc in self.procs.values() {
+            let _ = proc
+                .child
+                .tx
+                .try_send(&ToWorker::Tls(Box::new(read.clone())));
+        }
+        self.tls = Some(read);
     }
 
     /// Starts a process for `slot`: its serving process, a successor, or a debug worker.

@@ -75,7 +75,7 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        stream.set_nodelay();
         let conn = ticket.conn();
         let app = app.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
