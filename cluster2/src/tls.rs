@@ -179,6 +179,78 @@ fn server_config(pem: &Pem, protocol: ServerProtocol) -> Result<Arc<rustls::Serv
     Ok(Arc::new(config))
 }
 
+/// The master's ECV probe of a path on its own application port, in TLS: it checks that the
+/// application answers, not who the certificate names. The socket it connects to is the one
+/// the master itself holds open (a local address or its own Unix socket), so there is nobody
+/// in between to authenticate; the certificate is accepted as presented, and its handshake
+/// signature still checked.
+pub(crate) async fn probe<I>(io: I) -> std::io::Result<tokio_rustls::client::TlsStream<I>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let provider = Arc::new(provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(OwnPort(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a valid name");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, io)
+        .await
+}
+
+/// See [`probe`].
+#[derive(Debug)]
+struct OwnPort(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for OwnPort {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// What ALPN offers: a client that speaks neither still gets a handshake (ALPN is optional),
 /// and then whatever `server` serves.
 fn alpn(protocol: ServerProtocol) -> Vec<Vec<u8>> {

@@ -1,5 +1,6 @@
 //! TLS on the application port (`tls.cert`, `tls.key`), with certificates this test makes
-//! (rcgen) and a rustls client that trusts only the test's own authority: HTTPS answers, ALPN
+//! (rcgen) and a rustls client that trusts only the test's own authority: HTTPS answers (and
+//! the ECV, on the plain monitor port, probes it in TLS), ALPN
 //! negotiates h2 and an h2 request works, SIGHUP swaps the certificate for new handshakes and
 //! leaves an open connection alone, a bad file refuses the start or keeps the old certificate,
 //! and a client that never sends its ClientHello is closed after `header_timeout`.
@@ -181,7 +182,7 @@ fn https_answers_with_the_configured_certificate() {
     let ca = Authority::new();
     let first = ca.issue("first");
     let files = Files::new("tls-answers", &first);
-    let cluster = start(&files, &[]);
+    let cluster = start(&files, &["--ecv.mode=monitor", "--ecv.monitor=/"]);
     let mut conn = Https::connect(cluster.app, ca.client(&[b"http/1.1"]));
     assert_eq!(conn.peer(), first.der);
     assert_eq!(conn.alpn().as_deref(), Some(&b"http/1.1"[..]));
@@ -190,6 +191,9 @@ fn https_answers_with_the_configured_certificate() {
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(body, "hello world");
     }
+    // The monitor stays plain HTTP, and its ECV probes the application in TLS.
+    let ecv = cluster2_tests::get(cluster.monitor, "/ecv").unwrap();
+    assert_eq!((ecv.status, ecv.body.as_str()), (200, "OK"));
     drop(cluster);
 }
 

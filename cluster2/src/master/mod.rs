@@ -239,6 +239,7 @@ async fn master(
     let local_addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     // Where one address is shown (the starting and ready lines, `Started::addr`): the first.
     let app_addr = app[0].local_addr().unwrap_or(listen::NO_ADDRESS);
+    let app_shown = describe(&app[0]);
     let mon_addrs: Vec<SocketAddr> = monitor.iter().map(local_addr).collect();
     let mon_addr = mon_addrs[0];
     let exe = std::env::current_exe()
@@ -278,7 +279,19 @@ async fn master(
         options.ecv.clone(),
         Some(Box::new(move || gate_board.gate())),
         parts.ecv_validator(),
-        Some(app_addr),
+        Some(crate::ecv::AppPort {
+            at: match &app[0] {
+                Listener::Unix(listener) => crate::ecv::AppSocket::Unix(
+                    listener
+                        .local_addr()
+                        .ok()
+                        .and_then(|a| a.as_pathname().map(std::path::Path::to_owned))
+                        .unwrap_or_default(),
+                ),
+                Listener::Tcp(_) => crate::ecv::AppSocket::Tcp(app_addr),
+            },
+            tls: tls.is_some(),
+        }),
     );
     let controls = control::install();
     let monitor_stop = CancellationToken::new();
@@ -315,6 +328,7 @@ async fn master(
         ecv,
         pid_files,
         app_addr,
+        app_shown,
         mon_addr,
         tls,
     };

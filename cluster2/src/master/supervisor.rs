@@ -86,12 +86,16 @@ pub(super) struct Setup {
     pub(super) pid_files: PidFiles,
     pub(super) should_kill: ShouldKill,
     pub(super) app_addr: SocketAddr,
+    /// Where the application listens, as the starting and ready lines say it: its address, or
+    /// `unix:PATH`.
+    pub(super) app_shown: String,
     pub(super) mon_addr: SocketAddr,
     /// The certificate and key read at start, when the application port speaks TLS.
     pub(super) tls: Option<crate::tls::Pem>,
 }
 
 pub(super) struct Supervisor {
+    app_shown: String,
     /// The certificate and key every new worker gets; read again on SIGHUP.
     tls: Option<crate::tls::Pem>,
     pub(super) options: Arc<Options>,
@@ -126,10 +130,11 @@ pub(super) async fn supervise(
         pid_files,
         should_kill,
         app_addr,
+        app_shown,
         mon_addr,
         tls,
     } = setup;
-    tracing::info!(app = %app_addr, monitor = %mon_addr, workers = options.workers, "starting");
+    tracing::info!(app = %app_shown, monitor = %mon_addr, workers = options.workers, "starting");
     lifecycle::publish(Event::Starting {
         app: app_addr,
         monitor: mon_addr,
@@ -138,6 +143,7 @@ pub(super) async fn supervise(
     let (inputs, mut events) = mpsc::unbounded_channel();
     let mut sup = Supervisor {
         slots: (0..options.workers).map(|_| Slot::default()).collect(),
+        app_shown,
         tls,
         options,
         app_args,
@@ -280,7 +286,7 @@ impl Supervisor {
         }
         let pids = self.active_pids();
         let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-        tracing::info!(app = %app_addr, monitor = %mon_addr, workers = %list.join(","), "ready");
+        tracing::info!(app = %self.app_shown, monitor = %mon_addr, workers = %list.join(","), "ready");
         lifecycle::publish(Event::Ready {
             workers: pids.clone(),
         });
