@@ -399,7 +399,7 @@ where
     let io = TokioIo::new(io);
     // The auto builder ignores a version restriction on connections served with upgrades, so
     // a restricted port serves without them (HTTP/1 upgrades such as WebSocket need `auto`).
-    let connection = match protocol {
+    match protocol {
         ServerProtocol::Auto => futures_util::future::Either::Left(
             watcher.watch(
                 builder
@@ -410,8 +410,7 @@ where
         ServerProtocol::Http1 | ServerProtocol::Http2 => futures_util::future::Either::Right(
             watcher.watch(builder.serve_connection(io, service).into_owned()),
         ),
-    };
-    async move { connection.await.map_err(ConnError::from) }
+    }
 }
 
 /// Serves one connection under its ticket; `open` counts it at the balance table while it
