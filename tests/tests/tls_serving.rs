@@ -238,6 +238,23 @@ fn alpn_negotiates_h2_and_an_h2_request_works() {
 }
 
 #[test]
+fn alpn_offers_only_what_the_server_option_allows() {
+    let ca = Authority::new();
+    let issued = ca.issue("alpn");
+    let files = Files::new("tls-alpn", &issued);
+    let both: &[&[u8]] = &[b"h2", b"http/1.1"];
+    for (server, chosen) in [
+        ("--server=http1", &b"http/1.1"[..]),
+        ("--server=http2", b"h2"),
+    ] {
+        let cluster = start(&files, &[server]);
+        let conn = Https::connect(cluster.app, ca.client(both));
+        assert_eq!(conn.alpn().as_deref(), Some(chosen), "{server}");
+        drop(cluster);
+    }
+}
+
+#[test]
 fn sighup_swaps_the_certificate_for_new_handshakes_and_not_open_connections() {
     let ca = Authority::new();
     let old = ca.issue("old");
