@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
-usage: cluster2-bench <startup|rss|http|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [OPTIONS]
+usage: cluster2-bench <startup|rss|http|https|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [OPTIONS]
 
 Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
 Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
@@ -12,6 +12,8 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   startup   exec -> \"ready\" line of `hello --workers=W` vs node's cluster module (W workers)
   rss       idle VmRSS of each worker process, same two peers (plus bare-hyper for reference)
   http      wrk throughput: hello (2 workers) vs bare-hyper (1 process) vs node cluster (2 workers)
+  https     wrk throughput over TLS: hello (2 workers, tls.cert/tls.key) vs bare-hyper with
+            rustls (1 process), the same certificate; every round listed
   emitter   emitter round trips and one-way throughput vs node's cluster IPC (one worker)
   cache     cache get/set from a worker vs redis-benchmark on a Unix socket (1 and 16 clients)
   cache-evict
@@ -36,15 +38,15 @@ Options:
   --rss-runs N        rss: runs per peer [default: 3]
   --settle DURATION   rss: idle time between \"ready\" and reading /proc [default: 1s]
   --workers N         startup, rss: workers of hello and of the node cluster [default: 4]
-  --http-workers N    http, logs: workers of hello and of the node cluster [default: 2]
-  --rounds N          http, logs, profile, cache-evict, redis: rounds; each round runs every
+  --http-workers N    http, https, logs: workers of hello and of the node cluster [default: 2]
+  --rounds N          http, https, logs, profile, cache-evict, redis: rounds; each round runs every
                       server (or mode, or case) once [default: 2]
-  --duration DURATION http, logs, profile: length of each measured wrk run (profile: and of
+  --duration DURATION http, https, logs, profile: length of each measured wrk run (profile: and of
                       the profile, whole seconds up to 60) [default: 10s]
-  --warmup DURATION   http: unmeasured wrk run before each measured one; logs, profile: before
+  --warmup DURATION   http, https: unmeasured wrk run before each measured one; logs, profile: before
                       the first (0 to skip) [default: 2s]
-  --connections N     http, logs, profile: wrk -c [default: 64]
-  --wrk-threads N     http, logs, profile: wrk -t [default: 2]
+  --connections N     http, https, logs, profile: wrk -c [default: 64]
+  --wrk-threads N     http, https, logs, profile: wrk -t [default: 2]
   --variants          http: also measure hello --workers=1, hello --threads=2, bare-hyper
                       --threads=1, and bare-hyper with, one at a time, what a cluster2 worker
                       adds (an axum Router, hyper-util's auto builder, the header read
@@ -81,6 +83,7 @@ pub(crate) enum Which {
     Startup,
     Rss,
     Http,
+    Https,
     Emitter,
     Cache,
     CacheEvict,
@@ -102,6 +105,9 @@ impl Which {
     }
     pub(crate) fn http(self) -> bool {
         matches!(self, Self::Http | Self::All)
+    }
+    pub(crate) fn https(self) -> bool {
+        matches!(self, Self::Https | Self::All)
     }
     pub(crate) fn emitter(self) -> bool {
         matches!(self, Self::Emitter | Self::All)
@@ -216,6 +222,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "startup" => Which::Startup,
                 "rss" => Which::Rss,
                 "http" => Which::Http,
+                "https" => Which::Https,
                 "emitter" => Which::Emitter,
                 "cache" => Which::Cache,
                 "cache-evict" => Which::CacheEvict,
@@ -228,7 +235,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "all" => Which::All,
                 _ => {
                     return Err(format!(
-                        "unknown benchmark {arg:?} (startup, rss, http, emitter, cache, \
+                        "unknown benchmark {arg:?} (startup, rss, http, https, emitter, cache, \
                          cache-evict, redis, rolling, profile, layer, logs, scale or all)"
                     ));
                 }

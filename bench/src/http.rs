@@ -30,14 +30,14 @@ pub(crate) struct Wrk {
 
 /// One measured run of one server.
 #[derive(Debug, Clone)]
-struct Measured {
-    wrk: Wrk,
+pub(crate) struct Measured {
+    pub(crate) wrk: Wrk,
     /// CPU time the server's processes used per request, in microseconds.
-    cpu_us_per_request: f64,
+    pub(crate) cpu_us_per_request: f64,
     /// Where the CPUs went during the run.
-    cpu: CpuUse,
+    pub(crate) cpu: CpuUse,
     /// Established connections of each worker, halfway through the run.
-    connections: Vec<usize>,
+    pub(crate) connections: Vec<usize>,
 }
 
 struct Samples {
@@ -85,7 +85,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
             let peer = &mut peers[(round + k) % n];
             let mut attempt = 0;
             loop {
-                let measured = measure(config, &peer.server).await?;
+                let measured = measure(config, &peer.server, "http").await?;
                 let others = measured.cpu.other + measured.cpu.steal;
                 let noisy = others > config.max_other;
                 eprintln!(
@@ -256,10 +256,15 @@ pub(crate) async fn sample_connections(port: u16, pids: &[u32], delay: Duration)
         .collect()
 }
 
-/// Starts `server`, warms it up, measures it once with wrk and stops it.
-async fn measure(config: &Config, server: &Server) -> Result<Measured, String> {
+/// Starts `server`, warms it up, measures it once with wrk (at `scheme`://, http or https)
+/// and stops it.
+pub(crate) async fn measure(
+    config: &Config,
+    server: &Server,
+    scheme: &str,
+) -> Result<Measured, String> {
     let running = server.start(config.timeout).await?;
-    let url = format!("http://127.0.0.1:{}/", running.ready.port);
+    let url = format!("{scheme}://127.0.0.1:{}/", running.ready.port);
     if !config.warmup.is_zero() {
         wrk(config, &url, config.warmup).await?;
     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p example-hello -p cluster2-bench
-//! cargo run --release -p cluster2-bench -- <startup|rss|http|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [--runs N] [--duration 10s]
+//! cargo run --release -p cluster2-bench -- <startup|rss|http|https|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [--runs N] [--duration 10s]
 //! ```
 //!
 //! Every figure is reported next to its peer's from the same run, and as a ratio, because
@@ -20,6 +20,7 @@ mod cache_redis;
 mod cli;
 mod cpu;
 mod http;
+mod https;
 mod ipc;
 mod layer;
 mod logs;
@@ -117,6 +118,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.http() {
         let section = http::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.https() {
+        let section = https::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     if config.which.emitter() {

@@ -23,7 +23,11 @@ pub(crate) fn describe(kind: Kind) -> &'static str {
         Kind::Count { .. } => "a whole number",
         Kind::HttpStatus => "an HTTP status code",
         Kind::Bool => "`true` or `false`",
-        Kind::Text | Kind::Directory | Kind::OneOf(_) | Kind::Secret => "a string literal",
+        Kind::Text | Kind::Directory | Kind::File | Kind::OneOf(_) | Kind::Secret => {
+            "a string literal"
+        }
+        Kind::Bind => "\"unix:\" and a path in a string",
+        Kind::FileMode => "octal permission bits in a string",
         Kind::UrlPath { .. } => "a path in a string",
         Kind::Host => "an IP address or a host name in a string",
         Kind::Duration { never: false, .. } => "a duration string",
@@ -49,6 +53,9 @@ pub(crate) fn sample(kind: Kind) -> String {
         Kind::Bool => "true".to_owned(),
         Kind::Text => "\"...\"".to_owned(),
         Kind::Directory => "\"/run/my-app\"".to_owned(),
+        Kind::File => "\"/etc/my-app/cert.pem\"".to_owned(),
+        Kind::Bind => "\"unix:/run/my-app.sock\"".to_owned(),
+        Kind::FileMode => "\"660\"".to_owned(),
         Kind::UrlPath { .. } => "\"/health\"".to_owned(),
         Kind::Host => "\"127.0.0.1\"".to_owned(),
         // Short ranges (a spin of a millisecond at most) show their top; others a value in the

@@ -98,6 +98,13 @@ pub enum Kind {
     },
     /// Text naming a directory: not empty.
     Directory,
+    /// Text naming a file: not empty.
+    File,
+    /// Where the application listens instead of `host` and `port`: `unix:` and the path of a
+    /// Unix socket, in gunicorn's form (`unix:/run/app.sock`).
+    Bind,
+    /// Permission bits of a file, in octal as `chmod` takes them: `660`, `0660`, at most `777`.
+    FileMode,
     /// Any text.
     Text,
     /// A log filter in the syntax of [`check_log_filter`].
@@ -165,6 +172,10 @@ pub enum Invalid {
     NotABackend,
     /// A name with a character outside its alphabet, or too long.
     NotAName,
+    /// Not `unix:` followed by a path.
+    NotABind,
+    /// Not octal permission bits from `0` to `777`.
+    NotAMode,
 }
 
 impl Kind {
@@ -179,6 +190,9 @@ impl Kind {
             | Kind::OneOf(_)
             | Kind::UrlPath { .. }
             | Kind::Directory
+            | Kind::File
+            | Kind::Bind
+            | Kind::FileMode
             | Kind::Text
             | Kind::LogFilter
             | Kind::Secret
@@ -259,8 +273,13 @@ impl Kind {
                     Err(Invalid::NotAPath)
                 }
             }
-            Kind::Directory if text.is_empty() => Err(Invalid::Empty),
-            Kind::Directory | Kind::Text => Ok(()),
+            Kind::Directory | Kind::File if text.is_empty() => Err(Invalid::Empty),
+            Kind::Directory | Kind::File | Kind::Text => Ok(()),
+            Kind::Bind => match text.strip_prefix("unix:") {
+                Some(path) if !path.is_empty() && !path.contains('\0') => Ok(()),
+                _ => Err(Invalid::NotABind),
+            },
+            Kind::FileMode => parse_mode(text).map(|_| ()).ok_or(Invalid::NotAMode),
             Kind::LogFilter => check_log_filter(text).map_err(Invalid::LogFilter),
             Kind::Secret if text.is_empty() => Err(Invalid::Empty),
             Kind::Secret if text.bytes().all(|b| b.is_ascii_graphic()) => Ok(()),
@@ -293,6 +312,19 @@ impl Kind {
             Ok(())
         }
     }
+}
+
+/// Permission bits written in octal, as `chmod` takes them (`660`, `0660`, `0o660`), at most
+/// `777`: the setuid, setgid and sticky bits mean nothing on a socket.
+pub fn parse_mode(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return None;
+    }
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
 }
 
 /// The schemes of a backend URL: Redis over TCP, over TLS, and over a Unix socket.

@@ -100,6 +100,19 @@ pub static OPTIONS: &[Spec] = &[
         "address the application port binds to; a host name binds every address it resolves to \
          at start (localhost: 127.0.0.1 and ::1)",
     ),
+    optional(
+        "bind",
+        Kind::Bind,
+        "unix: and the path of a socket, like unix:/run/app.sock, or none",
+        "serve the application on this Unix socket instead of host and port (gunicorn's form); \
+         a stale socket file nothing answers on is replaced, and it is removed at stop",
+    ),
+    option(
+        "bind_mode",
+        Kind::FileMode,
+        "permission bits in octal, like 660 or 600 (at most 777)",
+        "permissions of the Unix socket of bind: who may connect (660: the owner and its group)",
+    ),
     option(
         "mon_port",
         PORT,
@@ -193,6 +206,19 @@ pub static OPTIONS: &[Spec] = &[
         Kind::OneOf(&["auto", "http1", "http2"]),
         "auto, http1 or http2",
         "protocols of the application port: auto (HTTP/1.1 and h2c), http1 or http2",
+    ),
+    optional(
+        "tls.cert",
+        Kind::File,
+        "the path of a PEM file, or none",
+        "certificate chain (PEM) the application port serves TLS with, the server's own first; \
+         needs tls.key; read by the master at start and on SIGHUP",
+    ),
+    optional(
+        "tls.key",
+        Kind::File,
+        "the path of a PEM file, or none",
+        "private key (PEM: PKCS#8, RSA or EC) of tls.cert",
     ),
     option(
         "balance",

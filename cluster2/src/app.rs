@@ -134,10 +134,19 @@ impl From<axum::Router> for App {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnInfo {
-    /// The listener's address: the shared application port, or a warm-up port.
+    /// The listener's address: the shared application port, or a warm-up port. Over a Unix
+    /// socket, which has no network address, `0.0.0.0:0`.
     pub local: SocketAddr,
-    /// The client's address.
+    /// The client's address. Over a Unix socket `0.0.0.0:0`: the client is a process on this
+    /// host (a proxy, which says who its own client is in a header such as
+    /// `X-Forwarded-For`).
     pub remote: SocketAddr,
+    /// Whether the connection speaks TLS (`tls.cert`): an application may send
+    /// `Strict-Transport-Security`, or redirect plain requests.
+    pub tls: bool,
+    /// Whether the connection came over a Unix socket (`bind = unix:…`, or one passed by the
+    /// service manager).
+    pub unix: bool,
 }
 
 /// What a `#[configure_app]` function may return.

@@ -59,7 +59,22 @@ struct Inner {
     gate: Option<Gate>,
     validator: Option<Validator>,
     /// Where a monitor-mode path is probed.
-    app_addr: Option<SocketAddr>,
+    app: Option<AppPort>,
+}
+
+/// The application's own listening socket, where a monitor-mode path is probed: a TCP address
+/// or a Unix socket, in TLS when the application port speaks it.
+#[derive(Clone, Debug)]
+pub(crate) struct AppPort {
+    pub(crate) at: AppSocket,
+    pub(crate) tls: bool,
+}
+
+/// See [`AppPort`].
+#[derive(Clone, Debug)]
+pub(crate) enum AppSocket {
+    Tcp(SocketAddr),
+    Unix(std::path::PathBuf),
 }
 
 impl Ecv {
@@ -86,7 +101,7 @@ impl Ecv {
         options: EcvOptions,
         gate: Option<Gate>,
         validator: Option<Validator>,
-        app_addr: Option<SocketAddr>,
+        app: Option<AppPort>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -95,7 +110,7 @@ impl Ecv {
                 down_reason: RwLock::new("marked down".to_owned()),
                 gate,
                 validator,
-                app_addr,
+                app,
             }),
         }
     }
@@ -164,7 +179,7 @@ impl Ecv {
     async fn probe(&self) -> Result<(), String> {
         let options = &self.inner.options;
         let target = &options.monitor;
-        let answer = tokio::time::timeout(options.timeout, fetch(target, self.inner.app_addr))
+        let answer = tokio::time::timeout(options.timeout, fetch(target, self.inner.app.as_ref()))
             .await
             .map_err(|_| {
                 format!(
@@ -248,31 +263,59 @@ impl Ecv {
 /// GETs `target` (a path on `app`, or an `http://` URL) and returns the status and body.
 async fn fetch(
     target: &str,
-    app: Option<SocketAddr>,
+    app: Option<&AppPort>,
 ) -> Result<(u16, Bytes), Box<dyn std::error::Error + Send + Sync>> {
-    let (authority, path) = if let Some(rest) = target.strip_prefix("http://") {
+    if let Some(rest) = target.strip_prefix("http://") {
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        (
-            authority.to_owned(),
-            if path.is_empty() { "/" } else { path }.to_owned(),
-        )
-    } else {
-        let app = app.ok_or("a path needs the application's port: use an http:// URL")?;
-        // The app may listen on 0.0.0.0; probe it on loopback.
-        let host = if app.ip().is_unspecified() {
-            SocketAddr::from(([127, 0, 0, 1], app.port()))
+        let path = if path.is_empty() { "/" } else { path };
+        let host_port = if authority.contains(':') {
+            authority.to_owned()
         } else {
-            app
+            format!("{authority}:80")
         };
-        (host.to_string(), target.to_owned())
-    };
-    let host_port = if authority.contains(':') {
-        authority.clone()
-    } else {
-        format!("{authority}:80")
-    };
-    let stream = tokio::net::TcpStream::connect(host_port).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let stream = tokio::net::TcpStream::connect(host_port).await?;
+        return exchange(stream, authority, path).await;
+    }
+    let app = app.ok_or("a path needs the application's port: use an http:// URL")?;
+    match &app.at {
+        AppSocket::Tcp(addr) => {
+            // The app may listen on 0.0.0.0; probe it on loopback.
+            let addr = if addr.ip().is_unspecified() {
+                SocketAddr::from(([127, 0, 0, 1], addr.port()))
+            } else {
+                *addr
+            };
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            let authority = addr.to_string();
+            if app.tls {
+                let stream = crate::tls::probe(stream).await?;
+                exchange(stream, &authority, target).await
+            } else {
+                exchange(stream, &authority, target).await
+            }
+        }
+        AppSocket::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            if app.tls {
+                let stream = crate::tls::probe(stream).await?;
+                exchange(stream, "localhost", target).await
+            } else {
+                exchange(stream, "localhost", target).await
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 request on `io`.
+async fn exchange<I>(
+    io: I,
+    authority: &str,
+    path: &str,
+) -> Result<(u16, Bytes), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(conn);
     let request = http::Request::get(path)
         .header(http::header::HOST, authority)

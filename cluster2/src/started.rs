@@ -42,6 +42,7 @@ impl Started {
 
     /// The shared application address (with the real port when `port = 0` was asked for); the
     /// first of them when `host` is a name with several addresses (`localhost`: 127.0.0.1).
+    /// On a Unix socket (`bind = unix:…`), which has no network address, `0.0.0.0:0`.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! bare-hyper [--port N] [--host IP] [--threads N] [--axum] [--auto] [--header-read-timeout S]
+//!            [--tls-cert PEM --tls-key PEM]
 //! ```
 //!
 //! `--port 0` (the default) picks a free port; `--threads 0` (the default) runs one runtime
@@ -22,6 +23,10 @@
 //! example; `--auto` serves connections with hyper-util's HTTP/1 + h2c auto-detecting builder
 //! (`serve_connection_with_upgrades`); `--header-read-timeout S` arms hyper's per-request
 //! header read timer (a slow-loris guard) with a tokio timer.
+//!
+//! `--tls-cert` and `--tls-key` serve HTTPS with rustls (ring), as cluster2 does with
+//! `tls.cert` and `tls.key`: the `https` benchmark's baseline. ALPN offers `http/1.1` (and
+//! `h2` too with `--auto`).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,14 +45,16 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str = "usage: bare-hyper [--port N] [--host IP] [--threads N] [--axum] [--auto] \
-     [--header-read-timeout SECONDS]";
+     [--header-read-timeout SECONDS] [--tls-cert PEM --tls-key PEM]";
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Args {
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
     host: IpAddr,
     port: u16,
     threads: usize,
@@ -58,6 +65,8 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
+        tls_cert: None,
+        tls_key: None,
         host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         port: 0,
         threads: 0,
@@ -95,6 +104,8 @@ fn parse_args() -> Result<Args, String> {
             "--port" => args.port = value.parse().map_err(|e| bad(&e))?,
             "--host" => args.host = value.parse().map_err(|e| bad(&e))?,
             "--threads" => args.threads = value.parse().map_err(|e| bad(&e))?,
+            "--tls-cert" => args.tls_cert = Some(value),
+            "--tls-key" => args.tls_key = Some(value),
             "--header-read-timeout" => {
                 let secs: u64 = value.trim_end_matches('s').parse().map_err(|e| bad(&e))?;
                 args.header_read_timeout = Some(Duration::from_secs(secs));
@@ -145,6 +156,15 @@ async fn serve(args: Args) -> Result<(), String> {
     let router = args
         .axum
         .then(|| Router::new().route("/", get(|| async { "hello world" })));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(acceptor(cert, key, args.auto)?),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+    };
+    let conn = Conn {
+        auto: args.auto,
+        header_read_timeout: args.header_read_timeout,
+    };
     loop {
         let (stream, _) = tokio::select! {
             _ = term.recv() => break,
@@ -155,13 +175,60 @@ async fn serve(args: Args) -> Result<(), String> {
             },
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, args, router.clone()));
+        match &tls {
+            None => {
+                tokio::spawn(connection(stream, conn, router.clone()));
+            }
+            Some(tls) => {
+                let handshake = tls.accept(stream);
+                let router = router.clone();
+                tokio::spawn(async move {
+                    if let Ok(stream) = handshake.await {
+                        connection(stream, conn, router).await;
+                    }
+                });
+            }
+        }
     }
     Ok(())
 }
 
+/// How each connection is served.
+#[derive(Clone, Copy)]
+struct Conn {
+    auto: bool,
+    header_read_timeout: Option<Duration>,
+}
+
+/// rustls with ring over the PEM files, as cluster2 serves them.
+fn acceptor(cert: &str, key: &str, auto: bool) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {key}: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("TLS: {e}"))?;
+    config.alpn_protocols = if auto {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
 /// Serves one connection until the client closes it.
-async fn connection(stream: TcpStream, args: Args, router: Option<Router>) {
+async fn connection<I>(stream: I, args: Conn, router: Option<Router>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(stream);
     if args.auto {
         let mut builder = auto::Builder::new(TokioExecutor::new());

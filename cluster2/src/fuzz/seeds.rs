@@ -47,6 +47,7 @@ fn channel_messages() -> Vec<(&'static str, Vec<u8>)> {
                 cache_socket: Some("/run/user/1000/cluster2-4242/cache.sock".into()),
                 debug_new: Some("debug,hyper=info".to_owned()),
                 balance_seat: Some(2),
+                tls: None,
             }))),
         ),
         ("stop", encode_frame(&ToWorker::Stop)),

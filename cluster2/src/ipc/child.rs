@@ -8,7 +8,6 @@
 //! Every child also starts the thread that ends it once its master is gone, whatever its
 //! runtime is doing (`orphan.rs`).
 
-use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use std::time::Duration;
 use super::fd::{CHANNEL_FD, MAX_LISTENERS, listener_fd, take_inherited_socket};
 use super::frame;
 use super::message::{Hello, ToWorker};
+use crate::listen::Listener;
 use crate::role::{LISTENERS_ENV, MASTER_PID_ENV};
 
 /// What every child gets from the master.
@@ -38,9 +38,9 @@ pub(crate) fn start() -> Result<Inherited, String> {
     hello(channel)
 }
 
-/// A worker's start: the application listeners too (one per address of the host), and a check
-/// that its master is still there.
-pub(crate) fn start_worker() -> Result<(Inherited, Vec<TcpListener>), String> {
+/// A worker's start: the application listeners too (one per address of the host, or a Unix
+/// socket, or what the service manager passed), and a check that its master is still there.
+pub(crate) fn start_worker() -> Result<(Inherited, Vec<Listener>), String> {
     let count = match std::env::var(LISTENERS_ENV) {
         // A master from before several listeners hands over one.
         Err(_) => 1,
@@ -52,7 +52,10 @@ pub(crate) fn start_worker() -> Result<(Inherited, Vec<TcpListener>), String> {
     };
     // Claim the inherited sockets before anything else can open a file descriptor.
     let listeners = (0..count)
-        .map(|i| claim(listener_fd(i)).map(TcpListener::from))
+        .map(|i| {
+            let fd = claim(listener_fd(i))?;
+            Listener::from_fd(fd).map_err(|e| format!("inherited listener {i}: {e}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let channel = claim(CHANNEL_FD)?;
     watch_master()?;

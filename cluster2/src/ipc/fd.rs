@@ -113,11 +113,47 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<AsyncFd<OwnedFd>> {
         .map_err(|e| e.into_parts().1)
 }
 
+/// The first descriptor a service manager passes (`SD_LISTEN_FDS_START`).
+pub(crate) const ACTIVATED_FD: RawFd = 3;
+
+/// Whether the activated descriptors were claimed.
+static ACTIVATED_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Claims the `count` sockets a service manager passed to this process (socket activation,
+/// `LISTEN_FDS`), from fd 3 on, once. Each must be an open socket; close-on-exec is set on
+/// each, so that only the explicit mappings hand them to workers.
+pub(crate) fn take_activated(count: usize) -> io::Result<Vec<OwnedFd>> {
+    if ACTIVATED_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(io::Error::other("the activated sockets were claimed twice"));
+    }
+    let mut taken = Vec::with_capacity(count);
+    for i in 0..count {
+        let fd = ACTIVATED_FD + i as RawFd;
+        // SAFETY: the borrow only lives for the `fstat` call, which fails cleanly (EBADF) if
+        // nothing is open at that number.
+        let stat = fstat(unsafe { BorrowedFd::borrow_raw(fd) })
+            .map_err(|e| io::Error::other(format!("fd {fd} is not open: {e}")))?;
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+            return Err(io::Error::other(format!("fd {fd} is not a socket")));
+        }
+        // SAFETY: the service manager put this socket at this number for this process
+        // (LISTEN_PID is ours, checked by the caller) and std opens every fd of its own with
+        // O_CLOEXEC above the lowest free number, which these occupied since exec; the flag
+        // above makes this the only place that ever owns them.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+            .map_err(|e| io::Error::other(format!("fd {fd}: {e}")))?;
+        taken.push(owned);
+    }
+    Ok(taken)
+}
+
 /// A socket type that owns its file descriptor: it stays open, and is the same one, until the
 /// value is dropped.
 pub(crate) trait OwnedSocket: std::os::fd::AsRawFd {}
 impl OwnedSocket for UnixStream {}
 impl OwnedSocket for std::net::TcpListener {}
+impl OwnedSocket for crate::listen::Listener {}
 
 /// Registers `socket` with the current runtime's reactor for `interest` alone (tokio's own
 /// socket types register for both kinds; see `ipc::frame_socket` for why that costs; and a

@@ -37,6 +37,8 @@ pub(crate) enum ToWorker {
         seconds: u32,
         format: ProfileFormat,
     },
+    /// The certificate and key the master read again (SIGHUP): new TLS handshakes use them.
+    Tls(Box<crate::tls::Pem>),
 }
 
 /// What the master asks of a child's logging.
@@ -124,6 +126,9 @@ pub(crate) struct Hello {
     /// This worker's seat at the connection-balance table (`crate::balance`), inherited at
     /// `BALANCE_FD`; `None` when the worker accepts without taking turns.
     pub(crate) balance_seat: Option<u32>,
+    /// The certificate and key the application port serves TLS with, as the master read and
+    /// checked them; `None` without TLS.
+    pub(crate) tls: Option<crate::tls::Pem>,
 }
 
 /// From a worker to the master.

@@ -46,7 +46,7 @@ use crate::log::human_secs;
 pub enum Event {
     /// The master bound its ports and is starting the workers.
     Starting {
-        /// The application's address.
+        /// The application's address (`0.0.0.0:0` on a Unix socket).
         app: SocketAddr,
         /// The monitor's address.
         monitor: SocketAddr,

@@ -29,7 +29,6 @@ pub(crate) use debugging::{
 pub use scale::{Scaled, scale, scale_by};
 
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +39,7 @@ use crate::cluster::{MainBody, Parts};
 use crate::ecv::Ecv;
 use crate::exit;
 use crate::lifecycle::Journal;
-use crate::listen;
+use crate::listen::{self, Listener};
 use crate::options::{Host, Options};
 use pidfile::PidFiles;
 use shutdown::Signals;
@@ -63,6 +62,15 @@ pub(crate) fn run(
     if let Err(e) = crate::title::master() {
         tracing::warn!("the master keeps its command line, untitled: cannot execute itself: {e}");
     }
+    // Read and checked once, here: a bad file is the user's mistake, found before anything
+    // runs; workers get the bytes, never the files.
+    let tls = match crate::tls::read(&options.tls) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::code(exit::USAGE);
+        }
+    };
     // Host names are looked up once, here: every worker inherits what was bound now.
     let addresses = match options.addresses() {
         Ok(addresses) => addresses,
@@ -72,18 +80,14 @@ pub(crate) fn run(
         }
     };
     // Bind before anything else exists: a busy port must fail with no child left behind.
-    // The schema allows any u32; the kernel caps the backlog anyway (somaxconn).
-    let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
-    let by_name = options.host.name().is_some();
-    let app = match listen::bind(&addresses.app, options.port, backlog, by_name) {
-        Ok(bound) => bound,
+    let Some(app) = app_listeners(&options, &addresses.app) else {
+        return exit::code(exit::FAILURE);
+    };
+    let app = match app {
+        Ok(app) => app,
         Err(e) => {
-            tracing::error!(
-                "cannot bind the application port: --port {} on {}: {e}",
-                options.port,
-                options.host
-            );
-            return exit::code(exit::FAILURE);
+            eprintln!("error: {e}");
+            return exit::code(exit::USAGE);
         }
     };
     let by_name = options.mon_host.name().is_some();
@@ -98,7 +102,6 @@ pub(crate) fn run(
             return exit::code(exit::FAILURE);
         }
     };
-    log_bound("--host", &options.host, &app);
     log_bound("--mon-host", &options.mon_host, &monitor);
     // One thread: the master routes messages and supervises; it does no heavy work, and a
     // single-threaded runtime spares every relayed message a wake-up across threads.
@@ -113,12 +116,13 @@ pub(crate) fn run(
             return exit::code(exit::FAILURE);
         }
     };
+    let socket_file = app.socket_file;
     let code = runtime.block_on(async move {
         match master(
             parts,
             Arc::new(options),
             app_args.into(),
-            app.listeners,
+            (app.listeners, tls),
             monitor.listeners,
             open_files,
             main,
@@ -133,7 +137,92 @@ pub(crate) fn run(
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(100));
+    // Every worker is gone: nothing serves on it any more.
+    if let Some(file) = socket_file {
+        file.remove();
+    }
     code
+}
+
+/// The application's listening sockets, and the Unix socket's file to remove at stop.
+struct AppListeners {
+    listeners: Vec<Listener>,
+    socket_file: Option<listen::unix::SocketFile>,
+}
+
+/// Where the application listens: the sockets a service manager passed, else the Unix socket
+/// of `bind`, else `port` on every address of `host`. `None`: binding failed, logged; an
+/// error: socket activation that makes no sense (a usage error).
+fn app_listeners(options: &Options, addrs: &[SocketAddr]) -> Option<Result<AppListeners, String>> {
+    // The schema allows any u32; the kernel caps the backlog anyway (somaxconn).
+    let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
+    match listen::activation::take() {
+        Err(e) => return Some(Err(e)),
+        Ok(Some(listeners)) => {
+            let on: Vec<String> = listeners.iter().map(describe).collect();
+            tracing::info!(
+                "socket activation: serving on the {} socket(s) the service manager passed \
+                 ({}); --port, --host and --bind are not used",
+                listeners.len(),
+                on.join(", ")
+            );
+            return Some(Ok(AppListeners {
+                listeners,
+                socket_file: None,
+            }));
+        }
+        Ok(None) => {}
+    }
+    if let Some(bind) = &options.bind {
+        // The schema checked both.
+        let path = std::path::Path::new(bind.strip_prefix("unix:").unwrap_or(bind));
+        let mode = cluster2_options_schema::parse_mode(&options.bind_mode).unwrap_or(0o660);
+        return match listen::unix::bind(path, mode, backlog) {
+            Ok((listener, file)) => {
+                tracing::info!("--bind {bind}: listening, mode {:o}", mode);
+                Some(Ok(AppListeners {
+                    listeners: vec![Listener::Unix(listener)],
+                    socket_file: Some(file),
+                }))
+            }
+            Err(e) => {
+                tracing::error!("cannot bind the application socket: --bind {bind}: {e}");
+                None
+            }
+        };
+    }
+    let by_name = options.host.name().is_some();
+    match listen::bind(addrs, options.port, backlog, by_name) {
+        Ok(bound) => {
+            log_bound("--host", &options.host, &bound);
+            Some(Ok(AppListeners {
+                listeners: bound.listeners.into_iter().map(Listener::Tcp).collect(),
+                socket_file: None,
+            }))
+        }
+        Err(e) => {
+            tracing::error!(
+                "cannot bind the application port: --port {} on {}: {e}",
+                options.port,
+                options.host
+            );
+            None
+        }
+    }
+}
+
+/// A listening socket as the start-up line shows it.
+fn describe(listener: &Listener) -> String {
+    match listener {
+        Listener::Tcp(l) => l
+            .local_addr()
+            .map_or_else(|_| "TCP".to_owned(), |a| a.to_string()),
+        Listener::Unix(l) => l
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+            .unwrap_or_else(|| "unix socket".to_owned()),
+    }
 }
 
 /// Everything the master runs, in order: signal handlers, pid files, the spawner, the
@@ -142,7 +231,7 @@ async fn master(
     parts: Parts,
     options: Arc<Options>,
     app_args: Arc<[String]>,
-    app: Vec<TcpListener>,
+    (app, tls): (Vec<Listener>, Option<crate::tls::Pem>),
     monitor: Vec<TcpListener>,
     open_files: u64,
     main: MainBody,
@@ -151,7 +240,8 @@ async fn master(
     let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let local_addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     // Where one address is shown (the starting and ready lines, `Started::addr`): the first.
-    let app_addr = local_addr(&app[0]);
+    let app_addr = app[0].local_addr().unwrap_or(listen::NO_ADDRESS);
+    let app_shown = describe(&app[0]);
     let mon_addrs: Vec<SocketAddr> = monitor.iter().map(local_addr).collect();
     let mon_addr = mon_addrs[0];
     let pid_files = PidFiles::create(options.pids.as_deref(), mon_addr)?;
@@ -161,7 +251,7 @@ async fn master(
     // the kernel while workers start, crash or are replaced.
     let listener_fds = app
         .iter()
-        .map(|l| l.try_clone().map(OwnedFd::from))
+        .map(Listener::try_clone)
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(|e| format!("cannot share the application listener: {e}"))?;
     let seats = match options.balance {
@@ -193,7 +283,19 @@ async fn master(
         options.ecv.clone(),
         Some(Box::new(move || gate_board.gate())),
         parts.ecv_validator(),
-        Some(app_addr),
+        Some(crate::ecv::AppPort {
+            at: match &app[0] {
+                Listener::Unix(listener) => crate::ecv::AppSocket::Unix(
+                    listener
+                        .local_addr()
+                        .ok()
+                        .and_then(|a| a.as_pathname().map(std::path::Path::to_owned))
+                        .unwrap_or_default(),
+                ),
+                Listener::Tcp(_) => crate::ecv::AppSocket::Tcp(app_addr),
+            },
+            tls: tls.is_some(),
+        }),
     );
     let controls = control::install();
     let monitor_stop = CancellationToken::new();
@@ -230,7 +332,9 @@ async fn master(
         ecv,
         pid_files,
         app_addr,
+        app_shown,
         mon_addr,
+        tls,
     };
     let code = supervisor::supervise(setup, signals, controls, main).await;
     monitor_stop.cancel();

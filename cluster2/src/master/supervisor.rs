@@ -92,10 +92,18 @@ pub(super) struct Setup {
     pub(super) pid_files: PidFiles,
     pub(super) should_kill: ShouldKill,
     pub(super) app_addr: SocketAddr,
+    /// Where the application listens, as the starting and ready lines say it: its address, or
+    /// `unix:PATH`.
+    pub(super) app_shown: String,
     pub(super) mon_addr: SocketAddr,
+    /// The certificate and key read at start, when the application port speaks TLS.
+    pub(super) tls: Option<crate::tls::Pem>,
 }
 
 pub(super) struct Supervisor {
+    app_shown: String,
+    /// The certificate and key every new worker gets; read again on SIGHUP.
+    tls: Option<crate::tls::Pem>,
     pub(super) options: Arc<Options>,
     app_args: Arc<[String]>,
     pub(super) spawner: Spawner,
@@ -128,9 +136,11 @@ pub(super) async fn supervise(
         pid_files,
         should_kill,
         app_addr,
+        app_shown,
         mon_addr,
+        tls,
     } = setup;
-    tracing::info!(app = %app_addr, monitor = %mon_addr, workers = options.workers, "starting");
+    tracing::info!(app = %app_shown, monitor = %mon_addr, workers = options.workers, "starting");
     lifecycle::publish(Event::Starting {
         app: app_addr,
         monitor: mon_addr,
@@ -140,6 +150,8 @@ pub(super) async fn supervise(
     board.set_expected(options.workers);
     let mut sup = Supervisor {
         slots: (0..options.workers).map(|_| Slot::default()).collect(),
+        app_shown,
+        tls,
         options,
         app_args,
         spawner,
@@ -228,6 +240,8 @@ pub(super) async fn supervise(
                 if main.is_some() {
                     tracing::warn!("SIGHUP during start-up: ignored; send it again once ready");
                 } else {
+                    // Successors start with what is read now.
+                    sup.reload_tls();
                     // It says what it does, before each worker's line.
                     sup.rolling_restart(true).await;
                     sup.publish();
@@ -296,7 +310,7 @@ impl Supervisor {
         }
         let pids = self.active_pids();
         let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-        tracing::info!(app = %app_addr, monitor = %mon_addr, workers = %list.join(","), "ready");
+        tracing::info!(app = %self.app_shown, monitor = %mon_addr, workers = %list.join(","), "ready");
         lifecycle::publish(Event::Ready {
             workers: pids.clone(),
         });
@@ -319,7 +333,33 @@ impl Supervisor {
             cache_socket: self.cache.socket.clone(),
             debug_new: None,
             balance_seat: None,
+            tls: self.tls.clone(),
         }
+    }
+
+    /// SIGHUP: reads the certificate and key again. New ones go to every worker now, for their
+    /// next handshakes, and to every worker started from now on; a bad file keeps the ones in
+    /// use, with an error naming it.
+    fn reload_tls(&mut self) {
+        let read = match crate::tls::read(&self.options.tls) {
+            Ok(Some(pem)) => pem,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!("SIGHUP: keeping the TLS certificate in use: {e}");
+                return;
+            }
+        };
+        if self.tls.as_ref() == Some(&read) {
+            return;
+        }
+        tracing::info!("SIGHUP: new TLS certificate read; new handshakes use it");
+        for proc in self.procs.values() {
+            let _ = proc
+                .child
+                .tx
+                .try_send(&ToWorker::Tls(Box::new(read.clone())));
+        }
+        self.tls = Some(read);
     }
 
     /// Starts a process for `slot`: its serving process, a successor, or a debug worker.

@@ -298,7 +298,12 @@ pub(crate) async fn serve(
         listener.set_nonblocking(true)?;
     }
     // One per address of `mon_host`, served together.
-    let listener = crate::listen::Listeners::new(listeners)?;
+    let listener = crate::listen::Listeners::new(
+        listeners
+            .into_iter()
+            .map(crate::listen::Listener::Tcp)
+            .collect(),
+    )?;
     let ecv = monitor.ecv.options();
     let exempt = errors::Exempt(
         [&ecv.root, &ecv.mark_up, &ecv.mark_down]

@@ -66,7 +66,7 @@ pub(crate) async fn serve(
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
+        stream.set_nodelay();
         let conn = ticket.conn();
         let app = app.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {

@@ -47,6 +47,15 @@ pub struct Options {
     /// starts, and the port is bound on every address it resolves to (`localhost`: 127.0.0.1
     /// and ::1, where the machine has IPv6).
     pub host: Host,
+    /// `unix:PATH`: serve the application on a Unix socket at `PATH` instead of
+    /// [`Options::host`] and [`Options::port`] (gunicorn's `--bind unix:…`), for an application
+    /// behind a proxy on the same host. A socket file left by a killed run is replaced when
+    /// nothing answers on it; the master removes the file when it stops.
+    pub bind: Option<String>,
+    /// Permission bits of the Unix socket of [`Options::bind`], in octal (`660`): connecting
+    /// needs write permission, so `660` lets the owner and its group in (put the proxy's user
+    /// in the group), `666` everyone on the host.
+    pub bind_mode: String,
     /// TCP port of the monitor app served by the master. `0` picks any free port.
     pub mon_port: u16,
     /// Address the monitor app binds to, read as [`Options::host`] is. Loopback by default: its
@@ -75,6 +84,8 @@ pub struct Options {
     pub stop_timeout: Duration,
     /// HTTP protocols the application port speaks.
     pub server: ServerProtocol,
+    /// TLS on the application port.
+    pub tls: TlsOptions,
     /// How new connections spread over the workers.
     pub balance: Balance,
     /// Length of the accept queue of the application port.
@@ -120,6 +131,18 @@ pub struct Options {
     pub cache: CacheSettings,
     /// Events between processes.
     pub emitter: EmitterOptions,
+}
+
+/// TLS on the application port: both files or neither. The master reads them at start and on
+/// SIGHUP, and hands the bytes to its workers; the monitor port stays plain HTTP.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct TlsOptions {
+    /// PEM file of the certificate chain, the server's own certificate first.
+    pub cert: Option<String>,
+    /// PEM file of the certificate's private key: PKCS#8, RSA (PKCS#1) or EC (SEC1).
+    pub key: Option<String>,
 }
 
 /// What `--check` and `--help` print instead of a secret.
@@ -421,6 +444,8 @@ impl Default for Options {
         Self {
             port: 8080,
             host: Host::from(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            bind: None,
+            bind_mode: "660".to_owned(),
             mon_port: 8081,
             mon_host: Host::from(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             mon: MonitorOptions::default(),
@@ -432,6 +457,7 @@ impl Default for Options {
             startup_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(30),
             server: ServerProtocol::Auto,
+            tls: TlsOptions::default(),
             balance: Balance::Even,
             backlog: 1024,
             header_timeout: Duration::from_secs(30),

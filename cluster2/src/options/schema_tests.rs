@@ -256,6 +256,12 @@ fn text_kinds_are_checked_by_the_runtime() {
             Kind::UrlPath { or_url: false } => (&["/health"], &["health", "http://x/"]),
             Kind::UrlPath { or_url: true } => (&["/", "http://10.0.0.1/ping"], &["https://x/"]),
             Kind::Directory => (&["/run/app"], &[""][..usize::from(!spec.optional)]),
+            Kind::File => (&["/etc/app/cert.pem"], &[""][..usize::from(!spec.optional)]),
+            Kind::Bind => (
+                &["unix:/run/app.sock", "unix:app.sock"],
+                &["/run/app.sock", "unix:", "127.0.0.1:8080"],
+            ),
+            Kind::FileMode => (&["660", "0600", "777"], &["", "8", "1777", "rw-rw----"]),
             Kind::LogFilter => (
                 &["warn,my_app=debug", "TRACE", "my_app[request]=debug"],
                 &["verbose", "infoo", "my_app=loud", "[nope"],

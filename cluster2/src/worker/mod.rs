@@ -23,7 +23,7 @@ use crate::cluster::{MainBody, Parts};
 use crate::ipc::channel::{self, Sender};
 use crate::ipc::child::{self, Inherited};
 use crate::ipc::message::{StartStage, ToMaster, ToWorker};
-use crate::listen::Listeners;
+use crate::listen::{Listener, Listeners};
 use crate::options::Options;
 use crate::started::{Role, Started, WarmUp};
 
@@ -83,8 +83,14 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
         .set_nonblocking(true)
         .map_err(|e| format!("channel: {e}"))?;
     let cache_socket = hello.cache_socket;
+    // The master checked these bytes; this cannot fail but on a master of another version.
+    let tls = match &hello.tls {
+        Some(pem) => Some(crate::tls::Tls::new(pem, options.server)?),
+        None => None,
+    };
     let worker = Worker {
         id,
+        tls,
         options,
         app_args: hello.app_args.into(),
         held: debug_new.is_some(),
@@ -132,6 +138,8 @@ struct Serving {
 
 struct Worker {
     id: usize,
+    /// TLS on the shared port (never on the warm-up listener, which stays plain HTTP).
+    tls: Option<crate::tls::Tls>,
     options: Arc<Options>,
     app_args: Arc<[String]>,
     /// A debug worker ("debug new"): it forwards its log lines from the start, and does not
@@ -157,7 +165,7 @@ impl Worker {
         self,
         parts: Parts,
         main: MainBody,
-        listeners: Vec<std::net::TcpListener>,
+        listeners: Vec<Listener>,
         channel: std::os::unix::net::UnixStream,
     ) -> ExitCode {
         let channel = match tokio::net::UnixStream::from_std(channel) {
@@ -184,6 +192,7 @@ impl Worker {
         let tx = stop_tx.clone();
         let to_master_logs = to_master.clone();
         let replies = to_master.clone();
+        let tls = self.tls.clone();
         tokio::spawn(async move {
             loop {
                 match from_master.recv().await {
@@ -215,6 +224,13 @@ impl Worker {
                         seconds,
                         format,
                     })) => profile::answer(id, seconds, format, replies.clone()),
+                    Ok(Some(ToWorker::Tls(pem))) => match &tls {
+                        Some(tls) => match tls.replace(&pem) {
+                            Ok(()) => tracing::info!("new TLS certificate for new handshakes"),
+                            Err(e) => tracing::error!("keeping the TLS certificate in use: {e}"),
+                        },
+                        None => tracing::warn!("ignoring a TLS certificate: TLS is off"),
+                    },
                     Ok(None) => {
                         let _ = tx.send(Stop::Orphaned);
                         return;
@@ -342,7 +358,7 @@ impl Worker {
         &self,
         parts: &Parts,
         to_master: &Sender<ToMaster>,
-        listeners: Vec<std::net::TcpListener>,
+        listeners: Vec<Listener>,
         accepting: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(Serving, Started), (StartStage, String)> {
         let configure = parts
@@ -372,6 +388,8 @@ impl Worker {
                 // The warm-up's own connections, on loopback.
                 max_connections: usize::MAX,
                 shared_port: false,
+                // Plain HTTP on loopback: what warm-up code and its clients expect.
+                tls: None,
             },
             Arc::default(),
             None,
@@ -429,6 +447,7 @@ impl Worker {
                 header_timeout: self.options.header_timeout,
                 max_connections,
                 shared_port: true,
+                tls: self.tls.clone(),
             },
             conns.clone(),
             Some(app_stats.clone()),

@@ -10,6 +10,7 @@
 //! worker can accept (`conns::stall`).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,8 +19,7 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
-use tokio::net::TcpStream;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -28,11 +28,11 @@ use crate::app::{App, ConnInfo};
 use crate::balance::{self, Decision, Holding, Turn};
 use crate::conns::stall::{self, Stall};
 use crate::conns::{Conn, Conns, InFlight, Ticket, Tracked};
-use crate::listen::Listeners;
+use crate::listen::{Listeners, Stream};
 use crate::options::ServerProtocol;
 
 /// How a server takes its connections.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) protocol: ServerProtocol,
     /// How long a connection may wait for a request head.
@@ -42,6 +42,9 @@ pub(crate) struct Settings {
     /// Whether this is the shared port, whose stalls the master hears of (not a warm-up
     /// listener).
     pub(crate) shared_port: bool,
+    /// TLS: each connection's handshake comes first, under the same `header_timeout` as a
+    /// request head (a client that never sends its ClientHello is closed like a slow one).
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
 /// A running server; [`Server::shutdown`] stops it.
@@ -157,15 +160,13 @@ where
     S::Future: Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let protocol = settings.protocol;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // No HTTP/1 header-read timer of hyper's: `conns` closes a connection that has no request
     // in flight for `header_timeout` (silent, slow-loris and idle kept-alive alike), so a
     // second timer, armed and disarmed around every request head, would only cost (about 2 %
     // of a `hello` worker's instructions per request).
     builder.http2().timer(TokioTimer::new());
-    // The auto builder ignores a version restriction on connections served with upgrades, so
-    // a restricted port serves without them (HTTP/1 upgrades such as WebSocket need `auto`).
-    let protocol = settings.protocol;
     let builder = match protocol {
         ServerProtocol::Auto => builder,
         ServerProtocol::Http1 => builder.http1_only(),
@@ -229,31 +230,36 @@ where
             continue;
         };
         let open = turn.as_ref().map(Turn::opened);
-        let _ = stream.set_nodelay(true);
+        stream.set_nodelay();
         let service = Handler {
             app: app.clone(),
-            info: ConnInfo { local, remote },
+            info: ConnInfo {
+                local,
+                remote,
+                tls: settings.tls.is_some(),
+                unix: stream.is_unix(),
+            },
             closing: closing.clone(),
             conn: ticket.conn(),
         };
-        let io = TokioIo::new(stream);
-        match protocol {
-            ServerProtocol::Auto => spawn_connection(
-                &graceful,
+        let watcher = graceful.watcher();
+        match &settings.tls {
+            None => spawn_connection(
                 &stats,
                 ticket,
                 open,
-                builder
-                    .serve_connection_with_upgrades(io, service)
-                    .into_owned(),
+                serve_io(&builder, protocol, watcher, stream, service),
             ),
-            ServerProtocol::Http1 | ServerProtocol::Http2 => spawn_connection(
-                &graceful,
-                &stats,
-                ticket,
-                open,
-                builder.serve_connection(io, service).into_owned(),
-            ),
+            Some(tls) => {
+                // The handshake runs in the connection's own task, under its ticket: it counts
+                // as waiting for a request head, so `conns` closes it after `header_timeout`.
+                let handshake = tls.acceptor().accept(stream);
+                let builder = builder.clone();
+                spawn_connection(&stats, ticket, open, async move {
+                    let stream = handshake.await?;
+                    serve_io(&builder, protocol, watcher, stream, service).await
+                })
+            }
         }
     }
     if let Some(turn) = &turn {
@@ -269,7 +275,7 @@ async fn next_connection(
     listeners: &mut Listeners,
     turn: Option<&Turn>,
     holding: &mut Holding,
-) -> std::io::Result<(TcpStream, std::net::SocketAddr, std::net::SocketAddr)> {
+) -> std::io::Result<(Stream, std::net::SocketAddr, std::net::SocketAddr)> {
     loop {
         let ready = listeners.pending().await?;
         if turn.is_some_and(|turn| turn.decide(holding) == Decision::HoldBack) {
@@ -369,28 +375,63 @@ where
     }
 }
 
+/// What serving one connection can end with: the client's error, said by hyper or rustls.
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves HTTP on `io` with `service`, watched by the server's graceful shutdown.
+fn serve_io<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    protocol: ServerProtocol,
+    watcher: Watcher,
+    io: I,
+    service: Handler<S>,
+) -> impl Future<Output = Result<(), ConnError>> + Send + 'static
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let io = TokioIo::new(io);
+    // The auto builder ignores a version restriction on connections served with upgrades, so
+    // a restricted port serves without them (HTTP/1 upgrades such as WebSocket need `auto`).
+    match protocol {
+        ServerProtocol::Auto => futures_util::future::Either::Left(
+            watcher.watch(
+                builder
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned(),
+            ),
+        ),
+        ServerProtocol::Http1 | ServerProtocol::Http2 => futures_util::future::Either::Right(
+            watcher.watch(builder.serve_connection(io, service).into_owned()),
+        ),
+    }
+}
+
 /// Serves one connection under its ticket; `open` counts it at the balance table while it
 /// lives.
 fn spawn_connection<C>(
-    graceful: &GracefulShutdown,
     stats: &Arc<ConnStats>,
     ticket: Ticket,
     open: Option<balance::Open>,
     connection: C,
 ) where
-    C: GracefulConnection + Send + 'static,
-    C::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    C: Future<Output = Result<(), ConnError>> + Send + 'static,
 {
-    let connection = graceful.watch(connection);
     stats.open.fetch_add(1, Ordering::Relaxed);
     stats.total.fetch_add(1, Ordering::Relaxed);
     let stats = stats.clone();
     tokio::spawn(async move {
-        // Errors here are the client's (reset, bad request, timeout); hyper has already
-        // answered what could be answered. Those that broke the protocol are counted for the
-        // heartbeat: the degradation heuristic does not judge an interval full of them.
+        // Errors here are the client's (reset, bad request, timeout, a failed handshake);
+        // hyper has already answered what could be answered. Those that broke the protocol
+        // are counted for the heartbeat: the degradation heuristic does not judge an interval
+        // full of them.
         if let Some(Err(error)) = ticket.serve(connection).await {
-            if crate::conns::broke_protocol(&*error.into()) {
+            if crate::conns::broke_protocol(&*error) {
                 stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -1,21 +1,182 @@
-//! One port on every address of its host: the master binds a listening socket per address
-//! ([`bind`]), and whoever serves the port, a worker or the monitor, accepts on all of them at
-//! once ([`Listeners`]).
+//! Where the application listens, and accepting there. The master binds a listening socket per
+//! address of its host ([`bind`]), or one Unix socket (`unix.rs`, `bind = unix:PATH`), or takes
+//! the sockets the service manager passed (`activation.rs`); whoever serves them, a worker or
+//! the monitor, accepts on all of them at once ([`Listeners`]), TCP and Unix alike ([`Stream`]).
 //!
 //! A host written as an address is one socket, bound as before. A host name may stand for
 //! several addresses (`localhost`: 127.0.0.1 and ::1); the port is then the same on each, and
 //! an address this machine does not have (::1 without IPv6) is left out rather than failing the
 //! start, as long as one is bound.
 
+pub(crate) mod activation;
+pub(crate) mod unix;
+
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+
+/// A listening socket of the application: TCP, or a Unix socket.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Listener {
+    /// A listening socket inherited or passed as a descriptor: TCP or Unix, by its family.
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        let socket = Socket::from(fd);
+        let family = socket.local_addr()?;
+        if family.is_unix() {
+            Ok(Self::Unix(std::os::unix::net::UnixListener::from(
+                OwnedFd::from(socket),
+            )))
+        } else if family.is_ipv4() || family.is_ipv6() {
+            Ok(Self::Tcp(socket.into()))
+        } else {
+            Err(io::Error::other("neither a TCP nor a Unix socket"))
+        }
+    }
+
+    /// Its address as a connection's `ConnInfo::local` reports it: for a Unix socket, which
+    /// has none on the network, the unspecified address and port 0.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Self::Tcp(listener) => listener.local_addr(),
+            Self::Unix(_) => Ok(NO_ADDRESS),
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Self::Tcp(listener) => listener.set_nonblocking(on),
+            Self::Unix(listener) => listener.set_nonblocking(on),
+        }
+    }
+
+    pub(crate) fn try_clone(&self) -> io::Result<OwnedFd> {
+        match self {
+            Self::Tcp(listener) => listener.try_clone().map(OwnedFd::from),
+            Self::Unix(listener) => listener.try_clone().map(OwnedFd::from),
+        }
+    }
+
+    fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
+        match self {
+            Self::Tcp(listener) => {
+                let (stream, remote) = listener.accept()?;
+                // Accepted sockets do not inherit the listener's non-blocking mode.
+                stream.set_nonblocking(true)?;
+                Ok((Stream::Tcp(TcpStream::from_std(stream)?), remote))
+            }
+            Self::Unix(listener) => {
+                let (stream, _) = listener.accept()?;
+                stream.set_nonblocking(true)?;
+                Ok((Stream::Unix(UnixStream::from_std(stream)?), NO_ADDRESS))
+            }
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Self::Tcp(listener) => listener.as_raw_fd(),
+            Self::Unix(listener) => listener.as_raw_fd(),
+        }
+    }
+}
+
+/// What a connection over a Unix socket has for an address, either end: none on the network.
+pub(crate) const NO_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// An accepted connection: TCP or over a Unix socket.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Whether it came over a Unix socket.
+    pub(crate) fn is_unix(&self) -> bool {
+        matches!(self, Self::Unix(_))
+    }
+
+    /// Small answers leave at once (TCP only: a Unix socket has no Nagle).
+    pub(crate) fn set_nodelay(&self) {
+        if let Self::Tcp(stream) = self {
+            let _ = stream.set_nodelay(true);
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Unix(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Self::Unix(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(stream) => stream.is_write_vectored(),
+            Self::Unix(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Unix(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Unix(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
 
 /// How often binding every address on one free port is tried, when port 0 asks for any free
 /// port and another process takes the chosen port on a later address in between.
@@ -115,14 +276,14 @@ fn at(addr: SocketAddr, e: io::Error) -> io::Error {
 #[derive(Debug)]
 pub(crate) struct Listeners {
     /// Each with its own address, which a connection's `ConnInfo::local` reports.
-    all: Vec<(AsyncFd<std::net::TcpListener>, SocketAddr)>,
+    all: Vec<(AsyncFd<Listener>, SocketAddr)>,
     /// Where the next poll starts, so that a busy address cannot keep the others waiting.
     next: usize,
 }
 
 impl Listeners {
     /// Takes sockets already set non-blocking, at least one, inside a runtime.
-    pub(crate) fn new(sockets: Vec<std::net::TcpListener>) -> io::Result<Self> {
+    pub(crate) fn new(sockets: Vec<Listener>) -> io::Result<Self> {
         let all = sockets
             .into_iter()
             .map(|socket| {
@@ -138,7 +299,7 @@ impl Listeners {
 
     /// One socket already in the runtime: a worker's private warm-up listener.
     pub(crate) fn single(listener: TcpListener) -> io::Result<Self> {
-        Self::new(vec![listener.into_std()?])
+        Self::new(vec![Listener::Tcp(listener.into_std()?)])
     }
 
     /// The address of the first socket: the port's address where one is shown.
@@ -148,7 +309,7 @@ impl Listeners {
 
     /// The next connection on any of the sockets: the stream, the client's address, and the
     /// address of the socket it arrived on.
-    pub(crate) async fn accept_any(&mut self) -> io::Result<(TcpStream, SocketAddr, SocketAddr)> {
+    pub(crate) async fn accept_any(&mut self) -> io::Result<(Stream, SocketAddr, SocketAddr)> {
         loop {
             let ready = self.pending().await?;
             if let Some(accepted) = self.try_accept(ready)? {
@@ -188,14 +349,10 @@ impl Listeners {
     pub(crate) fn try_accept(
         &self,
         index: usize,
-    ) -> io::Result<Option<(TcpStream, SocketAddr, SocketAddr)>> {
+    ) -> io::Result<Option<(Stream, SocketAddr, SocketAddr)>> {
         let (listener, local) = &self.all[index];
         match listener.try_io(Interest::READABLE, |socket| socket.accept()) {
-            Ok((stream, remote)) => {
-                // Accepted sockets do not inherit the listener's non-blocking mode.
-                stream.set_nonblocking(true)?;
-                Ok(Some((TcpStream::from_std(stream)?, remote, *local)))
-            }
+            Ok((stream, remote)) => Ok(Some((stream, remote, *local))),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
@@ -204,7 +361,7 @@ impl Listeners {
 
 /// The monitor is served by `axum::serve`, which takes any listener of this shape.
 impl axum::serve::Listener for Listeners {
-    type Io = TcpStream;
+    type Io = Stream;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
