@@ -213,6 +213,17 @@ impl SharedCounters {
         Self::map_fd(&fd).map_err(|e| io::Error::other(format!("inherited fd {BALANCE_FD}: {e}")))
     }
 
+    /// Closes the table the master handed this worker at [`BALANCE_FD`] without mapping it
+    /// (the worker got no seat at it), so that programs the application starts do not inherit
+    /// it.
+    pub(crate) fn release_inherited() {
+        drop(take_inherited(
+            BALANCE_FD,
+            SFlag::S_IFREG,
+            "a shared-memory file",
+        ));
+    }
+
     /// Maps the table behind `fd`, after checking that it is one: sealed against shrinking, a
     /// whole number of counters, not empty, not huge.
     pub(crate) fn map_fd(fd: &OwnedFd) -> io::Result<Self> {

@@ -19,6 +19,11 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 /// How long a runaway gets after its successor is ready before it is killed.
 const RUNAWAY_GRACE: Duration = Duration::from_secs(2);
 
+/// After every successor of a worker failed, how long before its heartbeats may queue it for
+/// replacement again (it keeps serving meanwhile): long enough for an operator to fix a broken
+/// deploy, short enough that a recycling policy still applies within minutes.
+const JUDGED_AGAIN_AFTER: Duration = Duration::from_secs(60);
+
 /// What becomes of the old worker once its successor serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Retire {
@@ -107,6 +112,11 @@ impl DeathQueue {
     pub(super) fn clear(&mut self) {
         self.queue.clear();
         self.replacing = None;
+    }
+
+    /// Whether no replacement is queued or in progress.
+    pub(super) fn is_empty(&self) -> bool {
+        self.replacing.is_none() && self.queue.is_empty()
     }
 
     /// The queue as the monitor shows it, the replacement in progress first.
@@ -242,6 +252,9 @@ impl Supervisor {
                 pid,
                 why,
             });
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.judged_again_at = Some(Instant::now() + JUDGED_AGAIN_AFTER);
+            }
             self.deaths.replacing = None;
             self.advance().await;
             return;

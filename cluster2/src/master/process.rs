@@ -29,8 +29,9 @@ pub(crate) struct Process {
 enum ExitWatch {
     /// Readable once the child has exited.
     Pidfd(AsyncFd<OwnedFd>),
-    /// Where pidfds are missing (Linux before 5.3) or refused (some sandboxes): a thread
-    /// blocked in `waitpid` for this child alone.
+    /// Where pidfds are missing (Linux before 5.3), cannot be waited on (5.3: `waitid` takes
+    /// a pidfd from 5.4) or are refused (some sandboxes): a thread blocked in `waitpid` for
+    /// this child alone.
     Thread(oneshot::Receiver<io::Result<ExitStatus>>),
 }
 
@@ -59,25 +60,46 @@ impl Process {
 
     /// Waits for the process to exit, and reaps it.
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
-        let status = match &mut self.exit {
-            ExitWatch::Pidfd(fd) => loop {
-                let mut ready = fd.readable().await?;
-                match waitid(
-                    Id::PIDFd(fd.get_ref().as_fd()),
-                    WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
-                ) {
-                    Ok(WaitStatus::StillAlive) => ready.clear_ready(),
-                    Ok(status) => break exit_status(status)?,
-                    Err(Errno::EINTR) => {}
-                    Err(e) => return Err(e.into()),
+        let status = loop {
+            let fd = match &mut self.exit {
+                ExitWatch::Pidfd(fd) => fd,
+                ExitWatch::Thread(done) => {
+                    break done.await.map_err(|_| {
+                        io::Error::other("the thread waiting for the child is gone")
+                    })??;
                 }
-            },
-            ExitWatch::Thread(done) => done
-                .await
-                .map_err(|_| io::Error::other("the thread waiting for the child is gone"))??,
+            };
+            let mut ready = fd.readable().await?;
+            match waitid(
+                Id::PIDFd(fd.get_ref().as_fd()),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
+            ) {
+                Ok(WaitStatus::StillAlive) => ready.clear_ready(),
+                Ok(status) => break exit_status(status)?,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EINVAL) => {
+                    // Linux 5.3: the pidfd opened, but `waitid` cannot take it.
+                    drop(ready);
+                    self.exit = ExitWatch::Thread(wait_on_thread(self.pid));
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         self.reaped = true;
         Ok(status)
+    }
+
+    /// Ends a child that nobody will wait for (started for a supervisor that stopped waiting
+    /// for it, as it shuts down): SIGKILL, then reaped here, blocking, so that no zombie is
+    /// left. For the spawner threads, which may block.
+    pub(super) fn kill_and_reap(self) {
+        let pid = Pid::from_raw(self.pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        match self.exit {
+            // Its thread reaps it.
+            ExitWatch::Thread(_) => {}
+            ExitWatch::Pidfd(_) => while waitpid(pid, None) == Err(Errno::EINTR) {},
+        }
     }
 }
 
@@ -172,6 +194,29 @@ mod tests {
         p.exit = ExitWatch::Thread(wait_on_thread(p.pid));
         assert_eq!(p.wait().await.unwrap().code(), Some(7));
         assert_eq!(p.id(), None);
+    }
+
+    #[tokio::test]
+    async fn a_child_given_up_is_killed_and_reaped() {
+        for pidfd in [true, false] {
+            let mut p = adopt("sleep 30");
+            let pid = p.id().unwrap();
+            if !pidfd {
+                p.exit = ExitWatch::Thread(wait_on_thread(p.pid));
+            }
+            tokio::task::spawn_blocking(move || p.kill_and_reap())
+                .await
+                .unwrap();
+            // Gone and reaped (the waiting thread, without a pidfd, reaps it shortly).
+            let reaped = || {
+                waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) == Err(Errno::ECHILD)
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !reaped() {
+                assert!(std::time::Instant::now() < deadline, "pid {pid} not reaped");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
     }
 
     #[tokio::test]

@@ -22,14 +22,12 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::control::{Control, Refusal, Refused, ask, refused};
+use super::shutdown::STOP_SLACK;
+use super::spawn::Kind;
 use super::supervisor::{Input, Spawn, Supervisor};
 use super::workers::Slot;
 use crate::error::Result;
 use crate::lifecycle::{self, Event};
-
-/// How long a retired worker may outlive its `stop_timeout` before it is killed: what the
-/// master allows every worker at shutdown.
-const STOP_SLACK: Duration = Duration::from_secs(2);
 
 /// What is asked: a number of workers, or a change of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +132,7 @@ impl Supervisor {
             tracing::info!("{asked}: already {to} workers");
             return Ok(Scaled { from, to });
         }
-        if to < from && !self.deaths.shown().is_empty() {
+        if to < from && !self.deaths.is_empty() {
             return Err(Refusal::new(
                 Refused::Conflict,
                 "a replacement is queued or in progress (a rolling restart?): scale down once \
@@ -154,10 +152,17 @@ impl Supervisor {
             if self.slots.len() < to {
                 self.slots.resize_with(to, Slot::default);
             }
-            for slot in from..to {
-                // A fresh worker id, whatever an earlier one of that number went through.
-                self.slots[slot] = Slot::default();
-                self.spawn(slot, Spawn::Active).await;
+            // Every new worker asked for at once, as at start: the spawner threads start them
+            // back to back while each is handed its hello here.
+            let asked: Vec<_> = (from..to)
+                .map(|slot| {
+                    // A fresh worker id, whatever an earlier one of that number went through.
+                    self.slots[slot] = Slot::default();
+                    (slot, self.spawner.request(Kind::Worker(slot)))
+                })
+                .collect();
+            for (slot, pending) in asked {
+                self.spawned(slot, Spawn::Active, pending).await;
             }
         } else {
             // The newest first.

@@ -14,6 +14,11 @@ use super::supervisor::{Input, Supervisor};
 use crate::ipc::message::ToWorker;
 use crate::lifecycle::{self, Event};
 
+/// How long a worker may outlive its `stop_timeout` before the master kills it: workers
+/// enforce the timeout themselves, and the master allows a little more, at shutdown and for a
+/// worker retired by a scale-down alike.
+pub(super) const STOP_SLACK: Duration = Duration::from_secs(2);
+
 /// The signals the master answers, installed for its whole life.
 pub(super) struct Signals {
     pub(super) term: SignalStream,
@@ -85,8 +90,7 @@ impl Supervisor {
         self.publish();
         // Workers enforce `stop_timeout` themselves; the master allows a little more before
         // it stops waiting and kills.
-        let deadline =
-            tokio::time::Instant::now() + self.options.stop_timeout + Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + self.options.stop_timeout + STOP_SLACK;
         let mut killed = false;
         if forced {
             tracing::warn!("second signal: stopping now");

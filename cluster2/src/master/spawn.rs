@@ -124,9 +124,17 @@ impl Spawner {
                         let Ok(request) = next else {
                             return;
                         };
+                        if request.reply.is_closed() {
+                            // The supervisor stopped waiting for it (a signal during
+                            // start-up): not started at all.
+                            continue;
+                        }
                         let (program, args, fds) = &*shared;
                         let result = spawn_process(program, args, fds, request.kind);
-                        let _ = request.reply.send(result);
+                        if let Err(Ok(unwanted)) = request.reply.send(result) {
+                            // It stopped waiting while this child started.
+                            unwanted.child.kill_and_reap();
+                        }
                     }
                 })?;
         }
@@ -150,6 +158,20 @@ impl Pending {
     pub(crate) async fn started(self) -> io::Result<Spawned> {
         let gone = || io::Error::other("the spawner threads are gone");
         self.0.ok_or_else(gone)?.await.map_err(|_| gone())?
+    }
+
+    /// Gives the child up: the spawner threads will not start it, or, if one already has, it
+    /// is killed and reaped (off this thread), so that neither a stray worker nor a zombie is
+    /// left.
+    pub(crate) fn cancel(self) {
+        let Some(mut result) = self.0 else {
+            return;
+        };
+        // From here on a spawner thread's reply fails, and it ends what it started itself.
+        result.close();
+        if let Ok(Ok(unwanted)) = result.try_recv() {
+            tokio::task::spawn_blocking(move || unwanted.child.kill_and_reap());
+        }
     }
 }
 

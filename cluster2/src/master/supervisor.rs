@@ -256,9 +256,11 @@ pub(super) async fn supervise(
         }
     };
 
-    // Workers asked for and not handed their hello yet are not started, or, where the
-    // spawner threads started them already, end at the channel closed before any hello.
-    drop(unstarted);
+    // Workers asked for and not handed their hello yet are not started, or killed and reaped
+    // if a spawner thread started them already.
+    for (_, pending) in unstarted {
+        pending.cancel();
+    }
     lifecycle::publish(Event::ShuttingDown {
         why: why.to_owned(),
     });
@@ -369,7 +371,12 @@ impl Supervisor {
     }
 
     /// [`Supervisor::spawn`], once the spawner threads were asked for the process.
-    async fn spawned(&mut self, slot: usize, how: Spawn<'_>, spawning: Pending) -> Option<u32> {
+    pub(super) async fn spawned(
+        &mut self,
+        slot: usize,
+        how: Spawn<'_>,
+        spawning: Pending,
+    ) -> Option<u32> {
         let replacing = match how {
             Spawn::SuccessorOf(old) => Some(old),
             _ => None,
@@ -428,6 +435,7 @@ impl Supervisor {
                 waiting: None,
                 seat,
                 start_failure: None,
+                judged_again_at: None,
             },
         );
         if how == Spawn::Active {
@@ -631,7 +639,8 @@ impl Supervisor {
         let judge = proc.state == WorkerState::Listening
             && proc.successor_of.is_none()
             && !proc.expected_exit
-            && proc.debugging.is_none();
+            && proc.debugging.is_none()
+            && proc.judged_again_at.is_none_or(|at| Instant::now() >= at);
         let verdict = if judge {
             self.should_kill.check(&beat)
         } else {
@@ -648,8 +657,7 @@ impl Supervisor {
             reason,
             retire: Retire::Drain,
         })
-        .await;
-        true
+        .await
     }
 
     async fn on_exit(&mut self, pid: u32, status: std::io::Result<ExitStatus>) {

@@ -42,6 +42,9 @@ pub(super) struct Proc {
     pub(super) start_failure: Option<String>,
     /// Its seat at the connection-balance table, freed when it exits.
     pub(super) seat: Option<u32>,
+    /// Its replacement was given up (every successor failed): it is not judged again for
+    /// replacement before then, so that a broken deploy is not tried again on every heartbeat.
+    pub(super) judged_again_at: Option<Instant>,
 }
 
 impl Proc {

@@ -50,6 +50,12 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
     let turn = match hello.balance_seat.map(crate::balance::Turn::inherit) {
         Some(Ok(turn)) => Some(turn),
         Some(Err(e)) => return Err(format!("connection balance: {e}")),
+        None if hello.options.balance == crate::options::Balance::Even => {
+            // No seat left (workers still draining after many scale-downs and ups): this
+            // worker accepts without taking turns, and does not keep the table open.
+            crate::ipc::fd::SharedCounters::release_inherited();
+            None
+        }
         None => None,
     };
     let options = Arc::new(hello.options);
