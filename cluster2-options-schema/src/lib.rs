@@ -17,6 +17,7 @@
 //!
 //! This crate is a part of cluster2, which pins it to an exact version; depend on `cluster2`.
 
+mod buckets;
 mod duration;
 mod host;
 mod log_filter;
@@ -24,6 +25,7 @@ mod size;
 mod suggest;
 mod table;
 
+pub use buckets::{BucketsError, MAX_BUCKETS, format_buckets, parse_buckets};
 pub use duration::{DurationError, format_duration, is_never, parse_duration};
 pub use host::is_host;
 pub use log_filter::{LEVELS, LogFilterError, check_log_filter};
@@ -112,6 +114,12 @@ pub enum Kind {
     /// A name that goes into keys and channels of a shared backend: 1 to 64 letters, digits,
     /// `-`, `_` or `.`, so that it never needs escaping, even in a `SCAN` pattern.
     Name,
+    /// Where lines go: `off`, `stdout`, `stderr`, or a file: a path with a `/` in it
+    /// (`./access.log`), so that a mistyped word is never taken for a file name.
+    LogDestination,
+    /// Histogram buckets in the grammar of [`parse_buckets`]: upper bounds in seconds,
+    /// comma-separated, strictly increasing, at most [`MAX_BUCKETS`].
+    Buckets,
 }
 
 /// The `min` of a duration that must be more than `0s` (an interval or a deadline that would
@@ -165,6 +173,10 @@ pub enum Invalid {
     NotABackend,
     /// A name with a character outside its alphabet, or too long.
     NotAName,
+    /// Neither `off`, `stdout`, `stderr` nor a path with a `/`.
+    NotADestination,
+    /// Not a list of bucket bounds.
+    Buckets(BucketsError),
 }
 
 impl Kind {
@@ -183,7 +195,9 @@ impl Kind {
             | Kind::LogFilter
             | Kind::Secret
             | Kind::Backend
-            | Kind::Name => Takes::Text,
+            | Kind::Name
+            | Kind::LogDestination
+            | Kind::Buckets => Takes::Text,
         }
     }
 
@@ -277,6 +291,9 @@ impl Kind {
                 Ok(())
             }
             Kind::Name => Err(Invalid::NotAName),
+            Kind::LogDestination if is_log_destination(text) => Ok(()),
+            Kind::LogDestination => Err(Invalid::NotADestination),
+            Kind::Buckets => parse_buckets(text).map(drop).map_err(Invalid::Buckets),
         }
     }
 
@@ -293,6 +310,13 @@ impl Kind {
             Ok(())
         }
     }
+}
+
+/// Whether `text` says where lines go: `off`, `stdout`, `stderr`, or a file path with a `/`
+/// and no control character.
+fn is_log_destination(text: &str) -> bool {
+    matches!(text, "off" | "stdout" | "stderr")
+        || (text.contains('/') && !text.ends_with('/') && !text.chars().any(char::is_control))
 }
 
 /// The schemes of a backend URL: Redis over TCP, over TLS, and over a Unix socket.

@@ -69,6 +69,9 @@ pub struct Heartbeat {
     /// as soon as they were opened. Such an interval says nothing about the worker's own
     /// health.
     pub protocol_errors: u64,
+    /// Access log lines dropped since start because the disk or pipe they go to fell behind
+    /// (`log.access`); 0 while the access log is off.
+    pub access_log_dropped_total: u64,
     /// How late a short timer fired, at worst, over the last interval: how long the runtime
     /// was kept from running ready tasks.
     #[serde(rename = "event_loop_lag_secs", with = "secs")]
@@ -132,6 +135,7 @@ mod tests {
             errors: 0,
             panics: 0,
             protocol_errors: 0,
+            access_log_dropped_total: 0,
             event_loop_lag: Duration::from_micros(1500),
             interval: Duration::from_secs(5),
         }

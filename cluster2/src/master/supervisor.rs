@@ -214,6 +214,7 @@ pub(super) async fn supervise(
                     sup.rolling_restart(true).await;
                 }
             }
+            _ = signals.usr1.recv() => sup.reopen_access_log(),
         }
         if main.is_some() && sup.all_listening() {
             let main = main.take().expect("checked");

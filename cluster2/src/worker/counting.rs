@@ -10,23 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::heartbeat::REQUEST_DURATION_BUCKETS;
-
-/// The buckets' bounds in microseconds, the unit the request path measures in.
-const BUCKET_BOUNDS_US: [u64; REQUEST_DURATION_BUCKETS.len()] = {
-    let mut bounds = [0; REQUEST_DURATION_BUCKETS.len()];
-    let mut i = 0;
-    while i < bounds.len() {
-        bounds[i] = (REQUEST_DURATION_BUCKETS[i] * 1e6) as u64;
-        i += 1;
-    }
-    bounds
-};
-/// One counter per bucket, and one for the requests beyond the last bound.
-const BUCKETS: usize = REQUEST_DURATION_BUCKETS.len() + 1;
-
 /// Counters the request path updates; the reporter reads and resets the per-interval ones.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AppStats {
     transactions: AtomicU64,
     durations_us: AtomicU64,
@@ -34,15 +19,43 @@ pub(crate) struct AppStats {
     total_durations_us: AtomicU64,
     errors: AtomicU64,
     panics: AtomicU64,
-    /// Requests since start by time to the response head (never reset: the master's
-    /// histograms are cumulative).
-    buckets: [AtomicU64; BUCKETS],
+    /// The buckets' upper bounds in microseconds, the unit the request path measures in
+    /// (`metrics.buckets`).
+    bounds_us: Box<[u64]>,
+    /// Requests since start by time to the response head, one counter per bound and one for
+    /// the requests beyond the last (never reset: the master's histograms are cumulative).
+    buckets: Box<[AtomicU64]>,
     /// Notified once, when the first request is answered: the master then knows the worker
     /// served (a crash from then on is no crash loop).
     first_answered: tokio::sync::Notify,
 }
 
+impl Default for AppStats {
+    fn default() -> Self {
+        Self::new(&crate::heartbeat::REQUEST_DURATION_BUCKETS)
+    }
+}
+
 impl AppStats {
+    /// Counters for histograms of these bounds, in seconds.
+    pub(crate) fn new(bounds: &[f64]) -> Self {
+        // Rounded up: a bound of 1.5 µs takes the requests of 1 µs, as `le` says.
+        let bounds_us: Box<[u64]> = bounds.iter().map(|b| (b * 1e6).ceil() as u64).collect();
+        Self {
+            transactions: AtomicU64::default(),
+            durations_us: AtomicU64::default(),
+            total_transactions: AtomicU64::default(),
+            total_durations_us: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            panics: AtomicU64::default(),
+            buckets: (0..=bounds_us.len())
+                .map(|_| AtomicU64::default())
+                .collect(),
+            bounds_us,
+            first_answered: tokio::sync::Notify::default(),
+        }
+    }
+
     pub(crate) fn record(&self, took: Duration, server_error: bool) {
         let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
         self.transactions.fetch_add(1, Ordering::Relaxed);
@@ -51,8 +64,8 @@ impl AppStats {
             self.first_answered.notify_one();
         }
         self.total_durations_us.fetch_add(us, Ordering::Relaxed);
-        // A dozen bounds: a few comparisons, and one more relaxed add.
-        let bucket = BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
+        // At most 32 bounds: five comparisons, and one more relaxed add.
+        let bucket = self.bounds_us.partition_point(|&bound| bound < us);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         if server_error {
             self.errors.fetch_add(1, Ordering::Relaxed);

@@ -147,6 +147,8 @@ where
     S::Future: Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    // Warm-up traffic is not the application's: it is not logged.
+    let logged = settings.shared_port && crate::log::access::enabled();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -236,6 +238,7 @@ where
             info: ConnInfo { local, remote },
             closing: closing.clone(),
             conn: ticket.conn(),
+            logged,
         };
         let io = TokioIo::new(stream);
         match protocol {
@@ -306,6 +309,8 @@ struct Handler<S> {
     info: ConnInfo,
     closing: Arc<AtomicBool>,
     conn: Arc<Conn>,
+    /// Whether requests are logged: on the application port, with the access log on.
+    logged: bool,
 }
 
 impl<S> hyper::service::Service<http::Request<Incoming>> for Handler<S>
@@ -319,9 +324,16 @@ where
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let http1 = request.version() < http::Version::HTTP_2;
+        // The one branch the access log costs when it is off.
+        let access = if self.logged {
+            crate::log::access::Pending::new(&request, self.info.remote)
+        } else {
+            None
+        };
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.info);
         Answer {
+            access,
             // One clone per request, as tower's contract needs a ready service to call.
             response: tower::ServiceExt::oneshot(self.app.clone(), request),
             closing: http1.then(|| self.closing.clone()),
@@ -339,6 +351,8 @@ pin_project_lite::pin_project! {
         closing: Option<Arc<AtomicBool>>,
         // Handed to the answer's body; `None` once it was.
         in_flight: Option<InFlight>,
+        // The access log line, handed to the answer's body too.
+        access: Option<Box<crate::log::access::Pending>>,
     }
 }
 
@@ -355,7 +369,11 @@ where
         let this = self.project();
         let Ok(response) = std::task::ready!(this.response.poll(cx));
         let in_flight = this.in_flight.take().expect("an answer is ready once");
-        let mut response = response.map(|body| Tracked::new(body, in_flight));
+        let mut access = this.access.take();
+        if let Some(access) = access.as_mut() {
+            access.answered(response.status());
+        }
+        let mut response = response.map(|body| Tracked::logged(body, in_flight, access));
         if this
             .closing
             .as_ref()
