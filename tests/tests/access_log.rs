@@ -338,3 +338,44 @@ fn an_access_log_the_master_cannot_use_is_refused_at_start() {
     assert_eq!(proc.wait_exit().code(), Some(2));
     assert!(proc.log.join("\n").contains("text or json"), "{:#?}", proc.log);
 }
+
+#[test]
+fn a_stuck_pipe_drops_and_counts_lines_and_never_holds_up_a_request() {
+    // Standard output is a pipe this test does not read until the end: once its 64 KiB and
+    // each worker's buffer are full, the workers' writers are stuck in `write`.
+    let mut cluster = Cluster::start(
+        APP,
+        &[
+            "--workers=2",
+            "--heartbeat-interval=100ms",
+            "--log.access=stdout",
+        ],
+        &[],
+    );
+    // Long paths make long lines: a few thousand fill 64 KiB and two buffers of 2 MiB.
+    let path = format!("/{}", "a".repeat(2000));
+    let sent = 4000;
+    let mut keep = KeepAlive::new(cluster.app);
+    for _ in 0..sent {
+        assert_eq!(keep.get(&path).unwrap().status, 404);
+    }
+    let sample = |name: &str| -> f64 {
+        let text = get(cluster.monitor, "/metrics").unwrap().body;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert!(eventually(SOON, || sample("cluster2_requests_total") == sent as f64));
+    let dropped = sample("cluster2_access_log_dropped_total");
+    assert!(
+        dropped > 0.0 && dropped < sent as f64,
+        "{dropped} of {sent} lines dropped"
+    );
+    stop(&mut cluster);
+    // What did reach the pipe is whole lines.
+    let out = cluster.proc.stdout();
+    assert!(!out.is_empty());
+    for line in out.lines() {
+        parse_combined(line);
+    }
+}
