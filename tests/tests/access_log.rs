@@ -146,11 +146,11 @@ fn every_request_is_one_combined_line_with_what_the_client_sent_escaped() {
         .find(|l| l.request.starts_with("GET /a"))
         .expect("the hostile request is logged");
     assert_eq!(hostile.request, r"GET /a\x22b\x5Cc HTTP/1.1");
-    assert_eq!(hostile.referer, r#"http://x/\x22] 200 0 \x22-\x22 \x22forged"#);
     assert_eq!(
-        hostile.agent,
-        r"tab\x09here caf\xC3\xA9 \x22quoted\x22"
+        hostile.referer,
+        r#"http://x/\x22] 200 0 \x22-\x22 \x22forged"#
     );
+    assert_eq!(hostile.agent, r"tab\x09here caf\xC3\xA9 \x22quoted\x22");
 }
 
 /// Every line of `text` as a JSON object.
@@ -230,7 +230,10 @@ fn json_format_writes_every_line_and_every_request_as_json() {
         }
         roles.insert(line["role"].as_str().unwrap().to_owned());
     }
-    assert!(roles.contains("master") && roles.contains("worker"), "{roles:?}");
+    assert!(
+        roles.contains("master") && roles.contains("worker"),
+        "{roles:?}"
+    );
     let from_app = lines
         .iter()
         .find(|l| l["message"] == "from-the-app")
@@ -331,12 +334,19 @@ fn an_access_log_the_master_cannot_use_is_refused_at_start() {
         let mut proc = Proc::spawn(APP, &["--port=0", "--mon-port=0", arg], &[]);
         assert_eq!(proc.wait_exit().code(), Some(2), "{arg}: {:#?}", proc.log);
         let log = proc.log.join("\n");
-        assert!(log.contains(says) && log.contains("log.access"), "{arg}: {log}");
+        assert!(
+            log.contains(says) && log.contains("log.access"),
+            "{arg}: {log}"
+        );
         assert!(!log.contains("worker"), "{arg}: no worker starts: {log}");
     }
     let mut proc = Proc::spawn(APP, &["--port=0", "--mon-port=0", "--log.format=xml"], &[]);
     assert_eq!(proc.wait_exit().code(), Some(2));
-    assert!(proc.log.join("\n").contains("text or json"), "{:#?}", proc.log);
+    assert!(
+        proc.log.join("\n").contains("text or json"),
+        "{:#?}",
+        proc.log
+    );
 }
 
 #[test]

@@ -32,15 +32,25 @@ fn histograms(text: &str) -> Vec<Value> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("python3 cannot be started ({e}): install it, then {INSTALL_PARSER}"));
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        .unwrap_or_else(|e| {
+            panic!("python3 cannot be started ({e}): install it, then {INSTALL_PARSER}")
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("No module named 'prometheus_client'"),
         "the reference OpenMetrics parser is not installed: {INSTALL_PARSER}"
     );
-    assert!(out.status.success(), "prometheus_client refused the exposition: {stderr}\n{text}");
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition: {stderr}\n{text}"
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -81,7 +91,10 @@ fn custom_buckets_count_every_request_for_the_cluster_and_each_worker() {
 
     // The cluster's histogram: the buckets asked for and +Inf, cumulative, ending at the count.
     let buckets = samples(&text, "cluster2_request_duration_seconds_bucket");
-    let les: Vec<&str> = buckets.iter().map(|s| s["labels"]["le"].as_str().unwrap()).collect();
+    let les: Vec<&str> = buckets
+        .iter()
+        .map(|s| s["labels"]["le"].as_str().unwrap())
+        .collect();
     let expected: Vec<String> = bounds
         .iter()
         .map(|b| b.parse::<f64>().unwrap().to_string())
@@ -95,14 +108,20 @@ fn custom_buckets_count_every_request_for_the_cluster_and_each_worker() {
         })
         .collect();
     assert_eq!(les_as_numbers, expected, "{text}");
-    let counts: Vec<f64> = buckets.iter().map(|s| s["value"].as_f64().unwrap()).collect();
+    let counts: Vec<f64> = buckets
+        .iter()
+        .map(|s| s["value"].as_f64().unwrap())
+        .collect();
     assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
     assert_eq!(*counts.last().unwrap(), K as f64);
 
     // Per worker: the same buckets, and the counts add up to the cluster's.
     let per_worker = samples(&text, "cluster2_worker_request_duration_seconds_count");
     assert_eq!(per_worker.len(), 2, "{text}");
-    let sum: f64 = per_worker.iter().map(|s| s["value"].as_f64().unwrap()).sum();
+    let sum: f64 = per_worker
+        .iter()
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum();
     assert_eq!(sum, K as f64);
     let worker_buckets = samples(&text, "cluster2_worker_request_duration_seconds_bucket");
     assert_eq!(worker_buckets.len(), 2 * (bounds.len() + 1), "{text}");
@@ -125,7 +144,10 @@ fn bounds_that_make_no_histogram_are_refused_naming_the_mistake() {
         let mut proc = Proc::spawn(APP, &["--port=0", "--mon-port=0", &arg], &[]);
         assert_eq!(proc.wait_exit().code(), Some(2), "{arg}: {:#?}", proc.log);
         let log = proc.log.join("\n");
-        assert!(log.contains("metrics.buckets") && log.contains(says), "{arg}: {log}");
+        assert!(
+            log.contains("metrics.buckets") && log.contains(says),
+            "{arg}: {log}"
+        );
     }
     let many: Vec<String> = (1..=33).map(|i| format!("0.{i:02}")).collect();
     let arg = format!("--metrics.buckets={}", many.join(","));
