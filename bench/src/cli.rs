@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
-usage: cluster2-bench <startup|rss|http|https|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [OPTIONS]
+usage: cluster2-bench <startup|rss|http|https|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|access-log|all> [OPTIONS]
 
 Benchmarks cluster2's `hello` example against peers measured in the same run, and prints a
 Markdown section for BENCHMARKS.md on standard output (progress goes to standard error).
@@ -31,6 +31,10 @@ Markdown section for BENCHMARKS.md on standard output (progress goes to standard
   scale     the master's costs by number of workers (1, 4, 16, 32): exec -> \"ready\", its
             CPU while idle (heartbeats every second) and during an emit fan-out to every
             worker, /workers and /metrics response times, its VmRSS; every run listed
+  access-log
+            hello (2 workers) under wrk with the access log off and on (a file), and with
+            --against an older build (off), three clusters measured in rotating order
+            (at least 5 rounds); every round listed
   all       every one, in that order
 
 Options:
@@ -62,8 +66,9 @@ Options:
   --window DURATION   scale: how long the master's CPU is measured, idle and during the
                       fan-out (0: skip the idle measurement) [default: 5s]
   --fanout-rate N     scale: broadcasts per second of the fan-out (0: skip it) [default: 1000]
-  --against DIR       scale: a directory holding an older build's hello and fanout-bench,
-                      measured alternately with this build's and compared by ratio
+  --against DIR       scale, access-log: a directory holding an older build's hello (and, for
+                      scale, fanout-bench), measured alternately with this build's and
+                      compared by ratio
   --cache-baseline PATH
                       cache-evict: also run this `cache-bench` (another build's) unbounded in
                       each round, as the figure of before a change
@@ -93,6 +98,7 @@ pub(crate) enum Which {
     Layer,
     Logs,
     Scale,
+    AccessLog,
     All,
 }
 
@@ -135,6 +141,9 @@ impl Which {
     }
     pub(crate) fn scale(self) -> bool {
         matches!(self, Self::Scale | Self::All)
+    }
+    pub(crate) fn access_log(self) -> bool {
+        matches!(self, Self::AccessLog | Self::All)
     }
 }
 
@@ -232,11 +241,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 "layer" => Which::Layer,
                 "logs" => Which::Logs,
                 "scale" => Which::Scale,
+                "access-log" => Which::AccessLog,
                 "all" => Which::All,
                 _ => {
                     return Err(format!(
                         "unknown benchmark {arg:?} (startup, rss, http, https, emitter, cache, \
-                         cache-evict, redis, rolling, profile, layer, logs, scale or all)"
+                         cache-evict, redis, rolling, profile, layer, logs, scale, access-log \
+                         or all)"
                     ));
                 }
             });

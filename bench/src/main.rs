@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p example-hello -p cluster2-bench
-//! cargo run --release -p cluster2-bench -- <startup|rss|http|https|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|all> [--runs N] [--duration 10s]
+//! cargo run --release -p cluster2-bench -- <startup|rss|http|https|emitter|cache|cache-evict|redis|rolling|profile|layer|logs|scale|access-log|all> [--runs N] [--duration 10s]
 //! ```
 //!
 //! Every figure is reported next to its peer's from the same run, and as a ratio, because
@@ -14,6 +14,7 @@
 //! checked to be gone, before the next starts; on an error, a panic or Ctrl-C every group still
 //! running is killed.
 
+mod access_log;
 mod cache;
 mod cache_evict;
 mod cache_redis;
@@ -158,6 +159,10 @@ async fn run(config: &Config) -> Result<String, String> {
     }
     if config.which.scale() {
         let section = scale::run(config, &bins).await?;
+        md.push_str(&with_load(section));
+    }
+    if config.which.access_log() {
+        let section = access_log::run(config, &bins).await?;
         md.push_str(&with_load(section));
     }
     Ok(md)

@@ -36,6 +36,8 @@ pub(crate) fn describe(kind: Kind) -> &'static str {
         Kind::LogFilter => "a log filter in a string",
         Kind::Backend => "\"local\" or a Redis URL in a string",
         Kind::Name => "a name in a string",
+        Kind::LogDestination => "\"off\", \"stdout\", \"stderr\" or a file path in a string",
+        Kind::Buckets => "bucket bounds in seconds in a string",
     }
 }
 
@@ -71,6 +73,8 @@ pub(crate) fn sample(kind: Kind) -> String {
         Kind::Secret => "\"a-long-random-token\"".to_owned(),
         Kind::Backend => "\"redis://127.0.0.1:6379/0\"".to_owned(),
         Kind::Name => "\"my-service\"".to_owned(),
+        Kind::LogDestination => "\"stdout\"".to_owned(),
+        Kind::Buckets => "\"0.005,0.05,0.5,5\"".to_owned(),
     }
 }
 

@@ -190,6 +190,13 @@ fn text_message(key: &str, kind: Kind, text: &str, invalid: &Invalid) -> String 
         (Kind::LogFilter, Invalid::LogFilter(e)) => {
             format!("`{key}` must be a log filter like \"info\" or \"warn,my_app=debug\": {e}")
         }
+        (Kind::Buckets, Invalid::Buckets(e)) => {
+            format!("`{key}` must be bucket bounds in seconds like \"0.005,0.05,0.5\": {e}")
+        }
+        (Kind::LogDestination, _) => format!(
+            "`{key}` must be \"off\", \"stdout\", \"stderr\" or a file path with a / in it, \
+             like \"./access.log\", not `{text}`"
+        ),
         (Kind::Directory, _) => {
             format!(
                 "`{key}` must name a directory: {}",

@@ -17,6 +17,7 @@
 //!
 //! This crate is a part of cluster2, which pins it to an exact version; depend on `cluster2`.
 
+mod buckets;
 mod duration;
 mod host;
 mod log_filter;
@@ -24,6 +25,7 @@ mod size;
 mod suggest;
 mod table;
 
+pub use buckets::{BucketsError, MAX_BUCKETS, format_buckets, parse_buckets};
 pub use duration::{DurationError, format_duration, is_never, parse_duration};
 pub use host::is_host;
 pub use log_filter::{LEVELS, LogFilterError, check_log_filter};
@@ -119,6 +121,12 @@ pub enum Kind {
     /// A name that goes into keys and channels of a shared backend: 1 to 64 letters, digits,
     /// `-`, `_` or `.`, so that it never needs escaping, even in a `SCAN` pattern.
     Name,
+    /// Where lines go: `off`, `stdout`, `stderr`, or a file: a path with a `/` in it
+    /// (`./access.log`), so that a mistyped word is never taken for a file name.
+    LogDestination,
+    /// Histogram buckets in the grammar of [`parse_buckets`]: upper bounds in seconds,
+    /// comma-separated, strictly increasing, at most [`MAX_BUCKETS`].
+    Buckets,
 }
 
 /// The `min` of a duration that must be more than `0s` (an interval or a deadline that would
@@ -176,6 +184,10 @@ pub enum Invalid {
     NotABind,
     /// Not octal permission bits from `0` to `777`.
     NotAMode,
+    /// Neither `off`, `stdout`, `stderr` nor a path with a `/`.
+    NotADestination,
+    /// Not a list of bucket bounds.
+    Buckets(BucketsError),
 }
 
 impl Kind {
@@ -197,7 +209,9 @@ impl Kind {
             | Kind::LogFilter
             | Kind::Secret
             | Kind::Backend
-            | Kind::Name => Takes::Text,
+            | Kind::Name
+            | Kind::LogDestination
+            | Kind::Buckets => Takes::Text,
         }
     }
 
@@ -296,6 +310,9 @@ impl Kind {
                 Ok(())
             }
             Kind::Name => Err(Invalid::NotAName),
+            Kind::LogDestination if is_log_destination(text) => Ok(()),
+            Kind::LogDestination => Err(Invalid::NotADestination),
+            Kind::Buckets => parse_buckets(text).map(drop).map_err(Invalid::Buckets),
         }
     }
 
@@ -325,6 +342,13 @@ pub fn parse_mode(text: &str) -> Option<u32> {
     u32::from_str_radix(digits, 8)
         .ok()
         .filter(|mode| *mode <= 0o777)
+}
+
+/// Whether `text` says where lines go: `off`, `stdout`, `stderr`, or a file path with a `/`
+/// and no control character.
+fn is_log_destination(text: &str) -> bool {
+    matches!(text, "off" | "stdout" | "stderr")
+        || (text.contains('/') && !text.ends_with('/') && !text.chars().any(char::is_control))
 }
 
 /// The schemes of a backend URL: Redis over TCP, over TLS, and over a Unix socket.

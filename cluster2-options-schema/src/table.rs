@@ -275,6 +275,28 @@ pub static OPTIONS: &[Spec] = &[
          over #[cluster2::main] and under the config file",
     ),
     option(
+        "log.format",
+        Kind::OneOf(&["text", "json"]),
+        "text or json",
+        "log lines for people (text) or one JSON object per line, with role, pid and worker \
+         id as fields (json); the access log follows it too",
+    ),
+    option(
+        "log.access",
+        Kind::LogDestination,
+        "off, stdout, stderr, or a file path with a / in it, like ./access.log",
+        "one line per request from every worker (combined format, or JSON with log.format = \
+         json): off, stdout, stderr or a file, appended to and reopened on SIGUSR1",
+    ),
+    option(
+        "metrics.buckets",
+        Kind::Buckets,
+        "upper bounds in seconds, comma-separated and strictly increasing, from 0.000001 to \
+         3600, at most 32, like 0.005,0.01,0.1,1",
+        "buckets of the request duration histograms of /metrics (the longer requests fall in \
+         +Inf)",
+    ),
+    option(
         "ecv.mode",
         Kind::OneOf(&["control", "monitor"]),
         "control or monitor",

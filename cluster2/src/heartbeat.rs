@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The upper bounds, in seconds, of the buckets of [`Heartbeat::request_duration_buckets`] and
-/// of the `request_duration_seconds` histograms of `/metrics`; a last bucket takes the longer
+/// The default upper bounds, in seconds, of the buckets of
+/// [`Heartbeat::request_duration_buckets`] and of the `request_duration_seconds` histograms of
+/// `/metrics` (the option `metrics.buckets` sets others); a last bucket takes the longer
 /// requests. From a millisecond, for services that answer in microseconds, to ten seconds.
 pub const REQUEST_DURATION_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -56,9 +57,10 @@ pub struct Heartbeat {
     /// Summed time to the response head of every request since start.
     #[serde(rename = "request_duration_total_secs", with = "secs")]
     pub request_duration_total: Duration,
-    /// Requests answered since start, by time to the response head: one count per bucket of
-    /// [`REQUEST_DURATION_BUCKETS`] (up to and including its bound, and above the previous
-    /// one), then the requests longer than the last bound. A fixed size, whatever the traffic.
+    /// Requests answered since start, by time to the response head: one count per bound of
+    /// `metrics.buckets` (by default [`REQUEST_DURATION_BUCKETS`]; up to and including the
+    /// bound, and above the previous one), then the requests longer than the last bound. A
+    /// fixed size, whatever the traffic: at most 33 counts.
     pub request_duration_buckets: Vec<u64>,
     /// 5xx responses over the interval.
     pub errors: u64,
@@ -69,6 +71,9 @@ pub struct Heartbeat {
     /// as soon as they were opened. Such an interval says nothing about the worker's own
     /// health.
     pub protocol_errors: u64,
+    /// Access log lines dropped since start because the disk or pipe they go to fell behind
+    /// (`log.access`); 0 while the access log is off.
+    pub access_log_dropped_total: u64,
     /// How late a short timer fired, at worst, over the last interval: how long the runtime
     /// was kept from running ready tasks.
     #[serde(rename = "event_loop_lag_secs", with = "secs")]
@@ -132,6 +137,7 @@ mod tests {
             errors: 0,
             panics: 0,
             protocol_errors: 0,
+            access_log_dropped_total: 0,
             event_loop_lag: Duration::from_micros(1500),
             interval: Duration::from_secs(5),
         }

@@ -27,8 +27,9 @@ pub(crate) fn run() -> ExitCode {
 fn serve() -> Result<ExitCode, String> {
     let Inherited { hello, channel } = child::start()?;
     crate::log::init(
-        format!("cache[{}]", std::process::id()),
+        crate::log::Who::Cache,
         &hello.options.log.level,
+        hello.options.log.format,
     );
     let socket = hello
         .cache_socket

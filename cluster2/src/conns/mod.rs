@@ -400,12 +400,32 @@ pin_project_lite::pin_project! {
         #[pin]
         body: B,
         in_flight: InFlight,
+        // The request's access log line, when the access log is on: it counts the bytes
+        // sent, and is written when this body is dropped.
+        access: Option<Box<crate::log::access::Pending>>,
     }
 }
 
 impl<B> Tracked<B> {
     pub(crate) fn new(body: B, in_flight: InFlight) -> Self {
-        Self { body, in_flight }
+        Self {
+            body,
+            in_flight,
+            access: None,
+        }
+    }
+
+    /// An answer's body on the application port, with its access log line if it has one.
+    pub(crate) fn logged(
+        body: B,
+        in_flight: InFlight,
+        access: Option<Box<crate::log::access::Pending>>,
+    ) -> Self {
+        Self {
+            body,
+            in_flight,
+            access,
+        }
     }
 }
 
@@ -417,7 +437,14 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        let frame = std::task::ready!(this.body.poll_frame(cx));
+        if let (Some(access), Some(Ok(frame))) = (this.access.as_mut(), &frame) {
+            if let Some(data) = frame.data_ref() {
+                access.sent(bytes::Buf::remaining(data));
+            }
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

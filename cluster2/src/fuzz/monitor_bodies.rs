@@ -35,6 +35,7 @@ fn app() -> axum::Router {
         },
         refresh: std::time::Duration::from_secs(1),
         max_profile_secs: 60,
+        buckets: crate::REQUEST_DURATION_BUCKETS.into(),
     })
 }
 

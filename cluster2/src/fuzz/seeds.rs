@@ -421,6 +421,9 @@ fn seeds() -> Vec<Seed> {
             ("choice", "http1"),
             ("filter", "warn,my_app=debug"),
             ("token", "s3cr3t-t0ken"),
+            ("buckets", "0.005,0.01,0.1,1,2.5e1"),
+            ("buckets-not-increasing", "0.1,0.05"),
+            ("destination", "./access.log"),
         ],
     ));
     all.extend(text_seeds(

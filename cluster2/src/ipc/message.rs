@@ -50,6 +50,8 @@ pub(crate) enum LogControl {
     /// Replace the log filter (`RUST_LOG` syntax, already validated by the master); answered
     /// by `ToMaster::LogFilterSet` with the same `id`.
     SetFilter { id: u64, filter: String },
+    /// Reopen the access log file (the master got SIGUSR1: `logrotate` moved it).
+    ReopenAccessLog,
 }
 
 /// One log line, as a process forwards it while someone watches.

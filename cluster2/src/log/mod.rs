@@ -10,10 +10,18 @@
 //! costs one atomic load per line while nobody watches. The master's side of streaming, who
 //! watches which process and the fan-out to each watcher, is `hub`. Beside the filter, the
 //! HTTP libraries' warnings about clients are rate-limited (`throttle`).
+//!
+//! With `log.format = json` the line writer writes one JSON object per line instead
+//! (`json`), with the process's role, pid and worker id as fields; the filter, forwarding and
+//! throttling are the same. The access log (`access`) is apart from all this: it is no tracing
+//! event, it has its own writer thread and bounded buffer, and costs one branch per request
+//! when it is off.
 
+pub(crate) mod access; // one line per request, off the serving threads, to a file or stdio
 pub(crate) mod forward; // a process's side of streaming: the forwarding layer and its task
 pub(crate) mod hub; // the master's side: watchers per process, fan-out, each process's filter
 mod human; // durations as people write them, for every line that reports one
+mod json; // every other line as one JSON object, with role, pid and worker id
 mod throttle; // the HTTP libraries' warnings about clients, at most one per place per window
 
 use std::fmt;
@@ -31,6 +39,7 @@ use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::ipc::channel::Sender;
 use crate::ipc::message::{LogControl, ToMaster};
+use crate::options::LogFormat;
 
 pub(crate) use hub::current_filter;
 pub(crate) use human::{human, human_secs};
@@ -68,16 +77,52 @@ where
     }
 }
 
+/// The process a line comes from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Who {
+    /// The master.
+    Master,
+    /// A worker, with its id.
+    Worker(usize),
+    /// The standalone cache manager.
+    Cache,
+}
+
+impl Who {
+    /// The role as JSON lines name it.
+    fn role(self) -> &'static str {
+        match self {
+            Who::Master => "master",
+            Who::Worker(_) => "worker",
+            Who::Cache => "cache",
+        }
+    }
+
+    /// The prefix of a text line: `master[41]`, `worker 2[43]`, `cache[42]`.
+    fn label(self) -> String {
+        let pid = std::process::id();
+        match self {
+            Who::Master => format!("master[{pid}]"),
+            Who::Worker(id) => format!("worker {id}[{pid}]"),
+            Who::Cache => format!("cache[{pid}]"),
+        }
+    }
+}
+
 /// Installs the subscriber unless the application installed its own first.
-pub(crate) fn init(label: String, level: &str) {
+pub(crate) fn init(who: Who, level: &str, format: LogFormat) {
     // Validated with the options, and read the same way; the fallback only guards against a
     // racing change.
     let filter = crate::options::log_filter(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
+    // One layer type either way: the format is a choice made once, not a second subscriber.
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .event_format(Line { label });
+        .with_ansi(format == LogFormat::Text && std::io::stderr().is_terminal())
+        .event_format(match format {
+            LogFormat::Json => Format::Json(json::JsonLine::new(who)),
+            _ => Format::Text(Line { label: who.label() }),
+        });
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(lines)
@@ -88,6 +133,30 @@ pub(crate) fn init(label: String, level: &str) {
     let _ = CONFIGURED.set(level.to_owned());
     if installed {
         let _ = FILTER.set(handle);
+    }
+}
+
+/// The line writer's format, chosen at start.
+enum Format {
+    Text(Line),
+    Json(json::JsonLine),
+}
+
+impl<S, N> FormatEvent<S, N> for Format
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        match self {
+            Format::Text(line) => line.format_event(ctx, writer, event),
+            Format::Json(line) => line.write(writer, event),
+        }
     }
 }
 
@@ -113,6 +182,7 @@ pub(crate) fn control(control: LogControl, to_master: &Sender<ToMaster>) {
     match control {
         LogControl::Forward(true) => forward::start(forward::Sink::Master(to_master.clone())),
         LogControl::Forward(false) => forward::stop(),
+        LogControl::ReopenAccessLog => access::reopen(),
         LogControl::SetFilter { id, filter } => {
             let result = set_filter(&filter);
             let to_master = to_master.clone();

@@ -110,14 +110,17 @@ impl Phase {
 
 /// Counters that never go backwards: what workers that are gone had reported, and how many
 /// restarts and replacements the cluster has seen.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Totals {
     pub(crate) requests: u64,
     pub(crate) request_seconds: f64,
-    /// Requests by time to the response head, as `Heartbeat::request_duration_buckets`.
-    pub(crate) request_buckets: [u64; crate::heartbeat::REQUEST_DURATION_BUCKETS.len() + 1],
+    /// Requests by time to the response head, as `Heartbeat::request_duration_buckets` (the
+    /// cluster's `metrics.buckets`, then `+Inf`; zeros beyond).
+    pub(crate) request_buckets: Vec<u64>,
     pub(crate) errors: u64,
     pub(crate) panics: u64,
+    /// Access log lines the workers dropped.
+    pub(crate) access_log_dropped: u64,
     pub(crate) restarts: u64,
     pub(crate) replacements: u64,
     /// Worker exits the master did not ask for.
@@ -199,7 +202,7 @@ impl Board {
 
     /// Counters that include the workers that are gone.
     pub(crate) fn totals(&self) -> Totals {
-        *self.totals.lock().expect("board lock")
+        self.totals.lock().expect("board lock").clone()
     }
 
     /// How many workers the cluster runs now (worker ids `0..expected`).
@@ -283,13 +286,16 @@ impl Board {
         if let Some(beat) = heartbeat {
             totals.requests += beat.requests_total;
             totals.request_seconds += beat.request_duration_total.as_secs_f64();
-            for (total, n) in totals
-                .request_buckets
-                .iter_mut()
-                .zip(&beat.request_duration_buckets)
-            {
+            // Every worker of a cluster counts the same buckets (`metrics.buckets`, at most
+            // 32 and `+Inf`): the totals take the first heartbeat's length.
+            let buckets = &beat.request_duration_buckets;
+            if totals.request_buckets.len() < buckets.len() {
+                totals.request_buckets.resize(buckets.len(), 0);
+            }
+            for (total, n) in totals.request_buckets.iter_mut().zip(buckets) {
                 *total += n;
             }
+            totals.access_log_dropped += beat.access_log_dropped_total;
         }
         totals.errors += errors;
         totals.panics += panics;

@@ -53,8 +53,9 @@ pub(crate) fn run(
     main: MainBody,
 ) -> ExitCode {
     crate::log::init(
-        format!("master[{}]", std::process::id()),
+        crate::log::Who::Master,
         &options.log.level,
+        options.log.format,
     );
     // Before any descriptor is spent: connections take descriptors, and workers inherit it.
     let open_files = crate::conns::fds::raise_limit();
@@ -102,6 +103,14 @@ pub(crate) fn run(
             return exit::code(exit::FAILURE);
         }
     };
+    // Every worker appends to the access log file: one that cannot be written is refused
+    // here, before any starts, like a mistyped option.
+    if let crate::options::AccessLog::File(path) = &options.log.access {
+        if let Err(e) = crate::log::access::open(path) {
+            eprintln!("error: cannot open the access log file {path} (--log.access): {e}");
+            return exit::code(exit::USAGE);
+        }
+    }
     log_bound("--mon-host", &options.mon_host, &monitor);
     // One thread: the master routes messages and supervises; it does no heavy work, and a
     // single-threaded runtime spares every relayed message a wake-up across threads.
@@ -309,6 +318,7 @@ async fn master(
             .max_profile
             .as_secs()
             .clamp(1, u64::from(u32::MAX)) as u32,
+        buckets: options.metrics.buckets.bounds().into(),
     };
     let monitor_task = crate::monitor::serve(
         monitor,

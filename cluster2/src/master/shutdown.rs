@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::board::{Phase, WorkerState};
 use super::control::Control;
 use super::supervisor::{Input, Supervisor};
-use crate::ipc::message::ToWorker;
+use crate::ipc::message::{LogControl, ToWorker};
 use crate::lifecycle::{self, Event};
 
 /// How long a worker may outlive its `stop_timeout` before the master kills it: workers
@@ -28,6 +28,8 @@ pub(super) struct Signals {
     pub(super) ttin: SignalStream,
     /// One worker fewer (gunicorn's SIGTTOU).
     pub(super) ttou: SignalStream,
+    /// Reopen the access log files (after `logrotate` moved them), as nginx and gunicorn do.
+    pub(super) usr1: SignalStream,
 }
 
 impl Signals {
@@ -39,11 +41,30 @@ impl Signals {
             hup: signal(SignalKind::hangup())?,
             ttin: signal(SignalKind::from_raw(nix::libc::SIGTTIN))?,
             ttou: signal(SignalKind::from_raw(nix::libc::SIGTTOU))?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 }
 
 impl Supervisor {
+    /// SIGUSR1: every worker reopens its access log file (a moved file keeps its descriptor,
+    /// so lines would go on into the old one). A worker started later opens the new file.
+    pub(super) fn reopen_access_log(&mut self) {
+        if !matches!(self.options.log.access, crate::options::AccessLog::File(_)) {
+            tracing::info!("SIGUSR1: no access log file to reopen (--log.access)");
+            return;
+        }
+        tracing::info!("SIGUSR1: reopening the access log in every worker");
+        for proc in self.procs.values() {
+            // A channel thousands of messages behind loses this one: that worker keeps
+            // writing to the old file until the next SIGUSR1.
+            let _ = proc
+                .child
+                .tx
+                .try_send(&ToWorker::Logs(LogControl::ReopenAccessLog));
+        }
+    }
+
     /// The ECV goes down, the drain delay passes, every worker stops gracefully; returns
     /// whether any had to be killed.
     pub(super) async fn shut_down(

@@ -249,6 +249,7 @@ pub(super) async fn supervise(
             }
             _ = signals.ttin.recv() => sup.scale_signal(1).await,
             _ = signals.ttou.recv() => sup.scale_signal(-1).await,
+            _ = signals.usr1.recv() => sup.reopen_access_log(),
         }
         if main.is_some() && sup.all_listening() {
             let main = main.take().expect("checked");

@@ -2,8 +2,9 @@
 //! add what exited workers had reported, so they never go backwards when a worker is replaced.
 //!
 //! Request latency is a histogram (`request_duration_seconds`, per worker and for the
-//! cluster) whose buckets the workers count themselves ([`Heartbeat`]'s
-//! `request_duration_buckets`, a fixed size per heartbeat): here they are only added up.
+//! cluster) whose buckets (`metrics.buckets`, the same for every worker of a cluster) the
+//! workers count themselves ([`Heartbeat`]'s `request_duration_buckets`, a fixed size per
+//! heartbeat): here they are only added up.
 //!
 //! [`Heartbeat`]: crate::Heartbeat
 
@@ -21,7 +22,6 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::ecv::Ecv;
-use crate::heartbeat::REQUEST_DURATION_BUCKETS;
 use crate::master::{Board, WorkerState};
 
 type Labels = Vec<(String, String)>;
@@ -36,16 +36,27 @@ struct Live {
     request_buckets: Vec<u64>,
     errors: u64,
     panics: u64,
+    access_log_dropped: u64,
 }
 
-/// A histogram whose observations were counted elsewhere: the sum, and a count per bucket of
-/// [`REQUEST_DURATION_BUCKETS`] plus one for the longer ones (not cumulative).
-#[derive(Debug, Default)]
-struct Counted(std::sync::Mutex<(f64, Vec<u64>)>);
+/// A histogram whose observations were counted elsewhere: its bounds, the sum, and a count per
+/// bucket plus one for the longer ones (not cumulative).
+#[derive(Debug)]
+struct Counted {
+    bounds: Arc<[f64]>,
+    counts: std::sync::Mutex<(f64, Vec<u64>)>,
+}
 
 impl Counted {
+    fn new(bounds: Arc<[f64]>) -> Self {
+        Self {
+            bounds,
+            counts: std::sync::Mutex::default(),
+        }
+    }
+
     fn set(&self, sum: f64, per_bucket: &[u64]) {
-        *self.0.lock().expect("metrics lock") = (sum, per_bucket.to_vec());
+        *self.counts.lock().expect("metrics lock") = (sum, per_bucket.to_vec());
     }
 }
 
@@ -55,9 +66,10 @@ impl TypedMetric for Counted {
 
 impl EncodeMetric for Counted {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let (sum, per_bucket) = &*self.0.lock().expect("metrics lock");
+        let (sum, per_bucket) = &*self.counts.lock().expect("metrics lock");
         // The encoder makes the buckets cumulative itself, as its own histograms keep them.
-        let buckets: Vec<(f64, u64)> = REQUEST_DURATION_BUCKETS
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
             .iter()
             .copied()
             .chain([f64::INFINITY])
@@ -83,7 +95,7 @@ fn add_into(total: &mut Vec<u64>, more: &[u64]) {
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
+pub(crate) async fn render(board: Arc<Board>, ecv: Ecv, bounds: Arc<[f64]>) -> Response {
     let workers = board.snapshot().workers;
     let retired = board.totals();
     let mut registry = Registry::with_prefix("cluster2");
@@ -160,13 +172,21 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         "worker_panics",
         "Handler panics in this worker",
     );
+    let access_dropped = per_worker_counter(
+        &mut registry,
+        "worker_access_log_dropped",
+        "Access log lines this worker dropped because their file or pipe fell behind",
+    );
     let restarts = per_worker_counter(
         &mut registry,
         "worker_restarts",
         "Restarts of this worker id after a crash",
     );
 
-    let latency = Family::<Labels, Counted>::default();
+    let latency_bounds = bounds.clone();
+    let latency = Family::<Labels, Counted, _>::new_with_constructor(move || {
+        Counted::new(latency_bounds.clone())
+    });
     registry.register_with_unit(
         "worker_request_duration",
         "Time to the response head of this worker's requests",
@@ -212,6 +232,10 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
             connections
                 .get_or_create(&labels)
                 .inc_by(hb.connections_total as f64);
+            access_dropped
+                .get_or_create(&labels)
+                .inc_by(hb.access_log_dropped_total as f64);
+            live.access_log_dropped += hb.access_log_dropped_total;
             live.requests += hb.requests_total;
             live.request_seconds += hb.request_duration_total.as_secs_f64();
             latency.get_or_create(&labels).set(
@@ -239,7 +263,7 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         "Requests answered by the cluster, including by workers since replaced",
         (retired.requests + live.requests) as f64,
     );
-    let cluster_latency = Counted::default();
+    let cluster_latency = Counted::new(bounds);
     let mut buckets = retired.request_buckets.to_vec();
     add_into(&mut buckets, &live.request_buckets);
     cluster_latency.set(retired.request_seconds + live.request_seconds, &buckets);
@@ -260,6 +284,12 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv) -> Response {
         "panics",
         "Handler panics in the cluster",
         (retired.panics + live.panics) as f64,
+    );
+    total(
+        &mut registry,
+        "access_log_dropped",
+        "Access log lines the workers dropped because their file or pipe fell behind",
+        (retired.access_log_dropped + live.access_log_dropped) as f64,
     );
     total(
         &mut registry,

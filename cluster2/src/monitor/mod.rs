@@ -52,6 +52,8 @@ pub(crate) struct Monitor {
     pub(crate) refresh: std::time::Duration,
     /// The longest CPU profile taken (`mon.max_profile`), in whole seconds.
     pub(crate) max_profile_secs: u32,
+    /// The request duration histograms' bucket bounds (`metrics.buckets`), in seconds.
+    pub(crate) buckets: Arc<[f64]>,
 }
 
 pub(crate) fn router(monitor: Monitor) -> Router {
@@ -61,6 +63,7 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         dependencies,
         refresh,
         max_profile_secs,
+        buckets,
     } = monitor;
     let dashboard = dashboard::Dashboard::new(board.clone(), ecv.clone(), refresh);
     let workers_board = board.clone();
@@ -95,7 +98,9 @@ pub(crate) fn router(monitor: Monitor) -> Router {
         .route(guard::LIVEZ, get(|| async { "alive" }))
         .route(
             "/metrics",
-            get(move || metrics::render(metrics_board.clone(), metrics_ecv.clone())),
+            get(move || {
+                metrics::render(metrics_board.clone(), metrics_ecv.clone(), buckets.clone())
+            }),
         )
         .merge(debug_logs::routes())
         .merge(ecv.routes())

@@ -252,6 +252,8 @@ fn value_name(kind: Kind) -> String {
         Kind::Secret => "TOKEN".to_owned(),
         Kind::Backend => "URL".to_owned(),
         Kind::Name => "NAME".to_owned(),
+        Kind::LogDestination => "DEST".to_owned(),
+        Kind::Buckets => "BOUNDS".to_owned(),
     }
 }
 

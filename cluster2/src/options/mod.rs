@@ -103,6 +103,8 @@ pub struct Options {
     pub restart: RestartOptions,
     /// Logging.
     pub log: LogOptions,
+    /// What `/metrics` reports.
+    pub metrics: MetricsOptions,
     /// The health endpoint load balancers poll.
     pub ecv: EcvOptions,
     /// Replace a worker once it has been up this long; `None` (written `never`): never.
@@ -430,13 +432,118 @@ pub struct RestartOptions {
     pub max_delay: Duration,
 }
 
-/// Logging of every process of the cluster (to standard error).
+/// Logging of every process of the cluster (to standard error), and the access log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct LogOptions {
     /// Filter directives, as for `RUST_LOG`: `info`, `warn,my_app=debug`.
     pub level: String,
+    /// How each line is written, the access log's included.
+    pub format: LogFormat,
+    /// Where the access log goes: one line per request of the application port.
+    pub access: AccessLog,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// For people: time, level, the process, the message and its fields.
+    Text,
+    /// One JSON object per line, for log collectors: `timestamp`, `level`, `target`,
+    /// `message`, `role`, `pid`, `worker` (workers only), and the event's other fields.
+    Json,
+}
+
+/// Where the access log goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+#[non_exhaustive]
+pub enum AccessLog {
+    /// No access log: the request path pays one branch.
+    Off,
+    /// The standard output of each worker (the terminal, or what the supervisor collects).
+    Stdout,
+    /// The standard error of each worker, among the other log lines.
+    Stderr,
+    /// A file every worker appends whole lines to, created if missing, reopened on SIGUSR1
+    /// (after `logrotate` moved it).
+    File(String),
+}
+
+impl From<AccessLog> for String {
+    fn from(access: AccessLog) -> String {
+        match access {
+            AccessLog::Off => "off".to_owned(),
+            AccessLog::Stdout => "stdout".to_owned(),
+            AccessLog::Stderr => "stderr".to_owned(),
+            AccessLog::File(path) => path,
+        }
+    }
+}
+
+impl TryFrom<String> for AccessLog {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let spec = schema::spec("log.access").expect("log.access is an option");
+        if spec.kind.check_text(&text).is_err() {
+            return Err(format!("expected {}, not {text:?}", spec.expected));
+        }
+        Ok(match text.as_str() {
+            "off" => AccessLog::Off,
+            "stdout" => AccessLog::Stdout,
+            "stderr" => AccessLog::Stderr,
+            _ => AccessLog::File(text),
+        })
+    }
+}
+
+/// What `/metrics` reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MetricsOptions {
+    /// The buckets of the request duration histograms.
+    pub buckets: Buckets,
+}
+
+/// The upper bounds, in seconds, of a histogram's buckets: strictly increasing, from a
+/// microsecond to an hour, at most 32; the requests beyond the last bound fall in `+Inf`.
+/// Written as text like `0.005,0.01,0.1,1`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Buckets(Vec<f64>);
+
+impl Buckets {
+    /// The bounds, in seconds.
+    pub fn bounds(&self) -> &[f64] {
+        &self.0
+    }
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Self(crate::heartbeat::REQUEST_DURATION_BUCKETS.to_vec())
+    }
+}
+
+impl From<Buckets> for String {
+    fn from(buckets: Buckets) -> String {
+        schema::format_buckets(&buckets.0)
+    }
+}
+
+impl TryFrom<String> for Buckets {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        schema::parse_buckets(&text)
+            .map(Self)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Default for Options {
@@ -464,6 +571,7 @@ impl Default for Options {
             max_connections: 0,
             restart: RestartOptions::default(),
             log: LogOptions::default(),
+            metrics: MetricsOptions::default(),
             ecv: EcvOptions::default(),
             max_age: Some(Duration::from_secs(3 * 86_400)),
             max_requests: 0,
@@ -492,6 +600,8 @@ impl Default for LogOptions {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
+            format: LogFormat::Text,
+            access: AccessLog::Off,
         }
     }
 }

@@ -276,6 +276,20 @@ fn text_kinds_are_checked_by_the_runtime() {
                 &["redis", "http://x/", "redis://x y", "redis://host:99999/0"],
             ),
             Kind::Name => (&["shop-api", "a.b_c"], &["", "a:b", "a*"]),
+            Kind::LogDestination => (
+                &[
+                    "off",
+                    "stdout",
+                    "stderr",
+                    "./access.log",
+                    "/var/log/app/access.log",
+                ],
+                &["", "on", "access.log", "/var/log/", "./a\nb"],
+            ),
+            Kind::Buckets => (
+                &["0.005,0.01,0.1,1", "0.5"],
+                &["", "5ms", "0.1,0.1", "1,0.5", "0", "inf", "0.1,,0.2"],
+            ),
             _ => continue,
         };
         for text in good {

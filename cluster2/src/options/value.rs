@@ -53,6 +53,7 @@ pub(crate) fn check(spec: &Spec, value: &Value) -> Result<(), Invalid> {
 pub(crate) fn detail(invalid: &Invalid) -> Option<String> {
     match invalid {
         Invalid::LogFilter(e) => Some(e.to_string()),
+        Invalid::Buckets(e) => Some(e.to_string()),
         Invalid::Duration(e @ (DurationError::NoUnit(_) | DurationError::UnknownUnit(_))) => {
             Some(e.to_string())
         }

@@ -175,6 +175,7 @@ mod tests {
             errors: 0,
             panics: 0,
             protocol_errors: 0,
+            access_log_dropped_total: 0,
             event_loop_lag: Duration::from_millis(lag_ms),
             interval: Duration::from_secs(5),
         }

@@ -10,23 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::heartbeat::REQUEST_DURATION_BUCKETS;
-
-/// The buckets' bounds in microseconds, the unit the request path measures in.
-const BUCKET_BOUNDS_US: [u64; REQUEST_DURATION_BUCKETS.len()] = {
-    let mut bounds = [0; REQUEST_DURATION_BUCKETS.len()];
-    let mut i = 0;
-    while i < bounds.len() {
-        bounds[i] = (REQUEST_DURATION_BUCKETS[i] * 1e6) as u64;
-        i += 1;
-    }
-    bounds
-};
-/// One counter per bucket, and one for the requests beyond the last bound.
-const BUCKETS: usize = REQUEST_DURATION_BUCKETS.len() + 1;
-
 /// Counters the request path updates; the reporter reads and resets the per-interval ones.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AppStats {
     transactions: AtomicU64,
     durations_us: AtomicU64,
@@ -34,9 +19,12 @@ pub(crate) struct AppStats {
     total_durations_us: AtomicU64,
     errors: AtomicU64,
     panics: AtomicU64,
-    /// Requests since start by time to the response head (never reset: the master's
-    /// histograms are cumulative).
-    buckets: [AtomicU64; BUCKETS],
+    /// The buckets' upper bounds in microseconds, the unit the request path measures in
+    /// (`metrics.buckets`).
+    bounds_us: Box<[u64]>,
+    /// Requests since start by time to the response head, one counter per bound and one for
+    /// the requests beyond the last (never reset: the master's histograms are cumulative).
+    buckets: Box<[AtomicU64]>,
     /// Notified once, when the first request is answered: the master then knows the worker
     /// served (a crash from then on is no crash loop).
     first_answered: tokio::sync::Notify,
@@ -47,13 +35,32 @@ pub(crate) struct AppStats {
     limit_reached: tokio::sync::Notify,
 }
 
+impl Default for AppStats {
+    fn default() -> Self {
+        Self::new(&crate::heartbeat::REQUEST_DURATION_BUCKETS, None)
+    }
+}
+
 impl AppStats {
-    /// Counters whose reporter sends a heartbeat as soon as `report_at` requests were
-    /// answered (and otherwise every interval).
-    pub(crate) fn reporting_at(report_at: Option<u64>) -> Self {
+    /// Counters for histograms of these bounds, in seconds, whose reporter sends a heartbeat
+    /// as soon as `report_at` requests were answered (and otherwise every interval).
+    pub(crate) fn new(bounds: &[f64], report_at: Option<u64>) -> Self {
+        // Rounded up: a bound of 1.5 µs takes the requests of 1 µs, as `le` says.
+        let bounds_us: Box<[u64]> = bounds.iter().map(|b| (b * 1e6).ceil() as u64).collect();
         Self {
+            transactions: AtomicU64::default(),
+            durations_us: AtomicU64::default(),
+            total_transactions: AtomicU64::default(),
+            total_durations_us: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            panics: AtomicU64::default(),
+            buckets: (0..=bounds_us.len())
+                .map(|_| AtomicU64::default())
+                .collect(),
+            bounds_us,
+            first_answered: tokio::sync::Notify::default(),
             report_at: report_at.unwrap_or(0),
-            ..Self::default()
+            limit_reached: tokio::sync::Notify::default(),
         }
     }
 
@@ -69,8 +76,8 @@ impl AppStats {
             self.limit_reached.notify_one();
         }
         self.total_durations_us.fetch_add(us, Ordering::Relaxed);
-        // A dozen bounds: a few comparisons, and one more relaxed add.
-        let bucket = BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
+        // At most 32 bounds: five comparisons, and one more relaxed add.
+        let bucket = self.bounds_us.partition_point(|&bound| bound < us);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         if server_error {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -292,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_limit_wakes_the_reporter_once_when_reached_and_never_without_one() {
-        let stats = AppStats::reporting_at(Some(3));
+        let stats = AppStats::new(&crate::heartbeat::REQUEST_DURATION_BUCKETS, Some(3));
         for _ in 0..2 {
             stats.record(Duration::from_millis(1), false);
         }
@@ -305,7 +312,7 @@ mod tests {
         let mut again = std::pin::pin!(stats.limit_reached());
         assert!(waiting(again.as_mut()));
 
-        let unlimited = AppStats::reporting_at(None);
+        let unlimited = AppStats::new(&crate::heartbeat::REQUEST_DURATION_BUCKETS, None);
         for _ in 0..5 {
             unlimited.record(Duration::from_millis(1), false);
         }

@@ -62,9 +62,13 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
     // A debug worker logs at the level the operator chose, from its first line.
     let debug_new = hello.debug_new;
     crate::log::init(
-        format!("worker {id}[{}]", std::process::id()),
+        crate::log::Who::Worker(id),
         debug_new.as_deref().unwrap_or(&options.log.level),
+        options.log.format,
     );
+    // Before anything is served; the master opened a file of it already, so this fails only
+    // if it was taken away since.
+    crate::log::access::start(&options.log.access, options.log.format, id)?;
 
     let threads = options.worker_threads();
     let mut runtime = if threads == 1 {
@@ -356,6 +360,8 @@ impl Worker {
             final_beat.send().await;
             let _ = tokio::time::timeout(Duration::from_secs(1), to_master.flushed()).await;
         }
+        // Lines of the last requests, still in the buffer.
+        crate::log::access::finish(Duration::from_secs(2));
         tracing::debug!("stopped");
         exit
     }
@@ -433,7 +439,10 @@ impl Worker {
             self.options.max_requests_jitter,
             std::process::id(),
         );
-        let app_stats = Arc::new(AppStats::reporting_at(report_at));
+        let app_stats = Arc::new(AppStats::new(
+            self.options.metrics.buckets.bounds(),
+            report_at,
+        ));
         let open_files = crate::conns::fds::limit();
         let max_connections =
             crate::conns::fds::worker_cap(self.options.max_connections, open_files);

@@ -114,6 +114,7 @@ pub(crate) fn spawn_reporter(
                 errors: taken.errors,
                 panics: taken.panics,
                 protocol_errors: conns.protocol_errors.swap(0, Ordering::Relaxed),
+                access_log_dropped_total: crate::log::access::dropped(),
                 event_loop_lag: Duration::from_micros(lag.swap(0, Ordering::Relaxed)),
                 interval: cycle,
             };

@@ -160,6 +160,8 @@ where
     S::Future: Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    // Warm-up traffic is not the application's: it is not logged.
+    let logged = settings.shared_port && crate::log::access::enabled();
     let protocol = settings.protocol;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // No HTTP/1 header-read timer of hyper's: `conns` closes a connection that has no request
@@ -241,6 +243,7 @@ where
             },
             closing: closing.clone(),
             conn: ticket.conn(),
+            logged,
         };
         let watcher = graceful.watcher();
         match &settings.tls {
@@ -311,6 +314,8 @@ struct Handler<S> {
     info: ConnInfo,
     closing: Arc<AtomicBool>,
     conn: Arc<Conn>,
+    /// Whether requests are logged: on the application port, with the access log on.
+    logged: bool,
 }
 
 impl<S> hyper::service::Service<http::Request<Incoming>> for Handler<S>
@@ -324,9 +329,16 @@ where
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let http1 = request.version() < http::Version::HTTP_2;
+        // The one branch the access log costs when it is off.
+        let access = if self.logged {
+            crate::log::access::Pending::new(&request, self.info.remote)
+        } else {
+            None
+        };
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.info);
         Answer {
+            access,
             // One clone per request, as tower's contract needs a ready service to call.
             response: tower::ServiceExt::oneshot(self.app.clone(), request),
             closing: http1.then(|| self.closing.clone()),
@@ -344,6 +356,8 @@ pin_project_lite::pin_project! {
         closing: Option<Arc<AtomicBool>>,
         // Handed to the answer's body; `None` once it was.
         in_flight: Option<InFlight>,
+        // The access log line, handed to the answer's body too.
+        access: Option<Box<crate::log::access::Pending>>,
     }
 }
 
@@ -360,7 +374,11 @@ where
         let this = self.project();
         let Ok(response) = std::task::ready!(this.response.poll(cx));
         let in_flight = this.in_flight.take().expect("an answer is ready once");
-        let mut response = response.map(|body| Tracked::new(body, in_flight));
+        let mut access = this.access.take();
+        if let Some(access) = access.as_mut() {
+            access.answered(response.status());
+        }
+        let mut response = response.map(|body| Tracked::logged(body, in_flight, access));
         if this
             .closing
             .as_ref()
