@@ -2,11 +2,17 @@
 //! clusters: `status` (table and `--json`), `reload`, `scale N|+N|-N`, found through the pid
 //! file or the monitor's port, with and without a token; and each failure's words and exit
 //! status (2 a bad argument, 5 no master, 6 unreachable, 7 the token, 1 what was asked failed).
+//! Then against a "monitor" that is not one (a small server here answering crafted HTTP) and
+//! pid files others could have planted: the command sizes nothing by what it is told, stalls
+//! on nothing, prints no control character it was sent, and sends its token nowhere unproven.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cluster2_tests::{Cluster, SOON, TempPath, get};
@@ -25,7 +31,16 @@ struct Ran {
 
 /// Runs `APP args…` to its end, bounded: a command that hangs is killed and fails the test.
 fn ctl(args: &[&str], envs: &[(&str, &str)]) -> Ran {
-    let mut child = Command::new(APP)
+    ctl_as(None, args, envs)
+}
+
+/// [`ctl`], as the user `uid` when one is given.
+fn ctl_as(uid: Option<u32>, args: &[&str], envs: &[(&str, &str)]) -> Ran {
+    let mut command = Command::new(APP);
+    if let Some(uid) = uid {
+        command.uid(uid);
+    }
+    let mut child = command
         .args(args)
         .envs(envs.iter().copied())
         .env_remove("RUST_LOG")
@@ -375,4 +390,356 @@ fn scale_exits_1_naming_the_worker_when_a_new_one_cannot_start() {
     assert!(ran.stderr.contains("worker 1"), "{ran:?}");
     // The first worker serves on.
     assert_eq!(serving(&cluster).len(), 1);
+}
+
+/// How a [`Hostile`] monitor answers a request.
+enum Reply {
+    /// These bytes, then the connection is closed.
+    Close(String),
+    /// These bytes, then nothing more while the server lives.
+    Hold(String),
+}
+
+fn json_reply(body: &str) -> Reply {
+    Reply::Close(format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// A "monitor" that is not one: answers each request as `reply` says for its request line,
+/// and keeps each request head it was sent.
+struct Hostile {
+    addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hostile {
+    fn start(reply: impl Fn(&str) -> Reply + Send + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (heads2, stop2) = (heads.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(SOON));
+                let Some(head) = read_request(&mut stream) else {
+                    continue;
+                };
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                heads2.lock().unwrap().push(head);
+                match reply(&line) {
+                    Reply::Close(bytes) => {
+                        let _ = stream.write_all(bytes.as_bytes());
+                    }
+                    Reply::Hold(bytes) => {
+                        let _ = stream.write_all(bytes.as_bytes());
+                        held.push(stream);
+                    }
+                }
+            }
+        });
+        Self {
+            addr,
+            heads,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accepting thread, which sees `stop` and ends.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A request's head, its body read too (so that closing after the answer loses nothing).
+fn read_request(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    Some(head)
+}
+
+/// Whether `text` holds a character that acts on a terminal (a line break aside).
+fn has_controls(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\n')
+}
+
+#[test]
+fn a_scale_answer_beyond_what_was_asked_is_refused_before_anything_is_sized_by_it() {
+    let monitor = Hostile::start(|line| {
+        if line.starts_with("POST /workers/scale") {
+            json_reply(r#"{"from": 1, "to": 18446744073709551615}"#)
+        } else {
+            json_reply(r#"{"expected": 18446744073709551615, "workers": []}"#)
+        }
+    });
+    let port = format!("--mon-port={}", monitor.addr.port());
+    for asked in ["3", "+1"] {
+        let ran = ctl(&["scale", asked, &port], &[]);
+        assert_eq!(ran.code, Some(6), "{asked}: {ran:?}");
+        assert!(ran.stderr.contains("not what was asked"), "{ran:?}");
+        assert!(ran.stderr.contains("1 to 1024 workers"), "{ran:?}");
+    }
+    // Asked twice, and never looked further.
+    let requests = monitor.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.starts_with("POST /workers/scale"))
+    );
+}
+
+#[test]
+fn a_reload_waits_for_no_more_workers_than_there_are_and_prints_no_control_characters() {
+    let why = r#"\u001b]0;owned\u0007\u009b2J\nreloaded 1 worker"#;
+    let monitor = Hostile::start(move |line| {
+        if line.starts_with("GET /events/recent") {
+            json_reply("[]")
+        } else if line.starts_with("GET /events") {
+            // Both events at once, then the stream's end; CRLF line ends, as the spec allows.
+            Reply::Close(format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n\
+                 data: {{\"event\": \"queued\", \"pid\": 77, \"worker\": 0, \
+                 \"reason\": {{\"kind\": \"rolling_restart\", \"sighup\": false}}}}\r\n\r\n\
+                 data: {{\"event\": \"replacement_failed\", \"pid\": 77, \"worker\": 0, \
+                 \"why\": \"{why}\"}}\r\n\r\n"
+            ))
+        } else if line.starts_with("POST /workers/restart") {
+            json_reply(r#"{"queued": 1000000000000000000}"#)
+        } else {
+            json_reply(
+                r#"{"expected": 1, "workers": [{"worker": 0, "pid": 77, "state": "listening"}]}"#,
+            )
+        }
+    });
+    let ran = ctl(
+        &["reload", &format!("--mon-port={}", monitor.addr.port())],
+        &[],
+    );
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    // Its count of queued workers is at most the one worker listed.
+    assert!(
+        ran.stdout.starts_with("reloading 1 worker one at a time\n"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stderr.contains("1 of 1 workers not replaced"),
+        "{ran:?}"
+    );
+    // The monitor's words, escaped: no control character and no line of its own.
+    assert!(
+        !has_controls(&ran.stdout) && !has_controls(&ran.stderr),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stdout
+            .contains(r"(pid 77): \u{1b}]0;owned\u{7}\u{9b}2J\u{a}reloaded 1 worker;"),
+        "{ran:?}"
+    );
+    assert!(
+        !ran.stdout.lines().any(|l| l.starts_with("reloaded")),
+        "{ran:?}"
+    );
+}
+
+#[test]
+fn status_prints_no_control_characters_the_monitor_sends() {
+    let answer = r#"{"expected": 1, "death_queue": [], "workers": [{"worker": 0, "pid": 77,
+        "state": "listening\u001b[2J\u009b31m\u202e", "uptime_secs": 1.0, "restarts": 0,
+        "successor_of": null, "debugging": "\u0007x\ny", "cannot_accept": null,
+        "heartbeat": null}]}"#;
+    let monitor = Hostile::start(move |_| json_reply(answer));
+    let port = format!("--mon-port={}", monitor.addr.port());
+
+    let ran = ctl(&["status", &port], &[]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert!(!has_controls(&ran.stdout), "{ran:?}");
+    assert_eq!(ran.stdout.lines().count(), 3, "{ran:?}");
+    assert!(
+        ran.stdout
+            .contains(r"listening\u{1b}[2J\u{9b}31m\u{202e} (debug \u{7}x\u{a}y)"),
+        "{ran:?}"
+    );
+
+    // `--json`: the same value, with what JSON leaves raw written as JSON escapes.
+    let ran = ctl(&["status", "--json", &port], &[]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert!(!has_controls(&ran.stdout), "{ran:?}");
+    assert!(!ran.stdout.contains('\u{202e}'), "{ran:?}");
+    let printed: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(printed, serde_json::from_str::<Value>(answer).unwrap());
+}
+
+#[test]
+fn a_refusal_whose_body_never_comes_does_not_hold_the_command() {
+    let monitor = Hostile::start(|line| {
+        if line.starts_with("GET /events/recent") {
+            json_reply("[]")
+        } else {
+            // A head promising a body that never comes.
+            Reply::Hold(
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 100\r\n\r\npartial"
+                    .to_owned(),
+            )
+        }
+    });
+    // Bounded by `ctl`: before the fix, the command waited forever.
+    let ran = ctl(
+        &["reload", &format!("--mon-port={}", monitor.addr.port())],
+        &[],
+    );
+    assert_eq!(ran.code, Some(6), "{ran:?}");
+    assert!(ran.stderr.contains("did not answer GET /events"), "{ran:?}");
+}
+
+/// The start time of process `pid` (clock ticks after boot), as a pid file has it.
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// A `master.pid` as another user could make one: naming a live process of its own (a
+/// `sleep`), locked for as long as this lives, and naming its own monitor. Dropped, the lock
+/// goes and the process is killed and reaped.
+struct Planted {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    process: std::process::Child,
+}
+
+impl Planted {
+    fn new(dir: &std::path::Path, monitor: SocketAddr) -> Self {
+        let process = Command::new("sleep").arg("300").spawn().unwrap();
+        let pid = process.id();
+        let path = dir.join("master.pid");
+        std::fs::write(
+            &path,
+            format!("{pid}\nstart={}\nmonitor={monitor}\n", start_time(pid)),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let lock =
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+        Self {
+            _lock: lock,
+            process,
+        }
+    }
+
+    fn still_running(&mut self) -> bool {
+        matches!(self.process.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn a_pid_file_others_could_have_planted_gets_no_token() {
+    let monitor = Hostile::start(|_| json_reply(r#"{"expected": 1, "workers": []}"#));
+    let token = format!("--mon.token={TOKEN}");
+
+    // A directory anyone can write to: refused by the commands, and by a master.
+    let open = TempPath::new("ctl-open-dir");
+    std::fs::create_dir_all(open.path()).unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut planted = Planted::new(open.path(), monitor.addr);
+    let ran = ctl(&["status", &pids_arg(&open), &token], &[]);
+    assert_eq!(ran.code, Some(5), "{ran:?}");
+    assert!(ran.stderr.contains(open.as_str()), "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("can be written by other users (mode 0777)"),
+        "{ran:?}"
+    );
+    let stop = ctl(&["stop", &pids_arg(&open)], &[]);
+    assert_eq!(stop.code, Some(1), "{stop:?}");
+    assert!(
+        stop.stderr.contains("can be written by other users"),
+        "{stop:?}"
+    );
+    assert!(stop.stderr.contains("nothing signalled"), "{stop:?}");
+    assert!(planted.still_running());
+    assert!(monitor.requests().is_empty(), "{:#?}", monitor.requests());
+    drop(planted);
+    std::fs::remove_file(open.path().join("master.pid")).unwrap();
+    let mut master =
+        cluster2_tests::Proc::spawn(APP, &["--port=0", "--mon-port=0", &pids_arg(&open)], &[]);
+    assert_eq!(master.wait_exit().code(), Some(1));
+    assert!(
+        master
+            .log
+            .iter()
+            .any(|l| l.contains("can be written by other users")),
+        "{:#?}",
+        master.log
+    );
+
+    // A private directory, but the file is another user's: refused to any user but root.
+    // Only root can make a file another user's, so this part runs as root alone, the command
+    // as `nobody` (whose file this is not).
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let private = TempPath::new("ctl-other-user");
+    std::fs::create_dir_all(private.path()).unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _planted = Planted::new(private.path(), monitor.addr);
+    let ran = ctl_as(Some(65534), &["status", &pids_arg(&private), &token], &[]);
+    assert_eq!(ran.code, Some(5), "{ran:?}");
+    assert!(
+        ran.stderr.contains("belongs to uid 0, not to uid 65534"),
+        "{ran:?}"
+    );
+    assert!(monitor.requests().is_empty(), "{:#?}", monitor.requests());
+    // Root's own command trusts it (root may control anyone's cluster): the monitor it names
+    // is asked, with the token.
+    let ran = ctl(&["status", &pids_arg(&private), &token], &[]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let requests = monitor.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert!(requests[0].contains(TOKEN), "{requests:#?}");
 }

@@ -1,12 +1,14 @@
 //! A small HTTP/1.1 client for the monitor, on hyper's own client connection (already in the
 //! tree for the server side): one connection per request, the token as `Authorization:
-//! Bearer`, JSON answers read whole (bounded), and `/events` read as a stream of server-sent
-//! events. Every failure becomes a [`Failure`] that names the address and what went wrong.
+//! Bearer`, JSON answers read whole (bounded in size and time), and `/events` read as a stream
+//! of server-sent events ([`Sse`]: raw bytes, scanned once, each event decoded whole). Every
+//! failure becomes a [`Failure`] that names the address and what went wrong, the monitor's own
+//! words escaped ([`shown`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -14,8 +16,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
-use super::Failure;
 use super::find::Monitor;
+use super::{Failure, shown};
 
 /// How long connecting may take: the monitor is local, or near.
 const CONNECT: Duration = Duration::from_secs(5);
@@ -77,30 +79,38 @@ async fn call(
 /// A stream of server-sent events from `path`.
 pub(crate) struct Events {
     body: Incoming,
-    buffer: BytesMut,
+    sse: Sse,
     found: String,
 }
 
 impl Events {
     pub(crate) async fn open(monitor: &Monitor, path: &str) -> Result<Self, Failure> {
         let what = format!("GET {path}");
-        let response = tokio::time::timeout(ANSWER, send(monitor, Method::GET, path, None))
-            .await
-            .map_err(|_| {
-                Failure::Unreachable(format!("{} did not answer {what} in time", monitor.found))
-            })??;
-        let status = response.status();
-        if !status.is_success() {
+        // One bound for the head and, on a refusal, its body: a monitor that stalls in either
+        // does not hold the command.
+        let work = async {
+            let response = send(monitor, Method::GET, path, None).await?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
             let bytes = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
                 .map(|c| c.to_bytes())
                 .unwrap_or_default();
-            return Err(refused(monitor, status, &bytes, &what));
-        }
+            Err(refused(monitor, status, &bytes, &what))
+        };
+        let response = tokio::time::timeout(ANSWER, work).await.map_err(|_| {
+            Failure::Unreachable(format!(
+                "{} did not answer {what} within {}",
+                monitor.found,
+                humantime::format_duration(ANSWER)
+            ))
+        })??;
         Ok(Self {
             body: response.into_body(),
-            buffer: BytesMut::new(),
+            sse: Sse::default(),
             found: monitor.found.clone(),
         })
     }
@@ -109,31 +119,24 @@ impl Events {
     /// events without data are passed over.
     pub(crate) async fn next(&mut self) -> Result<Option<Value>, Failure> {
         loop {
-            if let Some(end) = find(&self.buffer, b"\n\n") {
-                let event = self.buffer.split_to(end + 2);
-                let text = String::from_utf8_lossy(&event);
-                let data: String = text
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                if data.is_empty() {
-                    continue;
-                }
-                let value = serde_json::from_str(&data).map_err(|e| {
-                    Failure::Unreachable(format!(
-                        "{}: an event that is not JSON ({e}): {data}",
+            match self.sse.next_event() {
+                Err(TooLong) => {
+                    return Err(Failure::Unreachable(format!(
+                        "{}: an event of more than {MAX_EVENT} bytes",
                         self.found
-                    ))
-                })?;
-                return Ok(Some(value));
-            }
-            if self.buffer.len() > MAX_EVENT {
-                return Err(Failure::Unreachable(format!(
-                    "{}: an event of more than {MAX_EVENT} bytes",
-                    self.found
-                )));
+                    )));
+                }
+                Ok(Some(data)) => {
+                    return serde_json::from_slice(&data).map(Some).map_err(|e| {
+                        let start = &data[..data.len().min(200)];
+                        Failure::Unreachable(format!(
+                            "{}: an event that is not JSON ({e}): {}",
+                            self.found,
+                            shown(&String::from_utf8_lossy(start))
+                        ))
+                    });
+                }
+                Ok(None) => {}
             }
             match self.body.frame().await {
                 None => return Ok(None),
@@ -145,9 +148,7 @@ impl Events {
                 }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        // Lines may end in CRLF; events are separated by an empty line.
-                        let data = String::from_utf8_lossy(&data).replace("\r\n", "\n");
-                        self.buffer.extend_from_slice(data.as_bytes());
+                        self.sse.push(&data);
                     }
                 }
             }
@@ -155,8 +156,87 @@ impl Events {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// An event longer than [`MAX_EVENT`].
+#[derive(Debug, PartialEq, Eq)]
+struct TooLong;
+
+/// The server-sent events parser: lines end in CRLF, LF or CR (a CR and the LF after it may
+/// come in different reads), an empty line ends an event, and `data` lines are its data. Bytes
+/// are kept raw until an event is whole, so a character or a CRLF split between reads stays
+/// whole, and each byte is looked at once, however small the reads.
+#[derive(Debug, Default)]
+struct Sse {
+    /// Bytes not yet taken as lines: the start of a line.
+    buffer: BytesMut,
+    /// How much of `buffer` is known to hold no line end.
+    scanned: usize,
+    /// The previous line ended in a CR, which an LF at the start of the next read belongs to.
+    after_cr: bool,
+    /// The event's `data` lines so far, joined by LF.
+    data: Vec<u8>,
+    /// Whether the event has a `data` line (which may be empty).
+    has_data: bool,
+}
+
+impl Sse {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The data of the next whole event that has any; `None` until more bytes come.
+    fn next_event(&mut self) -> Result<Option<Vec<u8>>, TooLong> {
+        loop {
+            if self.after_cr && !self.buffer.is_empty() {
+                if self.buffer[0] == b'\n' {
+                    self.buffer.advance(1);
+                    self.scanned = self.scanned.saturating_sub(1);
+                }
+                self.after_cr = false;
+            }
+            let Some(at) = self.buffer[self.scanned..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+                .map(|i| self.scanned + i)
+            else {
+                self.scanned = self.buffer.len();
+                if self.buffer.len() + self.data.len() > MAX_EVENT {
+                    return Err(TooLong);
+                }
+                return Ok(None);
+            };
+            let line = self.buffer.split_to(at + 1);
+            self.scanned = 0;
+            // An LF after it is the same line end: dropped at the top of the loop.
+            self.after_cr = line[at] == b'\r';
+            let line = &line[..at];
+            if line.is_empty() {
+                let has_data = std::mem::take(&mut self.has_data);
+                let data = std::mem::take(&mut self.data);
+                if has_data {
+                    return Ok(Some(data));
+                }
+                continue;
+            }
+            let (field, value) = match line.iter().position(|&b| b == b':') {
+                Some(colon) => {
+                    let value = &line[colon + 1..];
+                    (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+                }
+                None => (line, &[][..]),
+            };
+            // Comments (`: keep-alive`, an empty field name) and other fields are passed over.
+            if field == b"data" {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
+                self.has_data = true;
+                if self.data.len() > MAX_EVENT {
+                    return Err(TooLong);
+                }
+            }
+        }
+    }
 }
 
 /// One request on a fresh connection to the first address that accepts one.
@@ -225,7 +305,12 @@ fn refused(monitor: &Monitor, status: StatusCode, body: &[u8], what: &str) -> Fa
     let said = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&body[..body.len().min(1000)])
+                .trim()
+                .to_owned()
+        });
+    let said = shown(&said).into_owned();
     match status {
         StatusCode::UNAUTHORIZED if monitor.token.is_none() => Failure::Denied(format!(
             "{} needs a token: give the cluster's mon.token with --mon.token=TOKEN or \
@@ -252,4 +337,69 @@ fn not_a_monitor(monitor: &Monitor, what: &str, why: &str) -> Failure {
         "{} is not a cluster2 monitor, or of another version: {what} answered {why}",
         monitor.found
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event `stream` holds, fed `chunk` bytes at a time.
+    fn events(stream: &[u8], chunk: usize) -> Vec<String> {
+        let mut sse = Sse::default();
+        let mut out = Vec::new();
+        for piece in stream.chunks(chunk) {
+            sse.push(piece);
+            while let Some(data) = sse.next_event().unwrap() {
+                out.push(String::from_utf8(data).unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn events_are_whole_however_the_stream_is_cut() {
+        // LF, CRLF and CR line ends; a comment; an event without data; a two-line event; a
+        // character of four bytes.
+        let stream = "data: {\"a\":1}\n\n: keep-alive\r\n\r\nevent: x\n\n\
+                      data: {\"b\":\r\ndata: \"🦀é\"}\r\n\r\ndata:{\"c\":3}\r\r";
+        let want = ["{\"a\":1}", "{\"b\":\n\"🦀é\"}", "{\"c\":3}"];
+        for chunk in [1, 2, 3, 5, 7, stream.len()] {
+            assert_eq!(events(stream.as_bytes(), chunk), want, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_cr_then_an_lf_in_the_next_read_is_one_line_end() {
+        let mut sse = Sse::default();
+        sse.push(b"data: 1\r");
+        assert_eq!(sse.next_event(), Ok(None));
+        sse.push(b"\n");
+        assert_eq!(
+            sse.next_event(),
+            Ok(None),
+            "CRLF is one line end, not an empty line"
+        );
+        sse.push(b"\r\n");
+        assert_eq!(sse.next_event(), Ok(Some(b"1".to_vec())));
+    }
+
+    #[test]
+    fn an_event_longer_than_the_bound_is_refused() {
+        let mut sse = Sse::default();
+        let line = vec![b'x'; 64 * 1024];
+        let mut result = Ok(None);
+        for _ in 0..=MAX_EVENT / line.len() {
+            sse.push(b"data: ");
+            sse.push(&line);
+            sse.push(b"\n");
+            result = sse.next_event();
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(TooLong));
+        let mut sse = Sse::default();
+        sse.push(&vec![b'x'; MAX_EVENT + 1]);
+        assert_eq!(sse.next_event(), Err(TooLong));
+    }
 }

@@ -1,6 +1,7 @@
 //! Where the running master's monitor answers. With `--pids=DIR`, from `DIR/master.pid`, once
-//! it is proven to name this cluster's live master (the proof `stop` uses: the lock held, the
-//! start time, the owner), whose third line is the monitor's address. Otherwise from
+//! it is proven to name this cluster's live master (the proof `stop` uses: a directory only
+//! its owner writes to, the file this user's, the lock held, the start time, the owner), whose
+//! third line, in the same read, is the monitor's address: the token goes nowhere else. Otherwise from
 //! `--mon-host` and `--mon-port`. A monitor bound on every address (`0.0.0.0`, `::`) is
 //! reached on loopback.
 
@@ -8,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use super::Failure;
-use crate::master::pidfile::{MASTER_FILE, NotMaster, monitor_addr, verify_master};
+use crate::master::pidfile::{MASTER_FILE, NotMaster, prove_master};
 use crate::options::Options;
 
 /// The monitor to talk to, and what to say about where it was found.
@@ -28,8 +29,8 @@ pub(crate) fn monitor(options: &Options) -> Result<Monitor, Failure> {
         return from_options(options, token);
     };
     let path = Path::new(dir).join(MASTER_FILE);
-    let master = match verify_master(&path) {
-        Ok(master) => master,
+    let proven = match prove_master(&path) {
+        Ok(proven) => proven,
         Err(NotMaster::Missing) => {
             return Err(Failure::NoMaster(format!(
                 "no master found: no {MASTER_FILE} in {dir} (--pids): no cluster runs from there"
@@ -46,7 +47,8 @@ pub(crate) fn monitor(options: &Options) -> Result<Monitor, Failure> {
             return Err(Failure::NoMaster(format!("no master found: {why}")));
         }
     };
-    let Some(addr) = monitor_addr(&path) else {
+    let master = proven.process;
+    let Some(addr) = proven.monitor else {
         return Err(Failure::NoMaster(format!(
             "{} names the master (pid {}) but not its monitor's address: a master of an older \
              version wrote it; give --mon-port (and --mon-host) instead of --pids",

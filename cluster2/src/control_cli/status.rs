@@ -1,18 +1,19 @@
 //! `status`: the cluster's workers as a table, one row per process (as `pm2 ls`): worker id,
 //! pid, state, uptime, CPU, memory, requests per second and restarts, from the monitor's
 //! `GET /workers`; `--json` prints that answer as it is, for scripts (its fields are
-//! documented in `docs/monitor-api.md`).
+//! documented in `docs/monitor-api.md`), its control characters escaped as JSON escapes them.
+//! The monitor's words (a state, why a worker is kept) are shown escaped ([`shown`]).
 
 use serde_json::Value;
 
-use super::Failure;
 use super::client;
 use super::find::Monitor;
+use super::{Failure, shown, shown_json};
 
 pub(super) async fn run(monitor: &Monitor, json: bool) -> Result<(), Failure> {
     let workers = client::get(monitor, "/workers").await?;
     if json {
-        say!("{workers:#}");
+        say!("{}", shown_json(&workers));
         return Ok(());
     }
     let table = render(&workers).ok_or_else(|| {
@@ -79,12 +80,12 @@ fn render(answer: &Value) -> Option<String> {
 /// The state, and why a worker is out of the ordinary: a successor, kept for debugging, or
 /// unable to take connections.
 fn state(w: &Value) -> Option<String> {
-    let mut state = w["state"].as_str()?.to_owned();
+    let mut state = shown(w["state"].as_str()?).into_owned();
     if let Some(old) = w["successor_of"].as_u64() {
         state.push_str(&format!(" (successor of {old})"));
     }
     if let Some(why) = w["debugging"].as_str() {
-        state.push_str(&format!(" (debug {why})"));
+        state.push_str(&format!(" (debug {})", shown(why)));
     }
     if w["cannot_accept"].is_string() {
         state.push_str(" (cannot accept)");
@@ -157,6 +158,28 @@ mod tests {
         assert!(lines[3].contains("warming (successor of 11)"), "{table}");
         assert!(lines[3].contains(" - "), "{table}");
         assert_eq!(render(&serde_json::json!({"workers": 3})), None);
+    }
+
+    #[test]
+    fn the_monitors_words_are_shown_escaped() {
+        let answer = serde_json::json!({
+            "expected": 1,
+            "workers": [
+                {"worker": 0, "pid": 10, "state": "listening\u{1b}]0;owned\u{7}",
+                 "uptime_secs": 1.0, "restarts": 0, "successor_of": null,
+                 "debugging": "x\ny\u{9b}2J", "cannot_accept": null, "heartbeat": null},
+            ],
+        });
+        let table = render(&answer).unwrap();
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert_eq!(table.lines().count(), 3, "{table}");
+        assert!(
+            table.contains("listening\\u{1b}]0;owned\\u{7} (debug x\\u{a}y\\u{9b}2J)"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -9,22 +9,30 @@
 //! Both give up after a bound derived from the options they were given (the death queue's
 //! timeout and tries, `startup_timeout`, `stop_timeout`): the same options the cluster runs
 //! with when the command is given the same configuration.
+//!
+//! The monitor's numbers size nothing unchecked: `scale`'s new number must be the one asked
+//! for (or the old one plus the change) and within the `workers` option's bounds, and
+//! `reload`'s count of queued workers is at most the workers `/workers` lists. Every wait,
+//! each request within it included, ends at the command's deadline.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use cluster2_options_schema::MAX_WORKERS;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::Failure;
 use super::client::{self, Events};
 use super::find::Monitor;
+use super::{Failure, shown};
 use crate::options::Options;
 
 /// Beyond the options' own durations: time for processes to start and for messages to pass.
 const SLACK: Duration = Duration::from_secs(10);
 /// How often `scale` looks at `/workers` while it waits.
 const POLL: Duration = Duration::from_millis(100);
+/// The workers named at most in a message of what is not done yet.
+const NAMED: usize = 10;
 
 /// What `scale` was asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +89,12 @@ pub(super) async fn reload(monitor: &Monitor, options: &Options) -> Result<(), F
             monitor.found
         ))
     })?;
+    // A monitor's count is at most its workers (successors already started included): a
+    // larger one would only stretch the wait below.
+    let listed = client::get(monitor, "/workers").await?["workers"]
+        .as_array()
+        .map_or(0, |all| all.len() as u64);
+    let queued = queued.min(listed).min(MAX_WORKERS);
     if queued == 0 {
         say!("nothing to reload: every worker is already queued for replacement");
         return Ok(());
@@ -134,7 +148,7 @@ pub(super) async fn reload(monitor: &Monitor, options: &Options) -> Result<(), F
                 pid.unwrap_or_default(),
                 event["attempt"],
                 event["tries"],
-                event["why"].as_str().unwrap_or_default()
+                shown(event["why"].as_str().unwrap_or_default())
             ),
             "replaced" if mine => {
                 done += 1;
@@ -146,7 +160,7 @@ pub(super) async fn reload(monitor: &Monitor, options: &Options) -> Result<(), F
                 );
             }
             "replacement_failed" if mine => {
-                let why = event["why"].as_str().unwrap_or_default().to_owned();
+                let why = shown(event["why"].as_str().unwrap_or_default()).into_owned();
                 say!(
                     "could not replace worker {worker} (pid {}): {why}; it keeps serving",
                     pid.unwrap_or_default()
@@ -168,7 +182,7 @@ pub(super) async fn reload(monitor: &Monitor, options: &Options) -> Result<(), F
             "shutting_down" => {
                 return Err(Failure::Failed(format!(
                     "the cluster is shutting down ({}): {done} of {queued} workers replaced",
-                    event["why"].as_str().unwrap_or_default()
+                    shown(event["why"].as_str().unwrap_or_default())
                 )));
             }
             _ => {}
@@ -205,6 +219,18 @@ pub(super) async fn scale(
             monitor.found
         )));
     };
+    let asked = match target {
+        Scale::To(n) => Some(n),
+        Scale::By(delta) => from.checked_add_signed(delta),
+    };
+    if asked != Some(to) || !(1..=MAX_WORKERS).contains(&to) || from > MAX_WORKERS {
+        return Err(Failure::Unreachable(format!(
+            "{} answered POST /workers/scale with {from} to {to} workers, which is not what \
+             was asked (or beyond the 1 to {MAX_WORKERS} workers a cluster runs): not a \
+             cluster2 monitor, or of another version",
+            monitor.found
+        )));
+    }
     if from == to {
         say!("already {to} workers");
         return Ok(());
@@ -212,8 +238,17 @@ pub(super) async fn scale(
     say!("scaling from {from} to {to} workers");
     let budget = options.startup_timeout + options.stop_timeout + SLACK;
     let deadline = Instant::now() + budget;
+    // What kept it from being done at the last look: said if the deadline comes meanwhile.
+    let mut waiting = Vec::new();
     loop {
-        let workers = client::get(monitor, "/workers").await?;
+        let Ok(workers) = tokio::time::timeout_at(deadline, client::get(monitor, "/workers")).await
+        else {
+            if waiting.is_empty() {
+                waiting.push("the monitor did not answer GET /workers in time".to_owned());
+            }
+            return Err(not_done_after(budget, &waiting));
+        };
+        let workers = workers?;
         let expected = workers["expected"].as_u64();
         if expected != Some(to) {
             return Err(Failure::Failed(format!(
@@ -221,67 +256,79 @@ pub(super) async fn scale(
                 expected.map_or("?".to_owned(), |n| n.to_string())
             )));
         }
-        let waiting = not_done(&workers, to);
+        waiting = not_done(&workers, to);
         if waiting.is_empty() {
             say!("{to} workers serving");
             return Ok(());
         }
-        if Instant::now() >= deadline {
-            return Err(Failure::Failed(format!(
-                "not done after {}: {}",
-                humantime::format_duration(budget),
-                waiting.join("; ")
-            )));
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(not_done_after(budget, &waiting));
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(POLL.min(deadline.saturating_duration_since(now))).await;
     }
 }
 
-/// What keeps a scale to `to` from being done: a worker id below `to` without a serving
-/// process, or a process above it still there. Workers kept for debugging are left aside.
+fn not_done_after(budget: Duration, waiting: &[String]) -> Failure {
+    Failure::Failed(format!(
+        "not done after {}: {}",
+        humantime::format_duration(budget),
+        waiting.join("; ")
+    ))
+}
+
+/// What keeps a scale to `to` (at most [`MAX_WORKERS`], checked) from being done: a worker id
+/// below `to` without a serving process, or a process above it still there. Workers kept for
+/// debugging are left aside. At most [`NAMED`] are named, then how many more there are.
 fn not_done(workers: &Value, to: u64) -> Vec<String> {
-    let all: Vec<&Value> = workers["workers"]
-        .as_array()
-        .map(|a| a.iter().filter(|w| w["debugging"].is_null()).collect())
-        .unwrap_or_default();
+    // Worker id → its processes, from what the monitor listed: each entry looked at once.
+    let mut by_id: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
+    for w in workers["workers"].as_array().into_iter().flatten() {
+        if let (Some(id), true) = (w["worker"].as_u64(), w["debugging"].is_null()) {
+            by_id.entry(id).or_default().push(w);
+        }
+    }
+    let serving = |w: &&Value| w["state"] == "listening" && w["successor_of"].is_null();
+    let state = |w: &Value| shown(w["state"].as_str().unwrap_or("?")).into_owned();
     let mut waiting = Vec::new();
     for id in 0..to {
-        let serving = all
-            .iter()
-            .any(|w| w["worker"] == id && w["state"] == "listening" && w["successor_of"].is_null());
-        if !serving {
-            let now: Vec<String> = all
+        let now = by_id.get(&id).map_or(&[][..], Vec::as_slice);
+        if now.iter().any(serving) {
+            continue;
+        }
+        waiting.push(if now.is_empty() {
+            format!(
+                "worker {id} has no process now: it failed and waits to restart (the \
+                 master's log says why)"
+            )
+        } else {
+            let now: Vec<String> = now
                 .iter()
-                .filter(|w| w["worker"] == id)
                 .map(|w| {
                     format!(
                         "pid {} is {} (crash streak {})",
                         w["pid"],
-                        w["state"].as_str().unwrap_or("?"),
+                        state(w),
                         w["crash_streak"]
                     )
                 })
                 .collect();
-            waiting.push(if now.is_empty() {
-                format!(
-                    "worker {id} has no process now: it failed and waits to restart (the \
-                     master's log says why)"
-                )
-            } else {
-                format!("worker {id}: {}", now.join(", "))
-            });
+            format!("worker {id}: {}", now.join(", "))
+        });
+    }
+    for (id, all) in by_id.range(to..) {
+        for w in all {
+            waiting.push(format!(
+                "worker {id} (pid {}) is still {}",
+                w["pid"],
+                state(w)
+            ));
         }
     }
-    for w in all
-        .iter()
-        .filter(|w| w["worker"].as_u64().is_some_and(|id| id >= to))
-    {
-        waiting.push(format!(
-            "worker {} (pid {}) is still {}",
-            w["worker"],
-            w["pid"],
-            w["state"].as_str().unwrap_or("?")
-        ));
+    if waiting.len() > NAMED {
+        let more = waiting.len() - NAMED;
+        waiting.truncate(NAMED);
+        waiting.push(format!("and {more} more"));
     }
     waiting
 }
@@ -328,5 +375,14 @@ mod tests {
         assert!(not_done(&workers, 1)[0].contains("still stopping"));
         let workers = json!({"workers": [w(0, 10, "listening"), w(1, 11, "listening")]});
         assert!(not_done(&workers, 2).is_empty());
+        // Many ids missing, many left above: ten named, then how many more.
+        let above: Vec<Value> = (0..50).map(|i| w(1000 + i, 2000 + i, "stopping")).collect();
+        let waiting = not_done(&json!({ "workers": above }), MAX_WORKERS);
+        assert_eq!(waiting.len(), 11, "{waiting:?}");
+        assert_eq!(waiting[10], format!("and {} more", 1000 + 50 - 10));
+        assert!(
+            waiting[0].starts_with("worker 0 has no process"),
+            "{waiting:?}"
+        );
     }
 }

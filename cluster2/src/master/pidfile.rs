@@ -10,10 +10,13 @@
 //! The third line is where the monitor answers (`monitor=127.0.0.1:8081`), for the control
 //! commands.
 //! [`verify_master`] accepts the file only while the lock is held, the named process started
-//! when the file says, and the file belongs to that process's user.
+//! when the file says, and the file belongs to that process's user, and to the user asking
+//! (root may ask about anyone's).
 //!
 //! Private: the files are 0600 and a directory created here is 0700; `master.pid` is never
-//! opened through a symbolic link.
+//! opened through a symbolic link. A pid directory other users can write to is refused, by
+//! the master and by the commands that read it: anyone could have put a `master.pid` there,
+//! naming their own process and their own "monitor", which would then be sent the token.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -62,6 +65,7 @@ impl PidFiles {
                     dir.display()
                 )
             })?;
+        private_dir(&dir)?;
         let path = dir.join(MASTER_FILE);
         let lock = lock_master_file(&path)?;
         // Leftovers of a master that died without cleaning up.
@@ -102,6 +106,28 @@ impl PidFiles {
             let _ = std::fs::remove_file(dir.join(MASTER_FILE));
         }
     }
+}
+
+/// Refuses a pid directory that users other than its owner can write to (group or other
+/// write permission, sticky or not: in a sticky directory another user can still create
+/// `master.pid` before the master does).
+fn private_dir(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        format!(
+            "cannot read the pid directory {} (--pids): {e}",
+            dir.display()
+        )
+    })?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "the pid directory {} (--pids) can be written by other users (mode {mode:04o}): a \
+             pid file there would prove nothing, anyone could have put it there; give a \
+             directory only its owner can write to (a missing one is created 0700)",
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 fn open_private(path: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
@@ -241,10 +267,31 @@ pub(crate) enum NotMaster {
     Refused(String),
 }
 
-/// The master `master.pid` names, proven: the file is locked (a live master holds it), names
-/// a process that started when the file says, and belongs to that process's user.
+/// The master `master.pid` names, proven, and the monitor's address the same file gave.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Proven {
+    pub(crate) process: Identity,
+    /// The third line (`monitor=ADDR`); `None` from a master of an older version.
+    pub(crate) monitor: Option<SocketAddr>,
+}
+
+/// The master `master.pid` names, proven: see [`prove_master`].
 pub(crate) fn verify_master(path: &Path) -> Result<Identity, NotMaster> {
+    prove_master(path).map(|proven| proven.process)
+}
+
+/// The master `master.pid` names, proven: the directory is writable by its owner alone, the
+/// file belongs to the user asking (unless root asks), it is locked (a live master holds it),
+/// names a process that started when the file says, and belongs to that process's user. The
+/// monitor's address comes from the very bytes proven, never from a second read.
+pub(crate) fn prove_master(path: &Path) -> Result<Proven, NotMaster> {
     let shown = path.display();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(NotMaster::Missing),
+            _ => private_dir(dir).map_err(NotMaster::Refused)?,
+        }
+    }
     let file = match open_private(path, OpenOptions::new().read(true)) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(NotMaster::Missing),
@@ -256,6 +303,14 @@ pub(crate) fn verify_master(path: &Path) -> Result<Identity, NotMaster> {
     if !meta.is_file() {
         return Err(NotMaster::Refused(format!("{shown} is not a regular file")));
     }
+    let me = nix::unistd::geteuid();
+    if !me.is_root() && meta.uid() != me.as_raw() {
+        return Err(NotMaster::Refused(format!(
+            "{shown} belongs to uid {}, not to uid {me} who runs this command: only a master \
+             of one's own user is trusted (run the command as that user)",
+            meta.uid()
+        )));
+    }
     let mut text = String::new();
     let _ = (&file).take(256).read_to_string(&mut text);
     let mut lines = text.lines();
@@ -264,6 +319,10 @@ pub(crate) fn verify_master(path: &Path) -> Result<Identity, NotMaster> {
         .next()
         .and_then(|l| l.trim().strip_prefix(START))
         .and_then(|s| s.parse().ok());
+    let monitor = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(MONITOR))
+        .and_then(|a| a.parse().ok());
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         Ok(lock) => {
             // Nobody holds it: the master that wrote it is gone. Remove it while it is
@@ -303,21 +362,31 @@ pub(crate) fn verify_master(path: &Path) -> Result<Identity, NotMaster> {
             meta.uid()
         )));
     }
-    Ok(process)
-}
-
-/// The monitor's address as the master wrote it in `master.pid` (read after
-/// [`verify_master`] proved the file); `None` when the file has none.
-pub(crate) fn monitor_addr(path: &Path) -> Option<SocketAddr> {
-    let text = read_small(path).ok()?;
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(MONITOR))
-        .and_then(|a| a.parse().ok())
+    Ok(Proven { process, monitor })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pid_directory_others_can_write_to_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("cluster2-pid-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |m: u32| {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m)).unwrap();
+            private_dir(&dir)
+        };
+        assert_eq!(mode(0o700), Ok(()));
+        assert_eq!(mode(0o755), Ok(()));
+        for open in [0o770, 0o703, 0o1777] {
+            let why = mode(open).unwrap_err();
+            assert!(why.contains(&format!("(mode {open:04o})")), "{why}");
+            assert!(why.contains(&dir.display().to_string()), "{why}");
+        }
+        std::fs::remove_dir(&dir).unwrap();
+    }
 
     #[test]
     fn identity_reads_this_process_and_tells_a_reused_pid_apart() {
