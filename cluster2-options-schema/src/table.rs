@@ -428,7 +428,7 @@ pub static OPTIONS: &[Spec] = &[
         "pids",
         Kind::Directory,
         "a directory, or none",
-        "directory for the pid files that `stop` reads (unset: none written)",
+        "directory for the pid files that `stop` and the control commands read, writable by its owner alone (unset: none written)",
     ),
     option(
         "cluster_name",
