@@ -115,6 +115,8 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                     program: candidate.hello.clone(),
                     args: vec![
                         format!("--workers={workers}"),
+                        // 32 workers on a small machine is past the default bound per CPU.
+                        "--force-workers".to_owned(),
                         "--port=0".to_owned(),
                         "--mon-port=0".to_owned(),
                         "--heartbeat-interval=1s".to_owned(),
@@ -226,6 +228,7 @@ async fn fanout_run(config: &Config, program: &Path, workers: usize) -> Result<F
     let seconds = config.window.as_secs_f64().max(1.0);
     let args = [
         format!("--workers={workers}"),
+        "--force-workers".to_owned(),
         "--log.level=warn".to_owned(),
         "--".to_owned(),
         config.fanout_rate.to_string(),
@@ -349,7 +352,7 @@ fn report(config: &Config, candidates: &[Candidate], disturbance: Disturbance) -
     );
     let _ = writeln!(
         md,
-        "`hello --workers=W --port=0 --mon-port=0 --heartbeat-interval=1s`: exec → \"ready\"; \
+        "`hello --workers=W --force-workers --port=0 --mon-port=0 --heartbeat-interval=1s`: exec → \"ready\"; \
          the master's CPU (all its threads, `/proc/PID/task/*/schedstat`) over the window, from \
          {:.1} s after \"ready\"; median of {REQUESTS} sequential GETs of `/workers` and of \
          `/metrics` (each on a new connection); the master's VmRSS. Per run, in run order; \
