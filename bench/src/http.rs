@@ -194,16 +194,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         cpu[0] / cpu[1],
         cpu[2] / cpu[0]
     );
-    let Disturbance {
-        redone,
-        kept: disturbed,
-    } = disturbance;
-    let _ = writeln!(
-        md,
-        "Runs measured again because other processes kept more than {} CPUs busy: {redone}; \
-         kept although disturbed: {disturbed}.",
-        config.max_other
-    );
+    let _ = writeln!(md, "{}", disturbance.summary(config.max_other));
     if config.variants {
         let _ = writeln!(
             md,

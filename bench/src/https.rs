@@ -170,15 +170,6 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
         cpu(&runs[1]),
         cpu(&runs[0]) / cpu(&runs[1])
     );
-    let Disturbance {
-        redone,
-        kept: disturbed,
-    } = disturbance;
-    let _ = writeln!(
-        md,
-        "Runs measured again because other processes kept more than {} CPUs busy: {redone}; \
-         kept although disturbed: {disturbed}.",
-        config.max_other
-    );
+    let _ = writeln!(md, "{}", disturbance.summary(config.max_other));
     Ok(md)
 }

@@ -163,16 +163,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                 .collect::<Vec<_>>()
         ),
     );
-    let Disturbance {
-        redone,
-        kept: disturbed,
-    } = disturbance;
-    let _ = writeln!(
-        md,
-        "Runs measured again because other processes kept more than {} CPUs busy: {redone}; \
-         kept although disturbed: {disturbed}.",
-        config.max_other
-    );
+    let _ = writeln!(md, "{}", disturbance.summary(config.max_other));
     Ok(md)
 }
 

@@ -11,6 +11,16 @@ pub(crate) struct Disturbance {
 }
 
 impl Disturbance {
+    /// The report's line on disturbed runs, for benchmarks whose runs other processes that
+    /// keep more than `max_other` CPUs busy disturb.
+    pub(crate) fn summary(&self, max_other: f64) -> String {
+        format!(
+            "Runs measured again because other processes kept more than {max_other} CPUs busy: \
+             {}; kept although disturbed: {}.",
+            self.redone, self.kept
+        )
+    }
+
     /// After a measured run: whether to measure it again — it was disturbed (`noisy`) and
     /// fewer than `retries` attempts were made — after a second's pause for the disturbance
     /// to pass. Otherwise the run is kept, and counted when it was disturbed.

@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+mod load;
+mod openmetrics;
 mod redis_server;
+pub use load::Load;
+pub use openmetrics::{INSTALL_PARSER, run_reference_parser};
 pub use redis_server::RedisServer;
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core machine.

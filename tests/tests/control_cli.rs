@@ -11,11 +11,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cluster2_tests::{Cluster, SOON, TempPath, get};
+use cluster2_tests::{Cluster, Load, SOON, TempPath};
 use serde_json::Value;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
@@ -265,53 +265,6 @@ fn reload_exits_1_when_a_successor_fails_its_warm_up() {
     assert_eq!(serving(&cluster), before);
 }
 
-/// Requests on fresh connections, one after another, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(cluster: &Cluster) -> Self {
-        let (stop, ok) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicU64::new(0)),
-        );
-        let (stop2, ok2, app) = (stop.clone(), ok.clone(), cluster.app);
-        let thread = std::thread::spawn(move || {
-            let mut failures = Vec::new();
-            while !stop2.load(Ordering::Relaxed) {
-                match get(app, "/") {
-                    Ok(r) if r.status == 200 => {
-                        ok2.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => failures.push(format!("status {}: {}", r.status, r.body)),
-                    Err(e) => failures.push(e.to_string()),
-                }
-            }
-            failures
-        });
-        Self {
-            stop,
-            ok,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self.thread.take().unwrap().join().unwrap();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 #[test]
 fn scale_to_a_number_and_by_one_waits_until_workers_follow() {
     let dir = TempPath::new("ctl-scale");
@@ -335,7 +288,7 @@ fn scale_to_a_number_and_by_one_waits_until_workers_follow() {
 
     // Down by one under a small load: the newest drains, no request fails, and the command
     // returns once it is gone.
-    let load = Load::start(&cluster);
+    let load = Load::start(cluster.app);
     let ran = ctl(&["scale", "-1", &pids], &[]);
     let (answered, failures) = load.finish();
     assert_eq!(ran.code, Some(0), "{ran:?}");

@@ -8,16 +8,9 @@ use serde_json::Value;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
 
-/// How to install the independent parser, for the message when it is missing.
-const INSTALL_PARSER: &str = "python3 -m pip install prometheus-client (for Debian's own \
-                              python3: apt-get install -y python3-prometheus-client); .ci/run \
-                              installs it";
-
 /// The histogram samples of `/metrics` as the reference parser reads them: for each sample of
 /// a histogram family, its name, labels and value.
 fn histograms(text: &str) -> Vec<Value> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     const SCRIPT: &str = "import sys, json\n\
         from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
         out = []\n\
@@ -26,27 +19,8 @@ fn histograms(text: &str) -> Vec<Value> {
         \x20       for s in family.samples:\n\
         \x20           out.append({'family': family.name, 'name': s.name, 'labels': s.labels, 'value': s.value})\n\
         print(json.dumps(out))";
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("python3 cannot be started ({e}): install it, then {INSTALL_PARSER}")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = cluster2_tests::run_reference_parser(SCRIPT, text);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'prometheus_client'"),
-        "the reference OpenMetrics parser is not installed: {INSTALL_PARSER}"
-    );
     assert!(
         out.status.success(),
         "prometheus_client refused the exposition: {stderr}\n{text}"

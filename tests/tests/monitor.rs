@@ -369,46 +369,15 @@ fn check_exposition(text: &str) {
     );
 }
 
-/// How to install the independent parser, for the message when it is missing.
-const INSTALL_PARSER: &str = "python3 -m pip install prometheus-client (for Debian's own \
-                              python3: apt-get install -y python3-prometheus-client); .ci/run \
-                              installs it";
-
 /// Parses an exposition with the reference OpenMetrics parser, Prometheus's Python client's,
 /// and returns how many metric families it read, or why it refused the text. Panics, naming
 /// the command that installs it, when the parser is missing: the metrics check is not skipped.
 fn reference_parse(text: &str) -> Result<usize, String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     const SCRIPT: &str = "import sys\n\
         from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
         print(len(list(parse(sys.stdin.read()))))";
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "the metrics check parses /metrics with Python's prometheus_client, and python3 \
-                 cannot be started ({e}): install python3, then {INSTALL_PARSER}"
-            )
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = cluster2_tests::run_reference_parser(SCRIPT, text);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("No module named 'prometheus_client'") {
-        panic!(
-            "the metrics check parses /metrics with Python's prometheus_client, the reference \
-             OpenMetrics parser, which is not installed: {INSTALL_PARSER}"
-        );
-    }
     if !out.status.success() {
         return Err(format!(
             "prometheus_client refused the exposition: {stderr}"

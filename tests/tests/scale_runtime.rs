@@ -2,10 +2,7 @@
 //! the highest worker ids drain and stop without failing a request, `/workers` and `/metrics`
 //! follow, and bad bodies or bad moments are refused with the field or the reason named.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-use cluster2_tests::{Cluster, TempPath, get, post, post_body};
+use cluster2_tests::{Cluster, Load, TempPath, get, post, post_body};
 use serde_json::Value;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
@@ -37,56 +34,6 @@ fn ids_and_states(cluster: &Cluster) -> Vec<(u64, String)> {
         .collect();
     all.sort();
     all
-}
-
-/// Requests on fresh connections, one after another, until stopped: how many were answered
-/// 200 and how many failed (an error or another status), and the failures' words.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(cluster: &Cluster) -> Self {
-        let (stop, ok) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicU64::new(0)),
-        );
-        let app = cluster.app;
-        let (stop2, ok2) = (stop.clone(), ok.clone());
-        let thread = std::thread::spawn(move || {
-            let mut failures = Vec::new();
-            while !stop2.load(Ordering::Relaxed) {
-                match get(app, "/") {
-                    Ok(r) if r.status == 200 => {
-                        ok2.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => failures.push(format!("status {}: {}", r.status, r.body)),
-                    Err(e) => failures.push(e.to_string()),
-                }
-            }
-            failures
-        });
-        Self {
-            stop,
-            ok,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops it: how many requests were answered, and the failures.
-    fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self.thread.take().unwrap().join().unwrap();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 #[test]
@@ -126,7 +73,7 @@ fn scaling_up_warms_new_workers_and_scaling_down_drains_the_newest_without_faili
     events.wait("listening", |e| e["worker"] == 3);
 
     // Down to 2 under a small load: ids 3 and 2 (the newest) drain and stop; no request fails.
-    let load = Load::start(&cluster);
+    let load = Load::start(cluster.app);
     let (status, answer) = scale(&cluster, r#"{"delta": -2}"#);
     assert_eq!(
         (status, &answer),

@@ -35,10 +35,22 @@ use crate::ipc::frame_socket::{FrameReader, Writer};
 /// A watch callback, with the raw value (`None`: deleted or expired).
 pub(crate) type WatchFn = Arc<dyn Fn(&str, Option<&[u8]>) + Send + Sync>;
 
-struct WatchEntry {
-    id: u64,
-    key: Option<String>,
-    callback: WatchFn,
+/// One watch of a namespace: of one key, or of every key (`None`). Kept alike by the local
+/// client and the Redis backend.
+pub(crate) struct WatchEntry {
+    pub(crate) id: u64,
+    pub(crate) key: Option<String>,
+    pub(crate) callback: WatchFn,
+}
+
+/// The callbacks a change of `key` calls, in order: the watchers of that key first, then those
+/// of every key. Taken out of the lock before any is called.
+pub(crate) fn callbacks_for(list: &[WatchEntry], key: &str) -> Vec<WatchFn> {
+    list.iter()
+        .filter(|w| w.key.as_deref() == Some(key))
+        .chain(list.iter().filter(|w| w.key.is_none()))
+        .map(|w| w.callback.clone())
+        .collect()
 }
 
 struct Pending {
@@ -379,12 +391,7 @@ impl Client {
         let callbacks: Vec<WatchFn> = {
             let watches = self.inner.watches.lock().expect("cache client lock");
             let Some(list) = watches.get(ns) else { return };
-            // Watchers of the exact key first, then those of every key.
-            list.iter()
-                .filter(|w| w.key.as_deref() == Some(key))
-                .chain(list.iter().filter(|w| w.key.is_none()))
-                .map(|w| w.callback.clone())
-                .collect()
+            callbacks_for(list, key)
         };
         for callback in callbacks {
             callback(key, value);

@@ -32,7 +32,7 @@ fn check_request(body: &[u8]) {
     }) else {
         return;
     };
-    if let Some(ns) = namespace(&request.op) {
+    if let Some(ns) = request.op.namespace() {
         if valid_namespace(ns).is_ok() {
             let mut parts = std::path::Path::new(ns).components();
             assert!(
@@ -52,22 +52,6 @@ fn check_request(body: &[u8]) {
         op: &reread.op,
     });
     assert_eq!(third, again, "{request:?}");
-}
-
-fn namespace<'a>(op: &'a Op<'_>) -> Option<&'a str> {
-    match op {
-        Op::Use { ns, .. }
-        | Op::Get { ns, .. }
-        | Op::Fill { ns, .. }
-        | Op::Abandon { ns, .. }
-        | Op::Release { ns, .. }
-        | Op::Set { ns, .. }
-        | Op::Del { ns, .. }
-        | Op::Keys { ns }
-        | Op::Watch { ns }
-        | Op::Unwatch { ns } => Some(ns),
-        Op::Stats => None,
-    }
 }
 
 /// An answer body as a client decodes it.

@@ -169,14 +169,7 @@ impl RedisCache {
         let (mut entries, mut bytes) = (0u64, 0u64);
         let mut cursor: u64 = 0;
         loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut con)
-                .await?;
+            let (next, batch) = super::scan_page(&mut con, cursor, &pattern).await?;
             if !batch.is_empty() {
                 let mut pipe = redis::pipe();
                 for name in &batch {

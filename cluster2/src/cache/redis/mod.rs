@@ -40,7 +40,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::client::WatchFn;
+use super::client::{WatchEntry, WatchFn, callbacks_for};
 use super::protocol::{NsBounds, NsOptions, Op, Reply};
 use crate::backend::Redis;
 use crate::backend::subscriber::ListenerId;
@@ -75,12 +75,6 @@ struct Inner {
     watches: Mutex<Watches>,
     flights: flight::Flights,
     figures: figures::Figures,
-}
-
-struct WatchEntry {
-    id: u64,
-    key: Option<String>,
-    callback: WatchFn,
 }
 
 #[derive(Default)]
@@ -449,14 +443,7 @@ impl RedisCache {
         let mut keys = std::collections::BTreeSet::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut con)
-                .await?;
+            let (next, batch) = scan_page(&mut con, cursor, &pattern).await?;
             for name in batch {
                 if let Some(key) = name.get(skip..).and_then(|k| std::str::from_utf8(k).ok()) {
                     keys.insert(key.to_owned());
@@ -553,12 +540,7 @@ impl RedisCache {
             let Some((_, list)) = watches.by_ns.get(ns) else {
                 return;
             };
-            // Watchers of the exact key first, then those of every key: as the local client.
-            list.iter()
-                .filter(|w| w.key.as_deref() == Some(key))
-                .chain(list.iter().filter(|w| w.key.is_none()))
-                .map(|w| w.callback.clone())
-                .collect()
+            callbacks_for(list, key)
         };
         for callback in callbacks {
             callback(key, value);
@@ -627,4 +609,21 @@ fn nonce() -> String {
         .unwrap_or_default();
     hasher.write_u128(now.as_nanos());
     format!("{:016x}-{}", hasher.finish(), std::process::id())
+}
+
+/// One page of a `SCAN` over the names matching `pattern` (never `KEYS`, which blocks the
+/// server): the cursor to go on from (0 when done) and the names of this page.
+async fn scan_page(
+    con: &mut redis::aio::ConnectionManager,
+    cursor: u64,
+    pattern: &str,
+) -> redis::RedisResult<(u64, Vec<Vec<u8>>)> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(con)
+        .await
 }
