@@ -5,7 +5,7 @@
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
-use cluster2_tests::{Cluster, TempPath};
+use cluster2_tests::{Cluster, SOON, TempPath, eventually};
 use nix::sys::signal::Signal;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
@@ -37,7 +37,17 @@ fn a_killed_clusters_directory_is_swept_by_the_next_one_and_others_are_left() {
     let mut first = Cluster::start(APP, &["--workers=1"], &env);
     let first_dir = dir_of(first.proc.pid());
     assert_eq!(mode(&first_dir), 0o700);
-    assert_eq!(mode(&first_dir.join("cache.sock")), 0o600);
+    // "ready" means every worker serves; the cache manager may still be starting (a cache call
+    // waits for it within its timeout), so the test waits until its socket listens, by when
+    // the file must be 0600.
+    let socket = first_dir.join("cache.sock");
+    assert!(
+        eventually(SOON, || std::os::unix::net::UnixStream::connect(&socket)
+            .is_ok()),
+        "the cache manager's socket {} did not listen",
+        socket.display()
+    );
+    assert_eq!(mode(&socket), 0o600);
     // Named after a live process that is not a cluster (this test): not a leftover.
     let bystander = dir_of(std::process::id());
     std::fs::DirBuilder::new()
