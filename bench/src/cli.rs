@@ -54,7 +54,10 @@ Options:
   --variants          http: also measure hello --workers=1, hello --threads=2, bare-hyper
                       --threads=1, and bare-hyper with, one at a time, what a cluster2 worker
                       adds (an axum Router, hyper-util's auto builder, the header read
-                      timer), to see where hello's time goes
+                      timer), to see where hello's time goes; and, on a machine of 2 CPUs or
+                      more, one hello worker, one bare hyper thread, and one with the Router
+                      and the auto builder, each on the last CPU with wrk on the others (the
+                      server's cost per CPU, apart from where the scheduler puts it)
   --max-other CPUS    http, profile: a run during which other processes kept more than this
                       many CPUs busy is disturbed, and measured again [default: 0.25]
   --retries N         http, profile: how many times a disturbed run is measured again before
@@ -69,6 +72,9 @@ Options:
   --against DIR       scale, access-log: a directory holding an older build's hello (and, for
                       scale, fanout-bench), measured alternately with this build's and
                       compared by ratio
+  --server-cpus LIST  http, https: run every server on these CPUs only (taskset -c: 1, 0,2,
+                      2-3); with --wrk-cpus, keeps the load generator off the servers' CPUs
+  --wrk-cpus LIST     http, https: run wrk on these CPUs only
   --cache-baseline PATH
                       cache-evict: also run this `cache-bench` (another build's) unbounded in
                       each round, as the figure of before a change
@@ -180,6 +186,10 @@ pub(crate) struct Config {
     pub(crate) against: Option<PathBuf>,
     /// `cache-evict`: another build's `cache-bench`, run unbounded beside this one's.
     pub(crate) cache_baseline: Option<PathBuf>,
+    /// `http`, `https`: the CPUs the servers run on (a `taskset -c` list); none: any.
+    pub(crate) server_cpus: Option<String>,
+    /// `http`, `https`: the CPUs wrk runs on; none: any.
+    pub(crate) wrk_cpus: Option<String>,
 }
 
 /// What the command line asks for.
@@ -220,6 +230,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
         fanout_rate: 1000.0,
         against: None,
         cache_baseline: None,
+        server_cpus: None,
+        wrk_cpus: None,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -340,6 +352,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
                 };
             }
             "--against" => config.against = Some(PathBuf::from(value)),
+            "--server-cpus" => config.server_cpus = Some(cpu_list(&key, &value)?),
+            "--wrk-cpus" => config.wrk_cpus = Some(cpu_list(&key, &value)?),
             _ => return Err(format!("unknown option {key}")),
         }
     }
@@ -351,6 +365,25 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, St
         return Err("--connections must be at least --wrk-threads".to_owned());
     }
     Ok(Parsed::Run(Box::new(config)))
+}
+
+/// A list of CPUs as `taskset -c` takes it (`1`, `0,2`, `2-3`), of CPUs this machine has.
+fn cpu_list(key: &str, value: &str) -> Result<String, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let bad = || {
+        format!(
+            "{key}: expected CPUs as taskset -c takes them (e.g. 1, 0,2 or 2-3) below {cpus}, \
+             got {value:?}"
+        )
+    };
+    for part in value.split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        match (first.parse::<usize>(), last.parse::<usize>()) {
+            (Ok(a), Ok(b)) if a <= b && b < cpus => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(value.to_owned())
 }
 
 /// `10s`, `500ms`, `1.5s`, `2m`; a bare number is seconds.
@@ -385,6 +418,15 @@ mod tests {
         assert_eq!(duration("k", "3"), Ok(Duration::from_secs(3)));
         assert!(duration("k", "3h").is_err());
         assert!(duration("k", "s").is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(cpu_list("k", "0"), Ok("0".to_owned()));
+        assert!(cpu_list("k", "0-0,0").is_ok());
+        for bad in ["", "a", "1-0", "0-", ",", "0;1", "100000"] {
+            assert!(cpu_list("k", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

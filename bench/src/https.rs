@@ -60,7 +60,8 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
     hello.label = format!("cluster2 hello --workers={} (TLS)", config.http_workers);
     let mut bare = bins.bare_hyper(&[&bare_cert, &bare_key]);
     bare.label = "bare hyper + rustls (1 process)".to_owned();
-    let servers: [Server; 2] = [hello, bare];
+    let servers: [Server; 2] =
+        [hello, bare].map(|s| s.placed(config.server_cpus.as_deref(), config.wrk_cpus.as_deref()));
     let mut runs: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
     eprintln!(
         "https: {} rounds of wrk -t{} -c{} -d{:?} over TLS, alternating the order",

@@ -121,6 +121,8 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<String, String> 
                         "--mon-port=0".to_owned(),
                         "--heartbeat-interval=1s".to_owned(),
                     ],
+                    cpus: None,
+                    wrk_cpus: None,
                 };
                 let measured = hello_run(config, &server, &mut disturbance).await?;
                 eprintln!(

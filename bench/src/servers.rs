@@ -83,6 +83,8 @@ impl Bins {
             label: format!("cluster2 hello --workers={workers}{shown}"),
             program: self.hello.clone(),
             args,
+            cpus: None,
+            wrk_cpus: None,
         }
     }
 
@@ -96,6 +98,8 @@ impl Bins {
                 workers.to_string(),
                 "0".to_owned(),
             ],
+            cpus: None,
+            wrk_cpus: None,
         }
     }
 
@@ -112,6 +116,8 @@ impl Bins {
             label,
             program: self.bare_hyper.clone(),
             args,
+            cpus: None,
+            wrk_cpus: None,
         }
     }
 }
@@ -122,6 +128,10 @@ pub(crate) struct Server {
     pub(crate) label: String,
     pub(crate) program: PathBuf,
     pub(crate) args: Vec<String>,
+    /// The CPUs it runs on, a `taskset -c` list; none: wherever the scheduler puts it.
+    pub(crate) cpus: Option<String>,
+    /// The CPUs wrk runs on against it; none: `--wrk-cpus`, or anywhere.
+    pub(crate) wrk_cpus: Option<String>,
 }
 
 /// A started server.
@@ -134,9 +144,32 @@ pub(crate) struct Running {
 }
 
 impl Server {
+    /// This server on `cpus` (a `taskset -c` list) and wrk on `wrk_cpus`, unless it has its own.
+    pub(crate) fn placed(mut self, cpus: Option<&str>, wrk_cpus: Option<&str>) -> Self {
+        if self.cpus.is_none() {
+            self.cpus = cpus.map(str::to_owned);
+        }
+        if self.wrk_cpus.is_none() {
+            self.wrk_cpus = wrk_cpus.map(str::to_owned);
+        }
+        self
+    }
+
     pub(crate) async fn start(&self, timeout: Duration) -> Result<Running, String> {
         let start = Instant::now();
-        let mut proc = Proc::spawn(&self.label, &self.program, &self.args)?;
+        let mut proc = match &self.cpus {
+            // taskset executes the server in its own process: the pid is the server's.
+            Some(cpus) => {
+                let mut args = vec![
+                    "-c".into(),
+                    cpus.into(),
+                    self.program.clone().into_os_string(),
+                ];
+                args.extend(self.args.iter().map(Into::into));
+                Proc::spawn::<std::ffi::OsString>(&self.label, "taskset", &args)?
+            }
+            None => Proc::spawn(&self.label, &self.program, &self.args)?,
+        };
         let ready = proc.wait_ready(timeout).await?;
         Ok(Running {
             startup: ready.at.saturating_duration_since(start),
