@@ -533,6 +533,97 @@ fn a_reload_waits_for_no_more_workers_than_there_are_and_prints_no_control_chara
     );
 }
 
+/// A monitor whose rolling restart of two workers replaces the first, while the second crashes
+/// before its turn; `restart` is what its id's new process does next, as `/events` says it.
+fn reload_with_a_crash_before_its_turn(restart: &'static str) -> Hostile {
+    Hostile::start(move |line| {
+        if line.starts_with("GET /events/recent") {
+            json_reply("[]")
+        } else if line.starts_with("GET /events") {
+            let events = [
+                r#"{"event": "queued", "pid": 77, "worker": 0, "reason": {"kind": "rolling_restart", "sighup": false}}"#,
+                r#"{"event": "queued", "pid": 78, "worker": 1, "reason": {"kind": "rolling_restart", "sighup": false}}"#,
+                r#"{"event": "replacing", "pid": 77, "worker": 0}"#,
+                r#"{"event": "replaced", "pid": 77, "worker": 0, "successor": 80, "took_secs": 0.1}"#,
+                r#"{"event": "exited", "pid": 78, "worker": 1, "expected": false}"#,
+                r#"{"event": "spawned", "pid": 81, "worker": 1, "successor_of": null}"#,
+                restart,
+            ];
+            let mut body = String::new();
+            for event in events {
+                body.push_str(&format!("data: {event}\n\n"));
+            }
+            Reply::Close(format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n\
+                 {body}"
+            ))
+        } else if line.starts_with("POST /workers/restart") {
+            json_reply(r#"{"queued": 2}"#)
+        } else {
+            json_reply(
+                r#"{"expected": 2, "workers": [{"worker": 0, "pid": 77, "state": "listening"},
+                    {"worker": 1, "pid": 78, "state": "listening"}]}"#,
+            )
+        }
+    })
+}
+
+#[test]
+fn a_reload_counts_a_worker_that_crashed_before_its_turn_only_once_its_restart_listens() {
+    let monitor =
+        reload_with_a_crash_before_its_turn(r#"{"event": "listening", "pid": 81, "worker": 1}"#);
+    let ran = ctl(
+        &["reload", &format!("--mon-port={}", monitor.addr.port())],
+        &[],
+    );
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert!(
+        ran.stdout
+            .contains("worker 1 (pid 78) crashed before its turn; waiting for its restart"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stdout.contains("worker 1 restarted (pid 78 → pid 81)"),
+        "{ran:?}"
+    );
+    assert!(ran.stdout.ends_with("reloaded 2 workers\n"), "{ran:?}");
+}
+
+#[test]
+fn a_reload_fails_when_a_worker_that_crashed_before_its_turn_cannot_start_again() {
+    for (restart, why) in [
+        (
+            r#"{"event": "start_failed", "pid": 81, "worker": 1, "stage": "warm-up", "error": "no database"}"#,
+            "its warm-up failed: no database",
+        ),
+        (
+            r#"{"event": "exited", "pid": 81, "worker": 1, "expected": false}"#,
+            "it exited before it listened",
+        ),
+    ] {
+        let monitor = reload_with_a_crash_before_its_turn(restart);
+        let ran = ctl(
+            &["reload", &format!("--mon-port={}", monitor.addr.port())],
+            &[],
+        );
+        assert_eq!(ran.code, Some(1), "{restart}: {ran:?}");
+        assert!(
+            ran.stderr.contains("1 of 2 workers not replaced"),
+            "{ran:?}"
+        );
+        assert!(
+            ran.stderr.contains(&format!(
+                "worker 1: its restart (pid 81) did not start: {why}"
+            )),
+            "{ran:?}"
+        );
+        assert!(
+            !ran.stdout.lines().any(|l| l.starts_with("reloaded")),
+            "{ran:?}"
+        );
+    }
+}
+
 #[test]
 fn status_prints_no_control_characters_the_monitor_sends() {
     let answer = r#"{"expected": 1, "death_queue": [], "workers": [{"worker": 0, "pid": 77,

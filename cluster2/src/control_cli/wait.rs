@@ -3,7 +3,9 @@
 //! `reload` is `POST /workers/restart` followed on `/events` (from just before it asked, so
 //! nothing is missed): every worker it queued is replaced (`replaced`), or given up
 //! (`replacement_failed`: each successor failed, the old worker serves on), which makes it
-//! exit 1. `scale` is `POST /workers/scale`, then `/workers` polled until every worker id of
+//! exit 1. A queued worker that crashes before its turn is not replaced but restarted: it
+//! counts once its restarted process listens, and as failed if that process fails to start
+//! (the new program does not start: what a reload is run to find out). `scale` is `POST /workers/scale`, then `/workers` polled until every worker id of
 //! the new number serves and none above it is left.
 //!
 //! Both give up after a bound derived from the options they were given (the death queue's
@@ -112,6 +114,9 @@ pub(super) async fn reload(monitor: &Monitor, options: &Options) -> Result<(), F
     // The pids this reload queued: a rolling restart that was not SIGHUP's.
     let mut ours = BTreeSet::new();
     let mut replacing = None;
+    // Worker ids whose queued process crashed before its turn, and that process: they are
+    // done when a new process of the id listens.
+    let mut restarting = BTreeMap::new();
     let (mut done, mut failed) = (0u64, Vec::new());
     while done + (failed.len() as u64) < queued {
         let event = match tokio::time::timeout_at(deadline, events.next()).await {
@@ -173,11 +178,50 @@ pub(super) async fn reload(monitor: &Monitor, options: &Options) -> Result<(), F
             // A queued worker that crashed before its turn: its id restarts afresh, from the
             // program file as it is now, and no replacement follows.
             "exited" if mine && replacing != pid && event["expected"] == false => {
-                done += 1;
+                if let (Some(id), Some(pid)) = (worker.as_u64(), pid) {
+                    restarting.insert(id, pid);
+                    say!(
+                        "worker {id} (pid {pid}) crashed before its turn; waiting for its \
+                         restart"
+                    );
+                }
+            }
+            "listening" => {
+                let restarted = worker.as_u64().and_then(|id| restarting.remove(&id));
+                if let Some(crashed) = restarted {
+                    done += 1;
+                    say!(
+                        "worker {worker} restarted (pid {crashed} → pid {})",
+                        pid.unwrap_or_default()
+                    );
+                }
+            }
+            "start_failed" | "exited"
+                if worker.as_u64().is_some_and(|id| {
+                    restarting
+                        .get(&id)
+                        .is_some_and(|&crashed| Some(crashed) != pid)
+                }) =>
+            {
+                let id = worker.as_u64().unwrap_or_default();
+                let crashed = restarting.remove(&id).unwrap_or_default();
+                let why = match event["event"].as_str() {
+                    Some("start_failed") => format!(
+                        "its {} failed: {}",
+                        shown(event["stage"].as_str().unwrap_or_default()),
+                        shown(event["error"].as_str().unwrap_or_default())
+                    ),
+                    _ => "it exited before it listened".to_owned(),
+                };
                 say!(
-                    "worker {worker} (pid {}) crashed before its turn; it is restarted instead",
+                    "worker {id} (pid {crashed}) crashed before its turn, and its restart \
+                     (pid {}) did not start: {why}",
                     pid.unwrap_or_default()
                 );
+                failed.push(format!(
+                    "worker {id}: its restart (pid {}) did not start: {why}",
+                    pid.unwrap_or_default()
+                ));
             }
             "shutting_down" => {
                 return Err(Failure::Failed(format!(
@@ -197,7 +241,7 @@ pub(super) async fn reload(monitor: &Monitor, options: &Options) -> Result<(), F
     }
     Err(Failure::Failed(format!(
         "{} of {queued} workers not replaced, their successors failed (the old ones keep \
-         serving): {}",
+         serving, or restart when they crashed): {}",
         failed.len(),
         failed.join("; ")
     )))
