@@ -2,7 +2,7 @@
 //! the highest worker ids drain and stop without failing a request, `/workers` and `/metrics`
 //! follow, and bad bodies or bad moments are refused with the field or the reason named.
 
-use cluster2_tests::{Cluster, Load, TempPath, get, post, post_body};
+use cluster2_tests::{Cluster, Load, Proc, TempPath, get, is_ready, post, post_body};
 use serde_json::Value;
 
 const APP: &str = env!("CARGO_BIN_EXE_fixture-app");
@@ -215,4 +215,40 @@ fn a_scale_while_the_cluster_starts_is_refused_with_409() {
     std::fs::write(gate.path(), b"open").unwrap();
     events.wait("ready", |_| true);
     assert!(!events.any("scaled", |_| true), "nothing was scaled");
+}
+
+#[test]
+fn growing_beyond_what_the_open_files_limit_holds_is_refused_naming_the_limit() {
+    // A hard limit of 300: the monitor gets 220 connections of it (a warning says so), and the
+    // master's reserve beside them holds 2 workers.
+    let mut proc = Proc::spawn(
+        "prlimit",
+        &[
+            "--nofile=300:300",
+            "--",
+            APP,
+            "--workers=2",
+            "--port=0",
+            "--mon-port=0",
+        ],
+        &[],
+    );
+    let ready = proc.wait_line("with the ready message", is_ready);
+    let cluster = Cluster::from_ready(proc, &ready);
+    for body in [r#"{"delta": 1}"#, r#"{"workers": 5}"#] {
+        let (status, answer) = scale(&cluster, body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains("from 1 to 2")
+                && error.contains("open-files limit (300)")
+                && error.contains("220 connections"),
+            "{error}"
+        );
+    }
+    assert_eq!(workers(&cluster)["expected"], 2);
+    // A shrink needs no more descriptors: never refused for them.
+    let (status, answer) = scale(&cluster, r#"{"workers": 1}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(workers(&cluster)["expected"], 1);
 }

@@ -62,6 +62,13 @@ pub(crate) fn monitor_cap(configured: u32, limit: u64, workers: usize) -> (usize
     (to_usize(configured.min(room)), room < configured)
 }
 
+/// The most workers whose share of the master's reserve fits in `limit` beside the monitor's
+/// `monitor` connections (what the cluster may grow to at run time); at least 1.
+pub(crate) fn most_workers(limit: u64, monitor: usize) -> usize {
+    let room = limit.saturating_sub(monitor as u64 + master_reserve(0));
+    to_usize((room / 4).max(1))
+}
+
 fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -69,6 +76,25 @@ fn to_usize(n: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_workers_a_limit_holds_beside_the_monitor_are_those_whose_reserve_fits() {
+        for (limit, monitor) in [(300, 220), (1024, 256), (65_536, 256), (4000, 3000)] {
+            let most = most_workers(limit, monitor);
+            assert!(
+                master_reserve(most) + monitor as u64 <= limit,
+                "{limit} {monitor}"
+            );
+            assert!(
+                master_reserve(most + 1) + monitor as u64 > limit,
+                "{limit} {monitor}"
+            );
+        }
+        // What a start with 2 workers clamps the monitor to fits those 2.
+        let (monitor, _) = monitor_cap(256, 300, 2);
+        assert!(most_workers(300, monitor) >= 2);
+        assert_eq!(most_workers(10, 256), 1);
+    }
 
     #[test]
     fn a_worker_leaves_a_quarter_of_the_limit_and_at_least_64() {

@@ -91,17 +91,55 @@ pub(crate) fn run(
             return exit::code(exit::USAGE);
         }
     };
-    let by_name = options.mon_host.name().is_some();
-    let monitor = match listen::bind(&addresses.monitor, options.mon_port, 128, by_name) {
-        Ok(bound) => bound,
-        Err(e) => {
-            tracing::error!(
-                "cannot bind the monitor port: --mon-port {} on {}: {e}",
-                options.mon_port,
-                options.mon_host
-            );
-            return exit::code(exit::FAILURE);
+    let monitor = if app.monitor.is_empty() {
+        let by_name = options.mon_host.name().is_some();
+        match listen::bind(&addresses.monitor, options.mon_port, 128, by_name) {
+            Ok(bound) => {
+                log_bound("--mon-host", &options.mon_host, &bound);
+                bound.listeners
+            }
+            Err(e) => {
+                tracing::error!(
+                    "cannot bind the monitor port: --mon-port {} on {}: {e}",
+                    options.mon_port,
+                    options.mon_host
+                );
+                return exit::code(exit::FAILURE);
+            }
         }
+    } else {
+        let on: Vec<String> = app
+            .monitor
+            .iter()
+            .map(|l| {
+                l.local_addr()
+                    .map_or_else(|_| "TCP".to_owned(), |a| a.to_string())
+            })
+            .collect();
+        // The rule `mon_host` follows, for an address the service manager chose.
+        let exposed = app
+            .monitor
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .find(|a| !a.ip().to_canonical().is_loopback());
+        if let Some(addr) = exposed {
+            if options.mon.token.is_none() && !options.mon.unsafe_no_token {
+                eprintln!(
+                    "error: socket activation: the monitor's socket listens on {addr}, beyond \
+                     loopback: it would let anyone who reaches it act on the cluster; set a \
+                     token with --mon.token (CLUSTER2_MON__TOKEN), or accept an open monitor \
+                     with --mon.unsafe-no-token"
+                );
+                return exit::code(exit::USAGE);
+            }
+        }
+        tracing::info!(
+            "socket activation: the monitor serves on the socket(s) named `{}` ({}); \
+             --mon-port and --mon-host are not used",
+            listen::activation::MONITOR,
+            on.join(", ")
+        );
+        app.monitor
     };
     // Every worker appends to the access log file: one that cannot be written is refused
     // here, before any starts, like a mistyped option.
@@ -111,7 +149,6 @@ pub(crate) fn run(
             return exit::code(exit::USAGE);
         }
     }
-    log_bound("--mon-host", &options.mon_host, &monitor);
     // One thread: the master routes messages and supervises; it does no heavy work, and a
     // single-threaded runtime spares every relayed message a wake-up across threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -132,7 +169,7 @@ pub(crate) fn run(
             Arc::new(options),
             app_args.into(),
             (app.listeners, tls),
-            monitor.listeners,
+            monitor,
             open_files,
             main,
         )
@@ -157,6 +194,8 @@ pub(crate) fn run(
 struct AppListeners {
     listeners: Vec<Listener>,
     socket_file: Option<listen::unix::SocketFile>,
+    /// The monitor's sockets, when the service manager passed them too (named `monitor`).
+    monitor: Vec<std::net::TcpListener>,
 }
 
 /// Where the application listens: the sockets a service manager passed, else the Unix socket
@@ -167,17 +206,18 @@ fn app_listeners(options: &Options, addrs: &[SocketAddr]) -> Option<Result<AppLi
     let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
     match listen::activation::take() {
         Err(e) => return Some(Err(e)),
-        Ok(Some(listeners)) => {
-            let on: Vec<String> = listeners.iter().map(describe).collect();
+        Ok(Some(activated)) => {
+            let on: Vec<String> = activated.app.iter().map(describe).collect();
             tracing::info!(
                 "socket activation: serving on the {} socket(s) the service manager passed \
                  ({}); --port, --host and --bind are not used",
-                listeners.len(),
+                activated.app.len(),
                 on.join(", ")
             );
             return Some(Ok(AppListeners {
-                listeners,
+                listeners: activated.app,
                 socket_file: None,
+                monitor: activated.monitor,
             }));
         }
         Ok(None) => {}
@@ -192,6 +232,7 @@ fn app_listeners(options: &Options, addrs: &[SocketAddr]) -> Option<Result<AppLi
                 Some(Ok(AppListeners {
                     listeners: vec![Listener::Unix(listener)],
                     socket_file: Some(file),
+                    monitor: Vec::new(),
                 }))
             }
             Err(e) => {
@@ -207,6 +248,7 @@ fn app_listeners(options: &Options, addrs: &[SocketAddr]) -> Option<Result<AppLi
             Some(Ok(AppListeners {
                 listeners: bound.listeners.into_iter().map(Listener::Tcp).collect(),
                 socket_file: None,
+                monitor: Vec::new(),
             }))
         }
         Err(e) => {
@@ -320,12 +362,17 @@ async fn master(
             .clamp(1, u64::from(u32::MAX)) as u32,
         buckets: options.metrics.buckets.bounds().into(),
     };
+    let monitor_limits = monitor_limits(&options, open_files);
+    let descriptors = supervisor::Descriptors {
+        open_files,
+        monitor_connections: monitor_limits.max_connections,
+    };
     let monitor_task = crate::monitor::serve(
         monitor,
         monitor_app,
         parts.configure_monitor(),
         crate::monitor::guard::Guard::new(&options, &mon_addrs),
-        monitor_limits(&options, open_files),
+        monitor_limits,
         monitor_stop.clone(),
     )
     .await
@@ -345,6 +392,7 @@ async fn master(
         app_shown,
         mon_addr,
         tls,
+        descriptors,
     };
     let code = supervisor::supervise(setup, signals, controls, main).await;
     monitor_stop.cancel();

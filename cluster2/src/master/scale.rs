@@ -128,6 +128,23 @@ impl Supervisor {
                 format!("{}: {to} is {why}", bounds()),
             ));
         }
+        let fit = crate::conns::fds::most_workers(
+            self.descriptors.open_files,
+            self.descriptors.monitor_connections,
+        );
+        if to > from && to > fit {
+            // The master keeps descriptors for each worker beside the monitor's connections,
+            // so that monitor clients can never keep a crashed worker from being replaced.
+            return Err(Refusal::new(
+                Refused::Invalid,
+                format!(
+                    "workers must be from 1 to {fit} here: the master's open-files limit ({}) \
+                     holds no more beside the monitor's {} connections; raise it (`ulimit -n`, \
+                     systemd's LimitNOFILE=) or lower --mon.max-connections",
+                    self.descriptors.open_files, self.descriptors.monitor_connections
+                ),
+            ));
+        }
         if to == from {
             tracing::info!("{asked}: already {to} workers");
             return Ok(Scaled { from, to });

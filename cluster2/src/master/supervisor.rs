@@ -57,8 +57,12 @@ pub(super) enum Input {
         pid: u32,
         status: std::io::Result<ExitStatus>,
     },
+    /// The back-off of a crashed worker id ran out.
     RestartDue {
         slot: usize,
+        /// When the restart was due: a timer of an earlier back-off (the id was retired and
+        /// started again since) is not this one, and is ignored.
+        at: Instant,
     },
     /// A worker whose id was retired by a scale-down was given this long to drain.
     StopOverdue {
@@ -98,6 +102,15 @@ pub(super) struct Setup {
     pub(super) mon_addr: SocketAddr,
     /// The certificate and key read at start, when the application port speaks TLS.
     pub(super) tls: Option<crate::tls::Pem>,
+    /// What the master's open-files limit holds: checked before the cluster grows.
+    pub(super) descriptors: Descriptors,
+}
+
+/// The master's open-files limit, and the connections the monitor was given of it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Descriptors {
+    pub(super) open_files: u64,
+    pub(super) monitor_connections: usize,
 }
 
 pub(super) struct Supervisor {
@@ -117,6 +130,7 @@ pub(super) struct Supervisor {
     pub(super) deaths: DeathQueue,
     pub(super) stopping: bool,
     pub(super) cache: CacheManager,
+    pub(super) descriptors: Descriptors,
 }
 
 /// Runs the cluster until a signal or a failure stops it; returns the master's exit code.
@@ -139,6 +153,7 @@ pub(super) async fn supervise(
         app_shown,
         mon_addr,
         tls,
+        descriptors,
     } = setup;
     tracing::info!(app = %app_shown, monitor = %mon_addr, workers = options.workers, "starting");
     lifecycle::publish(Event::Starting {
@@ -164,6 +179,7 @@ pub(super) async fn supervise(
         deaths: DeathQueue::default(),
         stopping: false,
         cache: CacheManager::default(),
+        descriptors,
     };
     if sup.options.cache.enable {
         if let Err(e) = sup.start_cache().await {
@@ -474,11 +490,11 @@ impl Supervisor {
             Input::Exited { pid, status } => self.on_exit(pid, status).await,
             Input::CacheRestartDue => self.cache_restart_due().await,
             Input::StopOverdue { pid, grace } => self.stop_overdue(pid, grace),
-            Input::RestartDue { slot } => {
+            Input::RestartDue { slot, at } => {
                 if !self.stopping
                     && self.is_live(slot)
                     && self.slots[slot].active.is_none()
-                    && self.slots[slot].restart_at.is_some()
+                    && self.slots[slot].restart_at == Some(at)
                 {
                     self.spawn(slot, Spawn::Active).await;
                 }
@@ -787,11 +803,12 @@ impl Supervisor {
         if s.restart_at.is_some() {
             return;
         }
-        s.restart_at = Some(Instant::now() + delay);
+        let at = Instant::now() + delay;
+        s.restart_at = Some(at);
         let inputs = self.inputs.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = inputs.send(Input::RestartDue { slot });
+            let _ = inputs.send(Input::RestartDue { slot, at });
         });
     }
 
