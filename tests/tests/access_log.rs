@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use cluster2_tests::{Cluster, KeepAlive, Proc, SOON, TempPath, eventually, get};
+use cluster2_tests::{Cluster, KeepAlive, Proc, SOON, TempPath, eventually, get, request};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -151,6 +151,97 @@ fn every_request_is_one_combined_line_with_what_the_client_sent_escaped() {
         r#"http://x/\x22] 200 0 \x22-\x22 \x22forged"#
     );
     assert_eq!(hostile.agent, r"tab\x09here caf\xC3\xA9 \x22quoted\x22");
+}
+
+/// Sends request heads hyper refuses (two malformed, a URI and a head too long) and one
+/// request it serves; returns the refused ones' statuses, as the client got them.
+fn refused_heads(app: SocketAddr) -> Vec<u16> {
+    let cases = [
+        "GARBAGE\r\n\r\n".to_owned(),
+        "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_owned(),
+        format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "u".repeat(70_000)),
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(1 << 20)
+        ),
+    ];
+    let statuses = cases
+        .iter()
+        .map(|raw| request(app, raw).expect("an answer, not a reset").status)
+        .collect();
+    assert_eq!(get(app, "/").unwrap().status, 200);
+    statuses
+}
+
+#[test]
+fn request_heads_hyper_refuses_are_logged_with_their_status_and_no_request_line() {
+    let file = TempPath::new("access-refused.log");
+    let access = format!("--log.access={}", file.as_str());
+    let mut cluster = Cluster::start(APP, &["--workers=1", &access], &[]);
+    let answered = refused_heads(cluster.app);
+    assert_eq!(answered, [400, 400, 414, 431]);
+    stop(&mut cluster);
+    let text = std::fs::read_to_string(file.path()).unwrap();
+    let parsed: Vec<Combined> = text.lines().map(parse_combined).collect();
+    assert_eq!(parsed.len(), 5, "{text}");
+    let mut logged = Vec::new();
+    for line in &parsed {
+        assert_eq!(line.remote, "127.0.0.1", "{line:?}");
+        if line.request == "-" {
+            assert_eq!(
+                (line.bytes, line.referer.as_str(), line.agent.as_str()),
+                (0, "-", "-"),
+                "{line:?}"
+            );
+            logged.push(line.status);
+        } else {
+            assert_eq!(
+                (line.request.as_str(), line.status),
+                ("GET / HTTP/1.1", 200)
+            );
+        }
+    }
+    logged.sort_unstable();
+    assert_eq!(logged, answered);
+
+    // As JSON: no method, path or protocol to tell.
+    let file = TempPath::new("access-refused.json");
+    let access = format!("--log.access={}", file.as_str());
+    let mut proc = Proc::spawn(
+        APP,
+        &[
+            "--port=0",
+            "--mon-port=0",
+            "--workers=1",
+            "--log.format=json",
+            &access,
+        ],
+        &[],
+    );
+    let ready = proc.wait_line("with the ready message as JSON", |line| {
+        serde_json::from_str::<Value>(line).is_ok_and(|v| v["message"] == "ready")
+    });
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    let app: SocketAddr = ready["fields"]["app"].as_str().unwrap().parse().unwrap();
+    let answered = refused_heads(SocketAddr::from(([127, 0, 0, 1], app.port())));
+    proc.signal(Signal::SIGTERM);
+    assert_eq!(proc.wait_exit().code(), Some(0));
+    let lines = json_lines(&std::fs::read_to_string(file.path()).unwrap());
+    let mut logged: Vec<u16> = lines
+        .iter()
+        .filter(|l| l["method"].is_null())
+        .map(|l| {
+            assert!(l["path"].is_null() && l["protocol"].is_null(), "{l}");
+            assert_eq!(
+                (l["bytes"].as_u64(), l["log"].as_str()),
+                (Some(0), Some("access"))
+            );
+            l["status"].as_u64().unwrap() as u16
+        })
+        .collect();
+    logged.sort_unstable();
+    assert_eq!(logged, answered);
+    assert_eq!(lines.len(), 5, "{lines:?}");
 }
 
 /// Every line of `text` as a JSON object.

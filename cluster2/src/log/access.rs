@@ -14,6 +14,10 @@
 //! `{"timestamp":…,"remote":…,"method":…,"path":…,"protocol":…,"status":…,"bytes":…,
 //! "referer":…,"user_agent":…,"duration_secs":…,"worker":…,"pid":…,"log":"access"}`.
 //!
+//! A request head hyper refuses before the application sees it (malformed: 400; a URI or
+//! head too long: 414, 431) is logged too, with `"-"` as its request line (null method, path
+//! and protocol in JSON), as nginx logs a request it could not read: hostile traffic shows.
+//!
 //! What it costs. Off, the request path takes one branch on a `None` per request and per body
 //! frame: nothing is allocated, nothing formatted. On, each request keeps its head's parts
 //! (reference-counted, not copied) in one small allocation; when its body is dropped, the line
@@ -250,6 +254,9 @@ fn write_batch(out: &mut Out, batch: &[u8]) -> Result<(), u64> {
 /// its body as they are sent. Dropped with the response body, which writes the line.
 #[derive(Debug)]
 pub(crate) struct Pending {
+    /// A request hyper refused before the application saw it (a malformed or oversized
+    /// head): its request line is logged as `"-"`, as nginx logs one it could not read.
+    rejected: bool,
     method: Method,
     uri: Uri,
     version: Version,
@@ -271,6 +278,7 @@ impl Pending {
         LOG.get()?;
         let headers = request.headers();
         Some(Box::new(Self {
+            rejected: false,
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
@@ -280,6 +288,31 @@ impl Pending {
             at: SystemTime::now(),
             started: Instant::now(),
             status: None,
+            bytes: 0,
+        }))
+    }
+
+    /// A line for a connection that ended with `error`, when it says hyper refused a request
+    /// head and answered it itself (400, 414 or 431), and the access log is on; logged when
+    /// dropped.
+    pub(crate) fn rejected(
+        error: &(dyn std::error::Error + 'static),
+        remote: SocketAddr,
+    ) -> Option<Box<Self>> {
+        LOG.get()?;
+        let status = refused_with(error)?;
+        let now = Instant::now();
+        Some(Box::new(Self {
+            rejected: true,
+            method: Method::GET,
+            uri: Uri::default(),
+            version: Version::HTTP_11,
+            referer: None,
+            agent: None,
+            remote,
+            at: SystemTime::now(),
+            started: now,
+            status: Some(status),
             bytes: 0,
         }))
     }
@@ -367,6 +400,31 @@ fn target(uri: &Uri) -> &str {
 }
 
 /// The status sent, or 499 (nginx's "client closed request") when none was.
+/// The status hyper answered a request head it refused with, found in `error`'s chain: the
+/// answers of its HTTP/1 server (`on_error`); none for what it closes without an answer (an
+/// HTTP/2 preface on an HTTP/1 port, an internal error) or for any other error.
+fn refused_with(error: &(dyn std::error::Error + 'static)) -> Option<StatusCode> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(e) = error.downcast_ref::<hyper::Error>() {
+            if e.is_parse_too_large() {
+                // hyper has no predicate of its own for the URI: its message names it.
+                return Some(if e.to_string().contains("URI") {
+                    StatusCode::URI_TOO_LONG
+                } else {
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                });
+            }
+            if e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status() {
+                return Some(StatusCode::BAD_REQUEST);
+            }
+            return None;
+        }
+        next = error.source();
+    }
+    None
+}
+
 fn status(p: &Pending) -> u16 {
     p.status.map_or(499, |s| s.as_u16())
 }
@@ -392,16 +450,15 @@ fn text_line(line: &mut Vec<u8>, time: &mut ClfTime, p: &Pending, took: Duration
     let _ = write!(line, "{} - - [", remote(p.remote));
     time.write(line, p.at);
     line.extend_from_slice(b"] \"");
-    escape(line, p.method.as_str().as_bytes());
-    line.push(b' ');
-    escape(line, target(&p.uri).as_bytes());
-    let _ = write!(
-        line,
-        " {}\" {} {} \"",
-        protocol(p.version),
-        status(p),
-        p.bytes
-    );
+    if p.rejected {
+        line.push(b'-');
+    } else {
+        escape(line, p.method.as_str().as_bytes());
+        line.push(b' ');
+        escape(line, target(&p.uri).as_bytes());
+        let _ = write!(line, " {}", protocol(p.version));
+    }
+    let _ = write!(line, "\" {} {} \"", status(p), p.bytes);
     header(line, p.referer.as_ref());
     line.extend_from_slice(b"\" \"");
     header(line, p.agent.as_ref());
@@ -486,12 +543,14 @@ fn json_line(line: &mut Vec<u8>, p: &Pending, took: Duration, log: &Log) {
         })
     };
     let path = target(&p.uri);
+    // A refused head has no request line to tell: null, as `referer` without the header.
+    let said = |text: &str| (!p.rejected).then(|| text.to_owned());
     let record = serde_json::json!({
         "timestamp": humantime::format_rfc3339_micros(p.at).to_string(),
         "remote": remote(p.remote).to_string(),
-        "method": p.method.as_str(),
-        "path": &path[..floor_char_boundary(path, MAX_FIELD)],
-        "protocol": protocol(p.version),
+        "method": said(p.method.as_str()),
+        "path": said(&path[..floor_char_boundary(path, MAX_FIELD)]),
+        "protocol": said(protocol(p.version)),
         "status": status(p),
         "bytes": p.bytes,
         "referer": text(p.referer.as_ref()),

@@ -246,11 +246,14 @@ where
             logged,
         };
         let watcher = graceful.watcher();
+        // A refused request head is logged with the client's address.
+        let logged_from = logged.then_some(remote);
         match &settings.tls {
             None => spawn_connection(
                 &stats,
                 ticket,
                 open,
+                logged_from,
                 serve_io(&builder, protocol, watcher, stream, service),
             ),
             Some(tls) => {
@@ -258,7 +261,7 @@ where
                 // as waiting for a request head, so `conns` closes it after `header_timeout`.
                 let handshake = tls.acceptor().accept(stream);
                 let builder = builder.clone();
-                spawn_connection(&stats, ticket, open, async move {
+                spawn_connection(&stats, ticket, open, logged_from, async move {
                     let stream = handshake.await?;
                     serve_io(&builder, protocol, watcher, stream, service).await
                 })
@@ -431,11 +434,13 @@ where
 }
 
 /// Serves one connection under its ticket; `open` counts it at the balance table while it
-/// lives.
+/// lives. With the access log on, `logged_from` is the client's address, for a line if hyper
+/// refuses a request head of it.
 fn spawn_connection<C>(
     stats: &Arc<ConnStats>,
     ticket: Ticket,
     open: Option<balance::Open>,
+    logged_from: Option<std::net::SocketAddr>,
     connection: C,
 ) where
     C: Future<Output = Result<(), ConnError>> + Send + 'static,
@@ -451,6 +456,9 @@ fn spawn_connection<C>(
         if let Some(Err(error)) = ticket.serve(connection).await {
             if crate::conns::broke_protocol(&*error) {
                 stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(remote) = logged_from {
+                    drop(crate::log::access::Pending::rejected(&*error, remote));
+                }
             }
         }
         stats.open.fetch_sub(1, Ordering::Relaxed);
