@@ -285,8 +285,9 @@ pub static OPTIONS: &[Spec] = &[
         "log.access",
         Kind::LogDestination,
         "off, stdout, stderr, or a file path with a / in it, like ./access.log",
-        "one line per request from every worker (combined format, or JSON with log.format = \
-         json): off, stdout, stderr or a file, appended to and reopened on SIGUSR1",
+        "one line per request from every worker, and from the master for the monitor's \
+         (combined format, or JSON with log.format = json): off, stdout, stderr or a file, \
+         appended to and reopened on SIGUSR1",
     ),
     option(
         "metrics.buckets",

@@ -25,7 +25,8 @@ struct Combined {
     referer: String,
     agent: String,
     duration: f64,
-    worker: usize,
+    /// The worker id; `None` for the monitor's requests, logged by the master.
+    worker: Option<usize>,
 }
 
 /// Parses a line as a log tool would: quoted fields end at the next `"`, which the writer
@@ -57,7 +58,7 @@ fn parse_combined(line: &str) -> Combined {
         referer: referer.to_owned(),
         agent: agent.to_owned(),
         duration: number(line, duration),
-        worker: number(line, worker),
+        worker: (worker != "monitor").then(|| number(line, worker)),
     }
 }
 
@@ -126,7 +127,7 @@ fn every_request_is_one_combined_line_with_what_the_client_sent_escaped() {
         assert_eq!(line.time.len(), 26, "{line:?}");
         assert!(line.time.ends_with(" +0000"), "{line:?}");
         assert!(line.duration >= 0.0 && line.duration < 60.0, "{line:?}");
-        workers.insert(line.worker);
+        workers.insert(line.worker.expect("an application request"));
         match line.status {
             200 => assert_eq!(line.bytes, "hello world".len() as u64, "{line:?}"),
             404 => {}
@@ -151,6 +152,70 @@ fn every_request_is_one_combined_line_with_what_the_client_sent_escaped() {
         r#"http://x/\x22] 200 0 \x22-\x22 \x22forged"#
     );
     assert_eq!(hostile.agent, r"tab\x09here caf\xC3\xA9 \x22quoted\x22");
+}
+
+#[test]
+fn the_monitors_requests_are_logged_by_the_master_and_reopened_on_sigusr1() {
+    let file = TempPath::new("access-monitor.log");
+    let moved = TempPath::new("access-monitor.log.1");
+    let access = format!("--log.access={}", file.as_str());
+    let mut cluster = Cluster::start(APP, &["--workers=1", &access], &[]);
+    assert_eq!(get(cluster.monitor, "/workers").unwrap().status, 200);
+    assert_eq!(get(cluster.monitor, "/no-such-route").unwrap().status, 404);
+    let refused = request(cluster.monitor, "GARBAGE\r\n\r\n").unwrap();
+    assert_eq!(refused.status, 400);
+    assert_eq!(get(cluster.app, "/").unwrap().status, 200);
+    let lines = |path: &std::path::Path| -> Vec<Combined> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(parse_combined)
+            .collect()
+    };
+    // Written within the writers' round; then moved, and the master told to reopen.
+    assert!(eventually(SOON, || lines(file.path()).len() == 4));
+    std::fs::rename(file.path(), moved.path()).unwrap();
+    cluster.proc.signal(Signal::SIGUSR1);
+    cluster.proc.wait_for("SIGUSR1: reopening the access log");
+    assert!(eventually(SOON, || {
+        assert_eq!(get(cluster.monitor, "/ecv").unwrap().status, 200);
+        lines(file.path())
+            .iter()
+            .any(|l| l.worker.is_none() && l.request == "GET /ecv HTTP/1.1")
+    }));
+    stop(&mut cluster);
+
+    let before = lines(moved.path());
+    let monitor: Vec<(&str, u16)> = before
+        .iter()
+        .filter(|l| l.worker.is_none())
+        .map(|l| (l.request.as_str(), l.status))
+        .collect();
+    assert_eq!(
+        monitor,
+        [
+            ("GET /workers HTTP/1.1", 200),
+            ("GET /no-such-route HTTP/1.1", 404),
+            ("-", 400)
+        ],
+        "{before:#?}"
+    );
+    let app: Vec<(&str, Option<usize>)> = before
+        .iter()
+        .filter(|l| l.worker.is_some())
+        .map(|l| (l.request.as_str(), l.worker))
+        .collect();
+    assert_eq!(app, [("GET / HTTP/1.1", Some(0))]);
+    assert!(before.iter().all(|l| l.remote == "127.0.0.1"));
+    // After the reopen, only ECV probes, all in the new file.
+    let after = lines(file.path());
+    assert!(
+        !after.is_empty()
+            && after
+                .iter()
+                .all(|l| l.worker.is_none() && l.request == "GET /ecv HTTP/1.1" && l.status == 200),
+        "{after:#?}"
+    );
 }
 
 /// Sends request heads hyper refuses (two malformed, a URI and a head too long) and one

@@ -407,15 +407,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> Tracked<B> {
-    pub(crate) fn new(body: B, in_flight: InFlight) -> Self {
-        Self {
-            body,
-            in_flight,
-            access: None,
-        }
-    }
-
-    /// An answer's body on the application port, with its access log line if it has one.
+    /// An answer's body, with its access log line if it has one.
     pub(crate) fn logged(
         body: B,
         in_flight: InFlight,

@@ -1,6 +1,6 @@
 //! The access log (`log.access`): one line per request of the application port, written by
-//! every worker, in the combined format that Apache and nginx write and log tools read, or as
-//! JSON (`log.format = json`).
+//! every worker, and of the monitor's, written by the master, in the combined format that
+//! Apache and nginx write and log tools read, or as JSON (`log.format = json`).
 //!
 //! ```text
 //! 127.0.0.1 - - [28/Nov/2026:06:16:11 +0000] "GET /hello?x=1 HTTP/1.1" 200 12 "-" "curl/8.5.0" 0.000153 1
@@ -8,11 +8,13 @@
 //!
 //! The combined format is followed by two fields of cluster2's own, as nginx's custom formats
 //! add `$request_time`: the request's duration in seconds (from the request head read to the
-//! response's last byte handed to the connection) and the worker id. The time is UTC. The path
+//! response's last byte handed to the connection) and the worker id (`monitor` for the
+//! monitor's requests). The time is UTC. The path
 //! and the client's headers are escaped as nginx escapes them: `"`, `\`, control bytes and
 //! bytes beyond ASCII become `\xHH`, so that no client can forge a line or a field. As JSON:
 //! `{"timestamp":…,"remote":…,"method":…,"path":…,"protocol":…,"status":…,"bytes":…,
-//! "referer":…,"user_agent":…,"duration_secs":…,"worker":…,"pid":…,"log":"access"}`.
+//! "referer":…,"user_agent":…,"duration_secs":…,"worker":…,"port":"app"|"monitor","pid":…,
+//! "log":"access"}` (`worker` null for the monitor's).
 //!
 //! A request head hyper refuses before the application sees it (malformed: 400; a URI or
 //! head too long: 414, 431) is logged too, with `"-"` as its request line (null method, path
@@ -79,8 +81,17 @@ struct Log {
     /// The writer says it ended, with everything written.
     done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     format: LogFormat,
-    worker: usize,
+    source: Source,
     pid: u32,
+}
+
+/// Which port a process logs the requests of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The application's, in the worker of this id.
+    Worker(usize),
+    /// The monitor's, in the master.
+    Monitor,
 }
 
 /// Where the writer writes.
@@ -101,8 +112,9 @@ pub(crate) fn open(path: &str) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Starts this worker's access log, unless `access` is off.
-pub(crate) fn start(access: &AccessLog, format: LogFormat, worker: usize) -> Result<(), String> {
+/// Starts this process's access log, unless `access` is off: a worker's, of the application
+/// port, or the master's, of the monitor's.
+pub(crate) fn start(access: &AccessLog, format: LogFormat, source: Source) -> Result<(), String> {
     let out = match access {
         AccessLog::File(path) => Out::File(
             open(path).map_err(|e| format!("cannot open the access log {path}: {e}"))?,
@@ -135,7 +147,7 @@ pub(crate) fn start(access: &AccessLog, format: LogFormat, worker: usize) -> Res
         writer: writer.thread().clone(),
         done: Mutex::new(Some(done_rx)),
         format,
-        worker,
+        source,
         pid: std::process::id(),
     };
     if LOG.set(log).is_err() {
@@ -345,7 +357,7 @@ impl Drop for Pending {
             line.clear();
             match log.format {
                 LogFormat::Json => json_line(line, self, took, log),
-                _ => text_line(line, time, self, took, log.worker),
+                _ => text_line(line, time, self, took, log.source),
             }
             let mut pending = log.pending.lock().unwrap_or_else(PoisonError::into_inner);
             if pending.len() + line.len() > CAPACITY {
@@ -446,7 +458,7 @@ fn remote(addr: SocketAddr) -> IpAddr {
 }
 
 /// A combined-format line, with the duration and the worker id after it.
-fn text_line(line: &mut Vec<u8>, time: &mut ClfTime, p: &Pending, took: Duration, worker: usize) {
+fn text_line(line: &mut Vec<u8>, time: &mut ClfTime, p: &Pending, took: Duration, source: Source) {
     let _ = write!(line, "{} - - [", remote(p.remote));
     time.write(line, p.at);
     line.extend_from_slice(b"] \"");
@@ -464,12 +476,11 @@ fn text_line(line: &mut Vec<u8>, time: &mut ClfTime, p: &Pending, took: Duration
     header(line, p.agent.as_ref());
     // Whole numbers: formatting an `f64` costs more than the rest of the line.
     let micros = took.as_micros();
-    let _ = writeln!(
-        line,
-        "\" {}.{:06} {worker}",
-        micros / 1_000_000,
-        micros % 1_000_000
-    );
+    let _ = write!(line, "\" {}.{:06} ", micros / 1_000_000, micros % 1_000_000);
+    let _ = match source {
+        Source::Worker(id) => writeln!(line, "{id}"),
+        Source::Monitor => writeln!(line, "monitor"),
+    };
 }
 
 fn header(line: &mut Vec<u8>, value: Option<&HeaderValue>) {
@@ -556,7 +567,14 @@ fn json_line(line: &mut Vec<u8>, p: &Pending, took: Duration, log: &Log) {
         "referer": text(p.referer.as_ref()),
         "user_agent": text(p.agent.as_ref()),
         "duration_secs": took.as_secs_f64(),
-        "worker": log.worker,
+        "worker": match log.source {
+            Source::Worker(id) => Some(id),
+            Source::Monitor => None,
+        },
+        "port": match log.source {
+            Source::Worker(_) => "app",
+            Source::Monitor => "monitor",
+        },
         "pid": log.pid,
         "log": "access",
     });

@@ -149,6 +149,15 @@ pub(crate) fn run(
             return exit::code(exit::USAGE);
         }
     }
+    // The master logs the monitor's requests, as each worker logs the application's.
+    if let Err(e) = crate::log::access::start(
+        &options.log.access,
+        options.log.format,
+        crate::log::access::Source::Monitor,
+    ) {
+        eprintln!("error: {e} (--log.access)");
+        return exit::code(exit::USAGE);
+    }
     // One thread: the master routes messages and supervises; it does no heavy work, and a
     // single-threaded runtime spares every relayed message a wake-up across threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -183,6 +192,8 @@ pub(crate) fn run(
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(100));
+    // The monitor's last lines.
+    crate::log::access::finish(Duration::from_secs(1));
     // Every worker is gone: nothing serves on it any more.
     if let Some(file) = socket_file {
         file.remove();

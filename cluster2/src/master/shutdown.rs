@@ -47,14 +47,16 @@ impl Signals {
 }
 
 impl Supervisor {
-    /// SIGUSR1: every worker reopens its access log file (a moved file keeps its descriptor,
-    /// so lines would go on into the old one). A worker started later opens the new file.
+    /// SIGUSR1: every worker, and the master for the monitor's lines, reopens its access log
+    /// file (a moved file keeps its descriptor, so lines would go on into the old one). A
+    /// worker started later opens the new file.
     pub(super) fn reopen_access_log(&mut self) {
         if !matches!(self.options.log.access, crate::options::AccessLog::File(_)) {
             tracing::info!("SIGUSR1: no access log file to reopen (--log.access)");
             return;
         }
         tracing::info!("SIGUSR1: reopening the access log in every worker");
+        crate::log::access::reopen();
         for proc in self.procs.values() {
             // A channel thousands of messages behind loses this one: that worker keeps
             // writing to the old file until the next SIGUSR1.

@@ -288,8 +288,10 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv, bounds: Arc<[f64]>) -> R
     total(
         &mut registry,
         "access_log_dropped",
-        "Access log lines the workers dropped because their file or pipe fell behind",
-        (retired.access_log_dropped + live.access_log_dropped) as f64,
+        "Access log lines the workers (and the master, the monitor's) dropped because their \
+         file or pipe fell behind",
+        (retired.access_log_dropped + live.access_log_dropped + crate::log::access::dropped())
+            as f64,
     );
     total(
         &mut registry,

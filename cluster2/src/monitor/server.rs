@@ -6,6 +6,8 @@
 //! idle the longest are closed to make room for the new one. Accept failures are logged once
 //! per burst.
 //!
+//! With `log.access` on, every request is logged as the application's are (worker `monitor`).
+//!
 //! HTTP/1.1 only: the monitor's clients (load balancers, curl, Prometheus, browsers) speak it,
 //! and hyper's HTTP/1 server also bounds each request head's size.
 
@@ -53,8 +55,8 @@ pub(crate) async fn serve(
             }
             accepted = listener.accept_any() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _, _)) => stream,
+        let (stream, remote) = match accepted {
+            Ok((stream, remote, _)) => (stream, remote),
             Err(e) if stall::is_per_connection(&e) => continue,
             Err(e) => {
                 stalls.accept_failed(&e);
@@ -71,16 +73,23 @@ pub(crate) async fn serve(
         let app = app.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
             let in_flight = conn.request();
+            let mut access = crate::log::access::Pending::new(&request, remote);
             let response = tower::ServiceExt::oneshot(app.clone(), request.map(Body::new));
             async move {
                 let Ok(response) = response.await;
-                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+                if let Some(access) = access.as_mut() {
+                    access.answered(response.status());
+                }
+                Ok::<_, Infallible>(response.map(|body| Tracked::logged(body, in_flight, access)))
             }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            // The client's errors (bad requests, resets) end its connection and nothing else.
-            let _ = ticket.serve(connection).await;
+            // The client's errors (bad requests, resets) end its connection and nothing else;
+            // a request head hyper refused is logged.
+            if let Some(Err(error)) = ticket.serve(connection).await {
+                drop(crate::log::access::Pending::rejected(&error, remote));
+            }
         });
     }
     drop(listener);

@@ -68,7 +68,11 @@ fn start(parts: Parts, id: usize, main: MainBody) -> Result<ExitCode, String> {
     );
     // Before anything is served; the master opened a file of it already, so this fails only
     // if it was taken away since.
-    crate::log::access::start(&options.log.access, options.log.format, id)?;
+    crate::log::access::start(
+        &options.log.access,
+        options.log.format,
+        crate::log::access::Source::Worker(id),
+    )?;
 
     let threads = options.worker_threads();
     let mut runtime = if threads == 1 {
