@@ -30,9 +30,10 @@ enum ExitWatch {
     /// Readable once the child has exited.
     Pidfd(AsyncFd<OwnedFd>),
     /// Where pidfds are missing (Linux before 5.3), cannot be waited on (5.3: `waitid` takes
-    /// a pidfd from 5.4) or are refused (some sandboxes): a thread blocked in `waitpid` for
-    /// this child alone.
-    Thread(oneshot::Receiver<io::Result<ExitStatus>>),
+    /// a pidfd from 5.4) or are refused (some sandboxes): a thread blocked in `waitid` for
+    /// this child alone, which says when it exited and leaves it unreaped (`WNOWAIT`): the
+    /// owner reaps it, so that its pid is never given out once it may be another process's.
+    Thread(oneshot::Receiver<io::Result<()>>),
 }
 
 impl Process {
@@ -64,9 +65,23 @@ impl Process {
             let fd = match &mut self.exit {
                 ExitWatch::Pidfd(fd) => fd,
                 ExitWatch::Thread(done) => {
-                    break done.await.map_err(|_| {
+                    done.await.map_err(|_| {
                         io::Error::other("the thread waiting for the child is gone")
                     })??;
+                    // It exited: reaped here, by the owner, with no await in between.
+                    let pid = Pid::from_raw(self.pid as i32);
+                    break loop {
+                        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                            Err(Errno::EINTR) => continue,
+                            Ok(WaitStatus::StillAlive) => {
+                                return Err(io::Error::other(format!(
+                                    "pid {pid} was said to have exited, and has not"
+                                )));
+                            }
+                            Ok(status) => break exit_status(status)?,
+                            Err(e) => return Err(e.into()),
+                        }
+                    };
                 }
             };
             let mut ready = fd.readable().await?;
@@ -95,27 +110,28 @@ impl Process {
     pub(super) fn kill_and_reap(self) {
         let pid = Pid::from_raw(self.pid as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        match self.exit {
-            // Its thread reaps it.
-            ExitWatch::Thread(_) => {}
-            ExitWatch::Pidfd(_) => while waitpid(pid, None) == Err(Errno::EINTR) {},
-        }
+        // Its thread, if it has one, only watches.
+        while waitpid(pid, None) == Err(Errno::EINTR) {}
     }
 }
 
-fn wait_on_thread(pid: u32) -> oneshot::Receiver<io::Result<ExitStatus>> {
+/// A thread that says when `pid` exited, and leaves it for its owner to reap.
+fn wait_on_thread(pid: u32) -> oneshot::Receiver<io::Result<()>> {
     let (tx, rx) = oneshot::channel();
     let waiting = std::thread::Builder::new()
-        .name("cluster2-reaper".to_owned())
+        .name("cluster2-child-watch".to_owned())
         .spawn(move || {
-            let status = loop {
-                match waitpid(Pid::from_raw(pid as i32), None) {
+            let exited = loop {
+                match waitid(
+                    Id::Pid(Pid::from_raw(pid as i32)),
+                    WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+                ) {
                     Err(Errno::EINTR) => continue,
-                    Ok(status) => break exit_status(status),
+                    Ok(_) => break Ok(()),
                     Err(e) => break Err(e.into()),
                 }
             };
-            let _ = tx.send(status);
+            let _ = tx.send(exited);
         });
     if let Err(e) = waiting {
         // The receiver then reports the thread gone; the error is said here.
@@ -197,6 +213,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_watching_thread_leaves_the_exited_child_for_its_owner_to_reap() {
+        let mut p = adopt("exit 5");
+        let pid = Pid::from_raw(p.pid as i32);
+        wait_on_thread(p.pid).await.unwrap().unwrap();
+        // Exited and not reaped: its pid is still this process's child, which no other
+        // process can have, so signalling it until the owner reaps reaches nobody else.
+        let status = waitid(
+            Id::Pid(pid),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        );
+        assert!(matches!(status, Ok(WaitStatus::Exited(_, 5))), "{status:?}");
+        assert_eq!(p.id(), Some(p.pid));
+        // A second watch finds it exited at once; the owner reaps.
+        p.exit = ExitWatch::Thread(wait_on_thread(p.pid));
+        assert_eq!(p.wait().await.unwrap().code(), Some(5));
+        assert_eq!(p.id(), None);
+        assert_eq!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Err(Errno::ECHILD));
+    }
+
+    #[tokio::test]
     async fn a_child_given_up_is_killed_and_reaped() {
         for pidfd in [true, false] {
             let mut p = adopt("sleep 30");
@@ -207,7 +243,7 @@ mod tests {
             tokio::task::spawn_blocking(move || p.kill_and_reap())
                 .await
                 .unwrap();
-            // Gone and reaped (the waiting thread, without a pidfd, reaps it shortly).
+            // Gone and reaped.
             let reaped = || {
                 waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) == Err(Errno::ECHILD)
             };
