@@ -5,8 +5,9 @@
 //! (`replacement_failed`: each successor failed, the old worker serves on), which makes it
 //! exit 1. A queued worker that crashes before its turn is not replaced but restarted: it
 //! counts once its restarted process listens, and as failed if that process fails to start
-//! (the new program does not start: what a reload is run to find out). `scale` is `POST /workers/scale`, then `/workers` polled until every worker id of
-//! the new number serves and none above it is left.
+//! (the new program does not start: what a reload is run to find out). `scale` is
+//! `POST /workers/scale`, then `/workers` polled until every worker id of the new number
+//! serves and none above it is left.
 //!
 //! Both give up after a bound derived from the options they were given (the death queue's
 //! timeout and tries, `startup_timeout`, `stop_timeout`): the same options the cluster runs

@@ -9,9 +9,9 @@
 //! The combined format is followed by two fields of cluster2's own, as nginx's custom formats
 //! add `$request_time`: the request's duration in seconds (from the request head read to the
 //! response's last byte handed to the connection) and the worker id (`monitor` for the
-//! monitor's requests). The time is UTC. The path
-//! and the client's headers are escaped as nginx escapes them: `"`, `\`, control bytes and
-//! bytes beyond ASCII become `\xHH`, so that no client can forge a line or a field. As JSON:
+//! monitor's requests). The time is UTC. The path and the client's headers are escaped as
+//! nginx escapes them: `"`, `\`, control bytes and bytes beyond ASCII become `\xHH`, so that
+//! no client can forge a line or a field. As JSON:
 //! `{"timestamp":…,"remote":…,"method":…,"path":…,"protocol":…,"status":…,"bytes":…,
 //! "referer":…,"user_agent":…,"duration_secs":…,"worker":…,"port":"app"|"monitor","pid":…,
 //! "log":"access"}` (`worker` null for the monitor's).
