@@ -53,8 +53,8 @@ pub mod lifecycle; // the cluster's life as typed events, kept by the master
 mod listen; // where the application listens: TCP on every address of its host, a Unix socket, or sockets the service manager passed; accepting on all
 mod log; // log lines labelled with the process; the filter changed live; streaming to the monitor
 pub mod master; // the supervising process; public: operator controls
-mod monitor;
-mod tls; // TLS on the application port: the master reads and checks the files, workers serve them // the master's monitor app on mon_port
+mod monitor; // the master's monitor app on mon_port
+mod tls; // TLS on the application port: the master reads and checks the files and watches the certificate's expiry, workers serve them
 #[doc = include_str!("../docs/monitor-api.md")]
 pub mod monitor_api {} // the monitor's routes and every field of their JSON, documented
 pub mod options; // every option, its default and its layering

@@ -3,7 +3,10 @@
 //! the ECV, on the plain monitor port, probes it in TLS), ALPN
 //! negotiates h2 and an h2 request works, SIGHUP swaps the certificate for new handshakes and
 //! leaves an open connection alone, a bad file refuses the start or keeps the old certificate,
-//! and a client that never sends its ClientHello is closed after `header_timeout`.
+//! and a client that never sends its ClientHello is closed after `header_timeout`. The
+//! certificate's expiry: a warning naming the file and the day when it is due for renewal, an
+//! error (and still served) when expired, and `/metrics`'s gauge of it, read by the reference
+//! OpenMetrics parser, following SIGHUP.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,6 +18,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use time::OffsetDateTime;
 
 /// The test's certificate authority.
 struct Authority(CertifiedIssuer<'static, KeyPair>);
@@ -33,8 +37,20 @@ impl Authority {
     /// A certificate for `localhost` named `name`: the chain (its own first, then the
     /// authority's) and the key as PEM, and its own DER to compare with what a client sees.
     fn issue(&self, name: &str) -> Issued {
-        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        self.sign(name, params)
+    }
+
+    /// [`Authority::issue`], valid from `not_before` to `not_after` (unix seconds).
+    fn issue_valid(&self, name: &str, not_before: i64, not_after: i64) -> Issued {
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = OffsetDateTime::from_unix_timestamp(not_before).unwrap();
+        params.not_after = OffsetDateTime::from_unix_timestamp(not_after).unwrap();
+        self.sign(name, params)
+    }
+
+    fn sign(&self, name: &str, mut params: CertificateParams) -> Issued {
+        let key = KeyPair::generate().unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.signed_by(&key, &self.0).unwrap();
         Issued {
@@ -409,5 +425,154 @@ fn a_client_that_never_sends_its_client_hello_is_closed_after_header_timeout() {
     // The port still serves.
     let mut conn = Https::connect(cluster.app, ca.client(&[]));
     assert_eq!(conn.get("/").1, "hello world");
+    drop(cluster);
+}
+
+const DAY: i64 = 86_400;
+
+fn now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// RFC 3339 in UTC, as the master's lines write dates.
+fn rfc3339(unix: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp(unix).unwrap();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// `cluster2_tls_certificate_expiry_timestamp_seconds` as the reference OpenMetrics parser
+/// reads `/metrics`: its samples' values, and whether its family has a HELP text and the unit.
+fn expiry_gauge(cluster: &Cluster) -> (Vec<f64>, bool) {
+    const SCRIPT: &str = "import sys, json\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+        values, described = [], False\n\
+        for family in parse(sys.stdin.read()):\n\
+        \x20   if family.name == 'cluster2_tls_certificate_expiry_timestamp_seconds':\n\
+        \x20       described = family.type == 'gauge' and family.unit == 'seconds' and len(family.documentation) > 0\n\
+        \x20       values += [s.value for s in family.samples]\n\
+        print(json.dumps([values, described]))";
+    let text = cluster2_tests::get(cluster.monitor, "/metrics")
+        .unwrap()
+        .body;
+    let out = cluster2_tests::run_reference_parser(SCRIPT, &text);
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_certificate_due_for_renewal_warns_and_metrics_follow_its_renewal() {
+    let ca = Authority::new();
+    // Issued 80 days ago, for 90 days: ten days (and an hour) left, due for renewal.
+    let t = now();
+    let ending = t + 10 * DAY + 3600;
+    let files = Files::new(
+        "tls-expiry-soon",
+        &ca.issue_valid("soon", t - 80 * DAY, ending),
+    );
+    let mut cluster = start(&files, &[]);
+    cluster.proc.rewind();
+    let line = cluster.proc.wait_for("the certificate expires on");
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(
+        line.contains(&format!(
+            "--tls.cert {}: the certificate expires on {}, in 10 days: renew it and send SIGHUP",
+            files.cert(),
+            rfc3339(ending)
+        )),
+        "{line}"
+    );
+    assert_eq!(expiry_gauge(&cluster), (vec![ending as f64], true));
+
+    // Renewed for a year: SIGHUP takes it, and the gauge follows.
+    let renewed = now() + 365 * DAY + 3600;
+    files.write(&ca.issue_valid("renewed", now() - 3600, renewed));
+    cluster.proc.signal(nix::sys::signal::Signal::SIGHUP);
+    cluster
+        .proc
+        .wait_for("SIGHUP: new TLS certificate read; new handshakes use it");
+    assert_eq!(expiry_gauge(&cluster), (vec![renewed as f64], true));
+    let line = cluster.proc.wait_for("the certificate expires on");
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(
+        line.ends_with(&format!(
+            "--tls.cert {}: the certificate expires on {}, in 365 days",
+            files.cert(),
+            rfc3339(renewed)
+        )),
+        "{line}"
+    );
+    drop(cluster);
+}
+
+#[test]
+fn an_expired_certificate_is_an_error_and_still_served() {
+    let ca = Authority::new();
+    let t = now();
+    let ended = t - 2 * DAY - 3600;
+    let files = Files::new(
+        "tls-expired",
+        &ca.issue_valid("expired", t - 92 * DAY, ended),
+    );
+    // The cluster starts.
+    let mut cluster = start(&files, &[]);
+    cluster.proc.rewind();
+    let line = cluster.proc.wait_for("the certificate expired on");
+    assert!(line.contains(" ERROR "), "{line}");
+    assert!(
+        line.contains(&format!(
+            "--tls.cert {}: the certificate expired on {}, 2 days ago: still served",
+            files.cert(),
+            rfc3339(ended)
+        )),
+        "{line}"
+    );
+    assert_eq!(expiry_gauge(&cluster), (vec![ended as f64], true));
+    // It is served, and the client decides: this one checks dates and refuses it.
+    let tcp = TcpStream::connect(cluster.app).unwrap();
+    tcp.set_read_timeout(Some(SOON)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(ca.client(&[b"http/1.1"]), name).unwrap();
+    let mut stream = StreamOwned::new(conn, tcp);
+    let refused = loop {
+        if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+            break e;
+        }
+        assert!(
+            stream.conn.is_handshaking(),
+            "a client accepted an expired certificate"
+        );
+    };
+    let refused = refused
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .unwrap_or_else(|| panic!("not a TLS error: {refused}"));
+    assert!(
+        matches!(
+            refused,
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. }
+            )
+        ),
+        "{refused:?}"
+    );
+    drop(cluster);
+}
+
+#[test]
+fn without_tls_metrics_have_no_certificate_expiry() {
+    let cluster = Cluster::start(env!("CARGO_BIN_EXE_fixture-app"), &["--workers=1"], &[]);
+    assert_eq!(expiry_gauge(&cluster), (vec![], false));
     drop(cluster);
 }

@@ -30,6 +30,7 @@ mod monitor_bodies; // the bodies of the monitor's POST routes
 mod options; // durations, log filters, every kind of option, the command line and config file
 mod persist_log; // the cache's persistence log reader
 mod seeds; // the hand-made seeds of every corpus, and the check that they are current
+mod tls_cert; // the certificate file, as its validity is read
 
 use allocation_counter::AllocationInfo;
 

@@ -391,6 +391,11 @@ fn seeds() -> Vec<Seed> {
             ("huge", "99999999999999999999999s"),
         ],
     ));
+    all.push((
+        "tls_cert_bytes",
+        "seed-cert".to_owned(),
+        crate::tls::TEST_CERT.as_bytes().to_vec(),
+    ));
     all.extend(text_seeds(
         "options_log_filter",
         &[

@@ -192,6 +192,8 @@ pub(crate) struct Board {
     totals: Mutex<Totals>,
     /// The last [`HISTORY_SPAN`] of each live worker's heartbeats, by pid.
     history: Mutex<BTreeMap<u32, VecDeque<Sample>>>,
+    /// The end of the served TLS certificate's validity, in unix seconds.
+    tls_not_after: RwLock<Option<i64>>,
 }
 
 impl Board {
@@ -213,6 +215,15 @@ impl Board {
     pub(super) fn set_expected(&self, workers: usize) {
         self.expected
             .store(workers, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the TLS certificate served now expires (unix seconds); `None` without TLS.
+    pub(crate) fn tls_not_after(&self) -> Option<i64> {
+        *self.tls_not_after.read().expect("board lock")
+    }
+
+    pub(super) fn set_tls_not_after(&self, not_after: Option<i64>) {
+        *self.tls_not_after.write().expect("board lock") = not_after;
     }
 
     pub(crate) fn phase(&self) -> Phase {

@@ -117,6 +117,8 @@ pub(super) struct Supervisor {
     app_shown: String,
     /// The certificate and key every new worker gets; read again on SIGHUP.
     tls: Option<crate::tls::Pem>,
+    /// The served certificate's validity, looked at again once a day.
+    tls_expiry: Option<crate::tls::Expiry>,
     pub(super) options: Arc<Options>,
     app_args: Arc<[String]>,
     pub(super) spawner: Spawner,
@@ -167,6 +169,7 @@ pub(super) async fn supervise(
         slots: (0..options.workers).map(|_| Slot::default()).collect(),
         app_shown,
         tls,
+        tls_expiry: None,
         options,
         app_args,
         spawner,
@@ -181,6 +184,8 @@ pub(super) async fn supervise(
         cache: CacheManager::default(),
         descriptors,
     };
+    sup.watch_expiry();
+    sup.report_expiry();
     if sup.options.cache.enable {
         if let Err(e) = sup.start_cache().await {
             tracing::error!("{e}");
@@ -236,9 +241,15 @@ pub(super) async fn supervise(
                 sup.replacement_deadline().await;
                 sup.publish();
             }
-            _ = nanny.tick(), if main.is_none() && sup.options.nanny.enable => {
-                sup.nanny().await;
-                sup.publish();
+            _ = nanny.tick(), if main.is_none() => {
+                // The certificate's daily look rides on this tick: a clock read in between.
+                if let Some(expiry) = &mut sup.tls_expiry {
+                    expiry.look();
+                }
+                if sup.options.nanny.enable {
+                    sup.nanny().await;
+                    sup.publish();
+                }
             }
             outcome = async { main_task.as_mut().expect("guarded").await }, if main_task.is_some() => {
                 main_task = None;
@@ -371,7 +382,6 @@ impl Supervisor {
         if self.tls.as_ref() == Some(&read) {
             return;
         }
-        tracing::info!("SIGHUP: new TLS certificate read; new handshakes use it");
         for proc in self.procs.values() {
             let _ = proc
                 .child
@@ -379,6 +389,25 @@ impl Supervisor {
                 .try_send(&ToWorker::Tls(Box::new(read.clone())));
         }
         self.tls = Some(read);
+        // `/metrics` shows the new expiry by the time this line can be read.
+        self.watch_expiry();
+        tracing::info!("SIGHUP: new TLS certificate read; new handshakes use it");
+        self.report_expiry();
+    }
+
+    /// Reads the served certificate's validity, for `/metrics` and the daily look.
+    fn watch_expiry(&mut self) {
+        self.tls_expiry =
+            crate::tls::Expiry::watch(self.tls.as_ref(), self.options.tls.cert.as_deref());
+        self.board
+            .set_tls_not_after(self.tls_expiry.as_ref().map(crate::tls::Expiry::not_after));
+    }
+
+    /// Says how long the certificate just loaded has left.
+    fn report_expiry(&mut self) {
+        if let Some(expiry) = &mut self.tls_expiry {
+            expiry.report();
+        }
     }
 
     /// Starts a process for `slot`: its serving process, a successor, or a debug worker.

@@ -405,6 +405,19 @@ pub(crate) async fn render(board: Arc<Board>, ecv: Ecv, bounds: Arc<[f64]>) -> R
         }
     }
 
+    // What Traefik (`traefik_tls_certs_not_after`) and the blackbox exporter
+    // (`probe_ssl_earliest_cert_expiry`) export: an alert is `… - time() < 14 * 86400`.
+    if let Some(not_after) = board.tls_not_after() {
+        let expiry = Gauge::<i64>::default();
+        expiry.set(not_after);
+        registry.register_with_unit(
+            "tls_certificate_expiry_timestamp",
+            "When the application port's TLS certificate expires (its notAfter), in unix time",
+            Unit::Seconds,
+            expiry,
+        );
+    }
+
     // A scrape must not probe the application: in monitor mode this reports the cluster's own
     // conditions (starting, shutting down, no worker alive) only.
     let up = Gauge::<i64>::default();

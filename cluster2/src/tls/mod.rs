@@ -10,6 +10,8 @@
 //! A worker's [`Tls`] holds the server configuration each handshake starts from, swapped whole
 //! while serving: new handshakes get the new certificate, and connections already open keep
 //! the session they negotiated. ALPN offers what `server` allows.
+//!
+//! The certificate's validity, said at each load and watched while running: `expiry.rs`.
 
 use std::fmt;
 use std::io::Read as _;
@@ -23,6 +25,12 @@ use serde::{Deserialize, Serialize};
 use tokio_rustls::TlsAcceptor;
 
 use crate::options::{ServerProtocol, TlsOptions};
+
+mod expiry;
+
+pub(crate) use expiry::Expiry;
+#[cfg(test)]
+pub(crate) use expiry::{TEST_CERT, Validity, pem_of};
 
 /// The largest PEM file read: a chain of a few certificates is a few kilobytes.
 const MAX_PEM: u64 = 1 << 20;
