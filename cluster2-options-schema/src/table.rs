@@ -364,6 +364,16 @@ pub static OPTIONS: &[Spec] = &[
         "on shutdown, how long the ECV is down before the workers stop",
     ),
     option(
+        "ecv.min_workers",
+        Kind::Count {
+            min: 1,
+            max: MAX_WORKERS,
+        },
+        "a whole number from 1 to 1024",
+        "the ECV is down while fewer workers than this can take new connections (at most the \
+         workers expected: a scale-down never takes it down)",
+    ),
+    option(
         "max_age",
         Kind::Duration {
             min: Duration::ZERO,

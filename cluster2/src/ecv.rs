@@ -5,7 +5,8 @@
 //! the master marks it up itself once every initial worker is listening and none failed its
 //! warm-up; `POST <mark_up>` and `POST <mark_down>` switch it. In monitor mode each ECV
 //! request probes an application URL and validates the answer. In both modes, a cluster with
-//! no live worker, still starting, or shutting down is down.
+//! no live worker, fewer than `ecv.min_workers` able to take connections (of the worker ids
+//! that served), still starting, or shutting down is down.
 //!
 //! The same endpoint works on any router, outside a cluster:
 //!

@@ -104,6 +104,71 @@ fn ecv_control_mode_life_cycle() {
 }
 
 #[test]
+fn ecv_is_down_while_fewer_workers_than_ecv_min_workers_can_take_connections() {
+    let gate = TempPath::new("ecv-min-workers-gate");
+    open(&gate);
+    // More than the workers there are: at most the workers that served count.
+    let cluster = Cluster::start(
+        APP,
+        &["--workers=3", "--ecv.min-workers=4"],
+        &[("FIXTURE_WARM_UP_GATE", gate.as_str())],
+    );
+    assert_eq!(ecv(cluster.monitor).status, 200);
+    let scale = |workers: u32| {
+        let body = format!(r#"{{"workers": {workers}}}"#);
+        let r =
+            cluster2_tests::post_body(cluster.monitor, "/workers/scale", "application/json", &body)
+                .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    // The gate closed: any new process waits in its warm-up, not serving.
+    std::fs::remove_file(gate.path()).unwrap();
+    let mut events = cluster2_tests::Events::open(cluster.monitor, "/events");
+    let is_new = |e: &serde_json::Value| {
+        e["pid"]
+            .as_u64()
+            .is_some_and(|pid| !cluster.workers.contains(&(pid as u32)))
+    };
+    // A growth takes nothing away: up while the new worker warms up.
+    scale(4);
+    let grown = events.wait("warming", |e| is_new(e) && e["worker"] == 3);
+    assert_eq!(ecv(cluster.monitor).status, 200);
+    // A crash does: down while its restart warms up, saying why.
+    let crashed = cluster.workers[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(crashed as i32), Signal::SIGKILL).unwrap();
+    events.wait("exited", |e| e["pid"] == crashed);
+    let restarted = events.wait("warming", |e| is_new(e) && e["worker"] == 0);
+    let r = ecv(cluster.monitor);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            503,
+            "unavailable: 2 of 4 workers can take new connections (ecv.min_workers = 4)"
+        )
+    );
+    // The application itself serves on meanwhile.
+    assert_eq!(get(cluster.app, "/").unwrap().status, 200);
+    open(&gate);
+    // In either order.
+    let mut warming = vec![grown["pid"].clone(), restarted["pid"].clone()];
+    while !warming.is_empty() {
+        let listening = events.wait("listening", |e| warming.contains(&e["pid"]));
+        warming.retain(|pid| *pid != listening["pid"]);
+    }
+    assert!(eventually(cluster2_tests::SOON, || ecv(cluster.monitor)
+        .status
+        == 200));
+    // A shrink never takes it down.
+    scale(2);
+    let mut retired = vec![serde_json::json!(2), serde_json::json!(3)];
+    while !retired.is_empty() {
+        let exited = events.wait("exited", |e| retired.contains(&e["worker"]));
+        retired.retain(|id| *id != exited["worker"]);
+    }
+    assert_eq!(ecv(cluster.monitor).status, 200);
+}
+
+#[test]
 fn ecv_stays_down_after_a_failed_warm_up_until_marked_up() {
     let marker = TempPath::new("fail-once");
     let mut proc = Proc::spawn(

@@ -186,6 +186,12 @@ pub(crate) struct Board {
     current: RwLock<Snapshot>,
     /// How many workers the cluster runs: the `workers` option, changed by scaling.
     expected: std::sync::atomic::AtomicUsize,
+    /// `ecv.min_workers`: fewer serving workers (of `established` at most) are a reason to be
+    /// down.
+    min_workers: std::sync::atomic::AtomicUsize,
+    /// Worker ids of `0..expected` that have served since they were made: a growth's new ids
+    /// count once they listen, so that a growth never takes the ECV down.
+    established: std::sync::atomic::AtomicUsize,
     phase: RwLock<Phase>,
     /// An initial worker failed its warm-up.
     warm_up_failed: RwLock<bool>,
@@ -212,6 +218,16 @@ impl Board {
         self.expected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    pub(super) fn set_min_workers(&self, workers: usize) {
+        self.min_workers
+            .store(workers, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(super) fn set_established(&self, workers: usize) {
+        self.established
+            .store(workers, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(super) fn set_expected(&self, workers: usize) {
         self.expected
             .store(workers, std::sync::atomic::Ordering::Relaxed);
@@ -230,8 +246,16 @@ impl Board {
         *self.phase.read().expect("board lock")
     }
 
-    /// Why the cluster should not take traffic, whatever the ECV mode says.
+    /// Why the cluster should not take traffic, whatever the ECV mode says: among the
+    /// reasons, fewer than `ecv.min_workers` can take new connections (of the worker ids that
+    /// served since they were made, at most: a growth or a shrink never takes it down, a crash
+    /// can).
     pub(crate) fn gate(&self) -> Option<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let needed = self
+            .min_workers
+            .load(Relaxed)
+            .min(self.established.load(Relaxed));
         // Listening workers, those of them that can take a connection, and why one cannot.
         let (mut serving, mut accepting, mut stalled) = (0, 0, None);
         for w in &self.current.read().expect("board lock").workers {
@@ -253,6 +277,11 @@ impl Board {
             Phase::Running if accepting == 0 => Some(format!(
                 "no worker can take new connections: {}",
                 stalled.unwrap_or_default()
+            )),
+            Phase::Running if accepting < needed => Some(format!(
+                "{accepting} of {} workers can take new connections (ecv.min_workers = {})",
+                self.expected(),
+                self.min_workers.load(Relaxed)
             )),
             Phase::Running => None,
         }

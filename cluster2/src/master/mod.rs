@@ -340,6 +340,7 @@ async fn master(
     // Follows the journal from here: systemd hears of the cluster's readiness, reloads, stop.
     systemd::start();
     let board = Arc::new(Board::default());
+    board.set_min_workers(options.ecv.min_workers);
     let gate_board = board.clone();
     let ecv = Ecv::build(
         options.ecv.clone(),

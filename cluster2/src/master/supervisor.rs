@@ -588,6 +588,7 @@ impl Supervisor {
                     proc.state = WorkerState::Listening;
                 }
                 proc.listening_since = Some(Instant::now());
+                self.slots[slot].established = true;
                 if proc.successor_of.is_some() {
                     // The replacement's own line says it when it is done.
                     tracing::debug!("worker {slot} (pid {pid}) listening");

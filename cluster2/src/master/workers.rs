@@ -62,6 +62,9 @@ pub(super) struct Slot {
     pub(super) restarts: u64,
     pub(super) restart_at: Option<Instant>,
     pub(super) last_failure: Option<String>,
+    /// A process of this id has listened since the id was made (at start, or by a growth):
+    /// from then on a missing process of it is capacity lost (`ecv.min_workers`).
+    pub(super) established: bool,
 }
 
 impl Supervisor {
@@ -119,6 +122,8 @@ impl Supervisor {
     pub(super) fn publish(&self) {
         let infos = self.procs.values().map(|p| self.info(p)).collect();
         self.board.set_workers(infos);
+        self.board
+            .set_established(self.live_slots().iter().filter(|s| s.established).count());
         self.publish_queue();
     }
 

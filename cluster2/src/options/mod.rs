@@ -370,6 +370,10 @@ pub struct EcvOptions {
     /// On shutdown, how long the ECV is down before workers stop, so balancers stop sending.
     #[serde(with = "duration")]
     pub drain_delay: Duration,
+    /// The ECV is down while fewer workers than this can take new connections (at most the
+    /// workers expected), so that a host whose workers are crashing hands its share of the
+    /// traffic to the others instead of piling it on its survivors.
+    pub min_workers: usize,
 }
 
 impl Default for EcvOptions {
@@ -386,6 +390,7 @@ impl Default for EcvOptions {
             up_body: "OK".to_owned(),
             down_body: "unavailable".to_owned(),
             drain_delay: Duration::ZERO,
+            min_workers: 1,
         }
     }
 }
