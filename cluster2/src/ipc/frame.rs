@@ -23,7 +23,7 @@ use tokio_util::codec::{Decoder, Encoder};
 /// Bumped whenever a message of either protocol on these frames changes shape (the channel's
 /// `ipc::message`, the cache's `cache::protocol`): a peer built from another version of
 /// cluster2 is refused instead of misread.
-pub(crate) const PROTOCOL_VERSION: u8 = 6;
+pub(crate) const PROTOCOL_VERSION: u8 = 7;
 
 /// The longest body a channel between master and child accepts (and sends). The cache socket
 /// has its own limit, derived from `cache.max_value`.

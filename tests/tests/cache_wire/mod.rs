@@ -13,7 +13,7 @@ use cluster2_tests::{Events, SOON};
 
 /// The protocol version byte every frame starts with: `PROTOCOL_VERSION` of cluster2's
 /// `ipc/frame.rs`, which a change to the messages bumps.
-pub(crate) const VERSION: u8 = 6;
+pub(crate) const VERSION: u8 = 7;
 
 /// The socket of the cluster's cache manager, and the manager's pid, from the
 /// `cache_manager_up` event.
