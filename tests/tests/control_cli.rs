@@ -1,5 +1,5 @@
 //! The commands for a running cluster, run as the binary's first argument against real
-//! clusters: `status` (table and `--json`), `reload`, `scale N|+N|-N`, found through the pid
+//! clusters: `status` (table and `--json`), `reload`, `scale N|+N|-N`, `logs`, found through the pid
 //! file or the monitor's port, with and without a token; and each failure's words and exit
 //! status (2 a bad argument, 5 no master, 6 unreachable, 7 the token, 1 what was asked failed).
 //! Then against a "monitor" that is not one (a small server here answering crafted HTTP) and
@@ -343,6 +343,91 @@ fn scale_exits_1_naming_the_worker_when_a_new_one_cannot_start() {
     assert!(ran.stderr.contains("worker 1"), "{ran:?}");
     // The first worker serves on.
     assert_eq!(serving(&cluster).len(), 1);
+}
+
+#[test]
+fn logs_follows_every_worker_new_ones_included_escaped_until_interrupted() {
+    let cluster = Cluster::start(APP, &["--workers=2"], &[]);
+    let mut child = Command::new(APP)
+        .args(["logs", &format!("--mon-port={}", cluster.monitor.port())])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, printed) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Asks a worker to log `msg` (with an escape sequence in it) until `logs` prints it;
+    // returns the line and the pid of the worker that logged it.
+    let mut seen = Vec::new();
+    let mut logged_until_printed = |msg: &str| -> (String, String) {
+        let deadline = Instant::now() + SOON;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "never printed {msg:?}:\n{seen:#?}"
+            );
+            let path = format!("/log?level=info&msg={msg}%1B%5B2J");
+            let pid = cluster2_tests::get(cluster.app, &path).unwrap().body;
+            while let Ok(line) = printed.recv_timeout(Duration::from_millis(100)) {
+                if line.contains(msg) {
+                    return (line, pid);
+                }
+                seen.push(line);
+            }
+        }
+    };
+    let (line, pid) = logged_until_printed("from-the-app");
+    assert!(
+        line.starts_with("worker ") && line.contains(&format!("(pid {pid}) ")),
+        "{line}"
+    );
+    assert!(line.contains(" INFO "), "{line}");
+    // The worker's bytes, shown and not acted on.
+    assert!(line.contains(r"from-the-app\u{1b}[2J"), "{line}");
+    assert!(!line.chars().any(char::is_control), "{line}");
+    // A worker started after `logs` is followed too.
+    let grown = cluster2_tests::post_body(
+        cluster.monitor,
+        "/workers/scale",
+        "application/json",
+        r#"{"workers": 3}"#,
+    )
+    .unwrap();
+    assert_eq!(grown.status, 200, "{}", grown.body);
+    let mut from_worker_2 = false;
+    for i in 0..200 {
+        let (line, _) = logged_until_printed(&format!("after-growth-{i}-"));
+        if line.starts_with("worker 2 ") {
+            from_worker_2 = true;
+            break;
+        }
+    }
+    assert!(from_worker_2, "no line of the new worker 2");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + SOON;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "logs did not end on SIGINT");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
 }
 
 /// How a [`Hostile`] monitor answers a request.

@@ -1,10 +1,11 @@
 //! The commands for a running cluster, as the first argument of any cluster2 binary:
-//! `status [--json]`, `reload`, `scale N|+N|-N` (`stop` is the master's own, in
+//! `status [--json]`, `reload`, `scale N|+N|-N`, `logs` (`stop` is the master's own, in
 //! `master/stop.rs`). Each one talks to the master through its monitor, like any other client:
 //! found from the pid file (`--pids=DIR`, proven as `stop` proves it) or from
 //! `--mon-host`/`--mon-port`, with `--mon.token` when the cluster has one (`find.rs`), over a
 //! small HTTP/1.1 client on hyper (`client.rs`). `status` renders `/workers` (`status.rs`);
-//! `reload` and `scale` ask, then wait until it is done (`wait.rs`).
+//! `reload` and `scale` ask, then wait until it is done (`wait.rs`); `logs` follows every
+//! worker's live log stream (`logs.rs`).
 //!
 //! Each failure is one line on standard error naming what was wrong, and an exit status of
 //! its own (`exit.rs`): 2 a bad argument, 5 no master found, 6 the monitor unreachable, 7 the
@@ -29,6 +30,7 @@ macro_rules! say {
 
 mod client;
 mod find;
+mod logs;
 mod status;
 mod wait;
 
@@ -95,6 +97,7 @@ pub(crate) fn run(action: Action, options: &Options) -> ExitCode {
                 let target = scale.expect("parsed above");
                 wait::scale(&monitor, options, target).await
             }
+            Action::Logs => logs::run(&monitor).await,
             Action::Serve | Action::Stop => unreachable!("not a control command"),
         }
     });

@@ -1,7 +1,7 @@
 //! The command line: one `--flag` per option (kebab case, dotted for nested options), plus
 //! `--config`, `--check`, `--help`, `--version`, and application arguments after `--`; or, as
 //! the first argument, a command for the running cluster: `stop`, `status [--json]`,
-//! `reload`, `scale N|+N|-N` (carried out by `control_cli`).
+//! `reload`, `scale N|+N|-N`, `logs` (carried out by `control_cli`).
 //!
 //! clap does the syntax (`--port 8080`, `--port=8080`, bare booleans, suggestions, help); values
 //! stay text here and are typed in [`super::resolve`], so every layer reports errors alike.
@@ -31,10 +31,12 @@ pub(crate) enum Action {
     Reload,
     /// `scale N`, `scale +N`, `scale -N`: the argument as given, checked by the command.
     Scale(String),
+    /// `logs`: every worker's log lines, live, until interrupted.
+    Logs,
 }
 
 /// The commands for a running cluster, as the first argument.
-const COMMANDS: &[&str] = &["stop", "status", "reload", "scale"];
+const COMMANDS: &[&str] = &["stop", "status", "reload", "scale", "logs"];
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -121,6 +123,7 @@ pub(crate) fn parse_command_line(
         (Some("status"), _) => Action::Status { json },
         (Some("reload"), _) => Action::Reload,
         (Some("scale"), Some(arg)) => Action::Scale(arg),
+        (Some("logs"), _) => Action::Logs,
         _ if matches.get_flag("stop") => Action::Stop,
         _ => Action::Serve,
     };
@@ -157,7 +160,7 @@ fn build(name: &str, version: &str, code: &[(String, OptionValue)]) -> clap::Com
              (its pid file) or --mon-host/--mon-port, with --mon.token when it has one: \
              `stop`; `status` (its workers; --json for scripts); `reload` (replace every worker \
              one at a time, and wait); `scale N`, `scale +N`, `scale -N` (run N workers, or N \
-             more or fewer).\n\n\
+             more or fewer); `logs` (every worker's log lines, live, until Ctrl-C).\n\n\
              The defaults shown are this application's: its #[cluster2::main(...)] values over \
              cluster2's own. Every option can also be set in the config file (--config) or as \
              an environment variable (CLUSTER2_PORT, CLUSTER2_RESTART__DELAY); the command line \

@@ -1,0 +1,169 @@
+//! `logs`: every worker's log lines, live, as `pm2 logs` shows an application's, until
+//! interrupted (Ctrl-C, SIGTERM: exit 0).
+//!
+//! Each worker's lines come from the monitor's `GET /debug/workers/{pid}/logs` stream (the
+//! lines its filter lets through, what its standard error shows, the recent ones first). The
+//! workers are read from `/workers` every [`POLL`], so that the workers a restart, a reload or
+//! a scale starts are followed too; a stream ends with its process. Each line is printed as
+//!
+//! ```text
+//! worker 1 (pid 4242) 2026-11-28T10:00:00.123Z INFO my_app::orders: order taken id=17
+//! ```
+//!
+//! and every character of it that would act on a terminal is escaped (`say!`), whatever a
+//! worker logged or a monitor sent. At most [`MAX_FOLLOWED`] streams are open at once.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::Failure;
+use super::client::{self, Events};
+use super::find::Monitor;
+
+/// How often the workers are looked up, for new ones.
+const POLL: Duration = Duration::from_secs(1);
+/// The most workers followed at once (the most a cluster may run).
+const MAX_FOLLOWED: usize = cluster2_options_schema::MAX_WORKERS as usize;
+/// Lines waiting to be printed, at most; a stream waits for room beyond.
+const QUEUE: usize = 1024;
+
+pub(super) async fn run(monitor: &Monitor) -> Result<(), Failure> {
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| Failure::Failed(format!("cannot watch for Ctrl-C: {e}")))?;
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| Failure::Failed(format!("cannot watch for SIGTERM: {e}")))?;
+    let (lines, mut printed) = mpsc::channel::<String>(QUEUE);
+    // The pids followed among those listed: a stream that ended is not opened again while its
+    // pid is listed, and the set never holds more than the monitor lists (or the bound).
+    let mut followed = BTreeSet::new();
+    let mut poll = tokio::time::interval(POLL);
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+            Some(line) = printed.recv() => say!("{line}"),
+            _ = poll.tick() => {
+                let workers = listed(&client::get(monitor, "/workers").await?);
+                followed.retain(|pid| workers.iter().any(|(_, listed)| listed == pid));
+                for (worker, pid) in workers {
+                    if followed.len() < MAX_FOLLOWED && followed.insert(pid) {
+                        tokio::spawn(follow(monitor.clone(), worker, pid, lines.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The worker ids and pids `/workers` lists.
+fn listed(workers: &Value) -> Vec<(u64, u32)> {
+    workers["workers"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|w| {
+                    let pid = u32::try_from(w["pid"].as_u64()?).ok()?;
+                    Some((w["worker"].as_u64()?, pid))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends one worker's lines, rendered, until its stream ends (its process exited) or breaks.
+async fn follow(monitor: Monitor, worker: u64, pid: u32, lines: mpsc::Sender<String>) {
+    // A worker gone between `/workers` and here has no stream: nothing to follow.
+    let Ok(mut events) = Events::open(&monitor, &format!("/debug/workers/{pid}/logs")).await else {
+        return;
+    };
+    while let Ok(Some(event)) = events.next().await {
+        if lines.send(render(worker, pid, &event)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One event of a stream as a line: a log line, or how many were lost.
+fn render(worker: u64, pid: u32, event: &Value) -> String {
+    let mut line = format!("worker {worker} (pid {pid})");
+    if let Some(lost) = event.as_u64() {
+        let _ = write!(
+            line,
+            " ({lost} lines dropped: the process or this reader fell behind)"
+        );
+        return line;
+    }
+    if let Some(at) = event["at_unix_secs"]
+        .as_f64()
+        .filter(|t| t.is_finite() && *t >= 0.0)
+    {
+        let at = UNIX_EPOCH + Duration::from_secs_f64(at.min(253_402_300_799.0));
+        let _ = write!(line, " {}", humantime::format_rfc3339_millis(at));
+    }
+    let text = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
+    let _ = write!(
+        line,
+        " {} {}: {}",
+        text("level"),
+        text("target"),
+        text("message")
+    );
+    if let Some(fields) = event["fields"].as_object() {
+        for (key, value) in fields {
+            match value {
+                Value::String(s) => {
+                    let _ = write!(line, " {key}={s}");
+                }
+                other => {
+                    let _ = write!(line, " {key}={other}");
+                }
+            }
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_line_shows_who_when_how_loud_where_and_what() {
+        let event = json!({
+            "level": "INFO", "target": "app::orders", "message": "order taken",
+            "fields": {"id": 17, "who": "ann"}, "at_unix_secs": 1_795_860_000.123_4,
+        });
+        assert_eq!(
+            render(1, 4242, &event),
+            "worker 1 (pid 4242) 2026-11-28T10:00:00.123Z INFO app::orders: order taken id=17 \
+             who=ann"
+        );
+        assert_eq!(
+            render(0, 7, &json!(3)),
+            "worker 0 (pid 7) (3 lines dropped: the process or this reader fell behind)"
+        );
+        // What a monitor may send that is no line: shown as empty parts, never a panic.
+        assert_eq!(
+            render(0, 7, &json!({"at_unix_secs": 1e300})),
+            "worker 0 (pid 7) 9999-12-31T23:59:59.000Z  : "
+        );
+        assert_eq!(render(0, 7, &json!("x")), "worker 0 (pid 7)  : ");
+    }
+
+    #[test]
+    fn workers_are_read_from_what_the_monitor_lists() {
+        let workers = json!({"workers": [
+            {"worker": 0, "pid": 10}, {"worker": 1, "pid": 11},
+            {"worker": 2, "pid": -1}, {"worker": "x", "pid": 12}, {"pid": 13},
+            {"worker": 3, "pid": 4_294_967_296_u64},
+        ]});
+        assert_eq!(listed(&workers), [(0, 10), (1, 11)]);
+        assert_eq!(listed(&json!({})), []);
+    }
+}
