@@ -377,7 +377,9 @@ fn logs_follows_every_worker_new_ones_included_escaped_until_interrupted() {
                 Instant::now() < deadline,
                 "never printed {msg:?}:\n{seen:#?}"
             );
-            let path = format!("/log?level=info&msg={msg}%1B%5B2J");
+            // An escape sequence, and a line break with what looks like another worker's line.
+            let path =
+                format!("/log?level=info&msg={msg}%1B%5B2J%0Aworker%209%20(pid%201)%20forged");
             let pid = cluster2_tests::get(cluster.app, &path).unwrap().body;
             while let Ok(line) = printed.recv_timeout(Duration::from_millis(100)) {
                 if line.contains(msg) {
@@ -394,7 +396,10 @@ fn logs_follows_every_worker_new_ones_included_escaped_until_interrupted() {
     );
     assert!(line.contains(" INFO "), "{line}");
     // The worker's bytes, shown and not acted on.
-    assert!(line.contains(r"from-the-app\u{1b}[2J"), "{line}");
+    assert!(
+        line.contains(r"from-the-app\u{1b}[2J\u{a}worker 9 (pid 1) forged"),
+        "{line}"
+    );
     assert!(!line.chars().any(char::is_control), "{line}");
     // A worker started after `logs` is followed too.
     let grown = cluster2_tests::post_body(
@@ -414,6 +419,11 @@ fn logs_follows_every_worker_new_ones_included_escaped_until_interrupted() {
         }
     }
     assert!(from_worker_2, "no line of the new worker 2");
+    // No message made a line of its own.
+    while let Ok(line) = printed.try_recv() {
+        seen.push(line);
+    }
+    assert!(!seen.iter().any(|l| l.starts_with("worker 9")), "{seen:#?}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

@@ -2,16 +2,22 @@
 //! interrupted (Ctrl-C, SIGTERM: exit 0).
 //!
 //! Each worker's lines come from the monitor's `GET /debug/workers/{pid}/logs` stream (the
-//! lines its filter lets through, what its standard error shows, the recent ones first). The
-//! workers are read from `/workers` every [`POLL`], so that the workers a restart, a reload or
-//! a scale starts are followed too; a stream ends with its process. Each line is printed as
+//! lines its filter lets through, what its standard error shows, from when the stream opened:
+//! a worker forwards its lines only while watched). The workers are read from `/workers`
+//! every [`POLL`], by a task of their own so that Ctrl-C is never held up by a slow answer, and
+//! the workers a restart, a reload or a scale starts are followed too; a stream ends with its
+//! process, and one that broke while its worker is still listed is opened again at the next
+//! look. Each line is printed as
 //!
 //! ```text
 //! worker 1 (pid 4242) 2026-11-28T10:00:00.123Z INFO my_app::orders: order taken id=17
 //! ```
 //!
-//! and every character of it that would act on a terminal is escaped (`say!`), whatever a
-//! worker logged or a monitor sent. At most [`MAX_FOLLOWED`] streams are open at once.
+//! escaped whole ([`shown`]): a line break or any other character a worker logged (or a
+//! monitor sent) that would act on a terminal is written as an escape, so that no message can
+//! pass for another worker's line. At most [`MAX_FOLLOWED`] streams are open at once, the
+//! lowest worker ids', so that `logs` never takes more than a small share of the monitor's
+//! connections (`mon.max_connections`), which the ECV needs.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -21,14 +27,14 @@ use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::Failure;
 use super::client::{self, Events};
 use super::find::Monitor;
+use super::{Failure, shown};
 
 /// How often the workers are looked up, for new ones.
 const POLL: Duration = Duration::from_secs(1);
-/// The most workers followed at once (the most a cluster may run).
-const MAX_FOLLOWED: usize = cluster2_options_schema::MAX_WORKERS as usize;
+/// The most workers followed at once: one monitor connection each.
+const MAX_FOLLOWED: usize = 32;
 /// Lines waiting to be printed, at most; a stream waits for room beyond.
 const QUEUE: usize = 1024;
 
@@ -37,25 +43,77 @@ pub(super) async fn run(monitor: &Monitor) -> Result<(), Failure> {
         .map_err(|e| Failure::Failed(format!("cannot watch for Ctrl-C: {e}")))?;
     let mut terminate = signal(SignalKind::terminate())
         .map_err(|e| Failure::Failed(format!("cannot watch for SIGTERM: {e}")))?;
+    // The first look says whether there is a monitor at all: if not, that is the answer.
+    let first = listed(&client::get(monitor, "/workers").await?);
+    let (looks_tx, mut looks) = mpsc::channel(1);
+    tokio::spawn(look_every(monitor.clone(), looks_tx));
     let (lines, mut printed) = mpsc::channel::<String>(QUEUE);
-    // The pids followed among those listed: a stream that ended is not opened again while its
-    // pid is listed, and the set never holds more than the monitor lists (or the bound).
+    let (ended_tx, mut ended) = mpsc::unbounded_channel::<u32>();
+    // The pids followed now: each has a stream open (or opening).
     let mut followed = BTreeSet::new();
-    let mut poll = tokio::time::interval(POLL);
+    let mut capped = false;
+    let mut look: Option<Result<Vec<(u64, u32)>, Failure>> = Some(Ok(first));
     loop {
+        match look.take() {
+            Some(Ok(mut workers)) => {
+                workers.sort_unstable();
+                let total = workers.len();
+                for (worker, pid) in workers.into_iter().take(MAX_FOLLOWED) {
+                    // Never more streams than the bound, replaced workers' included.
+                    if followed.len() < MAX_FOLLOWED && followed.insert(pid) {
+                        let ended = ended_tx.clone();
+                        let lines = lines.clone();
+                        let monitor = monitor.clone();
+                        tokio::spawn(async move {
+                            follow(&monitor, worker, pid, lines).await;
+                            let _ = ended.send(pid);
+                        });
+                    }
+                }
+                if total > MAX_FOLLOWED && !capped {
+                    say!(
+                        "(following {MAX_FOLLOWED} of {total} workers, the lowest ids: each \
+                         takes one of the monitor's connections)"
+                    );
+                }
+                capped = total > MAX_FOLLOWED;
+            }
+            Some(Err(failure)) => {
+                eprintln!("{}; looking again", shown(failure.message()));
+            }
+            None => {}
+        }
         tokio::select! {
             _ = interrupt.recv() => return Ok(()),
             _ = terminate.recv() => return Ok(()),
-            Some(line) = printed.recv() => say!("{line}"),
-            _ = poll.tick() => {
-                let workers = listed(&client::get(monitor, "/workers").await?);
-                followed.retain(|pid| workers.iter().any(|(_, listed)| listed == pid));
-                for (worker, pid) in workers {
-                    if followed.len() < MAX_FOLLOWED && followed.insert(pid) {
-                        tokio::spawn(follow(monitor.clone(), worker, pid, lines.clone()));
-                    }
-                }
+            Some(line) = printed.recv() => say!("{}", shown(&line)),
+            Some(pid) = ended.recv() => {
+                // Opened again at the next look if the worker is still listed.
+                followed.remove(&pid);
             }
+            Some(next) = looks.recv() => look = Some(next),
+        }
+    }
+}
+
+/// Sends what `/workers` lists every [`POLL`], or why it could not be read (said once in a
+/// row), until the receiver is gone.
+async fn look_every(monitor: Monitor, looks: mpsc::Sender<Result<Vec<(u64, u32)>, Failure>>) {
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The look at start was made by `run`.
+    poll.tick().await;
+    let mut failing = false;
+    loop {
+        poll.tick().await;
+        let look = client::get(&monitor, "/workers").await.map(|w| listed(&w));
+        let failed = look.is_err();
+        if failed && failing {
+            continue;
+        }
+        failing = failed;
+        if looks.send(look).await.is_err() {
+            return;
         }
     }
 }
@@ -76,9 +134,9 @@ fn listed(workers: &Value) -> Vec<(u64, u32)> {
 }
 
 /// Sends one worker's lines, rendered, until its stream ends (its process exited) or breaks.
-async fn follow(monitor: Monitor, worker: u64, pid: u32, lines: mpsc::Sender<String>) {
+async fn follow(monitor: &Monitor, worker: u64, pid: u32, lines: mpsc::Sender<String>) {
     // A worker gone between `/workers` and here has no stream: nothing to follow.
-    let Ok(mut events) = Events::open(&monitor, &format!("/debug/workers/{pid}/logs")).await else {
+    let Ok(mut events) = Events::open(monitor, &format!("/debug/workers/{pid}/logs")).await else {
         return;
     };
     while let Ok(Some(event)) = events.next().await {

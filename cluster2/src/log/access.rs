@@ -411,10 +411,10 @@ fn target(uri: &Uri) -> &str {
     uri.path_and_query().map_or(uri.path(), |pq| pq.as_str())
 }
 
-/// The status sent, or 499 (nginx's "client closed request") when none was.
 /// The status hyper answered a request head it refused with, found in `error`'s chain: the
 /// answers of its HTTP/1 server (`on_error`); none for what it closes without an answer (an
-/// HTTP/2 preface on an HTTP/1 port, an internal error) or for any other error.
+/// HTTP/2 preface on an HTTP/1 port) or for any other error. (hyper's rare internal parse
+/// error, which it closes on without an answer, cannot be told apart and is logged as 400.)
 fn refused_with(error: &(dyn std::error::Error + 'static)) -> Option<StatusCode> {
     let mut next = Some(error);
     while let Some(error) = next {
@@ -437,6 +437,7 @@ fn refused_with(error: &(dyn std::error::Error + 'static)) -> Option<StatusCode>
     None
 }
 
+/// The status sent, or 499 (nginx's "client closed request") when none was.
 fn status(p: &Pending) -> u16 {
     p.status.map_or(499, |s| s.as_u16())
 }
