@@ -37,6 +37,9 @@ const POLL: Duration = Duration::from_secs(1);
 const MAX_FOLLOWED: usize = 32;
 /// Lines waiting to be printed, at most; a stream waits for room beyond.
 const QUEUE: usize = 1024;
+/// The longest line printed, in bytes (a worker's own lines are cut at 4 KiB already): with
+/// [`QUEUE`], what a monitor can make this command hold.
+const MAX_LINE: usize = 16 << 10;
 
 pub(super) async fn run(monitor: &Monitor) -> Result<(), Failure> {
     let mut interrupt = signal(SignalKind::interrupt())
@@ -183,6 +186,14 @@ fn render(worker: u64, pid: u32, event: &Value) -> String {
             }
         }
     }
+    if line.len() > MAX_LINE {
+        let mut end = MAX_LINE;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push_str("...");
+    }
     line
 }
 
@@ -212,6 +223,13 @@ mod tests {
             "worker 0 (pid 7) 9999-12-31T23:59:59.000Z  : "
         );
         assert_eq!(render(0, 7, &json!("x")), "worker 0 (pid 7)  : ");
+        // A monitor's huge line is cut, on a character boundary.
+        let huge = render(0, 7, &json!({"message": "é".repeat(MAX_LINE)}));
+        assert!(
+            huge.len() <= MAX_LINE + 3 && huge.ends_with("é..."),
+            "{}",
+            huge.len()
+        );
     }
 
     #[test]
