@@ -520,6 +520,14 @@ impl Drop for Hostile {
     }
 }
 
+/// `reload` against a [`Hostile`] monitor, found by its port.
+fn reload_against(monitor: &Hostile) -> Ran {
+    ctl(
+        &["reload", &format!("--mon-port={}", monitor.addr.port())],
+        &[],
+    )
+}
+
 /// A request's head, its body read too (so that closing after the answer loses nothing).
 fn read_request(stream: &mut TcpStream) -> Option<String> {
     let mut head = Vec::new();
@@ -598,10 +606,7 @@ fn a_reload_waits_for_no_more_workers_than_there_are_and_prints_no_control_chara
             )
         }
     });
-    let ran = ctl(
-        &["reload", &format!("--mon-port={}", monitor.addr.port())],
-        &[],
-    );
+    let ran = reload_against(&monitor);
     assert_eq!(ran.code, Some(1), "{ran:?}");
     // Its count of queued workers is at most the one worker listed.
     assert!(
@@ -667,10 +672,7 @@ fn reload_with_a_crash_before_its_turn(restart: &'static str) -> Hostile {
 fn a_reload_counts_a_worker_that_crashed_before_its_turn_only_once_its_restart_listens() {
     let monitor =
         reload_with_a_crash_before_its_turn(r#"{"event": "listening", "pid": 81, "worker": 1}"#);
-    let ran = ctl(
-        &["reload", &format!("--mon-port={}", monitor.addr.port())],
-        &[],
-    );
+    let ran = reload_against(&monitor);
     assert_eq!(ran.code, Some(0), "{ran:?}");
     assert!(
         ran.stdout
@@ -697,10 +699,7 @@ fn a_reload_fails_when_a_worker_that_crashed_before_its_turn_cannot_start_again(
         ),
     ] {
         let monitor = reload_with_a_crash_before_its_turn(restart);
-        let ran = ctl(
-            &["reload", &format!("--mon-port={}", monitor.addr.port())],
-            &[],
-        );
+        let ran = reload_against(&monitor);
         assert_eq!(ran.code, Some(1), "{restart}: {ran:?}");
         assert!(
             ran.stderr.contains("1 of 2 workers not replaced"),
@@ -761,10 +760,7 @@ fn a_refusal_whose_body_never_comes_does_not_hold_the_command() {
         }
     });
     // Bounded by `ctl`: before the fix, the command waited forever.
-    let ran = ctl(
-        &["reload", &format!("--mon-port={}", monitor.addr.port())],
-        &[],
-    );
+    let ran = reload_against(&monitor);
     assert_eq!(ran.code, Some(6), "{ran:?}");
     assert!(ran.stderr.contains("did not answer GET /events"), "{ran:?}");
 }

@@ -108,14 +108,7 @@ pub(crate) fn run(
             }
         }
     } else {
-        let on: Vec<String> = app
-            .monitor
-            .iter()
-            .map(|l| {
-                l.local_addr()
-                    .map_or_else(|_| "TCP".to_owned(), |a| a.to_string())
-            })
-            .collect();
+        let on: Vec<String> = app.monitor.iter().map(describe_tcp).collect();
         // The rule `mon_host` follows, for an address the service manager chose.
         let exposed = app
             .monitor
@@ -276,15 +269,20 @@ fn app_listeners(options: &Options, addrs: &[SocketAddr]) -> Option<Result<AppLi
 /// A listening socket as the start-up line shows it.
 fn describe(listener: &Listener) -> String {
     match listener {
-        Listener::Tcp(l) => l
-            .local_addr()
-            .map_or_else(|_| "TCP".to_owned(), |a| a.to_string()),
+        Listener::Tcp(l) => describe_tcp(l),
         Listener::Unix(l) => l
             .local_addr()
             .ok()
             .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
             .unwrap_or_else(|| "unix socket".to_owned()),
     }
+}
+
+/// A TCP listening socket as the start-up lines show it: its address.
+fn describe_tcp(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "TCP".to_owned(), |a| a.to_string())
 }
 
 /// Everything the master runs, in order: signal handlers, pid files, the spawner, the
